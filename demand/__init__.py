@@ -1,0 +1,1 @@
+"""Shared pieces of the demand forecasting platform: settings, the feature contract, the CLI."""

@@ -1,0 +1,1 @@
+"""Feature build: the raw data contract, the synthetic retailer, and raw → feature tables."""
