@@ -1,0 +1,129 @@
+"""Feature views: what is known about a key at a point in time.
+
+TTLs say how old a row may be and still describe the key at an entity's
+timestamp: older rows come back as nulls in training sets rather than as stale
+values. (Feast's SQLite online store ignores TTLs; serving checks the
+``*_known_at`` fields instead.) Every view carries a ``*_known_at`` field, the
+instant its row became known, so lineage and leakage checks can see it; models
+do not use them as inputs.
+"""
+
+from datetime import timedelta
+
+from feast import FeatureView, Field
+from feast.types import Float64, Int64, String, UnixTimestamp
+
+import data_sources as sources
+from entities import product, region, store, target_day
+
+
+def _floats(*names: str) -> list[Field]:
+    return [Field(name=name, dtype=Float64) for name in names]
+
+
+store_product_sales = FeatureView(
+    name="store_product_sales",
+    description="Recent sales of a product in a store: level, spread, trend, recency, "
+    "price, promotion, customers, and the sales of its basket partner.",
+    entities=[store, product],
+    # Built nightly. One missed night still serves yesterday's row; two are stale.
+    ttl=timedelta(days=2),
+    schema=[
+        *_floats(
+            "units_lag_1", "units_lag_7", "units_lag_14", "units_lag_28",
+            "units_mean_7", "units_mean_28", "units_std_7", "units_std_28", "units_trend",
+            "days_since_last_sale", "avg_price_28", "promo_days_7", "promo_today",
+            "customers_7", "customers_28", "partner_units_lag_1", "partner_units_mean_7",
+        ),
+        Field(name="copurchase_partner_id", dtype=String),
+        Field(name="sales_known_at", dtype=UnixTimestamp),
+    ],
+    source=sources.store_product_daily,
+    tags={"domain": "purchases"},
+)
+
+store_product_replenishment = FeatureView(
+    name="store_product_replenishment",
+    description="Customers of a store whose replacement of a product falls due soon.",
+    entities=[store, product],
+    ttl=timedelta(days=2),
+    schema=[
+        *_floats("replacements_due_7d", "installed_base_customers"),
+        Field(name="replenishment_known_at", dtype=UnixTimestamp),
+    ],
+    source=sources.store_product_replenishment,
+    tags={"domain": "product_lifespan"},
+)
+
+product_lifespan = FeatureView(
+    name="product_lifespan",
+    description="How long a product lasts before its buyers replace it.",
+    entities=[product],
+    # Re-estimated every 28 days; a row twice that old means the refresh stopped.
+    ttl=timedelta(days=56),
+    schema=[
+        *_floats(
+            "replacement_interval_days", "replacement_interval_iqr_days", "repeat_pairs",
+            "repeat_buyer_share", "declared_lifespan_days",
+        ),
+        Field(name="lifespan_known_at", dtype=UnixTimestamp),
+    ],
+    source=sources.product_lifespan,
+    tags={"domain": "product_lifespan"},
+)
+
+region_weather_observed = FeatureView(
+    name="region_weather_observed",
+    description="The weather a region had on the last complete day, and over the last week.",
+    entities=[region],
+    ttl=timedelta(days=2),
+    schema=[
+        *_floats(
+            "temperature_c", "precipitation_mm", "sunshine_hours",
+            "temperature_mean_7d", "precipitation_sum_7d", "rainy_days_7d",
+        ),
+        Field(name="weather_known_at", dtype=UnixTimestamp),
+    ],
+    source=sources.region_weather_daily,
+    tags={"domain": "weather"},
+)
+
+region_weather_forecast = FeatureView(
+    name="region_weather_forecast",
+    description="The latest weather forecast for a region and target day, as known then. "
+    "Training sees the forecast issued before the origin, never the observed weather.",
+    entities=[region, target_day],
+    # Forecasts reach ten days ahead: an older one cannot be for this target day.
+    ttl=timedelta(days=10),
+    schema=[
+        Field(name="forecast_lead_days", dtype=Int64),
+        *_floats("forecast_temperature_c", "forecast_precipitation_mm",
+                 "forecast_sunshine_hours"),
+        Field(name="forecast_issued_at", dtype=UnixTimestamp),
+    ],
+    source=sources.region_weather_forecast,
+    tags={"domain": "weather"},
+)
+
+store_attributes = FeatureView(
+    name="store_attributes",
+    description="Where a store is; its region keys the weather views.",
+    entities=[store],
+    ttl=timedelta(0),  # attributes do not expire
+    schema=[
+        Field(name="region_id", dtype=String),
+        *_floats("latitude", "longitude"),
+    ],
+    source=sources.store_attributes,
+    tags={"domain": "master_data"},
+)
+
+product_attributes = FeatureView(
+    name="product_attributes",
+    description="What a product is.",
+    entities=[product],
+    ttl=timedelta(0),
+    schema=[Field(name="category", dtype=String), *_floats("list_price")],
+    source=sources.product_attributes,
+    tags={"domain": "master_data"},
+)

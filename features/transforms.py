@@ -1,0 +1,339 @@
+"""Raw tables → feature tables, as SQL over integer period numbers.
+
+Every query here is plain SQL: joins, GROUP BY, standard window functions and
+PERCENTILE_CONT. Time is an integer period number (``day`` = days since
+1970-01-01 at the daily grain), so the same text runs on DuckDB (the embedded
+engine), PostgreSQL or Spark SQL; the engine-specific parts (reading files,
+turning periods into timestamps) live in ``features/build.py``.
+
+Input relations, staged by ``build.py``:
+
+* ``lines(order_id, customer_id, store_id, product_id, day, quantity, revenue, promo)``
+* ``products(product_id, category, lifespan_days, list_price)``
+* ``stores(store_id, region_id, latitude, longitude)``
+* ``weather_observed(region_id, day, temperature_c, precipitation_mm, sunshine_hours)``
+* ``weather_forecast(region_id, issue_day, issued_at, valid_day, <the same measures>)``
+* ``periods(day)``: every period of the history, gaps included
+
+A feature row "as of" period ``d`` uses data up to the end of ``d`` and no later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Window lengths, in periods of the grain (days at the daily grain)."""
+
+    lags: tuple[int, ...] = (1, 7, 14, 28)
+    short: int = 7
+    long: int = 28
+    replacement_due: int = 7  # "customers due within the next N periods"
+    lifespan_every: int = 28  # lifespan estimates are refreshed every N periods
+    lifespan_lookback: int = 365  # ... from the repeat purchases of the last N periods
+    lifespan_min_pairs: int = 30  # fewer repeat pairs than this: use the declared value
+    lifespan_min_repeat_share: float = 0.1  # fewer repeat buyers: not a re-bought product
+    copurchase_min_orders: int = 20  # baskets needed before a pair counts as partners
+
+
+def sales_daily() -> str:
+    return """
+    SELECT store_id, product_id, day,
+           SUM(quantity) AS units,
+           SUM(revenue) AS revenue,
+           MAX(CASE WHEN promo THEN 1 ELSE 0 END) AS promo
+    FROM lines
+    GROUP BY store_id, product_id, day
+    """
+
+
+def sales_grid() -> str:
+    """Every (store, product, period) from the pair's first sale on; no sale means 0 units.
+
+    A store that carries a product and sold none of it on a day sold zero: these
+    rows are real observations, and windows count them.
+    """
+    return """
+    SELECT g.store_id, g.product_id, p.day,
+           COALESCE(s.units, 0) AS units,
+           COALESCE(s.revenue, 0) AS revenue,
+           COALESCE(s.promo, 0) AS promo
+    FROM (SELECT store_id, product_id, MIN(day) AS first_day
+          FROM sales_daily GROUP BY store_id, product_id) g
+    JOIN periods p ON p.day >= g.first_day
+    LEFT JOIN sales_daily s
+      ON s.store_id = g.store_id AND s.product_id = g.product_id AND s.day = p.day
+    """
+
+
+def purchase_features(w: Windows) -> str:
+    """Lags, rolling level and spread, trend, recency, price and promotion per row of the grid.
+
+    ``units_lag_k`` is the units sold k periods before the period after ``d``:
+    ``units_lag_1`` is ``d`` itself, ``units_lag_7`` the same weekday as ``d + 1``.
+    Windows at the start of a series average the periods that exist.
+    """
+    lags = ",\n           ".join(
+        f"LAG(units, {k - 1}) OVER w AS units_lag_{k}" if k > 1 else "units AS units_lag_1"
+        for k in w.lags
+    )
+    short = f"ROWS BETWEEN {w.short - 1} PRECEDING AND CURRENT ROW"
+    long = f"ROWS BETWEEN {w.long - 1} PRECEDING AND CURRENT ROW"
+    return f"""
+    SELECT store_id, product_id, day,
+           {lags},
+           AVG(units) OVER (w {short}) AS units_mean_{w.short},
+           AVG(units) OVER (w {long}) AS units_mean_{w.long},
+           STDDEV_SAMP(units) OVER (w {short}) AS units_std_{w.short},
+           STDDEV_SAMP(units) OVER (w {long}) AS units_std_{w.long},
+           AVG(units) OVER (w {short}) - AVG(units) OVER (w {long}) AS units_trend,
+           day - MAX(CASE WHEN units > 0 THEN day END)
+               OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+               AS days_since_last_sale,
+           SUM(revenue) OVER (w {long}) / NULLIF(SUM(units) OVER (w {long}), 0)
+               AS avg_price_{w.long},
+           SUM(promo) OVER (w {short}) AS promo_days_{w.short},
+           promo AS promo_today
+    FROM sales_grid
+    WINDOW w AS (PARTITION BY store_id, product_id ORDER BY day)
+    """
+
+
+def customer_days() -> str:
+    """One row per customer, store, product and period bought, with the next such period."""
+    return """
+    SELECT store_id, product_id, customer_id, day,
+           LEAD(day) OVER (PARTITION BY store_id, product_id, customer_id ORDER BY day)
+               AS next_day
+    FROM (SELECT DISTINCT store_id, product_id, customer_id, day FROM lines) t
+    """
+
+
+def _interval_count(name: str, start: str, end: str, source: str) -> str:
+    """Count, per (store, product, period), the rows of ``source`` whose [start, end) covers it.
+
+    Each row adds +1 at ``start`` and -1 at ``end``; a running sum over the grid
+    is the count. Linear in the data, unlike a range join.
+    """
+    return f"""
+    SELECT store_id, product_id, day, SUM(delta) AS delta_{name}
+    FROM (
+        SELECT store_id, product_id, {start} AS day, 1 AS delta FROM {source}
+        WHERE {start} < {end}
+        UNION ALL
+        SELECT store_id, product_id, {end} AS day, -1 AS delta FROM {source}
+        WHERE {start} < {end}
+    ) e
+    GROUP BY store_id, product_id, day
+    """
+
+
+def distinct_customers(window: int) -> str:
+    """Distinct customers who bought in the last ``window`` periods.
+
+    A customer counts from the period they bought until ``window`` periods later,
+    or until they buy again (their next purchase takes over the count).
+    """
+    end = f"CASE WHEN next_day IS NOT NULL AND next_day < day + {window} " \
+          f"THEN next_day ELSE day + {window} END"
+    return _interval_count(f"customers_{window}", "day", end, "customer_days")
+
+
+def repeat_intervals() -> str:
+    """Periods between a customer's consecutive purchases of a product (any store)."""
+    return """
+    SELECT product_id, day,
+           day - LAG(day) OVER (PARTITION BY customer_id, product_id ORDER BY day) AS gap
+    FROM (SELECT DISTINCT customer_id, product_id, day FROM lines) t
+    """
+
+
+def lifespan_snapshots(w: Windows) -> str:
+    """Periods at which the lifespan estimate is refreshed: every ``lifespan_every`` periods."""
+    return f"""
+    SELECT day FROM periods
+    WHERE MOD(day - (SELECT MIN(day) FROM periods), {w.lifespan_every})
+          = {w.lifespan_every - 1}
+    """
+
+
+def product_lifespan(w: Windows) -> str:
+    """Replacement interval per product as of each snapshot, from the last ``lookback`` periods.
+
+    The estimate is the median gap between a customer's repeat purchases; its
+    spread is the interquartile range. ``repeat_buyer_share`` is the share of the
+    product's buyers in the window who bought it at least twice. The estimate is
+    trusted with enough repeat pairs from enough repeat buyers (occasional buyers
+    of an umbrella also buy twice, at no particular interval); otherwise the
+    declared lifespan stands.
+    """
+    trusted = (f"COALESCE(e.repeat_pairs, 0) >= {w.lifespan_min_pairs} "
+               f"AND b.repeat_buyer_share >= {w.lifespan_min_repeat_share}")
+    return f"""
+    WITH gaps AS (
+        SELECT s.day AS as_of, i.product_id, i.gap
+        FROM lifespan_snapshots s
+        JOIN repeat_intervals i
+          ON i.day <= s.day AND i.day > s.day - {w.lifespan_lookback} AND i.gap IS NOT NULL
+    ),
+    buyers AS (
+        SELECT as_of, product_id,
+               AVG(CASE WHEN purchases >= 2 THEN 1.0 ELSE 0.0 END) AS repeat_buyer_share
+        FROM (
+            SELECT s.day AS as_of, l.product_id, l.customer_id, COUNT(DISTINCT l.day) AS purchases
+            FROM lifespan_snapshots s
+            JOIN lines l ON l.day <= s.day AND l.day > s.day - {w.lifespan_lookback}
+            GROUP BY s.day, l.product_id, l.customer_id
+        ) c
+        GROUP BY as_of, product_id
+    ),
+    estimates AS (
+        SELECT as_of, product_id,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY gap) AS median_gap,
+               PERCENTILE_CONT(0.75) WITHIN GROUP (ORDER BY gap)
+                 - PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY gap) AS iqr_gap,
+               COUNT(*) AS repeat_pairs
+        FROM gaps
+        GROUP BY as_of, product_id
+    )
+    SELECT b.as_of AS day, b.product_id,
+           CASE WHEN {trusted} THEN e.median_gap ELSE p.lifespan_days END
+               AS replacement_interval_days,
+           CASE WHEN {trusted} THEN e.iqr_gap END AS replacement_interval_iqr_days,
+           COALESCE(e.repeat_pairs, 0) AS repeat_pairs,
+           b.repeat_buyer_share,
+           p.lifespan_days AS declared_lifespan_days
+    FROM buyers b
+    JOIN products p ON p.product_id = b.product_id
+    LEFT JOIN estimates e ON e.as_of = b.as_of AND e.product_id = b.product_id
+    """
+
+
+def replacement_windows(w: Windows) -> str:
+    """For each purchase: when its buyer falls due, with the lifespan known at the purchase.
+
+    ``due_day`` = purchase period + the replacement interval from the latest
+    snapshot at or before the purchase (point in time: nothing later is used).
+    """
+    return f"""
+    SELECT c.store_id, c.product_id, c.day, c.next_day,
+           c.day + CAST(ROUND(l.replacement_interval_days) AS INTEGER) AS due_day,
+           CAST(ROUND(l.replacement_interval_days) AS INTEGER) AS interval_days
+    FROM customer_days c
+    JOIN product_lifespan l
+      ON l.product_id = c.product_id
+     AND l.day <= c.day AND l.day > c.day - {w.lifespan_every}
+    WHERE l.replacement_interval_days IS NOT NULL
+    """
+
+
+def replacements_due(w: Windows) -> str:
+    """Customers whose replacement falls due within the next ``replacement_due`` periods.
+
+    As of period d a buyer is due when d < due_day <= d + N and they have not
+    bought again by d.
+    """
+    n = w.replacement_due
+    start = f"CASE WHEN due_day - {n} > day THEN due_day - {n} ELSE day END"
+    end = "CASE WHEN next_day IS NOT NULL AND next_day < due_day THEN next_day ELSE due_day END"
+    return _interval_count(f"due_{n}", start, end, "replacement_windows")
+
+
+def installed_base() -> str:
+    """Customers who bought within the last two replacement intervals and have not re-bought."""
+    end = "CASE WHEN next_day IS NOT NULL AND next_day < day + 2 * interval_days " \
+          "THEN next_day ELSE day + 2 * interval_days END"
+    return _interval_count("installed", "day", end, "replacement_windows")
+
+
+def copurchase_partners(w: Windows) -> str:
+    """Each product's most frequent basket partner (ties: lowest product id).
+
+    The pairing is taken over the whole history: it describes the assortment,
+    not a day's sales. The partner's *sales* used as features are point in time.
+    """
+    return f"""
+    SELECT product_id, partner_id, orders AS partner_orders
+    FROM (
+        SELECT a.product_id, b.product_id AS partner_id, COUNT(DISTINCT a.order_id) AS orders,
+               ROW_NUMBER() OVER (PARTITION BY a.product_id
+                                  ORDER BY COUNT(DISTINCT a.order_id) DESC, b.product_id)
+                   AS rank
+        FROM lines a
+        JOIN lines b ON a.order_id = b.order_id AND a.product_id <> b.product_id
+        GROUP BY a.product_id, b.product_id
+    ) ranked
+    WHERE rank = 1 AND orders >= {w.copurchase_min_orders}
+    """
+
+
+def store_product_daily(w: Windows) -> str:
+    """The purchase feature table: one row per (store, product, period)."""
+    counts = [f"customers_{w.short}", f"customers_{w.long}"]
+    running = ",\n           ".join(
+        f"SUM(COALESCE(c{i}.delta_{name}, 0)) OVER (PARTITION BY f.store_id, f.product_id "
+        f"ORDER BY f.day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {name}"
+        for i, name in enumerate(counts)
+    )
+    joins = "\n    ".join(
+        f"LEFT JOIN distinct_customers_{name.split('_')[1]} c{i} ON c{i}.store_id = f.store_id "
+        f"AND c{i}.product_id = f.product_id AND c{i}.day = f.day"
+        for i, name in enumerate(counts)
+    )
+    return f"""
+    SELECT f.*,
+           {running},
+           cp.partner_id AS copurchase_partner_id,
+           pf.units_lag_1 AS partner_units_lag_1,
+           pf.units_mean_{w.short} AS partner_units_mean_{w.short}
+    FROM purchase_features f
+    {joins}
+    LEFT JOIN copurchase_partners cp ON cp.product_id = f.product_id
+    LEFT JOIN purchase_features pf
+      ON pf.store_id = f.store_id AND pf.product_id = cp.partner_id AND pf.day = f.day
+    """
+
+
+def store_product_replenishment(w: Windows) -> str:
+    """Replacement-driven demand per (store, product, period)."""
+    n = w.replacement_due
+    cumulative = ("OVER (PARTITION BY g.store_id, g.product_id ORDER BY g.day "
+                  "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+    return f"""
+    SELECT g.store_id, g.product_id, g.day,
+           SUM(COALESCE(d.delta_due_{n}, 0)) {cumulative} AS replacements_due_{n}d,
+           SUM(COALESCE(i.delta_installed, 0)) {cumulative} AS installed_base_customers
+    FROM sales_grid g
+    LEFT JOIN replacements_due d
+      ON d.store_id = g.store_id AND d.product_id = g.product_id AND d.day = g.day
+    LEFT JOIN installed_base i
+      ON i.store_id = g.store_id AND i.product_id = g.product_id AND i.day = g.day
+    """
+
+
+def region_weather_daily(w: Windows) -> str:
+    """Observed weather per region and period, with the last ``short`` periods summed up."""
+    frame = f"OVER (PARTITION BY region_id ORDER BY day ROWS BETWEEN {w.short - 1} PRECEDING " \
+            "AND CURRENT ROW)"
+    return f"""
+    SELECT region_id, day, temperature_c, precipitation_mm, sunshine_hours,
+           AVG(temperature_c) {frame} AS temperature_mean_{w.short}d,
+           SUM(precipitation_mm) {frame} AS precipitation_sum_{w.short}d,
+           SUM(CASE WHEN precipitation_mm >= 1 THEN 1 ELSE 0 END) {frame}
+               AS rainy_days_{w.short}d
+    FROM weather_observed
+    """
+
+
+def region_weather_forecast() -> str:
+    """Forecasts per region and day they are for, stamped with when they were issued."""
+    return """
+    SELECT region_id, valid_day, issued_at, issue_day,
+           valid_day - issue_day AS forecast_lead_days,
+           temperature_c AS forecast_temperature_c,
+           precipitation_mm AS forecast_precipitation_mm,
+           sunshine_hours AS forecast_sunshine_hours
+    FROM weather_forecast
+    """
