@@ -8,6 +8,7 @@ weather is keyed by region and a client only knows its store.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,6 +26,9 @@ def open_store(settings: Settings):
     (settings.feast_dir).mkdir(parents=True, exist_ok=True)
     from feast import FeatureStore  # heavy import, only when a store is needed
 
+    # ibis (under Feast's DuckDB store) warns about its own deprecated calls on every read
+    warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
     return FeatureStore(repo_path=str(settings.feature_repo))
 
 
@@ -52,10 +56,11 @@ def online_vectors(
     come back with null features.
     """
     service = store.get_feature_service(feature_service)
-    frame = pd.DataFrame({"store_id": [k.store_id for k in keys],
-                          "product_id": [k.product_id for k in keys]})
+    frame = pd.DataFrame(
+        {"store_id": [k.store_id for k in keys], "product_id": [k.product_id for k in keys]}
+    )
     first = store.get_online_features(
-        features=["store_attributes:region_id", "store_product_sales:sales_known_at"],
+        features=["store_attributes:store_region_id", "store_product_sales:sales_known_at"],
         entity_rows=frame.to_dict("records"),
     ).to_df()
     known_at = pd.to_datetime(first["sales_known_at"], utc=True, errors="coerce")
@@ -65,7 +70,7 @@ def online_vectors(
         _day(t) if t is not None else (o + timedelta(days=1) if pd.notna(o) else None)
         for t, o in zip(targets, origin, strict=True)
     ]
-    frame["region_id"] = first["region_id"].fillna("").to_numpy()
+    frame["region_id"] = first["store_region_id"].fillna("").to_numpy()
     frame["target_date"] = [t.isoformat() if t else "" for t in target]
     frame["forecast_date"] = frame["target_date"]
     frame["horizon"] = [

@@ -56,20 +56,20 @@ def _outputs() -> dict[str, str]:
     history_start = "(SELECT to_timestamp(CAST(MIN(day) AS BIGINT) * 86400) FROM periods)"
     return {
         "store_product_daily": f"""
-            SELECT *, {_known_at('day')} AS event_timestamp,
-                   {_known_at('day')} AS sales_known_at
+            SELECT *, {_known_at("day")} AS event_timestamp,
+                   {_known_at("day")} AS sales_known_at
             FROM store_product_daily""",
         "store_product_replenishment": f"""
-            SELECT *, {_known_at('day')} AS event_timestamp,
-                   {_known_at('day')} AS replenishment_known_at
+            SELECT *, {_known_at("day")} AS event_timestamp,
+                   {_known_at("day")} AS replenishment_known_at
             FROM store_product_replenishment""",
         "product_lifespan": f"""
-            SELECT *, {_known_at('day')} AS event_timestamp,
-                   {_known_at('day')} AS lifespan_known_at
+            SELECT *, {_known_at("day")} AS event_timestamp,
+                   {_known_at("day")} AS lifespan_known_at
             FROM product_lifespan""",
         "region_weather_daily": f"""
-            SELECT *, {_known_at('day')} AS event_timestamp,
-                   {_known_at('day')} AS weather_known_at
+            SELECT *, {_known_at("day")} AS event_timestamp,
+                   {_known_at("day")} AS weather_known_at
             FROM region_weather_daily""",
         "region_weather_forecast": """
             SELECT region_id, strftime(to_timestamp(CAST(valid_day AS BIGINT) * 86400),
@@ -80,7 +80,7 @@ def _outputs() -> dict[str, str]:
             FROM region_weather_forecast""",
         # attributes are valid from the first day of the history on
         "store_attributes": f"""
-            SELECT store_id, region_id, latitude, longitude,
+            SELECT store_id, region_id AS store_region_id, latitude, longitude,
                    {history_start} AS event_timestamp FROM stores""",
         "product_attributes": f"""
             SELECT product_id, category, list_price,
@@ -89,6 +89,7 @@ def _outputs() -> dict[str, str]:
 
 
 FEATURE_TABLES = tuple(_outputs())
+DEFAULT_WINDOWS = t.Windows()
 _INTEGER_FEATURES = {"forecast_lead_days"}
 _PERIOD_COLUMNS = {"day", "issue_day", "valid_day"}
 
@@ -107,8 +108,14 @@ def _finish(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
             continue
         if column in _INTEGER_FEATURES:
             columns.append(f"CAST({column} AS BIGINT) AS {column}")
-        elif dtype in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "DECIMAL"} or \
-                dtype.startswith("DECIMAL"):
+        elif dtype in {
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "HUGEINT",
+            "DECIMAL",
+        } or dtype.startswith("DECIMAL"):
             columns.append(f"CAST({column} AS DOUBLE) AS {column}")
         else:
             columns.append(column)
@@ -127,9 +134,9 @@ def stage(con: duckdb.DuckDBPyConnection) -> None:
     day = "CAST(date_diff('day', DATE '1970-01-01', CAST({} AS DATE)) AS INTEGER)"
     con.execute(f"""
         CREATE OR REPLACE TABLE lines AS
-        SELECT order_id, customer_id, store_id, product_id, {day.format('ordered_at')} AS day,
+        SELECT order_id, customer_id, store_id, product_id, {day.format("ordered_at")} AS day,
                quantity, quantity * unit_price AS revenue,
-               {'promo' if _has_column(con, 'raw_orders', 'promo') else 'FALSE'} AS promo
+               {"promo" if _has_column(con, "raw_orders", "promo") else "FALSE"} AS promo
         FROM raw_orders""")
     lifespan = "lifespan_days" if _has_column(con, "raw_products", "lifespan_days") else "NULL"
     price = "list_price" if _has_column(con, "raw_products", "list_price") else "NULL"
@@ -139,21 +146,24 @@ def stage(con: duckdb.DuckDBPyConnection) -> None:
                CAST({price} AS DOUBLE) AS list_price
         FROM raw_products""")
     coordinates = ", ".join(
-        f"CAST({c} AS DOUBLE) AS {c}" if _has_column(con, "raw_stores", c)
+        f"CAST({c} AS DOUBLE) AS {c}"
+        if _has_column(con, "raw_stores", c)
         else f"CAST(NULL AS DOUBLE) AS {c}"
         for c in ("latitude", "longitude")
     )
-    con.execute(f"CREATE OR REPLACE TABLE stores AS "
-                f"SELECT store_id, region_id, {coordinates} FROM raw_stores")
+    con.execute(
+        f"CREATE OR REPLACE TABLE stores AS "
+        f"SELECT store_id, region_id, {coordinates} FROM raw_stores"
+    )
     measures = "temperature_c, precipitation_mm, sunshine_hours"
     con.execute(f"""
         CREATE OR REPLACE TABLE weather_observed AS
-        SELECT region_id, {day.format('date')} AS day, {measures} FROM raw_weather_observed""")
+        SELECT region_id, {day.format("date")} AS day, {measures} FROM raw_weather_observed""")
     con.execute(f"""
         CREATE OR REPLACE TABLE weather_forecast AS
         SELECT region_id, {day.format("issued_at")} AS issue_day,
                CAST(issued_at AS TIMESTAMPTZ) AS issued_at,
-               {day.format('valid_date')} AS valid_day, {measures} FROM raw_weather_forecast""")
+               {day.format("valid_date")} AS valid_day, {measures} FROM raw_weather_forecast""")
     con.execute("""
         CREATE OR REPLACE TABLE periods AS
         SELECT CAST(range AS INTEGER) AS day
@@ -164,8 +174,11 @@ def _has_column(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> b
     return column in [c[0] for c in con.execute(f"DESCRIBE {relation}").fetchall()]
 
 
-def transform(con: duckdb.DuckDBPyConnection, windows: t.Windows,
-              progress: Callable[[str], None] | None = None) -> None:
+def transform(
+    con: duckdb.DuckDBPyConnection,
+    windows: t.Windows,
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Create every intermediate relation, in order."""
     for name, sql in _STEPS:
         name = name.replace("SHORT", str(windows.short)).replace("LONG", str(windows.long))
@@ -175,8 +188,9 @@ def transform(con: duckdb.DuckDBPyConnection, windows: t.Windows,
             progress(f"{name} ({time.perf_counter() - started:.1f}s)")
 
 
-def compute(frames: Mapping[str, pd.DataFrame], windows: t.Windows = t.Windows()
-            ) -> dict[str, pd.DataFrame]:
+def compute(
+    frames: Mapping[str, pd.DataFrame], windows: t.Windows = DEFAULT_WINDOWS
+) -> dict[str, pd.DataFrame]:
     """Raw frames in, feature tables out, all in memory: the function tests call."""
     con = connect()
     for name in RAW_TABLES:
@@ -193,8 +207,12 @@ class BuildReport:
     input_lines: int
 
 
-def build(raw_dir: Path, feature_dir: Path, windows: t.Windows = t.Windows(),
-          progress: Callable[[str], None] | None = None) -> BuildReport:
+def build(
+    raw_dir: Path,
+    feature_dir: Path,
+    windows: t.Windows = DEFAULT_WINDOWS,
+    progress: Callable[[str], None] | None = None,
+) -> BuildReport:
     """Read ``raw_dir/<table>.parquet``, write ``feature_dir/<table>.parquet``."""
     missing = [n for n in RAW_TABLES if not (raw_dir / f"{n}.parquet").exists()]
     if missing:
@@ -217,7 +235,8 @@ def build(raw_dir: Path, feature_dir: Path, windows: t.Windows = t.Windows(),
         # write then rename: a reader (Feast, a running materialization) never sees half a file
         con.execute(f"COPY ({_finish(con, name, sql)}) TO '{tmp.as_posix()}' (FORMAT PARQUET)")
         tmp.replace(target)
-        rows[name] = con.execute(f"SELECT COUNT(*) FROM read_parquet('{target.as_posix()}')"
-                                 ).fetchone()[0]
+        rows[name] = con.execute(
+            f"SELECT COUNT(*) FROM read_parquet('{target.as_posix()}')"
+        ).fetchone()[0]
     input_lines = con.execute("SELECT COUNT(*) FROM lines").fetchone()[0]
     return BuildReport(rows, time.perf_counter() - started, input_lines)

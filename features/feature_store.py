@@ -45,7 +45,9 @@ def latest_feature_time(settings: Settings) -> datetime:
     """The newest event timestamp over all feature tables."""
     latest = max(
         pq.read_table(settings.feature_dir / f"{t}.parquet", columns=["event_timestamp"])
-        .column("event_timestamp").to_pandas().max()
+        .column("event_timestamp")
+        .to_pandas()
+        .max()
         for t in FEATURE_TABLES
     )
     return latest.to_pydatetime()

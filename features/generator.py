@@ -45,10 +45,12 @@ class ScaleSpec:
 
 SCALES: dict[Scale, ScaleSpec] = {
     Scale.tiny: ScaleSpec(regions=2, stores=4, products_per_category=1, days=210, stock_share=1.0),
-    Scale.default: ScaleSpec(regions=4, stores=10, products_per_category=2, days=730,
-                             stock_share=0.95),
-    Scale.large: ScaleSpec(regions=8, stores=60, products_per_category=7, days=1095,
-                           stock_share=0.9),
+    Scale.default: ScaleSpec(
+        regions=4, stores=10, products_per_category=2, days=730, stock_share=0.95
+    ),
+    Scale.large: ScaleSpec(
+        regions=8, stores=60, products_per_category=7, days=1095, stock_share=0.9
+    ),
 }
 
 
@@ -72,8 +74,16 @@ CATEGORIES: tuple[Category, ...] = (
     Category("umbrella", base=0.5, price=18.0, rain=0.9),
     Category("raincoat", base=0.25, price=60.0, rain=0.6, partner="umbrella", partner_share=0.3),
     Category("sunglasses", base=0.4, price=35.0, sun=0.9, heat=0.3),
-    Category("sunscreen", base=0.6, price=12.0, lifespan=45, sun=0.7, heat=0.4,
-             partner="sunglasses", partner_share=0.15),
+    Category(
+        "sunscreen",
+        base=0.6,
+        price=12.0,
+        lifespan=45,
+        sun=0.7,
+        heat=0.4,
+        partner="sunglasses",
+        partner_share=0.15,
+    ),
     Category("ice_cream", base=2.5, price=4.5, heat=0.6, sun=0.3),
     Category("soup", base=1.8, price=3.0, cold=0.45, rain=0.15),
     Category("printer_ink", base=0.8, price=30.0, lifespan=60),
@@ -138,7 +148,8 @@ def generate(scale: Scale | str = Scale.default, seed: int = 7) -> RetailData:
     orders = _orders(spec, days, stores, products, categories, weather, rng)
     true_lifespan = pd.Series(
         [c.lifespan if c.lifespan else np.nan for c in categories],
-        index=products["product_id"], name="true_lifespan_days",
+        index=products["product_id"],
+        name="true_lifespan_days",
     )
     return RetailData(orders, products, stores, observed, forecast, true_lifespan)
 
@@ -230,8 +241,9 @@ def _forecasts(
             pd.DataFrame(
                 {
                     "region_id": region_id,
-                    "issued_at": (days[issue] + pd.Timedelta(hours=FORECAST_ISSUE_HOUR))
-                    .tz_localize("UTC"),
+                    "issued_at": (
+                        days[issue] + pd.Timedelta(hours=FORECAST_ISSUE_HOUR)
+                    ).tz_localize("UTC"),
                     "valid_date": truth["date"].to_numpy(),
                     "temperature_c": temp.round(1),
                     "precipitation_mm": np.clip(rain, 0, None).round(1),
@@ -268,8 +280,9 @@ def _orders(
     heat = np.clip(temp - 18, 0, None) / 6
     cold = np.clip(12 - temp, 0, None) / 6
 
-    coef = {k: np.array([getattr(c, k) for c in categories]) for k in ("rain", "heat", "sun",
-                                                                        "cold")}
+    coef = {
+        k: np.array([getattr(c, k) for c in categories]) for k in ("rain", "heat", "sun", "cold")
+    }
     log_weather = (
         coef["rain"][None, :, None] * rain[:, None, :]
         + coef["heat"][None, :, None] * heat[:, None, :]
@@ -298,10 +311,11 @@ def _orders(
 
     rebuy = np.array([c.lifespan is not None for c in categories])
     walk_in_share = np.where(rebuy, 1 - CYCLE_SHARE, 1.0)
-    scale_sp = (store_size[:, None] * popularity[None, :] * base[None, :])  # (s, p)
+    scale_sp = store_size[:, None] * popularity[None, :] * base[None, :]  # (s, p)
     gifts = np.array([c.name == "headphones" for c in categories])
     lam = (
-        scale_sp[:, :, None] * walk_in_share[None, :, None]
+        scale_sp[:, :, None]
+        * walk_in_share[None, :, None]
         * calendar[None, None, :]
         * np.where(gifts[None, :, None], december_gifts[None, None, :], 1.0)
         * np.exp(log_weather)
@@ -370,7 +384,9 @@ def _walk_in_lines(
     n = len(cells)
     return pd.DataFrame(
         {
-            "s": s, "p": p, "d": d,
+            "s": s,
+            "p": p,
+            "d": d,
             "quantity": 1 + rng.poisson(mean_quantity - 1, n),
             "customer": _customer(s, customers_per_store, rng),
             "basket": np.arange(n, dtype=np.int64),
@@ -404,9 +420,12 @@ def _cycle_lines(
     for p in np.flatnonzero(rebuy):
         lifespan = float(categories[p].lifespan)
         rate = CYCLE_SHARE * scale_sp[:, p] * CHURN  # recruits per day at steady state
-        recruit = rng.poisson(
-            rate[:, None] * calendar[None, :] * np.where(promo[:, p, :], PROMO_RECRUIT, 1.0)
-        ) * stocked[:, p, None]
+        recruit = (
+            rng.poisson(
+                rate[:, None] * calendar[None, :] * np.where(promo[:, p, :], PROMO_RECRUIT, 1.0)
+            )
+            * stocked[:, p, None]
+        )
         s_new, d_new = np.nonzero(recruit)
         s_new = np.repeat(s_new, recruit[s_new, d_new])
         d_new = np.repeat(d_new, recruit[recruit > 0]).astype(float)
@@ -428,8 +447,11 @@ def _cycle_lines(
         frames.append(
             pd.DataFrame(
                 {
-                    "s": s_chain[chain], "p": p, "d": when[chain, k].astype(np.int64),
-                    "quantity": 1, "customer": customer[chain],
+                    "s": s_chain[chain],
+                    "p": p,
+                    "d": when[chain, k].astype(np.int64),
+                    "quantity": 1,
+                    "customer": customer[chain],
                 }
             )
         )
@@ -449,8 +471,10 @@ def _partner_lines(
     names = [c.name for c in categories]
     share = np.array([c.partner_share for c in categories])
     partner = np.array(
-        [names.index(c.partner) + i % per_category if c.partner else -1
-         for i, c in enumerate(categories)]
+        [
+            names.index(c.partner) + i % per_category if c.partner else -1
+            for i, c in enumerate(categories)
+        ]
     )
     take = (partner[walk_in["p"]] >= 0) & (rng.random(len(walk_in)) < share[walk_in["p"]])
     lines = walk_in.loc[take].copy()

@@ -30,15 +30,25 @@ ORDERS = pa.DataFrameSchema(
         "order_id": _key("One customer's basket; several lines share it."),
         "customer_id": _key("Who bought; repeat purchases reveal product lifespans."),
         "store_id": _key("Store (or fulfilment region) that sold the line."),
-        "ordered_at": pa.Column("datetime64[ns, UTC]", nullable=False,
-                                description="When the order was placed (UTC)."),
+        "ordered_at": pa.Column(
+            "datetime64[ns, UTC]", nullable=False, description="When the order was placed (UTC)."
+        ),
         "product_id": _key("Product sold."),
-        "quantity": pa.Column(int, pa.Check.gt(0), nullable=False,
-                              description="Units on the line; returns are not order lines."),
-        "unit_price": pa.Column(float, pa.Check.ge(0), nullable=False,
-                                description="Price paid per unit."),
-        "promo": pa.Column(bool, nullable=False, required=False,
-                           description="Optional: the line was sold on promotion."),
+        "quantity": pa.Column(
+            int,
+            pa.Check.gt(0),
+            nullable=False,
+            description="Units on the line; returns are not order lines.",
+        ),
+        "unit_price": pa.Column(
+            float, pa.Check.ge(0), nullable=False, description="Price paid per unit."
+        ),
+        "promo": pa.Column(
+            bool,
+            nullable=False,
+            required=False,
+            description="Optional: the line was sold on promotion.",
+        ),
     },
     coerce=True,
     name="orders",
@@ -48,8 +58,9 @@ PRODUCTS = pa.DataFrameSchema(
     {
         "product_id": _key("Product."),
         "category": _key("Category; weather sensitivity and lifespan are shared within it."),
-        "lifespan_days": _measure("Optional: declared days until a customer replaces it.",
-                                  pa.Check.gt(0), optional=True),
+        "lifespan_days": _measure(
+            "Optional: declared days until a customer replaces it.", pa.Check.gt(0), optional=True
+        ),
         "list_price": _measure("Optional: catalogue price.", pa.Check.ge(0), optional=True),
     },
     unique=["product_id"],
@@ -89,22 +100,29 @@ WEATHER_OBSERVED = pa.DataFrameSchema(
 WEATHER_FORECAST = pa.DataFrameSchema(
     {
         "region_id": _key("Weather region."),
-        "issued_at": pa.Column("datetime64[ns, UTC]", nullable=False,
-                               description="When the forecast was published (UTC)."),
-        "valid_date": pa.Column("datetime64[ns]", nullable=False,
-                                description="Day the forecast is for."),
+        "issued_at": pa.Column(
+            "datetime64[ns, UTC]",
+            nullable=False,
+            description="When the forecast was published (UTC).",
+        ),
+        "valid_date": pa.Column(
+            "datetime64[ns]", nullable=False, description="Day the forecast is for."
+        ),
         **_WEATHER_MEASURES,
     },
-    checks=[pa.Check(lambda df: df["valid_date"] >= df["issued_at"].dt.tz_localize(None)
-                     .dt.normalize(), name="valid_date_not_before_issue")],
+    checks=[
+        pa.Check(
+            lambda df: df["valid_date"] >= df["issued_at"].dt.tz_localize(None).dt.normalize(),
+            name="valid_date_not_before_issue",
+        )
+    ],
     unique=["region_id", "issued_at", "valid_date"],
     coerce=True,
     name="weather_forecast",
 )
 
 RAW_TABLES: dict[str, pa.DataFrameSchema] = {
-    schema.name: schema
-    for schema in (ORDERS, PRODUCTS, STORES, WEATHER_OBSERVED, WEATHER_FORECAST)
+    schema.name: schema for schema in (ORDERS, PRODUCTS, STORES, WEATHER_OBSERVED, WEATHER_FORECAST)
 }
 
 
@@ -118,8 +136,9 @@ class Violation:
 
     def __str__(self) -> str:
         where = f"column '{self.column}'" if self.column else "table"
-        return (f"{self.table}: {where} failed {self.check} "
-                f"({self.rows} row(s), e.g. {self.example!r})")
+        return (
+            f"{self.table}: {where} failed {self.check} ({self.rows} row(s), e.g. {self.example!r})"
+        )
 
 
 class DataContractError(ValueError):

@@ -136,8 +136,10 @@ def distinct_customers(window: int) -> str:
     A customer counts from the period they bought until ``window`` periods later,
     or until they buy again (their next purchase takes over the count).
     """
-    end = f"CASE WHEN next_day IS NOT NULL AND next_day < day + {window} " \
-          f"THEN next_day ELSE day + {window} END"
+    end = (
+        f"CASE WHEN next_day IS NOT NULL AND next_day < day + {window} "
+        f"THEN next_day ELSE day + {window} END"
+    )
     return _interval_count(f"customers_{window}", "day", end, "customer_days")
 
 
@@ -151,11 +153,14 @@ def repeat_intervals() -> str:
 
 
 def lifespan_snapshots(w: Windows) -> str:
-    """Periods at which the lifespan estimate is refreshed: every ``lifespan_every`` periods."""
+    """Periods at which the lifespan estimate is refreshed: the first, then every N periods.
+
+    The first snapshot has almost no repeat purchases behind it, so it carries the
+    declared lifespans; estimates take over as repeat purchases accumulate.
+    """
     return f"""
     SELECT day FROM periods
-    WHERE MOD(day - (SELECT MIN(day) FROM periods), {w.lifespan_every})
-          = {w.lifespan_every - 1}
+    WHERE MOD(day - (SELECT MIN(day) FROM periods), {w.lifespan_every}) = 0
     """
 
 
@@ -169,8 +174,10 @@ def product_lifespan(w: Windows) -> str:
     of an umbrella also buy twice, at no particular interval); otherwise the
     declared lifespan stands.
     """
-    trusted = (f"COALESCE(e.repeat_pairs, 0) >= {w.lifespan_min_pairs} "
-               f"AND b.repeat_buyer_share >= {w.lifespan_min_repeat_share}")
+    trusted = (
+        f"COALESCE(e.repeat_pairs, 0) >= {w.lifespan_min_pairs} "
+        f"AND b.repeat_buyer_share >= {w.lifespan_min_repeat_share}"
+    )
     return f"""
     WITH gaps AS (
         SELECT s.day AS as_of, i.product_id, i.gap
@@ -243,8 +250,10 @@ def replacements_due(w: Windows) -> str:
 
 def installed_base() -> str:
     """Customers who bought within the last two replacement intervals and have not re-bought."""
-    end = "CASE WHEN next_day IS NOT NULL AND next_day < day + 2 * interval_days " \
-          "THEN next_day ELSE day + 2 * interval_days END"
+    end = (
+        "CASE WHEN next_day IS NOT NULL AND next_day < day + 2 * interval_days "
+        "THEN next_day ELSE day + 2 * interval_days END"
+    )
     return _interval_count("installed", "day", end, "replacement_windows")
 
 
@@ -299,8 +308,10 @@ def store_product_daily(w: Windows) -> str:
 def store_product_replenishment(w: Windows) -> str:
     """Replacement-driven demand per (store, product, period)."""
     n = w.replacement_due
-    cumulative = ("OVER (PARTITION BY g.store_id, g.product_id ORDER BY g.day "
-                  "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+    cumulative = (
+        "OVER (PARTITION BY g.store_id, g.product_id ORDER BY g.day "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    )
     return f"""
     SELECT g.store_id, g.product_id, g.day,
            SUM(COALESCE(d.delta_due_{n}, 0)) {cumulative} AS replacements_due_{n}d,
@@ -315,8 +326,10 @@ def store_product_replenishment(w: Windows) -> str:
 
 def region_weather_daily(w: Windows) -> str:
     """Observed weather per region and period, with the last ``short`` periods summed up."""
-    frame = f"OVER (PARTITION BY region_id ORDER BY day ROWS BETWEEN {w.short - 1} PRECEDING " \
-            "AND CURRENT ROW)"
+    frame = (
+        f"OVER (PARTITION BY region_id ORDER BY day ROWS BETWEEN {w.short - 1} PRECEDING "
+        "AND CURRENT ROW)"
+    )
     return f"""
     SELECT region_id, day, temperature_c, precipitation_mm, sunshine_hours,
            AVG(temperature_c) {frame} AS temperature_mean_{w.short}d,

@@ -1,0 +1,75 @@
+# Self-documenting: `make` (or `make help`) lists every target with its `## description`.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# the venv is rebuilt when the dependencies change
+INSTALLED := $(VENV)/.installed
+DEMAND := $(BIN)/demand
+ARGS ?=
+
+.PHONY: help install demo test lint format features generate validate build-features apply \
+        materialize online feast bench-features lock clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(INSTALLED): pyproject.toml requirements.lock
+	@echo "› installing into $(VENV) (pinned by requirements.lock)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+install: $(INSTALLED) ## Create or refresh the virtual environment in .venv
+
+demo: $(INSTALLED) ## Run the platform end to end on generated data (embedded profile, no servers)
+	$(DEMAND) demo $(ARGS)
+
+test: $(INSTALLED) ## Run the test suite (what CI runs)
+	$(BIN)/pytest $(ARGS)
+
+lint: $(INSTALLED) ## Check formatting and lint with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED) ## Format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+features: $(INSTALLED) ## Generate data, build features, feast apply, materialize
+	$(DEMAND) features $(ARGS)
+
+generate: $(INSTALLED) ## Generate the synthetic retailer's raw tables (DEMAND_SCALE=tiny|default|large)
+	$(DEMAND) generate $(ARGS)
+
+validate: $(INSTALLED) ## Check the raw tables against the data contract
+	$(DEMAND) validate
+
+build-features: $(INSTALLED) ## Build the offline feature tables from the raw tables
+	$(DEMAND) build-features
+
+apply: $(INSTALLED) ## Register the feature definitions with Feast
+	$(DEMAND) apply
+
+materialize: $(INSTALLED) ## Load the online store (ARGS=--incremental for new rows only)
+	$(DEMAND) materialize $(ARGS)
+
+online: $(INSTALLED) ## Print online feature vectors (ARGS="-k S000:P0300")
+	$(DEMAND) online $(ARGS)
+
+feast: $(INSTALLED) ## Run the feast CLI on the feature repo with the platform's data dir (ARGS="feature-views list")
+	cd feature_repo && DEMAND_DATA_DIR=$$($(BIN)/python -c "from demand.settings import get_settings; print(get_settings().data_dir)") ../$(BIN)/feast $(ARGS)
+
+bench-features: $(INSTALLED) ## Benchmark feature build, retrieval and materialization on the large scale
+	$(BIN)/python -m benchmarks.features $(ARGS)
+
+lock: ## Re-resolve requirements.lock from pyproject.toml
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv; }
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean: ## Remove generated data (DEMAND_DATA_DIR) and caches, keep .venv
+	rm -rf data .pytest_cache .ruff_cache

@@ -1,0 +1,284 @@
+"""`demand`: the one command-line entry point of the platform.
+
+Each subcommand is a thin shell over a pipeline function; errors a user can fix
+are printed as one clear message with a non-zero exit code, never a traceback
+(set DEMAND_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from demand.settings import Scale, Settings, get_settings
+
+app = typer.Typer(
+    name="demand",
+    help="Retail demand forecasting: features in Feast, models in MLflow, serving with BentoML.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class UserError(Exception):
+    """A problem the user can fix; its message says how."""
+
+
+def _friendly(fn: F) -> F:
+    """Turn expected failures into one red line and exit code 1 (2 for bad input)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from features.schemas import DataContractError
+
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except (UserError, DataContractError, FileNotFoundError) as error:
+            err.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(1) from None
+        except Exception as error:
+            if os.environ.get("DEMAND_DEBUG"):
+                raise
+            err.print(f"[red]error:[/red] {type(error).__name__}: {error}")
+            err.print("[dim](set DEMAND_DEBUG=1 for the full traceback)[/dim]")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(scale: Scale | None = None, seed: int | None = None) -> Settings:
+    overrides: dict[str, object] = {}
+    if scale is not None:
+        overrides["scale"] = scale
+    if seed is not None:
+        overrides["seed"] = seed
+    return get_settings(**overrides)
+
+
+def _step(message: str) -> None:
+    console.print(f"[cyan]›[/cyan] {message}")
+
+
+ScaleOption = Annotated[
+    Scale | None, typer.Option(help="Size of the generated retailer [env: DEMAND_SCALE].")
+]
+SeedOption = Annotated[int | None, typer.Option(help="Generator seed [env: DEMAND_SEED].")]
+
+
+@app.command()
+@_friendly
+def generate(scale: ScaleOption = None, seed: SeedOption = None) -> None:
+    """Generate a synthetic retailer's raw tables (validated) into DATA_DIR/raw."""
+    from features import pipeline
+
+    settings = _settings(scale, seed)
+    rows = pipeline.generate(settings, _step)
+    _print_counts(f"raw tables in {settings.raw_dir}", rows)
+
+
+@app.command()
+@_friendly
+def validate() -> None:
+    """Check the raw tables in DATA_DIR/raw against the data contract."""
+    from features import raw
+
+    settings = _settings()
+    rows = raw.validate_raw(settings.raw_dir)
+    _print_counts("raw tables meet the contract", rows)
+
+
+@app.command()
+@_friendly
+def contract() -> None:
+    """Print the raw data contract (the columns a retailer brings) as Markdown."""
+    from features.schemas import describe
+
+    console.print(describe(), markup=False)
+
+
+@app.command("build-features")
+@_friendly
+def build_features() -> None:
+    """Build the offline feature tables (parquet, DuckDB) from the raw tables."""
+    from features import pipeline
+
+    settings = _settings()
+    report = pipeline.build_features(settings, lambda m: _step(f"built {m}"))
+    _print_counts(
+        f"feature tables in {settings.feature_dir} ({report.input_lines:,} order lines "
+        f"in {report.seconds:.1f}s)",
+        report.rows,
+    )
+
+
+@app.command()
+@_friendly
+def apply() -> None:
+    """Register the feature repo's definitions with Feast (`feast apply`, in-process)."""
+    from features import feature_store
+
+    store = feature_store.apply(_settings())
+    console.print(f"feast project [bold]{store.project}[/bold] applied")
+
+
+@app.command()
+@_friendly
+def materialize(
+    incremental: Annotated[
+        bool, typer.Option(help="Only rows newer than the last materialization.")
+    ] = False,
+) -> None:
+    """Load the online store with the latest feature rows."""
+    from features import feature_store
+
+    feature_store.materialize(_settings(), incremental=incremental)
+    console.print("online store loaded")
+
+
+@app.command()
+@_friendly
+def online(
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", "-k", help="STORE_ID:PRODUCT_ID; repeat for several."),
+    ] = None,
+    target_date: Annotated[
+        str | None, typer.Option(help="Day to describe (YYYY-MM-DD); default: the next day.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Keys shown when none are given.")] = 3,
+) -> None:
+    """Print online feature vectors for store/product keys."""
+    settings = _settings()
+    vectors = _online_vectors(settings, key or [], target_date, limit)
+    for _, row in vectors.iterrows():
+        table = Table(title=f"{row['store_id']} × {row['product_id']}", show_header=False)
+        for name, value in row.items():
+            table.add_row(str(name), str(value))
+        console.print(table)
+
+
+def _online_vectors(settings: Settings, keys: list[str], target_date: str | None, limit: int):
+    from demand.featurestore import Key, online_vectors, open_store
+
+    parsed = []
+    for k in keys:
+        store_id, sep, product_id = k.partition(":")
+        if not sep or not store_id or not product_id:
+            raise UserError(f"--key {k!r}: expected STORE_ID:PRODUCT_ID, e.g. S000:P0300")
+        parsed.append(Key(store_id, product_id))
+    if target_date is not None:
+        import pandas as pd
+
+        if pd.to_datetime(target_date, format="%Y-%m-%d", errors="coerce") is pd.NaT:
+            raise UserError(f"--target-date {target_date!r}: expected YYYY-MM-DD")
+    if not (settings.feast_dir / "online_store.db").exists():
+        raise UserError("the online store is empty; run `demand features` (or `make features`)")
+    if not parsed:
+        parsed = _sample_keys(settings, limit)
+    store = open_store(settings)
+    targets = [target_date] * len(parsed) if target_date else None
+    return online_vectors(store, settings.feature_service, parsed, targets)
+
+
+def _sample_keys(settings: Settings, limit: int):
+    import pyarrow.parquet as pq
+
+    from demand.featurestore import Key
+
+    keys = (
+        pq.read_table(
+            settings.feature_dir / "store_product_daily.parquet", columns=["store_id", "product_id"]
+        )
+        .to_pandas()
+        .drop_duplicates()
+        .sort_values(["store_id", "product_id"])
+    )
+    step = max(1, len(keys) // max(limit, 1))
+    return [Key(r.store_id, r.product_id) for r in keys.iloc[::step].head(limit).itertuples()]
+
+
+@app.command()
+@_friendly
+def features(
+    scale: ScaleOption = None,
+    seed: SeedOption = None,
+    regenerate: Annotated[
+        bool, typer.Option(help="Generate the raw data first (off: use DATA_DIR/raw as is).")
+    ] = True,
+) -> None:
+    """The feature pipeline: generate → validate → build → feast apply → materialize."""
+    from features import pipeline
+
+    settings = _settings(scale, seed)
+    console.rule(f"features · data in {settings.data_dir}")
+    steps = pipeline.run(settings, _step, regenerate=regenerate)
+    _print_counts("seconds per step", {k: round(v, 1) for k, v in steps.seconds.items()})
+
+
+@app.command()
+@_friendly
+def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
+    """The whole platform on generated data: features, then a look at the online store."""
+    from features import pipeline
+
+    settings = _settings(scale, seed)
+    console.rule(f"demo · {settings.scale.value} retailer · data in {settings.data_dir}")
+    steps = pipeline.run(settings, _step)
+    _print_counts("seconds per step", {k: round(v, 1) for k, v in steps.seconds.items()})
+    console.rule("online feature vectors")
+    vectors = _online_vectors(settings, [], None, 3)
+    shown = [
+        "store_id",
+        "product_id",
+        "origin_date",
+        "target_date",
+        "category",
+        "units_mean_7",
+        "replacements_due_7d",
+        "replacement_interval_days",
+        "forecast_precipitation_mm",
+        "forecast_temperature_c",
+        "target_day_of_week",
+        "horizon_days",
+    ]
+    console.print(vectors[[c for c in shown if c in vectors.columns]].T.to_string())
+
+
+def _print_counts(title: str, counts: dict[str, object]) -> None:
+    table = Table(title=title)
+    table.add_column("name")
+    table.add_column("value", justify="right")
+    for name, value in counts.items():
+        table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv``; returns the exit code (what tests call)."""
+    try:
+        # without standalone mode the parser returns typer.Exit's code instead of exiting
+        code = app(args=argv, standalone_mode=False)
+    except typer.TyperException as error:  # usage errors: unknown option, bad value
+        error.show()
+        return error.exit_code
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

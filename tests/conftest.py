@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny seeded data, and a data directory with the feature pipeline run once."""
+
+from __future__ import annotations
+
+import pytest
+
+from demand.settings import Settings, get_settings
+from features import generator, pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The tiny generated retailer (seconds to make)."""
+    return generator.generate("tiny", seed=7)
+
+
+@pytest.fixture(scope="session")
+def feature_env(tmp_path_factory) -> Settings:
+    """Settings over a data dir where generate → build → apply → materialize has run."""
+    settings = get_settings(data_dir=tmp_path_factory.mktemp("data"), scale="tiny", seed=7)
+    pipeline.run(settings, progress=lambda _: None)
+    return settings

@@ -1,0 +1,179 @@
+"""The feature repo through the real Feast SDK: point-in-time joins and the online store."""
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from demand.featurestore import Key, online_vectors, open_store
+
+KNOWN_AT = [
+    "sales_known_at",
+    "replenishment_known_at",
+    "lifespan_known_at",
+    "weather_known_at",
+    "forecast_issued_at",
+]
+
+
+@pytest.fixture(scope="module")
+def store(feature_env):
+    return open_store(feature_env)
+
+
+@pytest.fixture(scope="module")
+def entity_rows(feature_env):
+    """Random (store, product, origin, horizon) rows over the tiny history."""
+    daily = pd.read_parquet(
+        feature_env.feature_dir / "store_product_daily.parquet",
+        columns=["store_id", "product_id", "event_timestamp"],
+    )
+    stores = pd.read_parquet(feature_env.raw_dir / "stores.parquet")
+    rng = np.random.default_rng(0)
+    rows = daily.sample(300, random_state=1).rename(columns={"event_timestamp": "origin"})
+    # some origins in the middle of a day: only what was known by then may be used
+    rows["origin"] += pd.to_timedelta(rng.choice([0, 3, 7, 20], len(rows)), unit="h")
+    rows["horizon"] = rng.integers(1, 8, len(rows))
+    target = rows["origin"].dt.tz_convert(None).dt.normalize() + pd.to_timedelta(
+        rows["horizon"] - 1, unit="D"
+    )
+    rows["target_date"] = target.dt.strftime("%Y-%m-%d")
+    rows["forecast_date"] = rows["target_date"]
+    rows = rows.merge(stores[["store_id", "region_id"]], on="store_id")
+    return rows.rename(columns={"origin": "event_timestamp"}).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def training_frame(store, feature_env, entity_rows):
+    service = store.get_feature_service(feature_env.feature_service)
+    return store.get_historical_features(entity_df=entity_rows, features=service).to_df()
+
+
+def test_every_entity_row_comes_back(training_frame, entity_rows):
+    assert len(training_frame) == len(entity_rows)
+
+
+def test_no_feature_is_newer_than_its_origin(training_frame):
+    origin = pd.to_datetime(training_frame["event_timestamp"], utc=True)
+    for column in KNOWN_AT:
+        known = pd.to_datetime(training_frame[column], utc=True)
+        assert known.notna().mean() > 0.9, f"{column} mostly missing"
+        assert (known[known.notna()] <= origin[known.notna()]).all(), column
+
+
+def test_sales_features_are_the_latest_known_day(training_frame):
+    """A row known at midnight after day d is the one an origin later that day uses."""
+    origin = pd.to_datetime(training_frame["event_timestamp"], utc=True)
+    expected = origin.dt.floor("D")
+    known = pd.to_datetime(training_frame["sales_known_at"], utc=True)
+    assert (known == expected).all()
+
+
+def test_forecast_is_the_latest_issued_before_the_origin(training_frame, feature_env):
+    raw = pd.read_parquet(feature_env.raw_dir / "weather_forecast.parquet")
+    raw["target_date"] = raw["valid_date"].dt.strftime("%Y-%m-%d")
+    merged = training_frame.merge(
+        raw[["region_id", "target_date", "issued_at"]], on=["region_id", "target_date"]
+    )
+    origin = pd.to_datetime(merged["event_timestamp"], utc=True)
+    merged = merged[merged["issued_at"] <= origin]
+    latest = merged.groupby(["region_id", "target_date", "event_timestamp"])["issued_at"].max()
+    chosen = training_frame.set_index(["region_id", "target_date", "event_timestamp"])[
+        "forecast_issued_at"
+    ]
+    chosen = pd.to_datetime(chosen, utc=True).groupby(level=[0, 1, 2]).first()
+    assert (chosen.loc[latest.index] == latest).all()
+    # the observed weather of the target day is never what the forecast fields hold
+    assert (
+        pd.to_datetime(training_frame["forecast_issued_at"], utc=True)
+        < pd.to_datetime(training_frame["event_timestamp"], utc=True)
+    ).all()
+
+
+def test_calendar_comes_from_the_request(training_frame):
+    target = pd.to_datetime(training_frame["target_date"])
+    assert (training_frame["target_day_of_week"] == target.dt.dayofweek).all()
+    assert (training_frame["horizon_days"] == training_frame["horizon"]).all()
+    july4 = training_frame[training_frame["target_date"].str.endswith("-07-04")]
+    assert (july4["target_is_holiday"] == 1).all()
+
+
+def test_planted_leak_is_caught(training_frame):
+    """The check above fails when a feature is stamped after the origin."""
+    leaked = training_frame.copy()
+    leaked.loc[0, "sales_known_at"] = pd.to_datetime(
+        leaked.loc[0, "event_timestamp"], utc=True
+    ) + pd.Timedelta(days=1)
+    with pytest.raises(AssertionError):
+        test_no_feature_is_newer_than_its_origin(leaked)
+
+
+def _latest_offline(feature_env, table, keys):
+    frame = pd.read_parquet(feature_env.feature_dir / f"{table}.parquet")
+    return frame.sort_values("event_timestamp").groupby(keys).tail(1).set_index(keys)
+
+
+def test_online_vector_equals_latest_offline_row(store, feature_env):
+    latest = _latest_offline(feature_env, "store_product_daily", ["store_id", "product_id"])
+    keys = [Key(*k) for k in latest.index[:: max(1, len(latest) // 10)]]
+    vectors = online_vectors(store, feature_env.feature_service, keys).set_index(
+        ["store_id", "product_id"]
+    )
+    features = [
+        "units_lag_1",
+        "units_mean_28",
+        "units_std_7",
+        "customers_28",
+        "days_since_last_sale",
+        "partner_units_mean_7",
+    ]
+    pd.testing.assert_frame_equal(
+        vectors.loc[latest.index.intersection(vectors.index), features],
+        latest.loc[vectors.index, features],
+        check_dtype=False,
+        check_names=False,
+    )
+    replenishment = _latest_offline(
+        feature_env, "store_product_replenishment", ["store_id", "product_id"]
+    )
+    assert (
+        vectors["replacements_due_7d"] == replenishment.loc[vectors.index, "replacements_due_7d"]
+    ).all()
+
+
+def test_online_store_holds_every_key(feature_env):
+    expected = {
+        "store_product_sales": ("store_product_daily", ["store_id", "product_id"]),
+        "product_lifespan": ("product_lifespan", ["product_id"]),
+        "region_weather_forecast": ("region_weather_forecast", ["region_id", "target_date"]),
+        "store_attributes": ("store_attributes", ["store_id"]),
+    }
+    with sqlite3.connect(feature_env.feast_dir / "online_store.db") as db:
+        for view, (table, keys) in expected.items():
+            offline = pd.read_parquet(feature_env.feature_dir / f"{table}.parquet", columns=keys)
+            online = db.execute(
+                f"SELECT COUNT(DISTINCT entity_key) FROM demand_forecasting_{view}"
+            ).fetchone()[0]
+            assert online == len(offline.drop_duplicates()), view
+
+
+def test_unknown_key_comes_back_empty(store, feature_env):
+    vectors = online_vectors(store, feature_env.feature_service, [Key("S999", "P0000")])
+    assert vectors["units_mean_7"].isna().all()
+    assert vectors["origin_date"].isna().all()
+
+
+def test_incremental_materialization_is_a_no_op_when_nothing_is_new(feature_env):
+    from features.feature_store import materialize
+
+    before = _online_rows(feature_env)
+    materialize(feature_env, incremental=True)
+    assert _online_rows(feature_env) == before
+
+
+def _online_rows(feature_env):
+    with sqlite3.connect(feature_env.feast_dir / "online_store.db") as db:
+        return db.execute("SELECT COUNT(*) FROM demand_forecasting_store_product_sales").fetchone()[
+            0
+        ]

@@ -1,0 +1,90 @@
+"""The `demand` entry point: help, clear errors with non-zero exit codes, the front half."""
+
+import pytest
+
+from demand.cli import main
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMAND_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DEMAND_SCALE", "tiny")
+    return tmp_path
+
+
+def test_help_lists_the_subcommands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in (
+        "generate",
+        "validate",
+        "build-features",
+        "apply",
+        "materialize",
+        "online",
+        "features",
+        "demo",
+        "contract",
+    ):
+        assert command in out
+
+
+def test_contract_prints_every_table(capsys):
+    assert main(["contract"]) == 0
+    out = capsys.readouterr().out
+    assert "weather_forecast" in out and "unit_price" in out
+
+
+def test_bad_scale_is_a_usage_error(data_dir, capsys):
+    assert main(["generate", "--scale", "huge"]) == 2
+    assert "huge" in capsys.readouterr().err
+
+
+def test_validate_without_data_says_what_to_do(data_dir, capsys):
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err
+    assert "demand generate" in err and "Traceback" not in err
+
+
+def test_build_without_raw_data_says_what_to_do(data_dir, capsys):
+    assert main(["build-features"]) == 1
+    assert "demand generate" in capsys.readouterr().err
+
+
+def test_online_before_materialize_says_what_to_do(data_dir, capsys):
+    assert main(["online"]) == 1
+    assert "demand features" in capsys.readouterr().err
+
+
+def test_malformed_key_is_named(feature_env, monkeypatch, capsys):
+    monkeypatch.setenv("DEMAND_DATA_DIR", str(feature_env.data_dir))
+    assert main(["online", "--key", "S000-P0300"]) == 1
+    assert "S000-P0300" in capsys.readouterr().err
+
+
+def test_online_prints_vectors(feature_env, monkeypatch, capsys):
+    monkeypatch.setenv("DEMAND_DATA_DIR", str(feature_env.data_dir))
+    assert main(["online", "-k", "S000:P0300"]) == 0
+    out = capsys.readouterr().out
+    assert "S000 × P0300" in out and "replacements_due_7d" in out
+
+
+def test_generate_then_validate(data_dir, capsys):
+    assert main(["generate", "--seed", "3"]) == 0
+    assert (data_dir / "raw" / "orders.parquet").exists()
+    assert main(["validate"]) == 0
+    assert "meet the contract" in capsys.readouterr().out
+
+
+def test_corrupt_raw_table_is_reported_and_kept(data_dir, capsys):
+    import pandas as pd
+
+    assert main(["generate"]) == 0
+    path = data_dir / "raw" / "orders.parquet"
+    orders = pd.read_parquet(path)
+    orders.loc[0, "quantity"] = -1
+    orders.to_parquet(path)
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err
+    assert "quantity" in err
+    assert len(pd.read_parquet(path)) == len(orders)  # nothing lost
