@@ -133,8 +133,10 @@ def apply() -> None:
     """Register the feature repo's definitions with Feast (`feast apply`, in-process)."""
     from features import feature_store
 
-    store = feature_store.apply(_settings())
-    console.print(f"feast project [bold]{store.project}[/bold] applied")
+    store, changes = feature_store.apply(_settings())
+    for change in changes:
+        _step(change)
+    console.print(f"feast project [bold]{store.project}[/bold] applied ({len(changes)} changes)")
 
 
 @app.command()

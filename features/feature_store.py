@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from features.build import FEATURE_TABLES
 
 
 def apply(settings: Settings):
-    """``feast apply`` in-process: parse the repo's definitions and register them."""
+    """``feast apply`` in-process: register the repo's definitions; the store and what changed."""
     from feast.repo_operations import apply_total_with_repo_instance, parse_repo
 
     _require_feature_tables(settings)
@@ -26,10 +27,19 @@ def apply(settings: Settings):
         sys.path.insert(0, str(repo))
     with contextlib.chdir(repo):  # Feast names the repo's modules relative to the cwd
         contents = parse_repo(repo)
-    apply_total_with_repo_instance(
-        store, store.project, store.registry, contents, skip_source_validation=False
-    )
-    return store
+    if not contents.projects:  # as `feast apply` does: the project named in the yaml
+        from feast.project import Project
+
+        contents.projects.append(Project(name=store.project))
+    # Feast prints its whole diff, protobuf dumps included; keep the one-line summaries
+    diff = io.StringIO()
+    with contextlib.redirect_stdout(diff):
+        apply_total_with_repo_instance(
+            store, store.project, store.registry, contents, skip_source_validation=False
+        )
+    changes = [line for line in diff.getvalue().splitlines()
+               if line.split(" ", 1)[0] in {"Created", "Updated", "Deleted"}]
+    return store, changes
 
 
 def _require_feature_tables(settings: Settings) -> None:

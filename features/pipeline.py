@@ -43,6 +43,7 @@ def run(settings: Settings, progress: Progress = print, regenerate: bool = True)
     else:
         steps.run("validate", progress, lambda: raw.validate_raw(settings.raw_dir))
     steps.run("build features", progress, lambda: build_features(settings, progress))
-    steps.run("feast apply", progress, lambda: feature_store.apply(settings))
+    _, changes = steps.run("feast apply", progress, lambda: feature_store.apply(settings))
+    progress(f"{len(changes)} Feast objects created or updated")
     steps.run("materialize", progress, lambda: feature_store.materialize(settings))
     return steps
