@@ -36,8 +36,10 @@ VIEW_TABLES = {
 
 
 def entity_rows(settings, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    keys = pd.read_parquet(settings.feature_dir / "store_product_daily.parquet",
-                           columns=["store_id", "product_id", "event_timestamp"])
+    keys = pd.read_parquet(
+        settings.feature_dir / "store_product_daily.parquet",
+        columns=["store_id", "product_id", "event_timestamp"],
+    )
     rows = keys.sample(n, replace=n > len(keys), random_state=int(rng.integers(1 << 30)))
     rows = rows.reset_index(drop=True)
     horizon = rng.integers(1, 8, n)
@@ -54,12 +56,20 @@ def merge_asof_join(settings, store, rows: pd.DataFrame) -> pd.DataFrame:
         view = store.get_feature_view(view_name)
         keys = [e.name for e in view.entity_columns]
         features = [f.name for f in view.features]
-        frame = pd.read_parquet(settings.feature_dir / f"{table}.parquet",
-                                columns=[*keys, *features, "event_timestamp"])
+        frame = pd.read_parquet(
+            settings.feature_dir / f"{table}.parquet", columns=[*keys, *features, "event_timestamp"]
+        )
         frame = frame.rename(columns={"event_timestamp": "_ts"}).sort_values("_ts")
         tolerance = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
-        out = pd.merge_asof(out, frame, left_on="event_timestamp", right_on="_ts", by=keys,
-                            direction="backward", tolerance=tolerance).drop(columns="_ts")
+        out = pd.merge_asof(
+            out,
+            frame,
+            left_on="event_timestamp",
+            right_on="_ts",
+            by=keys,
+            direction="backward",
+            tolerance=tolerance,
+        ).drop(columns="_ts")
     return out
 
 
@@ -89,9 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     with timed(t, "build"):
         built = pipeline.build_features(settings, lambda m: None)
     grid_rows = built.rows["store_product_daily"]
-    rows.append({"step": "feature build", "rows": built.input_lines, "seconds": t["build"],
-                 "rows/s": built.input_lines / t["build"], "vs merge_asof": "",
-                 "agree": "", "peak GiB": peak_rss_gib()})
+    rows.append(
+        {
+            "step": "feature build",
+            "rows": built.input_lines,
+            "seconds": t["build"],
+            "rows/s": built.input_lines / t["build"],
+            "vs merge_asof": "",
+            "agree": "",
+            "peak GiB": peak_rss_gib(),
+        }
+    )
     console.print(f"  {built.input_lines:,} order lines → {grid_rows:,} store×product×day rows")
 
     store, _ = feature_store.apply(settings)
@@ -106,13 +124,28 @@ def main(argv: list[str] | None = None) -> int:
         ratio = t[f"feast {n}"] / t[f"merge_asof {n}"]
         columns = [r.split(":")[1] for r in refs]
         agree = agreement(retrieved, reference, columns)
-        rows.append({"step": f"get_historical_features {n:,}", "rows": len(retrieved),
-                     "seconds": t[f"feast {n}"], "rows/s": n / t[f"feast {n}"],
-                     "vs merge_asof": f"{ratio:.1f}×", "agree": f"{agree:.2%}",
-                     "peak GiB": peak_rss_gib()})
-        rows.append({"step": f"merge_asof {n:,}", "rows": len(reference),
-                     "seconds": t[f"merge_asof {n}"], "rows/s": n / t[f"merge_asof {n}"],
-                     "vs merge_asof": "1.0×", "agree": "", "peak GiB": peak_rss_gib()})
+        rows.append(
+            {
+                "step": f"get_historical_features {n:,}",
+                "rows": len(retrieved),
+                "seconds": t[f"feast {n}"],
+                "rows/s": n / t[f"feast {n}"],
+                "vs merge_asof": f"{ratio:.1f}×",
+                "agree": f"{agree:.2%}",
+                "peak GiB": peak_rss_gib(),
+            }
+        )
+        rows.append(
+            {
+                "step": f"merge_asof {n:,}",
+                "rows": len(reference),
+                "seconds": t[f"merge_asof {n}"],
+                "rows/s": n / t[f"merge_asof {n}"],
+                "vs merge_asof": "1.0×",
+                "agree": "",
+                "peak GiB": peak_rss_gib(),
+            }
+        )
 
     online_db = settings.feast_dir / "online_store.db"
     shutil.rmtree(settings.feast_dir)  # a fresh registry and an empty online store
@@ -123,17 +156,28 @@ def main(argv: list[str] | None = None) -> int:
     with sqlite3.connect(online_db) as db:
         for view_name, table in VIEW_TABLES.items():
             keys = [e.name for e in store.get_feature_view(view_name).entity_columns]
-            expected = len(pd.read_parquet(settings.feature_dir / f"{table}.parquet",
-                                           columns=keys).drop_duplicates())
-            online = db.execute(f"SELECT COUNT(DISTINCT entity_key) FROM "
-                                f"{store.project}_{view_name}").fetchone()[0]
+            expected = len(
+                pd.read_parquet(
+                    settings.feature_dir / f"{table}.parquet", columns=keys
+                ).drop_duplicates()
+            )
+            online = db.execute(
+                f"SELECT COUNT(DISTINCT entity_key) FROM {store.project}_{view_name}"
+            ).fetchone()[0]
             written += online
             if online != expected:
                 missing[view_name] = expected - online
-    rows.append({"step": "materialize (SQLite)", "rows": written, "seconds": t["materialize"],
-                 "rows/s": written / t["materialize"], "vs merge_asof": "",
-                 "agree": "all keys" if not missing else f"missing {missing}",
-                 "peak GiB": peak_rss_gib()})
+    rows.append(
+        {
+            "step": "materialize (SQLite)",
+            "rows": written,
+            "seconds": t["materialize"],
+            "rows/s": written / t["materialize"],
+            "vs merge_asof": "",
+            "agree": "all keys" if not missing else f"missing {missing}",
+            "peak GiB": peak_rss_gib(),
+        }
+    )
     report(f"bench-features ({args.scale})", rows, settings.data_dir / "bench-features.json")
     return 1 if missing else 0
 

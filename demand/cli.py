@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -28,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -52,6 +53,13 @@ def _friendly(fn: F) -> F:
         except (UserError, DataContractError, FileNotFoundError) as error:
             err.print(f"[red]error:[/red] {error}")
             raise typer.Exit(1) from None
+        except ValidationError as error:  # a DEMAND_* setting out of range
+            for problem in error.errors():
+                field = ".".join(str(p) for p in problem["loc"])
+                err.print(
+                    f"[red]error:[/red] setting {field} (DEMAND_{field.upper()}): {problem['msg']}"
+                )
+            raise typer.Exit(2) from None
         except Exception as error:
             if os.environ.get("DEMAND_DEBUG"):
                 raise
@@ -62,8 +70,8 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _settings(scale: Scale | None = None, seed: int | None = None) -> Settings:
-    overrides: dict[str, object] = {}
+def _settings(scale: Scale | None = None, seed: int | None = None, **more: object) -> Settings:
+    overrides: dict[str, object] = dict(more)
     if scale is not None:
         overrides["scale"] = scale
     if seed is not None:
@@ -235,8 +243,53 @@ def features(
 
 @app.command()
 @_friendly
+def train(
+    device: Annotated[
+        str, typer.Option(help="auto (GPU when CatBoost sees one, else CPU) | cpu | gpu.")
+    ] = "auto",
+    horizon: Annotated[
+        int | None, typer.Option(help="Days ahead to forecast [env: DEMAND_HORIZON].")
+    ] = None,
+    register: Annotated[bool, typer.Option(help="Register the model in MLflow.")] = True,
+) -> None:
+    """Train a CatBoost demand model on a Feast training set, backtest it, register it."""
+    settings = _settings(**({"horizon": horizon} if horizon is not None else {}))
+    _run_training(settings, device, register)
+
+
+def _run_training(settings: Settings, device: str, register: bool = True):
+    from training import train as training
+    from training.dataset import TrainingDataError
+    from training.device import Device, NoGpu
+    from training.tracking import TrackingUnavailable
+
+    if device not in {d.value for d in Device}:
+        raise UserError(f"--device {device!r}: expected auto, cpu or gpu")
+    try:
+        result = training.run(settings, device=device, register=register, progress=_step)
+    except (TrainingDataError, NoGpu, TrackingUnavailable) as error:
+        raise UserError(str(error)) from None
+    table = Table(title=f"backtest · {result.rows:,} training-set rows · hash {result.digest}")
+    table.add_column("predictor")
+    for metric in result.summary.columns:
+        table.add_column(metric, justify="right")
+    for predictor, row in result.summary.iterrows():
+        table.add_row(predictor, *(f"{v:.3f}" for v in row))
+    console.print(table)
+    console.print(f"Poisson noise floor (WAPE of a perfect forecast): {result.floor_wape:.3f}")
+    console.print(f"MLflow run [bold]{result.run_id}[/bold] ({settings.tracking_uri})")
+    if result.version:
+        console.print(
+            f"registered [bold]{result.model_name}[/bold] version "
+            f"[bold]{result.version}[/bold] · trained on {result.task_type}"
+        )
+    return result
+
+
+@app.command()
+@_friendly
 def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
-    """The whole platform on generated data: features, then a look at the online store."""
+    """The whole platform on generated data: features, online vectors, training."""
     from features import pipeline
 
     settings = _settings(scale, seed)
@@ -260,6 +313,8 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
         "horizon_days",
     ]
     console.print(vectors[[c for c in shown if c in vectors.columns]].T.to_string())
+    console.rule("training")
+    _run_training(settings, device="auto")
 
 
 def _print_counts(title: str, counts: dict[str, object]) -> None:

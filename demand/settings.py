@@ -43,6 +43,60 @@ class Settings(BaseSettings):
         default="demand_forecast_v1", description="Feast feature service models use."
     )
 
+    # training
+    model_name: str = Field(default="demand_forecast", description="Registered model name.")
+    horizon: int = Field(
+        default=7,
+        ge=1,
+        le=9,
+        description="Days ahead a model forecasts "
+        "(at most 9: forecasts reach nine days past their issue day).",
+    )
+    origin_every_days: int = Field(
+        default=5,
+        ge=1,
+        description="Forecast origins are sampled "
+        "every N days (3, 5, 6… walk through the weekdays).",
+    )
+    warmup_days: int = Field(
+        default=28,
+        ge=0,
+        description="History skipped before the first origin, so the 28-day windows are full.",
+    )
+    test_days: int = Field(default=56, ge=7, description="Backtest: origins in the last N days.")
+    validation_days: int = Field(
+        default=42, ge=7, description="Early stopping: the N days before the backtest."
+    )
+    iterations: int = Field(
+        default=600,
+        ge=1,
+        description="CatBoost trees (an upper bound: early stopping ends sooner).",
+    )
+    learning_rate: float = Field(default=0.08, gt=0)
+    depth: int = Field(default=6, ge=1, le=16)
+    loss: str = Field(
+        default="Tweedie:variance_power=1.3",
+        description="CatBoost loss; see README for the backtest behind the choice.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="Default: a SQLite database in DATA_DIR/mlflow."
+    )
+    user: str | None = Field(
+        default=None, description="Who the audit trail names; default: the OS user."
+    )
+    # registry
+    promotion_tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        description="A challenger may be this much (relative) worse in WAPE than the champion.",
+    )
+    # serving
+    serve_host: str = Field(default="127.0.0.1")
+    serve_port: int = Field(default=3000, ge=1, le=65535)
+    serve_max_items: int = Field(
+        default=5000, ge=1, description="Items one /forecast request may carry."
+    )
+
     @field_validator("data_dir", "feature_repo", mode="after")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
@@ -61,6 +115,18 @@ class Settings(BaseSettings):
     @property
     def feast_dir(self) -> Path:
         return self.data_dir / "feast"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.data_dir / "bentoml"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -1,9 +1,11 @@
-"""Calendar of the target day, computed at request time from the request itself."""
+"""Request-time features of the target day: its calendar, and the buyers due on it."""
 
 import pandas as pd
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Int64, String
+from feast.types import Float64, Int64, String
+
+from feature_views import store_product_replenishment
 
 forecast_request = RequestSource(
     name="forecast_request",
@@ -50,4 +52,41 @@ def target_day_calendar(inputs: pd.DataFrame) -> pd.DataFrame:
     out["target_days_to_holiday"] = (next_holiday - day.to_numpy()).days.astype("int64")
     calendar_columns = out.columns.drop("horizon_days")
     out.loc[parsed.isna().to_numpy(), calendar_columns] = -1
+    return out
+
+
+@on_demand_feature_view(
+    sources=[store_product_replenishment, forecast_request],
+    schema=[
+        Field(name="replacements_due_on_target", dtype=Float64),
+        Field(name="replacements_due_near_target", dtype=Float64),
+    ],
+    mode="pandas",
+    description="Customers whose replacement falls due on the target day (and within a day "
+    "of it): the per-day counts of the replenishment view, picked by the horizon.",
+)
+def target_day_replenishment(inputs: pd.DataFrame) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    days = 7
+    due = np.column_stack(
+        [
+            pd.to_numeric(inputs[f"replacements_due_in_{k}d"], errors="coerce").to_numpy(float)
+            for k in range(1, days + 1)
+        ]
+    )
+    horizon = pd.to_numeric(inputs["horizon"], errors="coerce").fillna(0).to_numpy(int)
+    padded = np.pad(due, ((0, 0), (1, 1)), constant_values=0.0)  # columns: k = 0..days+1
+    rows = np.arange(len(horizon))
+    k = np.clip(horizon, 0, days + 1)
+    on = np.where((horizon >= 1) & (horizon <= days), padded[rows, k], np.nan)
+    near = (
+        padded[rows, np.clip(k - 1, 0, days + 1)]
+        + padded[rows, k]
+        + padded[rows, np.clip(k + 1, 0, days + 1)]
+    )
+    out = pd.DataFrame(index=inputs.index)
+    out["replacements_due_on_target"] = on
+    out["replacements_due_near_target"] = np.where(np.isnan(on), np.nan, near)
     return out

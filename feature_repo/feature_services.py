@@ -6,7 +6,7 @@ of one a registered model already uses.
 
 from feast import FeatureService
 
-from calendar_features import target_day_calendar
+from calendar_features import target_day_calendar, target_day_replenishment
 from feature_views import (
     product_attributes,
     product_lifespan,
@@ -29,6 +29,7 @@ demand_forecast_v1 = FeatureService(
         store_attributes,
         product_attributes,
         target_day_calendar,
+        target_day_replenishment,
     ],
     tags={"model": "daily_units", "horizon_days": "7"},
 )

@@ -62,6 +62,8 @@ store_product_replenishment = FeatureView(
     ttl=timedelta(days=2),
     schema=[
         *_floats("replacements_due_7d", "installed_base_customers"),
+        # due exactly k days after the as-of day; `target_day_replenishment` picks the horizon's
+        *_floats(*(f"replacements_due_in_{k}d" for k in range(1, 8))),
         Field(name="replenishment_known_at", dtype=UnixTimestamp),
     ],
     source=sources.store_product_replenishment,

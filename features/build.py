@@ -37,6 +37,7 @@ _STEPS: tuple[tuple[str, Callable[[t.Windows], str]], ...] = (
     ("product_lifespan", t.product_lifespan),
     ("replacement_windows", t.replacement_windows),
     ("replacements_due", t.replacements_due),
+    ("replacements_due_by_day", t.replacements_due_by_day),
     ("installed_base", lambda w: t.installed_base()),
     ("copurchase_partners", t.copurchase_partners),
     ("store_product_daily", t.store_product_daily),

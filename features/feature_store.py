@@ -37,8 +37,11 @@ def apply(settings: Settings):
         apply_total_with_repo_instance(
             store, store.project, store.registry, contents, skip_source_validation=False
         )
-    changes = [line for line in diff.getvalue().splitlines()
-               if line.split(" ", 1)[0] in {"Created", "Updated", "Deleted"}]
+    changes = [
+        line
+        for line in diff.getvalue().splitlines()
+        if line.split(" ", 1)[0] in {"Created", "Updated", "Deleted"}
+    ]
     return store, changes
 
 

@@ -103,13 +103,19 @@ CLIMATES = (
 )
 
 WEEKDAY_EFFECT = np.array([0.90, 0.85, 0.90, 1.00, 1.15, 1.30, 1.00])  # Mon..Sun
-CYCLE_SHARE = 0.75  # share of a consumable's demand that comes from re-buying customers
-CHURN = 0.12  # chance a re-buying customer does not come back next time
-INTERVAL_NOISE = 0.15  # sd of log(interval / lifespan)
+CYCLE_SHARE = 0.85  # share of a consumable's demand that comes from re-buying customers
+CHURN = 0.08  # chance a re-buying customer does not come back next time
+INTERVAL_NOISE = 0.08  # sd of log(interval / lifespan)
 PROMO_START_RATE = 1 / 45  # promotions start on about one day in 45
 PROMO_DISCOUNT = 0.2
 PROMO_LIFT = 1.8  # walk-in demand while on promotion
-PROMO_RECRUIT = 4.0  # new re-buying customers recruited while on promotion
+# Most re-buying customers are recruited by promotions, so they come back together:
+# each promotion echoes one lifespan later, then two, as a wave the model can foresee
+# from "customers due" but a moving average cannot.
+PROMO_RECRUIT = 15.0  # recruitment rate while on promotion, relative to other days
+# Units per store and day of an average product: high enough that the drivers
+# above, not Poisson noise, decide most of a day's sales.
+VOLUME = 4.0
 
 
 @dataclass
@@ -311,7 +317,7 @@ def _orders(
 
     rebuy = np.array([c.lifespan is not None for c in categories])
     walk_in_share = np.where(rebuy, 1 - CYCLE_SHARE, 1.0)
-    scale_sp = store_size[:, None] * popularity[None, :] * base[None, :]  # (s, p)
+    scale_sp = VOLUME * store_size[:, None] * popularity[None, :] * base[None, :]  # (s, p)
     gifts = np.array([c.name == "headphones" for c in categories])
     lam = (
         scale_sp[:, :, None]
@@ -414,18 +420,16 @@ def _cycle_lines(
     """Re-buying customers: a first purchase, then one every lifespan (± noise) until churn.
 
     Some customers are already mid-cycle when the history starts; the rest are
-    recruited day by day, four times as fast while the product is on promotion.
+    recruited day by day, most of them by promotions.
     """
     frames = []
     for p in np.flatnonzero(rebuy):
         lifespan = float(categories[p].lifespan)
-        rate = CYCLE_SHARE * scale_sp[:, p] * CHURN  # recruits per day at steady state
-        recruit = (
-            rng.poisson(
-                rate[:, None] * calendar[None, :] * np.where(promo[:, p, :], PROMO_RECRUIT, 1.0)
-            )
-            * stocked[:, p, None]
-        )
+        boost = np.where(promo[:, p, :], PROMO_RECRUIT, 1.0)
+        # recruits per day such that re-buying demand is CYCLE_SHARE of the product's at
+        # steady state (each recruit buys 1 / CHURN times on average)
+        rate = CYCLE_SHARE * scale_sp[:, p] * CHURN / boost.mean(axis=1)
+        recruit = rng.poisson(rate[:, None] * calendar[None, :] * boost) * stocked[:, p, None]
         s_new, d_new = np.nonzero(recruit)
         s_new = np.repeat(s_new, recruit[s_new, d_new])
         d_new = np.repeat(d_new, recruit[recruit > 0]).astype(float)

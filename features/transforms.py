@@ -248,6 +248,24 @@ def replacements_due(w: Windows) -> str:
     return _interval_count(f"due_{n}", start, end, "replacement_windows")
 
 
+def replacements_due_by_day(w: Windows) -> str:
+    """Customers due exactly k periods after d, for k = 1..N, as of d.
+
+    The sum over k equals ``replacements_due``; split by day, a forecast for
+    d + h can use the customers due on d + h itself.
+    """
+    n = w.replacement_due
+    return f"""
+    SELECT r.store_id, r.product_id, r.due_day - k.k AS day, k.k, COUNT(*) AS due
+    FROM replacement_windows r
+    CROSS JOIN (SELECT day - (SELECT MIN(day) FROM periods) + 1 AS k FROM periods
+                WHERE day < (SELECT MIN(day) FROM periods) + {n}) k
+    WHERE r.due_day - k.k >= r.day
+      AND (r.next_day IS NULL OR r.next_day > r.due_day - k.k)
+    GROUP BY r.store_id, r.product_id, r.due_day - k.k, k.k
+    """
+
+
 def installed_base() -> str:
     """Customers who bought within the last two replacement intervals and have not re-bought."""
     end = (
@@ -312,15 +330,28 @@ def store_product_replenishment(w: Windows) -> str:
         "OVER (PARTITION BY g.store_id, g.product_id ORDER BY g.day "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     )
+    by_day = ",\n               ".join(
+        f"SUM(CASE WHEN k = {k} THEN due ELSE 0 END) AS due_{k}" for k in range(1, n + 1)
+    )
+    due_in = ",\n           ".join(
+        f"COALESCE(b.due_{k}, 0) AS replacements_due_in_{k}d" for k in range(1, n + 1)
+    )
     return f"""
     SELECT g.store_id, g.product_id, g.day,
            SUM(COALESCE(d.delta_due_{n}, 0)) {cumulative} AS replacements_due_{n}d,
+           {due_in},
            SUM(COALESCE(i.delta_installed, 0)) {cumulative} AS installed_base_customers
     FROM sales_grid g
     LEFT JOIN replacements_due d
       ON d.store_id = g.store_id AND d.product_id = g.product_id AND d.day = g.day
     LEFT JOIN installed_base i
       ON i.store_id = g.store_id AND i.product_id = g.product_id AND i.day = g.day
+    LEFT JOIN (
+        SELECT store_id, product_id, day,
+               {by_day}
+        FROM replacements_due_by_day
+        GROUP BY store_id, product_id, day
+    ) b ON b.store_id = g.store_id AND b.product_id = g.product_id AND b.day = g.day
     """
 
 

@@ -1,0 +1,123 @@
+"""The feature contract: what a registered model needs to be scored from entity keys alone.
+
+Training writes it onto the model version (as tags, and as ``feature_contract.json``);
+the registry checks it is complete before a promotion; serving reads it to know
+which features to fetch, in which order, and which are categorical. It is plain
+data, so none of the three imports another.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+TAG_PREFIX = "demand.contract."
+ARTIFACT = "feature_contract.json"
+# the sentinel categorical nulls become before CatBoost sees them
+MISSING_CATEGORY = "__missing__"
+
+
+@dataclass(frozen=True)
+class FeatureContract:
+    feast_project: str
+    feature_service: str
+    feature_views: dict[str, int]  # view name → version number in the Feast registry
+    features: list[str]  # model input columns, in order
+    dtypes: dict[str, str]  # column → "category" | "float"
+    categorical: list[str]
+    entity_keys: list[str]  # what a client sends
+    request_features: list[str]  # computed from the request, not the store
+    horizon: int
+    train_start: str  # first and last target day the model was fitted on
+    train_end: str
+    training_set_hash: str
+    device: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureContract:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_tags(self) -> dict[str, str]:
+        """Flat MLflow tags: one per field, lists and maps as JSON."""
+        tags = {}
+        for key, value in asdict(self).items():
+            tags[TAG_PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+        # the tag Feast's own MLflow integration resolves a model's features with
+        tags["feast.feature_service"] = self.feature_service
+        tags["feast.project"] = self.feast_project
+        return tags
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> FeatureContract:
+        missing = [
+            f.name for f in fields(cls) if f.name != "extra" and TAG_PREFIX + f.name not in tags
+        ]
+        if missing:
+            raise IncompleteContract(missing)
+        values = {}
+        for f in fields(cls):
+            raw = tags.get(TAG_PREFIX + f.name)
+            if raw is None:
+                continue
+            values[f.name] = raw if f.type == "str" else json.loads(raw)
+        return cls(**values)
+
+    def problems(self) -> list[str]:
+        """What makes this contract unusable for serving; empty when complete."""
+        out = []
+        if not self.features:
+            out.append("no features")
+        if set(self.categorical) - set(self.features):
+            out.append(f"categorical not in features: {set(self.categorical) - set(self.features)}")
+        if set(self.features) - set(self.dtypes):
+            out.append(f"features without a dtype: {sorted(set(self.features) - set(self.dtypes))}")
+        if self.horizon < 1:
+            out.append(f"horizon {self.horizon} < 1")
+        for name in (
+            "feast_project",
+            "feature_service",
+            "training_set_hash",
+            "train_start",
+            "train_end",
+            "device",
+        ):
+            if not getattr(self, name):
+                out.append(f"{name} is empty")
+        return out
+
+    def model_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's input columns, in order, with the dtypes CatBoost accepts.
+
+        Categorical values become str and their nulls a sentinel; numeric nulls NaN.
+        Used on training sets and on online vectors alike, so both see the same.
+        """
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise KeyError(f"frame lacks contract features: {missing}")
+        out = {}
+        for column in self.features:
+            values = frame[column]
+            if column in self.categorical:
+                out[column] = (
+                    values.astype(object).where(values.notna(), MISSING_CATEGORY).astype(str)
+                )
+            else:
+                out[column] = pd.to_numeric(values, errors="coerce").astype(np.float64)
+        return pd.DataFrame(out, index=frame.index)
+
+
+class IncompleteContract(ValueError):
+    def __init__(self, missing: list[str]):
+        self.missing = missing
+        super().__init__(
+            f"the model version has no complete feature contract; missing: {', '.join(missing)}"
+        )

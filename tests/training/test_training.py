@@ -1,0 +1,220 @@
+"""Training end to end on the tiny retailer: real Feast, real CatBoost, a temporary MLflow."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from demand.contract import FeatureContract
+from demand.featurestore import open_store
+from training import dataset, train
+from training.tracking import TrackingUnavailable
+
+KNOWN_AT = [
+    "sales_known_at",
+    "replenishment_known_at",
+    "lifespan_known_at",
+    "weather_known_at",
+    "forecast_issued_at",
+]
+
+
+@pytest.fixture(scope="module")
+def settings(feature_env, tmp_path_factory):
+    mlflow_dir = tmp_path_factory.mktemp("mlflow")
+    return feature_env.model_copy(
+        update={
+            "iterations": 40,
+            "mlflow_tracking_uri": f"sqlite:///{mlflow_dir}/mlflow.db",
+            "origin_every_days": 3,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def training_set(settings):
+    return dataset.build(open_store(settings), settings, progress=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def trained(settings):
+    return train.run(settings, device="auto", progress=lambda _: None)
+
+
+def assert_no_leakage(frame: pd.DataFrame, known_at: list[str]) -> None:
+    origin = pd.to_datetime(frame["event_timestamp"], utc=True)
+    for column in known_at:
+        known = pd.to_datetime(frame[column], utc=True)
+        late = known.notna() & (known > origin)
+        assert not late.any(), f"{column} newer than the origin in {late.sum()} rows"
+
+
+def test_no_feature_is_newer_than_the_origin(training_set):
+    frame = training_set.frame
+    assert_no_leakage(frame, KNOWN_AT)
+    assert frame["forecast_issued_at"].notna().mean() > 0.95
+    # the forecast used was issued on or before the origin day, for the target day
+    issued = pd.to_datetime(frame["forecast_issued_at"], utc=True).dt.tz_convert(None)
+    assert (issued.dt.normalize() <= frame["origin"]).all()
+
+
+def test_planted_leak_is_caught(settings, training_set):
+    """The label shifted into a feature view: stamped as known a day before it was."""
+    from feast import FeatureView, Field, FileSource
+    from feast.types import Float64, UnixTimestamp
+
+    history = dataset.sales_history(settings)
+    leaked = history.assign(
+        # units of day d + 1, claimed known at the end of d, really known at the end of d + 1
+        event_timestamp=(history["date"] + pd.Timedelta(days=1)).dt.tz_localize("UTC"),
+        units_tomorrow=history.groupby(["store_id", "product_id"])["units"].shift(-1),
+        leak_known_at=(history["date"] + pd.Timedelta(days=2)).dt.tz_localize("UTC"),
+    ).dropna(subset=["units_tomorrow"])
+    path = settings.data_dir / "leak.parquet"
+    leaked.to_parquet(path)
+    store = open_store(settings)
+    entities = [store.get_entity("store"), store.get_entity("product")]
+    view = FeatureView(
+        name="planted_leak",
+        entities=entities,
+        source=FileSource(name="planted_leak", path=str(path), timestamp_field="event_timestamp"),
+        schema=[
+            Field(name="units_tomorrow", dtype=Float64),
+            Field(name="leak_known_at", dtype=UnixTimestamp),
+        ],
+    )
+    store.apply([view])
+    try:
+        rows = training_set.frame[
+            ["store_id", "product_id", "event_timestamp", "label", "horizon"]
+        ].head(500)
+        frame = store.get_historical_features(
+            entity_df=rows, features=["planted_leak:units_tomorrow", "planted_leak:leak_known_at"]
+        ).to_df()
+        one_ahead = frame[frame["horizon"] == 1]
+        assert np.allclose(one_ahead["units_tomorrow"], one_ahead["label"])  # it is the label
+        with pytest.raises(AssertionError, match="leak_known_at"):
+            assert_no_leakage(frame, ["leak_known_at"])
+    finally:
+        store.delete_feature_view("planted_leak")
+
+
+def test_zero_labels_where_nothing_sold(training_set, settings):
+    frame = training_set.frame
+    assert (frame["label"] == 0).mean() > 0.05
+    history = dataset.sales_history(settings).set_index(["store_id", "product_id", "date"])
+    sample = frame.sample(200, random_state=0)
+    expected = (
+        history["units"]
+        .reindex(pd.MultiIndex.from_frame(sample[["store_id", "product_id", "target"]]))
+        .to_numpy()
+    )
+    assert np.allclose(sample["label"], expected)
+
+
+def test_horizons_line_up_with_target_days(training_set, settings):
+    frame = training_set.frame
+    assert (frame["target"] - frame["origin"] == pd.to_timedelta(frame["horizon"], "D")).all()
+    assert set(frame["horizon"]) == set(range(1, settings.horizon + 1))
+    assert (frame["target_date"] == frame["target"].dt.strftime("%Y-%m-%d")).all()
+    assert (frame["target_day_of_week"] == frame["target"].dt.dayofweek).all()
+
+
+def test_time_split_never_overlaps(training_set, settings):
+    frame = training_set.frame
+    split = train.time_split(frame, settings)
+    assert frame.loc[split.train, "target"].max() < frame.loc[split.valid, "origin"].min()
+    assert frame.loc[split.valid, "target"].max() < frame.loc[split.test, "origin"].min()
+
+
+def test_registered_version_carries_the_contract(trained, settings):
+    client = MlflowClient(settings.tracking_uri)
+    version = client.get_model_version(settings.model_name, trained.version)
+    contract = FeatureContract.from_tags(version.tags)
+    assert contract.problems() == []
+    assert contract.feature_service == "demand_forecast_v1"
+    assert contract.feast_project == "demand_forecasting"
+    assert contract.device == "CPU"
+    assert contract.horizon == settings.horizon
+    assert {"store_id", "product_id", "category"} <= set(contract.categorical)
+    assert "replacements_due_on_target" in contract.features
+    assert not any(f.endswith("_known_at") for f in contract.features)
+    assert set(contract.feature_views) >= {"store_product_sales", "region_weather_forecast"}
+    run = client.get_run(trained.run_id)
+    for key in (
+        "wape",
+        "seasonal_naive_wape",
+        "moving_average_28_wape",
+        "wape_h1",
+        "mae",
+        "rmse",
+        "bias",
+    ):
+        assert key in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(trained.run_id, "plots")}
+    assert "plots/forecast_vs_actual.png" in artifacts
+    assert run.inputs.dataset_inputs[0].dataset.digest == trained.digest
+
+
+def test_pyfunc_predicts_units(trained, settings):
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    uri = f"models:/{settings.model_name}/{trained.version}"
+    model = mlflow.pyfunc.load_model(uri)
+    example = model.input_example
+    predictions = np.asarray(model.predict(example))
+    native = mlflow.catboost.load_model(uri).predict(example)
+    assert np.allclose(predictions, native)
+    assert (predictions > 0).all()  # Tweedie's log link would give negatives at low volume
+    assert predictions.mean() > 0.5  # units, not log-units of a store's daily sales
+
+
+def test_feast_resolves_the_feature_service_from_the_version(trained, settings):
+    from feast.mlflow_integration.model_resolver import FeastMlflowModelResolver
+
+    client = MlflowClient(settings.tracking_uri)
+    resolver = FeastMlflowModelResolver(open_store(settings), mlflow, client)
+    uri = f"models:/{settings.model_name}/{trained.version}"
+    assert resolver.resolve(uri) == "demand_forecast_v1"
+
+
+def test_same_data_same_seed_same_result(trained, settings):
+    again = train.run(settings, device="cpu", register=False, progress=lambda _: None)
+    assert again.digest == trained.digest
+    pd.testing.assert_frame_equal(again.summary, trained.summary)
+
+
+def test_failed_run_is_marked_failed_and_registers_nothing(settings, trained, monkeypatch):
+    client = MlflowClient(settings.tracking_uri)
+    versions = len(client.search_model_versions(f"name='{settings.model_name}'"))
+
+    def broken_fit(*args, **kwargs):
+        raise RuntimeError("fit exploded")
+
+    monkeypatch.setattr(train.demand_model, "fit", broken_fit)
+    with pytest.raises(RuntimeError, match="fit exploded"):
+        train.run(settings, progress=lambda _: None)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("demand_forecasting").experiment_id],
+        order_by=["attributes.start_time DESC"],
+    )
+    assert runs[0].info.status == "FAILED"
+    assert len(client.search_model_versions(f"name='{settings.model_name}'")) == versions
+
+
+def test_empty_training_window_fails_before_training(settings):
+    short = settings.model_copy(update={"warmup_days": 10_000})
+    with pytest.raises(dataset.TrainingDataError, match="no forecast origins"):
+        train.run(short, progress=lambda _: None)
+
+
+def test_missing_feature_service_says_what_to_run(settings):
+    other = settings.model_copy(update={"feature_service": "demand_forecast_v9"})
+    with pytest.raises(dataset.TrainingDataError, match="demand features"):
+        train.run(other, progress=lambda _: None)
+
+
+def test_unreachable_tracking_server_fails_fast(settings):
+    down = settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+    with pytest.raises(TrackingUnavailable, match="does not answer"):
+        train.run(down, progress=lambda _: None)

@@ -1,0 +1,1 @@
+"""Training: origins and labels, training sets through Feast, CatBoost, backtests, MLflow."""

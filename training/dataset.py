@@ -1,0 +1,182 @@
+"""Training sets: forecast origins, labels, and features as known at each origin, via Feast.
+
+A training row is (store, product, origin T, horizon h): the features known when
+day T closed, and the label = units sold on T + h. Feast's entity timestamp is
+that instant (00:00 UTC of T + 1), so every feature, the weather forecast
+included, is one that existed then. Request-time inputs (the horizon and the
+target day's calendar) come from the on-demand view of the feature service.
+
+Origins are sampled every ``origin_every_days`` days (a step coprime with 7
+walks through the weekdays) after a warm-up, for every store × product pair that
+was selling by then; each origin gets all horizons 1..H.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from demand.settings import Settings
+
+
+class TrainingDataError(RuntimeError):
+    """The data needed to train is missing or empty; the message says what to run."""
+
+
+@dataclass
+class TrainingSet:
+    frame: pd.DataFrame  # keys, origin, horizon, target_date, label, every feature
+    features: list[str]  # model input columns, in order
+    categorical: list[str]
+    request_features: list[str]
+    feature_views: dict[str, int]
+    digest: str
+
+    @property
+    def labels(self) -> pd.Series:
+        return self.frame["label"]
+
+
+def sales_history(settings: Settings) -> pd.DataFrame:
+    """Units per store, product and day, zeros included, from the purchase feature table."""
+    path = settings.feature_dir / "store_product_daily.parquet"
+    if not path.exists():
+        raise TrainingDataError(
+            f"no feature tables in {settings.feature_dir}; run `demand features` first"
+        )
+    daily = pd.read_parquet(
+        path, columns=["store_id", "product_id", "event_timestamp", "units_lag_1"]
+    )
+    return pd.DataFrame(
+        {
+            "store_id": daily["store_id"],
+            "product_id": daily["product_id"],
+            # a row known at 00:00 of d + 1 describes day d
+            "date": (
+                daily["event_timestamp"].dt.tz_convert(None) - pd.Timedelta(days=1)
+            ).dt.normalize(),
+            "units": daily["units_lag_1"].astype(float),
+        }
+    )
+
+
+def origins_and_labels(history: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """One row per (store, product, origin, horizon) with the label of the target day."""
+    if settings.horizon < 1:
+        raise TrainingDataError(f"horizon {settings.horizon} < 1: nothing to forecast")
+    first_day, last_day = history["date"].min(), history["date"].max()
+    candidates = pd.date_range(
+        first_day + pd.Timedelta(days=settings.warmup_days),
+        last_day - pd.Timedelta(days=1),
+        freq="D",
+    )
+    origin_days = candidates[:: settings.origin_every_days]
+    if len(origin_days) == 0:
+        raise TrainingDataError(
+            f"no forecast origins: the history ({first_day:%Y-%m-%d} to {last_day:%Y-%m-%d}) "
+            f"is shorter than the {settings.warmup_days}-day warm-up plus one day"
+        )
+    pairs = history.groupby(["store_id", "product_id"], as_index=False)["date"].min()
+    rows = pairs.merge(pd.DataFrame({"origin": origin_days}), how="cross")
+    rows = rows[rows["date"] <= rows["origin"]].drop(columns="date")
+    horizons = pd.DataFrame({"horizon": np.arange(1, settings.horizon + 1)})
+    rows = rows.merge(horizons, how="cross")
+    rows["target"] = rows["origin"] + pd.to_timedelta(rows["horizon"], unit="D")
+    rows = rows[rows["target"] <= last_day]
+    labels = history.rename(columns={"date": "target", "units": "label"})
+    rows = rows.merge(labels, on=["store_id", "product_id", "target"], how="left")
+    if rows.empty:
+        raise TrainingDataError(
+            "the training window is empty: no origin has a target day "
+            "inside the history; lower DEMAND_HORIZON or add history"
+        )
+    rows["label"] = rows["label"].fillna(0.0)  # a pair selling by then sold nothing: real zero
+    return rows.sort_values(["origin", "store_id", "product_id", "horizon"]).reset_index(drop=True)
+
+
+def entity_frame(rows: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """What Feast joins on: keys, the origin instant, and the request-time inputs."""
+    stores = pd.read_parquet(
+        settings.feature_dir / "store_attributes.parquet", columns=["store_id", "store_region_id"]
+    )
+    out = rows.merge(stores, on="store_id", how="left").rename(
+        columns={"store_region_id": "region_id"}
+    )
+    out["event_timestamp"] = (out["origin"] + pd.Timedelta(days=1)).dt.tz_localize("UTC")
+    out["target_date"] = out["target"].dt.strftime("%Y-%m-%d")
+    out["forecast_date"] = out["target_date"]
+    out["row_id"] = np.arange(len(out))
+    return out
+
+
+def model_inputs(
+    store, service_name: str
+) -> tuple[list[str], list[str], list[str], dict[str, int]]:
+    """Model columns from the feature service: keys first, then its features in order.
+
+    Timestamps (the ``*_known_at`` lineage fields) are not inputs; string features
+    and the entity keys are categorical; on-demand outputs are request features.
+    """
+    from feast import FeatureService
+    from feast.types import String, UnixTimestamp
+
+    service: FeatureService = store.get_feature_service(service_name)
+    features, categorical, request = ["store_id", "product_id"], ["store_id", "product_id"], []
+    views: dict[str, int] = {}
+    odfv_names = {v.name for v in store.list_on_demand_feature_views()}
+    for projection in service.feature_view_projections:
+        views[projection.name] = _view_version(
+            store, projection.name, projection.name in odfv_names
+        )
+        for feature in projection.features:
+            if feature.dtype == UnixTimestamp:
+                continue
+            features.append(feature.name)
+            if feature.dtype == String:
+                categorical.append(feature.name)
+            if projection.name in odfv_names:
+                request.append(feature.name)
+    return features, categorical, request, views
+
+
+def _view_version(store, name: str, on_demand: bool) -> int:
+    view = store.get_on_demand_feature_view(name) if on_demand else store.get_feature_view(name)
+    return int(getattr(view, "current_version_number", None) or 0)
+
+
+def build(store, settings: Settings, progress=print) -> TrainingSet:
+    """The training set for ``settings``, retrieved point-in-time correct through Feast."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        features, categorical, request, views = model_inputs(store, settings.feature_service)
+    except FeatureServiceNotFoundException:
+        raise TrainingDataError(
+            f"no feature service {settings.feature_service!r} in the Feast registry; "
+            "run `demand features` (or `demand apply`)"
+        ) from None
+    history = sales_history(settings)
+    rows = origins_and_labels(history, settings)
+    entities = entity_frame(rows, settings)
+    progress(
+        f"retrieving features for {len(entities):,} rows "
+        f"({rows['origin'].nunique()} origins × {settings.horizon} horizons) through Feast"
+    )
+    service = store.get_feature_service(settings.feature_service)
+    frame = store.get_historical_features(entity_df=entities, features=service).to_df()
+    frame = frame.sort_values("row_id").reset_index(drop=True)
+    for column in ("origin", "target"):  # Feast hands every datetime back in UTC
+        frame[column] = frame[column].dt.tz_convert(None).astype("datetime64[ns]")
+    if len(frame) != len(entities):
+        raise TrainingDataError(f"Feast returned {len(frame):,} of {len(entities):,} rows")
+    return TrainingSet(frame, features, categorical, request, views, digest(frame, features))
+
+
+def digest(frame: pd.DataFrame, features: list[str]) -> str:
+    """A content hash of the rows a model sees: keys, origin, horizon, features, label."""
+    columns = ["store_id", "product_id", "origin", "horizon", *features, "label"]
+    hashed = pd.util.hash_pandas_object(frame[list(dict.fromkeys(columns))], index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]

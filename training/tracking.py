@@ -1,0 +1,205 @@
+"""MLflow: where runs go, what a training run records, and registering its model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from demand.contract import ARTIFACT, FeatureContract
+from demand.settings import Settings
+
+EXPERIMENT = "demand_forecasting"
+
+
+class TrackingUnavailable(RuntimeError):
+    pass
+
+
+@contextmanager
+def _no_retries():
+    """Fail fast while probing: MLflow otherwise retries an unreachable server for minutes."""
+    saved = {
+        k: os.environ.get(k)
+        for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    }
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def connect(settings: Settings):
+    """Point MLflow at the settings' tracking URI and check it answers; the client."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        with _no_retries():
+            client.search_experiments(max_results=1)
+    except Exception as error:
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {uri} does not answer ({type(error).__name__}); "
+            "start it or set DEMAND_MLFLOW_TRACKING_URI"
+        ) from None
+    return client
+
+
+def experiment_id(client, settings: Settings) -> str:
+    found = client.get_experiment_by_name(EXPERIMENT)
+    if found:
+        return found.experiment_id
+    # keep artifacts in the data dir, not in ./mlruns of whatever the cwd is
+    location = None
+    if settings.tracking_uri.startswith("sqlite:///"):
+        location = (settings.mlflow_dir / "artifacts").as_uri()
+    return client.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def log_dataset(frame: pd.DataFrame, contract: FeatureContract, name: str, source: Path) -> None:
+    """Record the training set's lineage: schema, time range and content hash."""
+    import mlflow
+
+    columns = ["store_id", "product_id", "origin", "target", "horizon", "label"]
+    dataset = mlflow.data.from_pandas(
+        frame[columns],
+        name=name,
+        targets="label",
+        source=str(source),  # the offline feature tables the Feast service read
+        digest=contract.training_set_hash,
+    )
+    mlflow.log_input(
+        dataset,
+        context="training",
+        tags={
+            "train_start": contract.train_start,
+            "train_end": contract.train_end,
+            "feast.feature_service": contract.feature_service,
+        },
+    )
+
+
+def log_tables(tables: dict[str, pd.DataFrame]) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in tables.items():
+            path = Path(tmp) / f"{name}.csv"
+            table.to_csv(path, index=False)
+            mlflow.log_artifact(str(path), artifact_path="backtest")
+
+
+def log_plots(
+    test: pd.DataFrame,
+    predictions: dict[str, np.ndarray],
+    by_horizon: pd.DataFrame,
+    importance: pd.Series,
+) -> None:
+    """Forecast vs actual for a few series, error by horizon, feature importance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    frame = test.assign(**{f"pred_{k}": v for k, v in predictions.items()})
+    first = frame[frame["horizon"] == 1]
+    top = first.groupby(["store_id", "product_id", "category"])["label"].sum()
+    picks = top.groupby(level="category").idxmax().sort_values().head(4)
+    fig, axes = plt.subplots(len(picks), 1, figsize=(10, 2.6 * len(picks)), squeeze=False)
+    for ax, (store_id, product_id, category) in zip(axes[:, 0], picks, strict=True):
+        s = first[(first["store_id"] == store_id) & (first["product_id"] == product_id)]
+        ax.plot(s["target"], s["label"], "k.-", label="actual")
+        ax.plot(s["target"], s["pred_model"], "C0-", label="model")
+        ax.plot(s["target"], s["pred_seasonal_naive"], "C1:", label="seasonal naive")
+        ax.set_title(f"{store_id} × {product_id} ({category}), 1 day ahead", fontsize=9)
+        ax.set_ylabel("units")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    mlflow.log_figure(fig, "plots/forecast_vs_actual.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for predictor, group in by_horizon.groupby("predictor"):
+        ax.plot(group["horizon"], group["wape"], marker="o", label=predictor)
+    ax.set_xlabel("horizon (days ahead)")
+    ax.set_ylabel("WAPE")
+    ax.set_title("Backtest error by horizon")
+    ax.legend()
+    fig.tight_layout()
+    mlflow.log_figure(fig, "plots/error_by_horizon.png")
+    plt.close(fig)
+
+    top_features = importance.sort_values().tail(25)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.barh(top_features.index, top_features.to_numpy())
+    ax.set_title("Feature importance (CatBoost, top 25)")
+    fig.tight_layout()
+    mlflow.log_figure(fig, "plots/feature_importance.png")
+    plt.close(fig)
+
+
+def log_model(model, example: pd.DataFrame, contract: FeatureContract):
+    """The CatBoostRegressor with signature, input example and its contract; the ModelInfo."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, model.predict(example))
+    info = mlflow.catboost.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=[f"catboost=={_version('catboost')}", f"pandas=={_version('pandas')}"],
+    )
+    mlflow.log_text(contract.to_json(), ARTIFACT)
+    return info
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def register(
+    client,
+    settings: Settings,
+    model_uri: str,
+    run_id: str,
+    contract: FeatureContract,
+    description: str,
+):
+    """A new version of the registered model, tagged with its feature contract."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(settings.model_name)
+    except MlflowException:
+        client.create_registered_model(
+            settings.model_name,
+            description="Daily units per store and product, from entity keys via Feast.",
+        )
+    version = client.create_model_version(
+        settings.model_name,
+        model_uri,
+        run_id=run_id,
+        tags=contract.to_tags(),
+        description=description,
+    )
+    return version

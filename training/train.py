@@ -1,0 +1,218 @@
+"""The training job: training set through Feast → CatBoost → backtest → MLflow registry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from demand.contract import FeatureContract
+from demand.featurestore import open_store
+from demand.settings import Settings
+from training import dataset, tracking
+from training import device as devices
+from training import model as demand_model
+from training.baselines import MovingAverage, SeasonalNaive
+from training.metrics import METRICS, breakdown, metric_key, poisson_floor_wape, scores
+
+Progress = Callable[[str], None]
+BASELINES = ("seasonal_naive", "moving_average_28")
+
+
+@dataclass
+class Split:
+    train: pd.Series
+    valid: pd.Series
+    test: pd.Series
+    cutoff: pd.Timestamp
+    valid_start: pd.Timestamp
+
+
+def time_split(frame: pd.DataFrame, settings: Settings) -> Split:
+    """Train before the validation window, stop early on it, backtest on the weeks after.
+
+    No label of one part falls inside a later part: a row belongs to a window
+    only when its target day does too.
+    """
+    last = frame["target"].max()
+    cutoff = last - pd.Timedelta(days=settings.test_days - 1)
+    valid_start = cutoff - pd.Timedelta(days=settings.validation_days)
+    test = frame["origin"] >= cutoff
+    valid = (frame["origin"] >= valid_start) & (frame["target"] < cutoff)
+    train = frame["target"] < valid_start
+    for name, mask in (("training", train), ("validation", valid), ("backtest", test)):
+        if not mask.any():
+            raise dataset.TrainingDataError(
+                f"the {name} window is empty: the history is too short for "
+                f"{settings.test_days} backtest + {settings.validation_days} validation days; "
+                "lower DEMAND_TEST_DAYS / DEMAND_VALIDATION_DAYS or add history"
+            )
+    return Split(train, valid, test, cutoff, valid_start)
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_name: str
+    version: str | None
+    task_type: str
+    summary: pd.DataFrame  # predictor × metric, backtest overall
+    floor_wape: float  # WAPE of a perfect forecast under Poisson noise
+    by_category: pd.DataFrame
+    digest: str
+    rows: int
+    seconds: dict[str, float]
+
+
+def run(
+    settings: Settings, device: str = "auto", register: bool = True, progress: Progress = print
+) -> TrainResult:
+    task_type = devices.resolve(device)  # before any work: `gpu` without one fails here
+    progress(
+        f"training on {task_type}"
+        + (" (no GPU found)" if device == "auto" and task_type == "CPU" else "")
+    )
+    client = tracking.connect(settings)
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    store = open_store(settings)
+    training_set = dataset.build(store, settings, progress)
+    seconds["training set"] = time.perf_counter() - started
+    frame = training_set.frame
+    split = time_split(frame, settings)
+    progress(
+        f"{len(frame):,} rows in {seconds['training set']:.0f}s · train "
+        f"{split.train.sum():,} · validation {split.valid.sum():,} · backtest "
+        f"{split.test.sum():,} (origins from {split.cutoff:%Y-%m-%d})"
+    )
+
+    train_rows = frame[split.train]
+    contract = FeatureContract(
+        feast_project=store.project,
+        feature_service=settings.feature_service,
+        feature_views=training_set.feature_views,
+        features=training_set.features,
+        dtypes={
+            f: "category" if f in training_set.categorical else "float"
+            for f in training_set.features
+        },
+        categorical=training_set.categorical,
+        entity_keys=["store_id", "product_id"],
+        request_features=training_set.request_features,
+        horizon=settings.horizon,
+        train_start=f"{train_rows['target'].min():%Y-%m-%d}",
+        train_end=f"{train_rows['target'].max():%Y-%m-%d}",
+        training_set_hash=training_set.digest,
+        device=task_type,
+        extra={
+            "backtest_start": f"{split.cutoff:%Y-%m-%d}",
+            "backtest_end": f"{frame['target'].max():%Y-%m-%d}",
+            "loss": settings.loss,
+        },
+    )
+    x = contract.model_frame(frame)
+    y = frame["label"]
+
+    import mlflow
+
+    params = demand_model.params(settings, task_type)
+    with mlflow.start_run(
+        experiment_id=tracking.experiment_id(client, settings),
+        run_name=f"{settings.model_name}-{training_set.digest[:8]}",
+        tags={
+            "feast.project": store.project,
+            "feast.feature_service": settings.feature_service,
+            "feast.feature_refs": ",".join(contract.features),
+            "demand.device": task_type,
+        },
+    ) as active:
+        mlflow.log_params(
+            {
+                **params,
+                "horizon": settings.horizon,
+                "origin_every_days": settings.origin_every_days,
+                "test_days": settings.test_days,
+                "validation_days": settings.validation_days,
+                "training_rows": int(split.train.sum()),
+                "device": task_type,
+            }
+        )
+        tracking.log_dataset(
+            frame[split.train], contract, "demand_training_set", settings.feature_dir
+        )
+
+        started = time.perf_counter()
+        model = demand_model.fit(
+            x[split.train],
+            y[split.train],
+            x[split.valid],
+            y[split.valid],
+            contract.categorical,
+            params,
+        )
+        seconds["fit"] = time.perf_counter() - started
+        progress(f"fitted {model.tree_count_} trees in {seconds['fit']:.0f}s")
+
+        test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
+        history = dataset.sales_history(settings)
+        predictions = {
+            "model": demand_model.predict(model, x[split.test]),
+            "seasonal_naive": SeasonalNaive(7).fit(history).predict(test),
+            "moving_average_28": MovingAverage(28).fit(history).predict(test),
+        }
+        summary = pd.DataFrame({p: scores(test["label"], v) for p, v in predictions.items()}).T
+        by_horizon = breakdown(test, predictions, "horizon")
+        by_category = breakdown(test, predictions, "category")
+
+        metrics = {metric_key(p, m): float(summary.loc[p, m]) for p in predictions for m in METRICS}
+        for _, r in by_horizon.iterrows():
+            metrics.update(
+                {metric_key(r["predictor"], m, f"h{r['horizon']}"): r[m] for m in METRICS}
+            )
+        for _, r in by_category.iterrows():
+            metrics[metric_key(r["predictor"], "wape", r["category"])] = r["wape"]
+        metrics["best_iteration"] = float(model.get_best_iteration() or 0)
+        metrics["poisson_floor_wape"] = poisson_floor_wape(test["label"], predictions["model"])
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if pd.notna(v)})
+        tracking.log_tables(
+            {
+                "summary": summary.reset_index(names="predictor"),
+                "by_horizon": by_horizon,
+                "by_category": by_category,
+            }
+        )
+        importance = pd.Series(model.get_feature_importance(), index=contract.features)
+        tracking.log_plots(test, predictions, by_horizon, importance)
+        info = tracking.log_model(model, x[split.test].head(5), contract)
+
+        version = None
+        if register:
+            registered = tracking.register(
+                client,
+                settings,
+                info.model_uri,
+                active.info.run_id,
+                contract,
+                description=f"WAPE {summary.loc['model', 'wape']:.3f} on the backtest from "
+                f"{split.cutoff:%Y-%m-%d} (seasonal naive "
+                f"{summary.loc['seasonal_naive', 'wape']:.3f}, moving average "
+                f"{summary.loc['moving_average_28', 'wape']:.3f}); trained on {task_type}",
+            )
+            version = registered.version
+        run_id = active.info.run_id
+
+    return TrainResult(
+        run_id=run_id,
+        model_name=settings.model_name,
+        version=version,
+        task_type=task_type,
+        summary=summary,
+        floor_wape=metrics["poisson_floor_wape"],
+        by_category=by_category,
+        digest=training_set.digest,
+        rows=len(frame),
+        seconds=seconds,
+    )
