@@ -11,7 +11,7 @@ DEMAND := $(BIN)/demand
 ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply \
-        materialize online feast bench-features lock clean
+        materialize online feast train bench-features bench-train lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,11 +61,17 @@ materialize: $(INSTALLED) ## Load the online store (ARGS=--incremental for new r
 online: $(INSTALLED) ## Print online feature vectors (ARGS="-k S000:P0300")
 	$(DEMAND) online $(ARGS)
 
+train: $(INSTALLED) ## Train, backtest and register a model (ARGS="--device gpu", "--horizon 5")
+	$(DEMAND) train $(ARGS)
+
 feast: $(INSTALLED) ## Run the feast CLI on the feature repo with the platform's data dir (ARGS="feature-views list")
 	cd feature_repo && DEMAND_DATA_DIR=$$($(BIN)/python -c "from demand.settings import get_settings; print(get_settings().data_dir)") ../$(BIN)/feast $(ARGS)
 
 bench-features: $(INSTALLED) ## Benchmark feature build, retrieval and materialization on the large scale
 	$(BIN)/python -m benchmarks.features $(ARGS)
+
+bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (default, large; ARGS=--compare-losses)
+	$(BIN)/python -m benchmarks.train $(ARGS)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv; }

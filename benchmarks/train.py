@@ -1,0 +1,171 @@
+"""Benchmark training: the Feast training-set build and the CatBoost fit, by scale.
+
+    python -m benchmarks.train [--scales default large] [--compare-losses]
+
+For each scale: retrieval time through Feast (DuckDB offline store) and rows/s,
+then the fit on this machine's CPU, run by ``benchmarks/catboost_fit.py`` on the
+training set exported to parquet, the same file a GPU machine fits with only
+numpy, pandas and catboost installed (``--device gpu``). ``--compare-losses``
+fits RMSE, Poisson and Tweedie on the default scale's backtest: the figures
+behind the default loss. Data goes to DEMAND_DATA_DIR/bench/<scale>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from benchmarks.common import console, peak_rss_gib, report, timed
+from demand.featurestore import open_store
+from demand.settings import get_settings
+from features import feature_store, pipeline
+from training import dataset
+from training import model as demand_model
+from training.train import time_split
+
+# the large history is subsampled harder so one fit stays within minutes on 2 cores
+ORIGIN_EVERY = {"tiny": 3, "default": 5, "large": 28}
+LOSSES = ["RMSE", "Poisson", "Tweedie:variance_power=1.3", "Tweedie:variance_power=1.5"]
+
+
+def export(settings, out: Path, progress) -> int:
+    store = open_store(settings)
+    training_set = dataset.build(store, settings, progress)
+    frame = training_set.frame
+    split = time_split(frame, settings)
+    from demand.contract import FeatureContract
+
+    contract = FeatureContract(
+        feast_project=store.project,
+        feature_service=settings.feature_service,
+        feature_views=training_set.feature_views,
+        features=training_set.features,
+        dtypes={},
+        categorical=training_set.categorical,
+        entity_keys=[],
+        request_features=[],
+        horizon=settings.horizon,
+        train_start="",
+        train_end="",
+        training_set_hash="",
+        device="",
+    )
+    x = contract.model_frame(frame)
+    x["label"] = frame["label"]
+    x["part"] = "skip"
+    x.loc[split.train, "part"] = "train"
+    x.loc[split.valid, "part"] = "valid"
+    x.loc[split.test, "part"] = "test"
+    out.mkdir(parents=True, exist_ok=True)
+    x[x["part"] != "skip"].to_parquet(out / "training_set.parquet", index=False)
+    params = demand_model.params(settings, "CPU")
+    params.pop("task_type")
+    (out / "params.json").write_text(
+        json.dumps(
+            {
+                "params": params,
+                "features": contract.features,
+                "categorical": contract.categorical,
+            },
+            indent=2,
+        )
+    )
+    return len(frame)
+
+
+def fit(directory: Path, losses: list[str] | None = None) -> list[dict]:
+    script = Path(__file__).with_name("catboost_fit.py")
+    command = [sys.executable, str(script), str(directory), "--device", "cpu"]
+    if losses:
+        command += ["--loss", *losses]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scales", nargs="+", default=["default", "large"])
+    parser.add_argument("--compare-losses", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    base = get_settings()
+    rows = []
+    for scale in args.scales:
+        settings = get_settings(
+            data_dir=base.data_dir / "bench" / scale,
+            scale=scale,
+            origin_every_days=ORIGIN_EVERY[scale],
+        )
+        t: dict[str, float] = {}
+        if not (settings.feast_dir / "online_store.db").exists():
+            with timed(t, f"features {scale}"):
+                pipeline.run(settings, progress=lambda m: None)
+        else:
+            feature_store.apply(settings)
+        out = settings.data_dir / "train_export"
+        with timed(t, f"training set {scale}"):
+            n = export(settings, out, console.print)
+        rows.append(
+            {
+                "step": f"training set via Feast ({scale})",
+                "rows": n,
+                "seconds": t[f"training set {scale}"],
+                "rows/s": n / t[f"training set {scale}"],
+                "device": "CPU",
+                "trees": "",
+                "test WAPE": "",
+                "peak GiB": peak_rss_gib(),
+            }
+        )
+        with timed(t, f"fit {scale}"):
+            (result,) = fit(out)
+        rows.append(
+            {
+                "step": f"CatBoost fit ({scale}, {result['loss']})",
+                "rows": result["train_rows"],
+                "seconds": result["fit_seconds"],
+                "rows/s": result["train_rows"] / result["fit_seconds"],
+                "device": "CPU",
+                "trees": result["trees"],
+                "test WAPE": result["test_wape"],
+                "peak GiB": peak_rss_gib(),
+            }
+        )
+        if args.compare_losses and scale == "default":
+            for r in fit(out, LOSSES):
+                rows.append(
+                    {
+                        "step": f"loss {r['loss']} ({scale})",
+                        "rows": r["train_rows"],
+                        "seconds": r["fit_seconds"],
+                        "rows/s": r["train_rows"] / r["fit_seconds"],
+                        "device": "CPU",
+                        "trees": r["trees"],
+                        "test WAPE": r["test_wape"],
+                        "peak GiB": peak_rss_gib(),
+                    }
+                )
+    rows.append(
+        {
+            "step": "CatBoost fit (GPU)",
+            "rows": "",
+            "seconds": "",
+            "rows/s": "",
+            "device": "not measured: no NVIDIA GPU here; run catboost_fit.py --device gpu",
+            "trees": "",
+            "test WAPE": "",
+            "peak GiB": "",
+        }
+    )
+    report("bench-train", rows, base.data_dir / "bench" / "bench-train.json")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    raise SystemExit(main())
