@@ -197,7 +197,8 @@ def _online_vectors(settings: Settings, keys: list[str], target_date: str | None
 
         if pd.to_datetime(target_date, format="%Y-%m-%d", errors="coerce") is pd.NaT:
             raise UserError(f"--target-date {target_date!r}: expected YYYY-MM-DD")
-    if not (settings.feast_dir / "online_store.db").exists():
+    embedded = settings.profile.value == "embedded"
+    if embedded and not (settings.feast_dir / "online_store.db").exists():
         raise UserError("the online store is empty; run `demand features` (or `make features`)")
     if not parsed:
         parsed = _sample_keys(settings, limit)

@@ -20,16 +20,23 @@ from demand.settings import Settings
 
 def open_store(settings: Settings):
     """A FeatureStore over ``settings.feature_repo`` with its data under ``settings.data_dir``."""
-    # feature_store.yaml and the data sources read DEMAND_DATA_DIR; export the
-    # resolved value so Feast sees the same directory as the rest of the platform.
-    os.environ["DEMAND_DATA_DIR"] = str(settings.data_dir)
-    (settings.feast_dir).mkdir(parents=True, exist_ok=True)
+    # feature_store*.yaml and the data sources read DEMAND_* variables; export the
+    # resolved values so Feast sees the same places as the rest of the platform.
+    os.environ.update(
+        DEMAND_DATA_DIR=str(settings.data_dir),
+        DEMAND_FEAST_PROJECT=settings.feast_project,
+        DEMAND_REDIS_URL=settings.redis_url,
+        DEMAND_FEAST_REGISTRY_URL=settings.feast_registry_url,
+    )
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
     from feast import FeatureStore  # heavy import, only when a store is needed
 
     # ibis (under Feast's DuckDB store) warns about its own deprecated calls on every read
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
-    return FeatureStore(repo_path=str(settings.feature_repo))
+    return FeatureStore(
+        repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
+    )
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,13 @@ class Scale(StrEnum):
     large = "large"
 
 
+class Profile(StrEnum):
+    """Where the online store and the Feast registry live; see README, Profiles."""
+
+    embedded = "embedded"
+    team = "team"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DEMAND_", env_file=".env", extra="ignore", validate_default=True
@@ -36,6 +43,21 @@ class Settings(BaseSettings):
     )
     feature_repo: Path = Field(
         default=REPO_ROOT / "feature_repo", description="The Feast feature repository."
+    )
+    profile: Profile = Field(
+        default=Profile.embedded,
+        description="embedded: SQLite online store and registry, no servers; team: Redis "
+        "online store and the Feast registry on PostgreSQL.",
+    )
+    feast_project: str = Field(
+        default="demand_forecasting", description="Feast project (team profile)."
+    )
+    redis_url: str = Field(
+        default="127.0.0.1:6379", description="Feast online store (team profile), host:port."
+    )
+    feast_registry_url: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/demand_feast",
+        description="Feast SQL registry (team profile).",
     )
     seed: int = Field(default=7, description="Seed of the synthetic generator.")
     scale: Scale = Field(default=Scale.default, description="Size of the generated data.")
@@ -96,6 +118,22 @@ class Settings(BaseSettings):
     serve_max_items: int = Field(
         default=5000, ge=1, description="Items one /forecast request may carry."
     )
+    serve_alias: str = Field(
+        default="production", description="Registry alias whose model version is served."
+    )
+    serve_version: str | None = Field(
+        default=None, description="Serve this model version instead of the alias's."
+    )
+    serve_reload_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How often a running service checks whether the alias moved (0: never; "
+        "POST /reload always works).",
+    )
+    serve_bento_model: str | None = Field(
+        default=None,
+        description="Serve this Bento model store tag instead of the registry (set in Bentos).",
+    )
 
     @field_validator("data_dir", "feature_repo", mode="after")
     @classmethod
@@ -103,6 +141,15 @@ class Settings(BaseSettings):
         # Feast and MLflow resolve relative paths against their own working
         # directories; absolute paths keep every tool looking at the same files.
         return path.expanduser().resolve()
+
+    @property
+    def feature_store_yaml(self) -> Path:
+        name = (
+            "feature_store.yaml"
+            if self.profile is Profile.embedded
+            else (f"feature_store.{self.profile.value}.yaml")
+        )
+        return self.feature_repo / name
 
     @property
     def raw_dir(self) -> Path:
