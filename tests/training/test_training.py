@@ -8,16 +8,9 @@ from mlflow import MlflowClient
 
 from demand.contract import FeatureContract
 from demand.featurestore import open_store
+from tests.leakage import KNOWN_AT, assert_no_leakage
 from training import dataset, train
 from training.tracking import TrackingUnavailable
-
-KNOWN_AT = [
-    "sales_known_at",
-    "replenishment_known_at",
-    "lifespan_known_at",
-    "weather_known_at",
-    "forecast_issued_at",
-]
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +33,6 @@ def training_set(settings):
 @pytest.fixture(scope="module")
 def trained(settings):
     return train.run(settings, device="auto", progress=lambda _: None)
-
-
-def assert_no_leakage(frame: pd.DataFrame, known_at: list[str]) -> None:
-    origin = pd.to_datetime(frame["event_timestamp"], utc=True)
-    for column in known_at:
-        known = pd.to_datetime(frame[column], utc=True)
-        late = known.notna() & (known > origin)
-        assert not late.any(), f"{column} newer than the origin in {late.sum()} rows"
 
 
 def test_no_feature_is_newer_than_the_origin(training_set):
