@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import pandas as pd
 
+from demand.console import UserError
+
 TAG_PREFIX = "demand.contract."
 ARTIFACT = "feature_contract.json"
 # the sentinel categorical nulls become before CatBoost sees them
@@ -115,7 +117,7 @@ class FeatureContract:
         return pd.DataFrame(out, index=frame.index)
 
 
-class IncompleteContract(ValueError):
+class IncompleteContract(UserError, ValueError):
     def __init__(self, missing: list[str]):
         self.missing = missing
         super().__init__(

@@ -14,6 +14,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from demand.console import UserError
+
 
 def _key(description: str) -> pa.Column:
     return pa.Column(str, nullable=False, description=description)
@@ -141,7 +143,7 @@ class Violation:
         )
 
 
-class DataContractError(ValueError):
+class DataContractError(UserError, ValueError):
     """A raw table does not meet the contract; ``violations`` says where."""
 
     def __init__(self, table: str, violations: list[Violation]):

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from demand.console import UserError
 from demand.settings import Settings
 
 
-class TrainingDataError(RuntimeError):
+class TrainingDataError(UserError):
     """The data needed to train is missing or empty; the message says what to run."""
 
 

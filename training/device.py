@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 
+from demand.console import UserError
+
 
 class Device(StrEnum):
     auto = "auto"
@@ -12,7 +14,7 @@ class Device(StrEnum):
     gpu = "gpu"
 
 
-class NoGpu(RuntimeError):
+class NoGpu(UserError):
     pass
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from demand.console import UserError
 from demand.contract import ARTIFACT, FeatureContract
 from demand.settings import Settings
 
 EXPERIMENT = "demand_forecasting"
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(UserError):
     pass
 
 

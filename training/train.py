@@ -134,6 +134,7 @@ def run(
                 **params,
                 "horizon": settings.horizon,
                 "origin_every_days": settings.origin_every_days,
+                "warmup_days": settings.warmup_days,
                 "test_days": settings.test_days,
                 "validation_days": settings.validation_days,
                 "training_rows": int(split.train.sum()),

@@ -1,0 +1,1 @@
+"""The model registry lifecycle: candidate → staging → production → archived, with gates."""

@@ -1,0 +1,154 @@
+"""Promotion gates: pure functions from numbers to a verdict, with the numbers in the verdict.
+
+Nothing here touches MLflow, Feast or a model: the lifecycle gathers the inputs
+(backtest metrics of the run, the contract's problems, WAPEs re-scored now) and
+asks these functions. That keeps the rules readable in one place and testable
+as a table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    """Where a model version is in its lifecycle."""
+
+    candidate = "candidate"
+    staging = "staging"
+    production = "production"
+    archived = "archived"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str  # the numbers behind the verdict, for people
+
+
+@dataclass(frozen=True)
+class GateResult:
+    target: Stage
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def explain(self) -> str:
+        """One line: which checks failed and why (or that all passed)."""
+        if self.passed:
+            return f"all {len(self.checks)} {self.target} checks passed"
+        return "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"target": self.target.value, "checks": [asdict(c) for c in self.checks]},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> GateResult:
+        data = json.loads(text)
+        return cls(Stage(data["target"]), tuple(Check(**c) for c in data["checks"]))
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """The run's own backtest, as training logged it."""
+
+    wape: float
+    seasonal_naive_wape: float
+    moving_average_28_wape: float
+
+
+@dataclass(frozen=True)
+class Rescore:
+    """Challenger and champion WAPE on the challenger's backtest rows, computed now."""
+
+    challenger_wape: float
+    champion_wape: float | None  # None: there is no production version yet
+    champion_version: str | None
+    rows: int
+    window: str  # "YYYY-MM-DD..YYYY-MM-DD", origins of the backtest
+    problem: str = ""  # why the rows could not be re-scored, if they could not
+
+
+def _finite(*values: float | None) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def beats_baselines(backtest: Backtest) -> list[Check]:
+    checks = []
+    for name, baseline in (
+        ("seasonal_naive", backtest.seasonal_naive_wape),
+        ("moving_average_28", backtest.moving_average_28_wape),
+    ):
+        # a missing or NaN metric is a failed check, never a silent pass
+        passed = _finite(backtest.wape, baseline) and backtest.wape < baseline
+        checks.append(
+            Check(
+                f"beats {name}",
+                passed,
+                f"WAPE {backtest.wape:.4f} {'<' if passed else 'is not below'} "
+                f"{name} {baseline:.4f}",
+            )
+        )
+    return checks
+
+
+def contract_complete(problems: list[str]) -> Check:
+    if problems:
+        return Check("feature contract", False, "incomplete: " + "; ".join(problems))
+    return Check("feature contract", True, "complete")
+
+
+def no_worse_than_champion(rescore: Rescore, tolerance: float) -> Check:
+    if rescore.problem:
+        return Check("no worse than production", False, rescore.problem)
+    if rescore.champion_wape is None:
+        return Check(
+            "no worse than production",
+            _finite(rescore.challenger_wape),
+            f"no production version yet; WAPE {rescore.challenger_wape:.4f} "
+            f"on {rescore.rows:,} backtest rows ({rescore.window})",
+        )
+    limit = rescore.champion_wape * (1 + tolerance)
+    passed = _finite(rescore.challenger_wape, limit) and rescore.challenger_wape <= limit
+    return Check(
+        "no worse than production",
+        passed,
+        f"WAPE {rescore.challenger_wape:.4f} {'≤' if passed else '>'} {limit:.4f} "
+        f"(production v{rescore.champion_version} {rescore.champion_wape:.4f} × "
+        f"(1 + tolerance {tolerance:g})) on the same {rescore.rows:,} backtest rows "
+        f"({rescore.window})",
+    )
+
+
+def staging_gate(backtest: Backtest, contract_problems: list[str]) -> GateResult:
+    """To staging: beats both baselines on its own backtest; its feature contract is complete."""
+    return GateResult(
+        Stage.staging, (*beats_baselines(backtest), contract_complete(contract_problems))
+    )
+
+
+def production_gate(
+    backtest: Backtest, contract_problems: list[str], rescore: Rescore, tolerance: float
+) -> GateResult:
+    """To production: the staging checks, and no worse than production on the same rows now."""
+    return GateResult(
+        Stage.production,
+        (
+            *beats_baselines(backtest),
+            contract_complete(contract_problems),
+            no_worse_than_champion(rescore, tolerance),
+        ),
+    )

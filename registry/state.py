@@ -1,0 +1,163 @@
+"""Reading the registry: which versions exist, and where each is in its lifecycle.
+
+A stage is stored three ways, each for its reader:
+
+- the aliases ``@staging`` and ``@production`` (what MLflow 3 supports, what serving
+  loads: ``models:/demand_forecast@production``) are the truth for those two stages;
+- the legacy stage field (deprecated, still shown by the MLflow UI) mirrors them;
+- the tag ``demand.stage`` names the stage too, and is the only record of ``archived``
+  (an alias would be the wrong tool: many versions are archived at once).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from demand.console import UserError
+from demand.contract import FeatureContract, IncompleteContract
+from demand.settings import Settings
+from registry.gates import Backtest, Stage
+
+ALIAS = {Stage.staging: "staging", Stage.production: "production"}
+LEGACY = {
+    Stage.candidate: "None",
+    Stage.staging: "Staging",
+    Stage.production: "Production",
+    Stage.archived: "Archived",
+}
+STAGE_TAG = "demand.stage"
+# versions that held production, oldest first: what rollback walks back through
+LINEAGE_TAG = "demand.production_lineage"
+
+
+class RegistryError(UserError):
+    """A problem the user can fix (unknown version, refused move…); the message says how."""
+
+
+def connect(settings: Settings):
+    """An MlflowClient on the settings' registry, failing fast when it does not answer."""
+    from training.tracking import TrackingUnavailable
+    from training.tracking import connect as tracking_connect
+
+    try:
+        return tracking_connect(settings)
+    except TrackingUnavailable as error:
+        raise RegistryError(str(error)) from None
+
+
+def registered_model(client, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        raise RegistryError(
+            f"no registered model {name!r} in the registry; train one with `demand train` "
+            "(or set DEMAND_MODEL_NAME)"
+        ) from None
+
+
+def model_version(client, name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    registered_model(client, name)
+    if not str(version).isdigit():
+        raise RegistryError(f"version {version!r}: expected a version number, e.g. 3")
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException:
+        known = ", ".join(number(v) for v in versions(client, name)) or "none"
+        raise RegistryError(
+            f"{name} has no version {version} (versions: {known}); see `demand models list`"
+        ) from None
+
+
+def versions(client, name: str) -> list:
+    found = client.search_model_versions(f"name = '{name}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def number(version) -> str:
+    """A version's number as text (stores disagree: the SQL store says int, REST says str)."""
+    return str(version.version)
+
+
+def aliases(client, name: str) -> dict[str, str]:
+    """Alias → version number, as the registered model holds them now."""
+    return {a: str(v) for a, v in (registered_model(client, name).aliases or {}).items()}
+
+
+def stage_of(version, held: dict[str, str]) -> Stage:
+    for stage, alias in ALIAS.items():
+        if held.get(alias) == number(version):
+            return stage
+    if version.tags.get(STAGE_TAG) == Stage.archived:
+        return Stage.archived
+    return Stage.candidate
+
+
+def holder(held: dict[str, str], stage: Stage) -> str | None:
+    return held.get(ALIAS[stage])
+
+
+def lineage(client, name: str) -> list[str]:
+    raw = registered_model(client, name).tags.get(LINEAGE_TAG)
+    return json.loads(raw) if raw else []
+
+
+def contract_of(version) -> FeatureContract:
+    try:
+        return FeatureContract.from_tags(version.tags)
+    except IncompleteContract as error:
+        raise RegistryError(
+            f"{version.name} version {number(version)} has no feature contract "
+            f"(missing {', '.join(error.missing[:4])}…); it cannot be served. "
+            "Retrain it with `demand train`"
+        ) from None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    backtest: Backtest
+    params: dict[str, str]
+    status: str
+
+
+def run_facts(client, version) -> RunFacts:
+    """The training run's backtest metrics, row parameters and status (NaN when absent)."""
+    from mlflow.exceptions import MlflowException
+
+    if not version.run_id:
+        return RunFacts(Backtest(math.nan, math.nan, math.nan), {}, "UNKNOWN")
+    try:
+        run = client.get_run(version.run_id)
+    except MlflowException:
+        return RunFacts(Backtest(math.nan, math.nan, math.nan), {}, "UNKNOWN")
+    metrics = run.data.metrics
+    return RunFacts(
+        Backtest(
+            wape=metrics.get("wape", math.nan),
+            seasonal_naive_wape=metrics.get("seasonal_naive_wape", math.nan),
+            moving_average_28_wape=metrics.get("moving_average_28_wape", math.nan),
+        ),
+        dict(run.data.params),
+        run.info.status,
+    )
+
+
+def disagreements(client, name: str) -> list[str]:
+    """Where the aliases, the legacy stage field and the stage tag tell different stories."""
+    held = aliases(client, name)
+    problems = []
+    for version in versions(client, name):
+        stage = stage_of(version, held)
+        if version.current_stage != LEGACY[stage]:
+            problems.append(
+                f"v{number(version)}: stage {stage} but legacy stage {version.current_stage}"
+            )
+        tagged = version.tags.get(STAGE_TAG, Stage.candidate)
+        if tagged != stage:
+            problems.append(f"v{number(version)}: stage {stage} but tag {STAGE_TAG}={tagged}")
+    return problems

@@ -1,0 +1,390 @@
+"""The registry lifecycle end to end: real Feast, real CatBoost, a temporary SQLite MLflow.
+
+Two tiny models are trained once: a good one (40 trees) and a bad one (2 trees,
+worse than both baselines). Each test copies them into a registered model of its
+own, so tests do not depend on each other's moves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from mlflow import MlflowClient
+
+from registry import audit, cli, lifecycle, state, transfer
+from registry.gates import GateResult, Stage
+from registry.state import RegistryError
+from training import train
+
+GOOD, BAD = "1", "2"
+
+
+@pytest.fixture(scope="module")
+def base(feature_env, tmp_path_factory):
+    mlflow_dir = tmp_path_factory.mktemp("registry_mlflow")
+    settings = feature_env.model_copy(
+        update={
+            "iterations": 40,
+            "mlflow_tracking_uri": f"sqlite:///{mlflow_dir}/mlflow.db",
+            "origin_every_days": 3,
+            "model_name": "trained",
+            "user": "tester",
+        }
+    )
+    good = train.run(settings, progress=lambda _: None)
+    bad = train.run(settings.model_copy(update={"iterations": 2}), progress=lambda _: None)
+    assert (str(good.version), str(bad.version)) == (GOOD, BAD)
+    # the premise of the refusal tests: the bad model loses to a baseline, the good one wins
+    assert bad.summary.loc["model", "wape"] > bad.summary.loc["moving_average_28", "wape"]
+    assert good.summary.loc["model", "wape"] < good.summary.loc["moving_average_28", "wape"]
+    return settings
+
+
+def fresh(base, name: str, sources=(GOOD, BAD)):
+    """A registered model ``name`` whose versions 1, 2… copy the trained ``sources``."""
+    client = MlflowClient(base.tracking_uri, base.tracking_uri)
+    for source in sources:
+        client.copy_model_version(f"models:/{base.model_name}/{source}", name)
+    return base.model_copy(update={"model_name": name}), client
+
+
+def snapshot(client, name: str):
+    """Everything a move may change: aliases, legacy stages, tags."""
+    model = client.get_registered_model(name)
+    return (
+        dict(model.aliases),
+        dict(model.tags),
+        [(v.version, v.current_stage, dict(v.tags)) for v in state.versions(client, name)],
+    )
+
+
+def assert_consistent(client, name: str) -> dict[str, Stage]:
+    """Aliases, legacy stage and tag agree; one holder per seat; history ends where it is."""
+    assert state.disagreements(client, name) == []
+    found = state.versions(client, name)
+    held = state.aliases(client, name)
+    stages = {state.number(v): state.stage_of(v, held) for v in found}
+    for stage in (Stage.staging, Stage.production):
+        assert list(stages.values()).count(stage) <= 1
+        legacy = [v for v in found if v.current_stage == state.LEGACY[stage]]
+        assert len(legacy) <= 1
+    for version in found:
+        history = audit.history(version.tags)
+        if history:
+            assert history[-1].to_stage == stages[state.number(version)]
+            # each move starts where the previous one ended
+            for earlier, later in itertools.pairwise(history):
+                assert later.from_stage == earlier.to_stage
+    return stages
+
+
+def test_lifecycle_end_to_end(base):
+    settings, client = fresh(base, "e2e")
+    name = settings.model_name
+
+    lifecycle.promote(settings, GOOD, Stage.staging)
+    assert assert_consistent(client, name) == {GOOD: Stage.staging, BAD: Stage.candidate}
+    assert client.get_model_version_by_alias(name, "staging").version == int(GOOD)
+
+    outcome = lifecycle.promote(settings, GOOD, Stage.production)
+    assert outcome.gates.passed
+    assert "no production version yet" in outcome.gates.checks[-1].detail
+    assert assert_consistent(client, name) == {GOOD: Stage.production, BAD: Stage.candidate}
+    assert "staging" not in client.get_registered_model(name).aliases
+    assert state.lineage(client, name) == [GOOD]
+
+    # the bad version: refused for staging, with the numbers, and nothing changes
+    before = snapshot(client, name)
+    with pytest.raises(lifecycle.GateRefused) as refused:
+        lifecycle.promote(settings, BAD, Stage.staging)
+    message = str(refused.value)
+    bad_backtest = state.run_facts(client, client.get_model_version(name, BAD)).backtest
+    assert f"WAPE {bad_backtest.wape:.4f} is not below" in message
+    assert f"moving_average_28 {bad_backtest.moving_average_28_wape:.4f}" in message
+    assert snapshot(client, name) == before
+
+    # and for production: worse than the champion re-scored on the same rows
+    with pytest.raises(lifecycle.GateRefused) as refused:
+        lifecycle.promote(settings, BAD, Stage.production)
+    champion_check = refused.value.result.checks[-1]
+    assert not champion_check.passed
+    assert "production v1" in champion_check.detail
+    assert "tolerance 0" in champion_check.detail
+    assert "backtest rows" in champion_check.detail
+    assert snapshot(client, name) == before
+
+    with pytest.raises(RegistryError, match="--force needs --reason"):
+        lifecycle.promote(settings, BAD, Stage.production, force=True)
+    assert snapshot(client, name) == before
+
+    # forced, with a reason: recorded with who, why and the failed gates
+    lifecycle.promote(settings, BAD, Stage.production, force=True, reason="hotfix INC-42")
+    assert assert_consistent(client, name) == {GOOD: Stage.archived, BAD: Stage.production}
+    tags = client.get_model_version(name, BAD).tags
+    assert tags["demand.moved.forced"] == "true"
+    assert tags["demand.moved.reason"] == "hotfix INC-42"
+    assert tags["demand.moved.by"] == "tester"
+    assert (tags["demand.moved.from"], tags["demand.moved.to"]) == ("candidate", "production")
+    assert not GateResult.from_json(tags["demand.moved.gates"]).passed
+    archived = audit.history(client.get_model_version(name, GOOD).tags)
+    assert [(m.from_stage, m.to_stage) for m in archived] == [
+        ("candidate", "staging"),
+        ("staging", "production"),
+        ("production", "archived"),
+    ]
+    assert state.lineage(client, name) == [GOOD, BAD]
+
+    # archived versions are not promoted again; production is not archived by hand
+    before = snapshot(client, name)
+    with pytest.raises(RegistryError, match="archived"):
+        lifecycle.promote(settings, GOOD, Stage.staging)
+    with pytest.raises(RegistryError, match="in production"):
+        lifecycle.archive(settings, BAD)
+    with pytest.raises(RegistryError, match="needs --reason"):
+        lifecycle.rollback(settings, " ")
+    assert snapshot(client, name) == before
+
+    lifecycle.rollback(settings, "forecasts too low in region 3")
+    assert assert_consistent(client, name) == {GOOD: Stage.production, BAD: Stage.archived}
+    assert client.get_model_version_by_alias(name, "production").version == int(GOOD)
+    restored = audit.history(client.get_model_version(name, GOOD).tags)[-1]
+    assert (restored.from_stage, restored.to_stage) == ("archived", "production")
+    assert "forecasts too low in region 3" in restored.reason
+    assert restored.gates == ""  # rollback skips the gates
+    assert state.lineage(client, name) == [GOOD]
+
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        lifecycle.rollback(settings, "again")
+    assert_consistent(client, name)
+
+
+def test_staging_has_one_seat_and_equal_models_pass_with_no_tolerance(base):
+    """Two copies of one model: the re-scored WAPEs are equal, and 'no worse' lets it through."""
+    settings, client = fresh(base, "seats", sources=(GOOD, GOOD))
+    name = settings.model_name
+    lifecycle.promote(settings, "1", Stage.staging)
+    lifecycle.promote(settings, "2", Stage.staging)
+    assert assert_consistent(client, name) == {"1": Stage.candidate, "2": Stage.staging}
+
+    lifecycle.promote(settings, "1", Stage.production)
+    outcome = lifecycle.promote(settings, "2", Stage.production)
+    detail = outcome.gates.checks[-1].detail
+    wapes = [float(x) for x in detail.split("WAPE ")[1].split(" (")[0].split(" ≤ ")]
+    assert wapes[0] == pytest.approx(wapes[1])  # same model, same rows, same score
+    assert assert_consistent(client, name) == {"1": Stage.archived, "2": Stage.production}
+
+    with pytest.raises(RegistryError, match="already archived"):
+        lifecycle.archive(settings, "1")
+
+
+def test_archive_a_candidate(base):
+    settings, client = fresh(base, "shelf", sources=(GOOD,))
+    lifecycle.promote(settings, "1", Stage.staging)
+    lifecycle.archive(settings, "1", reason="superseded")
+    assert assert_consistent(client, settings.model_name) == {"1": Stage.archived}
+    assert "staging" not in client.get_registered_model(settings.model_name).aliases
+    assert client.get_model_version(settings.model_name, "1").tags["demand.moved.reason"] == (
+        "superseded"
+    )
+
+
+def test_promote_if_passing_is_what_the_demo_does(base):
+    settings, client = fresh(base, "demo")
+    outcome = lifecycle.promote_if_passing(settings, GOOD)
+    assert isinstance(outcome, lifecycle.Outcome)
+    stopped = lifecycle.promote_if_passing(settings, BAD)
+    assert isinstance(stopped, GateResult) and not stopped.passed
+    assert assert_consistent(client, settings.model_name) == {
+        GOOD: Stage.production,
+        BAD: Stage.candidate,
+    }
+
+
+@pytest.fixture
+def cli_env(base, monkeypatch):
+    def use(name: str, uri: str | None = None) -> None:
+        monkeypatch.setenv("DEMAND_DATA_DIR", str(base.data_dir))
+        monkeypatch.setenv("DEMAND_MLFLOW_TRACKING_URI", uri or base.tracking_uri)
+        monkeypatch.setenv("DEMAND_MODEL_NAME", name)
+        monkeypatch.setenv("DEMAND_USER", "cli-user")
+
+    return use
+
+
+def test_bad_input_fails_clearly_and_changes_nothing(base, cli_env, capsys):
+    settings, client = fresh(base, "bad_input", sources=(GOOD,))
+    name = settings.model_name
+    run_id = client.get_model_version(name, "1").run_id
+    source = client.get_model_version_download_uri(name, "1")
+    client.create_model_version(name, source, run_id=run_id)  # v2: no contract tags
+    lifecycle.promote(settings, "1", Stage.production)
+    cli_env(name)
+    before = snapshot(client, name)
+    cases = [
+        (["promote", "7", "--to", "staging"], "has no version 7 (versions: 1, 2)"),
+        (["promote", "seven", "--to", "staging"], "expected a version number"),
+        (["promote", "2", "--to", "staging"], "has no feature contract"),
+        (["promote", "2", "--to", "production", "--force", "--reason", "x"], "no feature contract"),
+        (["promote", "1", "--to", "production"], "already in production"),
+        (["promote", "1", "--to", "prod"], "expected staging or production"),
+        (["show", "9"], "has no version 9"),
+        (["rollback", "--reason", "r"], "nothing to roll back to"),
+    ]
+    for argv, expected in cases:
+        assert cli.main(argv) == 1, argv
+        captured = capsys.readouterr()
+        assert expected in captured.err, (argv, captured.err)
+        assert "Traceback" not in captured.err
+        assert snapshot(client, name) == before
+
+    cli_env("no_such_model")
+    assert cli.main(["list"]) == 1
+    assert "no registered model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_unreachable_registry_fails_fast(base, cli_env, capsys):
+    cli_env("demand_forecast", uri="http://127.0.0.1:9")
+    started = time.perf_counter()
+    assert cli.main(["promote", "1", "--to", "staging"]) == 1
+    assert time.perf_counter() - started < 20
+    assert "does not answer" in capsys.readouterr().err
+
+
+def test_list_and_show(base, cli_env, capsys):
+    settings, _client = fresh(base, "shown")
+    lifecycle.promote(settings, GOOD, Stage.production, reason="first release")
+    cli_env(settings.model_name)
+    assert cli.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "production" in listed and "candidate" in listed  # the stage column never wraps
+    assert cli.main(["show", GOOD]) == 0
+    shown = capsys.readouterr().out
+    assert "candidate → production" in shown and "first release" in shown
+    assert "✓ no worse than production" in shown
+
+
+def _promote_in_subprocess(base, uri: str, name: str, version: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DEMAND_DATA_DIR": str(base.data_dir),
+        "DEMAND_MLFLOW_TRACKING_URI": uri,
+        "DEMAND_MODEL_NAME": name,
+        "DEMAND_USER": f"process-{version}",
+    }
+    argv = ["promote", version, "--to", "production", "--force", "--reason", f"race {version}"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def race(base, uri: str, name: str, versions: tuple[str, str]) -> None:
+    """Two processes promote ``versions`` to production at once; check what they leave."""
+    racers = [_promote_in_subprocess(base, uri, name, v) for v in versions]
+    outputs = [p.communicate(timeout=300)[0] for p in racers]
+    assert [p.returncode for p in racers] == [0, 0], outputs
+
+    client = MlflowClient(uri, uri)
+    stages = assert_consistent(client, name)
+    assert sorted(stages.values()) == [Stage.archived, Stage.production]
+    winner = next(v for v, s in stages.items() if s == Stage.production)
+    loser = next(v for v, s in stages.items() if s == Stage.archived)
+    # serialised: the loser reached production first and was archived by the winner
+    assert state.lineage(client, name) == [loser, winner]
+    loser_history = audit.history(client.get_model_version(name, loser).tags)
+    assert [(m.from_stage, m.to_stage) for m in loser_history][-2:] == [
+        ("candidate", "production"),
+        ("production", "archived"),
+    ]
+    assert loser_history[-1].reason.startswith(f"replaced by v{winner}")
+    winner_history = audit.history(client.get_model_version(name, winner).tags)
+    assert [(m.from_stage, m.to_stage, m.by) for m in winner_history][-1] == (
+        "candidate",
+        "production",
+        f"process-{winner}",
+    )
+    # the winner saw the loser as the champion it compared itself against
+    gates = winner_history[-1].gate_result
+    assert f"production v{loser}" in gates.checks[-1].detail
+
+
+def test_two_processes_promoting_at_once_leave_one_production_version(base):
+    settings, _client = fresh(base, "race")
+    race(base, base.tracking_uri, settings.model_name, (GOOD, BAD))
+
+
+@pytest.fixture
+def postgres_uri():
+    """A uniquely named PostgreSQL database at 127.0.0.1:5432, dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        connection = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    database = f"demand_registry_{uuid.uuid4().hex[:12]}"
+    connection.execute(f'CREATE DATABASE "{database}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+    finally:
+        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        connection.close()
+
+
+@pytest.mark.postgres
+def test_two_processes_promoting_at_once_on_postgresql(base, postgres_uri):
+    copies = [transfer.copy_version(base, v, "race_pg", postgres_uri) for v in (GOOD, BAD)]
+    assert [version for _, version in copies] == ["1", "2"]
+    race(base, postgres_uri, "race_pg", ("1", "2"))
+
+
+def test_copy_into_another_tracking_server_keeps_tags_and_passes_its_gates(
+    base, tmp_path, cli_env, capsys
+):
+    other = f"sqlite:///{tmp_path}/other.db"
+    cli_env(base.model_name)
+    code = cli.main(
+        [
+            "promote",
+            GOOD,
+            "--to",
+            "staging",
+            "--to-model",
+            "prod_forecast",
+            "--to-tracking-uri",
+            other,
+        ]
+    )
+    assert code == 0, capsys.readouterr()
+    client = MlflowClient(other, other)
+    copy = client.get_model_version("prod_forecast", "1")
+    source = MlflowClient(base.tracking_uri, base.tracking_uri).get_model_version(
+        base.model_name, GOOD
+    )
+    contract_tags = {k: v for k, v in source.tags.items() if k.startswith("demand.contract.")}
+    assert contract_tags and all(copy.tags[k] == v for k, v in contract_tags.items())
+    assert copy.tags[transfer.COPIED_FROM].endswith(f"models:/{base.model_name}/{GOOD}")
+    assert assert_consistent(client, "prod_forecast") == {"1": Stage.staging}
+    moves = audit.history(copy.tags)
+    assert [m.to_stage for m in moves] == ["candidate", "staging"]
+    assert json.loads(moves[-1].gates)["target"] == "staging"
+    # the source registry is untouched
+    assert "demand.moved.to" not in source.tags
+
+
+def test_copy_into_another_model_on_the_same_server(base):
+    target, version = transfer.copy_version(base, GOOD, "regional_forecast", None)
+    assert target.model_name == "regional_forecast"
+    lifecycle.promote(target, version, Stage.production)
+    client = MlflowClient(base.tracking_uri, base.tracking_uri)
+    assert assert_consistent(client, "regional_forecast") == {version: Stage.production}
