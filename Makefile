@@ -11,7 +11,8 @@ DEMAND := $(BIN)/demand
 ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply \
-        materialize online feast train bench-features bench-train lock clean
+        materialize online feast train models promote-staging promote rollback serve bento \
+        bench-features bench-train bench-serve lock clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +65,24 @@ online: $(INSTALLED) ## Print online feature vectors (ARGS="-k S000:P0300")
 train: $(INSTALLED) ## Train, backtest and register a model (ARGS="--device gpu", "--horizon 5")
 	$(DEMAND) train $(ARGS)
 
+models: $(INSTALLED) ## List model versions with stage, backtest WAPE, feature service and last move
+	$(DEMAND) models list $(ARGS)
+
+promote-staging: $(INSTALLED) ## Promote VERSION to staging through its gates (make promote-staging VERSION=3)
+	$(DEMAND) models promote $(VERSION) --to staging $(ARGS)
+
+promote: $(INSTALLED) ## Promote VERSION to production through its gates (make promote VERSION=3)
+	$(DEMAND) models promote $(VERSION) --to production $(ARGS)
+
+rollback: $(INSTALLED) ## Put the previous production version back (make rollback REASON="…")
+	$(DEMAND) models rollback --reason "$(REASON)"
+
+serve: $(INSTALLED) ## Serve forecasts for the production model over HTTP (ARGS="--port 3000 --alias production")
+	$(DEMAND) serve $(ARGS)
+
+bento: $(INSTALLED) ## Build a Bento with the service, the production model and the feature repo config
+	$(DEMAND) bento build $(ARGS)
+
 feast: $(INSTALLED) ## Run the feast CLI on the feature repo with the platform's data dir (ARGS="feature-views list")
 	cd feature_repo && DEMAND_DATA_DIR=$$($(BIN)/python -c "from demand.settings import get_settings; print(get_settings().data_dir)") ../$(BIN)/feast $(ARGS)
 
@@ -72,6 +91,10 @@ bench-features: $(INSTALLED) ## Benchmark feature build, retrieval and materiali
 
 bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (default, large; ARGS=--compare-losses)
 	$(BIN)/python -m benchmarks.train $(ARGS)
+
+bench-serve: $(INSTALLED) ## Benchmark /forecast against feast serve and mlflow models serve (installs wrk if missing)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python -m benchmarks.serve $(ARGS)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv; }

@@ -7,19 +7,17 @@ are printed as one clear message with a non-zero exit code, never a traceback
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
-import warnings
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
+from demand.console import UserError, console, friendly, step
 from demand.settings import Scale, Settings, get_settings
+from registry.cli import app as models_app
+from serving.cli import bento_app
+from serving.cli import serve as serve_command
 
 app = typer.Typer(
     name="demand",
@@ -28,46 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-F = TypeVar("F", bound=Callable[..., object])
-
-
-class UserError(Exception):
-    """A problem the user can fix; its message says how."""
-
-
-def _friendly(fn: F) -> F:
-    """Turn expected failures into one red line and exit code 1 (2 for bad input)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from features.schemas import DataContractError
-
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except (UserError, DataContractError, FileNotFoundError) as error:
-            err.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(1) from None
-        except ValidationError as error:  # a DEMAND_* setting out of range
-            for problem in error.errors():
-                field = ".".join(str(p) for p in problem["loc"])
-                err.print(
-                    f"[red]error:[/red] setting {field} (DEMAND_{field.upper()}): {problem['msg']}"
-                )
-            raise typer.Exit(2) from None
-        except Exception as error:
-            if os.environ.get("DEMAND_DEBUG"):
-                raise
-            err.print(f"[red]error:[/red] {type(error).__name__}: {error}")
-            err.print("[dim](set DEMAND_DEBUG=1 for the full traceback)[/dim]")
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _settings(scale: Scale | None = None, seed: int | None = None, **more: object) -> Settings:
@@ -79,10 +37,6 @@ def _settings(scale: Scale | None = None, seed: int | None = None, **more: objec
     return get_settings(**overrides)
 
 
-def _step(message: str) -> None:
-    console.print(f"[cyan]›[/cyan] {message}")
-
-
 ScaleOption = Annotated[
     Scale | None, typer.Option(help="Size of the generated retailer [env: DEMAND_SCALE].")
 ]
@@ -90,18 +44,18 @@ SeedOption = Annotated[int | None, typer.Option(help="Generator seed [env: DEMAN
 
 
 @app.command()
-@_friendly
+@friendly
 def generate(scale: ScaleOption = None, seed: SeedOption = None) -> None:
     """Generate a synthetic retailer's raw tables (validated) into DATA_DIR/raw."""
     from features import pipeline
 
     settings = _settings(scale, seed)
-    rows = pipeline.generate(settings, _step)
+    rows = pipeline.generate(settings, step)
     _print_counts(f"raw tables in {settings.raw_dir}", rows)
 
 
 @app.command()
-@_friendly
+@friendly
 def validate() -> None:
     """Check the raw tables in DATA_DIR/raw against the data contract."""
     from features import raw
@@ -112,7 +66,7 @@ def validate() -> None:
 
 
 @app.command()
-@_friendly
+@friendly
 def contract() -> None:
     """Print the raw data contract (the columns a retailer brings) as Markdown."""
     from features.schemas import describe
@@ -121,13 +75,13 @@ def contract() -> None:
 
 
 @app.command("build-features")
-@_friendly
+@friendly
 def build_features() -> None:
     """Build the offline feature tables (parquet, DuckDB) from the raw tables."""
     from features import pipeline
 
     settings = _settings()
-    report = pipeline.build_features(settings, lambda m: _step(f"built {m}"))
+    report = pipeline.build_features(settings, lambda m: step(f"built {m}"))
     _print_counts(
         f"feature tables in {settings.feature_dir} ({report.input_lines:,} order lines "
         f"in {report.seconds:.1f}s)",
@@ -136,19 +90,19 @@ def build_features() -> None:
 
 
 @app.command()
-@_friendly
+@friendly
 def apply() -> None:
     """Register the feature repo's definitions with Feast (`feast apply`, in-process)."""
     from features import feature_store
 
     store, changes = feature_store.apply(_settings())
     for change in changes:
-        _step(change)
+        step(change)
     console.print(f"feast project [bold]{store.project}[/bold] applied ({len(changes)} changes)")
 
 
 @app.command()
-@_friendly
+@friendly
 def materialize(
     incremental: Annotated[
         bool, typer.Option(help="Only rows newer than the last materialization.")
@@ -162,7 +116,7 @@ def materialize(
 
 
 @app.command()
-@_friendly
+@friendly
 def online(
     key: Annotated[
         list[str] | None,
@@ -225,7 +179,7 @@ def _sample_keys(settings: Settings, limit: int):
 
 
 @app.command()
-@_friendly
+@friendly
 def features(
     scale: ScaleOption = None,
     seed: SeedOption = None,
@@ -238,12 +192,12 @@ def features(
 
     settings = _settings(scale, seed)
     console.rule(f"features · data in {settings.data_dir}")
-    steps = pipeline.run(settings, _step, regenerate=regenerate)
+    steps = pipeline.run(settings, step, regenerate=regenerate)
     _print_counts("seconds per step", {k: round(v, 1) for k, v in steps.seconds.items()})
 
 
 @app.command()
-@_friendly
+@friendly
 def train(
     device: Annotated[
         str, typer.Option(help="auto (GPU when CatBoost sees one, else CPU) | cpu | gpu.")
@@ -260,16 +214,11 @@ def train(
 
 def _run_training(settings: Settings, device: str, register: bool = True):
     from training import train as training
-    from training.dataset import TrainingDataError
-    from training.device import Device, NoGpu
-    from training.tracking import TrackingUnavailable
+    from training.device import Device
 
     if device not in {d.value for d in Device}:
         raise UserError(f"--device {device!r}: expected auto, cpu or gpu")
-    try:
-        result = training.run(settings, device=device, register=register, progress=_step)
-    except (TrainingDataError, NoGpu, TrackingUnavailable) as error:
-        raise UserError(str(error)) from None
+    result = training.run(settings, device=device, register=register, progress=step)
     table = Table(title=f"backtest · {result.rows:,} training-set rows · hash {result.digest}")
     table.add_column("predictor")
     for metric in result.summary.columns:
@@ -288,14 +237,14 @@ def _run_training(settings: Settings, device: str, register: bool = True):
 
 
 @app.command()
-@_friendly
+@friendly
 def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
-    """The whole platform on generated data: features, online vectors, training."""
+    """The whole platform on generated data: features, training, promotion, serving."""
     from features import pipeline
 
     settings = _settings(scale, seed)
     console.rule(f"demo · {settings.scale.value} retailer · data in {settings.data_dir}")
-    steps = pipeline.run(settings, _step)
+    steps = pipeline.run(settings, step)
     _print_counts("seconds per step", {k: round(v, 1) for k, v in steps.seconds.items()})
     console.rule("online feature vectors")
     vectors = _online_vectors(settings, [], None, 3)
@@ -315,7 +264,25 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
     ]
     console.print(vectors[[c for c in shown if c in vectors.columns]].T.to_string())
     console.rule("training")
-    _run_training(settings, device="auto")
+    result = _run_training(settings, device="auto")
+    if result.version is not None:
+        from registry import lifecycle
+
+        console.rule("registry")
+        lifecycle.promote_if_passing(settings, str(result.version), step)
+    console.rule("serving")
+    from serving.cli import demo as serve_demo
+
+    serve_demo(settings, console.print)
+
+
+app.command("serve")(serve_command)
+app.add_typer(bento_app, name="bento", help="Package the service and the model as a Bento.")
+app.add_typer(
+    models_app,
+    name="models",
+    help="Registered model versions: list, show, promote, rollback, archive.",
+)
 
 
 def _print_counts(title: str, counts: dict[str, object]) -> None:

@@ -1,0 +1,275 @@
+"""Benchmark serving: this service against Feast's feature server and `mlflow models serve`.
+
+    python -m benchmarks.serve [--seconds 10] [--keys 500] [--threads 4]
+
+Starts, side by side on 127.0.0.1, on the data of DEMAND_DATA_DIR and the model
+holding the production alias: 1. this service (`/forecast`, one item and 1,000
+items per request); 2. `feast serve` returning only the feature vectors for the
+same keys; 3. `mlflow models serve` scoring the same model with the features in
+the request. Each is loaded with wrk (bounded in time) at 1 and 8 connections,
+rotating through the same keys; the table reports p50/p99 latency, requests/s
+and errors (non-2xx, socket errors, timeouts), then the ratios against the goals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.common import console, report
+from demand.featurestore import open_store
+from demand.settings import REPO_ROOT, get_settings
+from serving import cli, model_loader
+from serving.lookup import OnlineLookup
+
+BIN = Path(sys.executable).parent
+LUA = """local bodies = {%s}
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
+end
+"""
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def sample_keys(settings, n: int) -> tuple[list[tuple[str, str]], dt.date]:
+    daily = pd.read_parquet(
+        settings.feature_dir / "store_product_daily.parquet",
+        columns=["store_id", "product_id", "event_timestamp"],
+    )
+    last = daily["event_timestamp"].max()
+    latest = daily[daily["event_timestamp"] == last][["store_id", "product_id"]].drop_duplicates()
+    latest = latest.sample(min(n, len(latest)), random_state=0)
+    return list(latest.itertuples(index=False, name=None)), (last - pd.Timedelta(days=1)).date()
+
+
+def bodies(settings, keys, origin, model) -> dict[str, list[str]]:
+    """JSON bodies per case, the same keys and target days for all three servers."""
+    targets = [origin + dt.timedelta(days=1 + i % 7) for i in range(len(keys))]
+    ours = [
+        {"store_id": s, "product_id": p, "date": str(t)}
+        for (s, p), t in zip(keys, targets, strict=True)
+    ]
+    store = open_store(settings)
+    lookup = OnlineLookup.from_store(store, model.contract.feature_service)
+    vectors = lookup.fetch([s for s, _ in keys], [p for _, p in keys], targets)
+    frame = pd.DataFrame(
+        {"store_id": [s for s, _ in keys], "product_id": [p for _, p in keys], **vectors.columns}
+    )
+    inputs = model.contract.model_frame(frame)
+    stores = pd.read_parquet(settings.feature_dir / "store_attributes.parquet")
+    region = dict(zip(stores["store_id"], stores["store_region_id"], strict=True))
+
+    def feast(rows: list[int]) -> str:
+        return json.dumps(
+            {
+                "feature_service": model.contract.feature_service,
+                "entities": {
+                    "store_id": [keys[i][0] for i in rows],
+                    "product_id": [keys[i][1] for i in rows],
+                    "region_id": [region[keys[i][0]] for i in rows],
+                    "target_date": [str(targets[i]) for i in rows],
+                    "forecast_date": [str(targets[i]) for i in rows],
+                    "horizon": [(targets[i] - origin).days for i in rows],
+                },
+            }
+        )
+
+    def mlflow(rows: list[int]) -> str:
+        part = inputs.iloc[rows]
+        return json.dumps({"dataframe_split": json.loads(part.to_json(orient="split"))})
+
+    batch = list(range(min(1000, len(keys))))
+    return {
+        "service 1 item": [json.dumps({"items": [item]}) for item in ours],
+        "service 1,000 items": [json.dumps({"items": [ours[i] for i in batch]})],
+        "feast serve 1 key": [feast([i]) for i in range(len(keys))],
+        "feast serve 1,000 keys": [feast(batch)],
+        "mlflow serve 1 row": [mlflow([i]) for i in range(len(keys))],
+        "mlflow serve 1,000 rows": [mlflow(batch)],
+    }
+
+
+def wrk(url: str, payloads: list[str], connections: int, seconds: int, tmp: Path) -> dict:
+    script = tmp / "bodies.lua"
+    script.write_text(LUA % ",\n".join(f"[==[{b}]==]" for b in payloads))
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()
+        return float(value) * UNITS[unit]
+
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|timeout) (\d+)", out))
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket:
+        errors += sum(int(n) for n in socket.groups())
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {
+        "p50 ms": latency("50"),
+        "p99 ms": latency("99"),
+        "req/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": total,
+        "errors": errors,
+    }
+
+
+def start_feast(settings, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "DEMAND_DATA_DIR": str(settings.data_dir)}
+    return subprocess.Popen(
+        [str(BIN / "feast"), "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log"],
+        cwd=settings.feature_repo,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def start_mlflow(settings, model, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri}
+    uri = f"models:/{model.name}/{model.version}"
+    return subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        env={**env, "PATH": f"{BIN}:{env.get('PATH', '')}"},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited ({process.returncode})")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except Exception:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="per case and concurrency")
+    parser.add_argument("--keys", type=int, default=1000, help="distinct keys rotated through")
+    parser.add_argument("--threads", type=int, default=4, help="service threads per worker")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        console.print("[red]wrk not found[/red]: apt-get install -y wrk")
+        return 1
+    settings = get_settings(serve_reload_seconds=0)
+    model = model_loader.load(settings)
+    keys, origin = sample_keys(settings, args.keys)
+    console.print(f"model {model.name} v{model.version}, {len(keys)} keys, origin {origin}")
+    payloads = bodies(settings, keys, origin, model)
+    ports = {name: cli.free_port() for name in ("service", "feast", "mlflow")}
+    logs = settings.data_dir / "bench-serve-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = {
+        "service": cli.start_server(
+            settings,
+            ports["service"],
+            log=logs / "service.log",
+            threads=args.threads,
+            access_log=False,
+        ),
+        "feast": start_feast(settings, ports["feast"], logs / "feast.log"),
+        "mlflow": start_mlflow(settings, model, ports["mlflow"], logs / "mlflow.log"),
+    }
+    urls = {
+        "service": f"http://127.0.0.1:{ports['service']}/forecast",
+        "feast": f"http://127.0.0.1:{ports['feast']}/get-online-features",
+        "mlflow": f"http://127.0.0.1:{ports['mlflow']}/invocations",
+    }
+    rows: list[dict] = []
+    try:
+        cli.wait_ready(f"http://127.0.0.1:{ports['service']}", processes["service"], 300)
+        wait_http(f"http://127.0.0.1:{ports['feast']}/health", processes["feast"])
+        wait_http(f"http://127.0.0.1:{ports['mlflow']}/ping", processes["mlflow"])
+        with tempfile.TemporaryDirectory() as tmp:
+            for case, payload in payloads.items():
+                url = urls[case.split()[0]]
+                wrk(url, payload[:50], 1, 2, Path(tmp))  # warm-up: caches, lazy imports
+                for connections in (1, 8):
+                    console.print(f"› {case}, {connections} client(s) …")
+                    result = wrk(url, payload, connections, args.seconds, Path(tmp))
+                    rows.append({"step": case, "clients": connections, **result})
+    finally:
+        for process in processes.values():
+            cli.stop(process)
+    report("bench-serve", rows, settings.data_dir / "bench-serve.json")
+    summarize(rows)
+    return 0 if all(r["errors"] == 0 for r in rows) else 1
+
+
+def summarize(rows: list[dict]) -> None:
+    def pick(case: str, clients: int) -> dict:
+        return next(r for r in rows if r["step"] == case and r["clients"] == clients)
+
+    one, eight = pick("service 1 item", 1), pick("service 1 item", 8)
+    feast8, mlflow8 = pick("feast serve 1 key", 8), pick("mlflow serve 1 row", 8)
+    batch = pick("service 1,000 items", 1)
+    lines = [
+        (f"1 item, 1 client: p99 {one['p99 ms']:.1f} ms", one["p99 ms"] <= 10),
+        (
+            f"1 item, 8 clients: {eight['req/s']:.0f} req/s = "
+            f"{eight['req/s'] / feast8['req/s']:.2f}× feast serve (features only), "
+            f"{eight['req/s'] / mlflow8['req/s']:.2f}× mlflow serve (features sent)",
+            eight["req/s"] >= feast8["req/s"],
+        ),
+        ("no errors or timeouts", all(r["errors"] == 0 for r in rows)),
+        (f"1,000 items: p99 {batch['p99 ms']:.0f} ms", batch["p99 ms"] <= 150),
+    ]
+    for text, ok in lines:
+        console.print(f"  {'[green]✓[/green]' if ok else '[red]✗[/red]'} {text}")
+
+
+if __name__ == "__main__":
+    os.chdir(REPO_ROOT)
+    raise SystemExit(main())

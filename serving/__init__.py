@@ -1,0 +1,1 @@
+"""Serving: forecasts from entity keys, with features from the Feast online store."""

@@ -1,0 +1,204 @@
+"""`demand serve`, `demand bento build`, and the serving part of `demand demo`.
+
+The service always runs under ``bentoml serve`` (a subprocess with the settings
+in its environment), the same way a Bento runs it, so there is one way to start it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from demand.console import console, friendly
+from demand.settings import REPO_ROOT, Settings, get_settings
+
+SERVICE = "serving.service:DemandForecast"
+
+app = typer.Typer(help="Serve forecasts over HTTP with BentoML.", no_args_is_help=True)
+bento_app = typer.Typer(help="Package the service and the model as a Bento.", no_args_is_help=True)
+
+
+def server_env(
+    settings: Settings,
+    alias: str | None = None,
+    version: str | None = None,
+    workers: int = 1,
+    threads: int = 4,
+    access_log: bool = True,
+) -> dict[str, str]:
+    """The environment a `bentoml serve` of this service reads its configuration from."""
+    env = dict(os.environ)
+    env.update(
+        DEMAND_DATA_DIR=str(settings.data_dir),
+        DEMAND_FEATURE_REPO=str(settings.feature_repo),
+        DEMAND_MODEL_NAME=settings.model_name,
+        DEMAND_MLFLOW_TRACKING_URI=settings.tracking_uri,
+        DEMAND_SERVE_MAX_ITEMS=str(settings.serve_max_items),
+        DEMAND_SERVE_RELOAD_SECONDS=str(settings.serve_reload_seconds),
+        BENTOML_HOME=str(settings.bentoml_home),
+        BENTOML_DO_NOT_TRACK="true",
+        BENTOML_CONFIG_OPTIONS=" ".join(
+            [
+                f"services.demand_forecast.workers={workers}",
+                f"services.demand_forecast.threads={threads}",
+                f"services.demand_forecast.logging.access.enabled={str(access_log).lower()}",
+            ]
+        ),
+    )
+    if version or settings.serve_version:
+        env["DEMAND_SERVE_VERSION"] = str(version or settings.serve_version)
+    env["DEMAND_SERVE_ALIAS"] = alias or settings.serve_alias
+    return env
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    bentoml = Path(sys.executable).with_name("bentoml")
+    return [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port)]
+
+
+def start_server(
+    settings: Settings, port: int, log: Path | None = None, **options
+) -> subprocess.Popen:
+    """`bentoml serve` in the background, in its own process group (so stop() ends it all)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child owns it)
+    return subprocess.Popen(
+        serve_command("127.0.0.1", port),
+        cwd=REPO_ROOT,
+        env=server_env(settings, **options),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Until ``url``/readyz answers 200; raises if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the service exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
+
+
+def stop(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the server's process group (BentoML forks workers), then SIGKILL if it hangs."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def post_json(url: str, body: object, timeout: float = 30) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def demo(settings: Settings, print_: Callable[[str], None] = print, port: int = 0) -> None:
+    """Start the service, ask for a few forecasts, print the answers, stop it."""
+    import pandas as pd
+
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = settings.data_dir / "serve-demo.log"
+    print_(f"starting the service on {url} (log: {log})")
+    process = start_server(settings, port, log=log, access_log=False)
+    try:
+        wait_ready(url, process)
+        with urllib.request.urlopen(f"{url}/metadata", timeout=10) as response:
+            meta = json.loads(response.read())
+        model = meta["model"]
+        print_(f"serving {model['name']} v{model['version']} (@{model['alias']})")
+        keys = pd.read_parquet(
+            settings.feature_dir / "store_product_daily.parquet", columns=["store_id", "product_id"]
+        ).drop_duplicates()
+        origin = pd.Timestamp(meta["materialized_at"]).date() - pd.Timedelta(days=1)
+        items = [
+            {"store_id": s, "product_id": p, "date": str(origin + pd.Timedelta(days=h))}
+            for (s, p), h in zip(keys.head(3).itertuples(index=False), (1, 3, 7), strict=False)
+        ]
+        items.append({"store_id": "S_UNKNOWN", "product_id": "P0000", "date": items[0]["date"]})
+        status, answer = post_json(f"{url}/forecast", {"items": items})
+        print_(f"POST /forecast → {status}")
+        for f in answer.get("forecasts", []):
+            units = "—" if f["units"] is None else f"{f['units']:.2f}"
+            print_(f"  {f['store_id']} × {f['product_id']} on {f['date']}: {units} ({f['status']})")
+    finally:
+        stop(process)
+        print_("service stopped")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@app.command()
+@friendly
+def serve(
+    port: Annotated[
+        int | None, typer.Option("--port", "-p", help="Default: DEMAND_SERVE_PORT")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Default: DEMAND_SERVE_HOST")] = None,
+    alias: Annotated[str | None, typer.Option(help="Serve this registry alias")] = None,
+    version: Annotated[str | None, typer.Option(help="Serve this version (no reload)")] = None,
+    workers: Annotated[int, typer.Option(help="BentoML worker processes")] = 1,
+    threads: Annotated[int, typer.Option(help="Request threads per worker")] = 4,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
+) -> None:
+    """Start the forecast service (production alias by default) in the foreground."""
+    settings = get_settings()
+    env = server_env(settings, alias, version, workers, threads, access_log)
+    # check before BentoML starts workers: a clear error instead of a worker crash loop
+    from serving import model_loader
+
+    model_loader.load(settings, alias=env["DEMAND_SERVE_ALIAS"], version=version)
+    command = serve_command(host or settings.serve_host, port or settings.serve_port)
+    raise typer.Exit(subprocess.call(command, cwd=REPO_ROOT, env=env))
+
+
+@bento_app.command("build")
+@friendly
+def bento_build(
+    alias: Annotated[str | None, typer.Option(help="Package this alias's version")] = None,
+    version: Annotated[str | None, typer.Option(help="Package this version")] = None,
+) -> None:
+    """Build a Bento with the service, the model (from the registry) and the feature repo config."""
+    from serving import bento
+
+    built = bento.build(get_settings(), alias=alias, version=version)
+    console.print(
+        f"built Bento {built.bento} with model {built.model} "
+        f"({built.mlflow_name} v{built.mlflow_version}) in {built.bentoml_home}\n"
+        f"run it: BENTOML_HOME={built.bentoml_home} bentoml serve {built.bento}"
+    )

@@ -1,0 +1,148 @@
+"""Which model to serve, and everything it needs, loaded and checked before the first request.
+
+A :class:`Loaded` bundle is built whole (model, contract, online lookup) and
+only then handed to the service, which swaps one reference: a request sees the
+old bundle or the new one, never half of each. Loading fails with
+:class:`ServingError` (a message a person can act on) when the registry has no
+such version, its feature contract is incomplete, or the online store lacks a
+feature the contract needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from demand.console import UserError
+from demand.contract import FeatureContract, IncompleteContract
+from demand.featurestore import open_store
+from demand.settings import Settings
+from serving.lookup import OnlineLookup
+
+# labels a Bento model carries, so it can be traced to the registry version it came from
+LABEL_NAME, LABEL_VERSION = "mlflow_name", "mlflow_version"
+CONTRACT_METADATA = "feature_contract"
+
+
+class ServingError(UserError, RuntimeError):
+    """The service cannot start (or reload) with this model; the message says why."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    name: str
+    version: str
+    alias: str | None
+    model: Any  # catboost.CatBoostRegressor
+    contract: FeatureContract
+    lookup: OnlineLookup
+    store: Any  # feast.FeatureStore, for metadata only (never on the request path)
+    loaded_at: datetime
+
+
+def resolve_version(settings: Settings, alias: str | None, version: str | None):
+    """The registry's ModelVersion for ``version`` if given, else for ``alias``."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    name = settings.model_name
+    try:
+        if version:
+            return client.get_model_version(name, version)
+        return client.get_model_version_by_alias(name, alias or "production")
+    except MlflowException as error:
+        what = f"version {version}" if version else f"alias @{alias or 'production'}"
+        raise ServingError(
+            f"no {what} of model {name!r} in the registry at {settings.tracking_uri} "
+            f"({error.message.splitlines()[0]}); train one with `demand train` and set the alias"
+        ) from None
+
+
+def _contract(tags: dict[str, str], where: str) -> FeatureContract:
+    try:
+        contract = FeatureContract.from_tags(tags)
+    except IncompleteContract as error:
+        raise ServingError(f"{where}: {error}") from None
+    problems = contract.problems()
+    if problems:
+        raise ServingError(f"{where}: unusable feature contract: {'; '.join(problems)}")
+    return contract
+
+
+def _lookup(settings: Settings, contract: FeatureContract, where: str):
+    """Open the online store and check it serves every feature the contract needs."""
+    if settings.feature_service != contract.feature_service:
+        # the contract decides; the setting is only the default for new models
+        settings = settings.model_copy(update={"feature_service": contract.feature_service})
+    store = open_store(settings)
+    try:
+        lookup = OnlineLookup.from_store(store, contract.feature_service)
+    except Exception as error:
+        raise ServingError(
+            f"{where}: cannot read feature service {contract.feature_service!r} from the Feast "
+            f"registry in {settings.feast_dir} ({error}); run `demand features`"
+        ) from None
+    if not lookup.db_path.exists():
+        raise ServingError(f"{where}: no online store at {lookup.db_path}; run `demand features`")
+    missing = lookup.missing_features(contract.features)
+    if missing:
+        raise ServingError(
+            f"{where}: the online store lacks features the model needs: {', '.join(missing)}; "
+            "run `demand materialize` (or train a model on the current feature service)"
+        )
+    return store, lookup
+
+
+def load(settings: Settings, alias: str | None = None, version: str | None = None) -> Loaded:
+    """The registry's model for ``version`` or ``alias`` (default: the settings'), checked."""
+    import mlflow.catboost
+
+    if settings.serve_bento_model:
+        return load_bento_model(settings, settings.serve_bento_model)
+    alias = None if version or settings.serve_version else alias or settings.serve_alias
+    found = resolve_version(settings, alias, version or settings.serve_version)
+    where = f"model {found.name} v{found.version}"
+    contract = _contract(found.tags, where)
+    store, lookup = _lookup(settings, contract, where)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    model = mlflow.catboost.load_model(f"models:/{found.name}/{found.version}")
+    return Loaded(
+        found.name, str(found.version), alias, model, contract, lookup, store, datetime.now(UTC)
+    )
+
+
+def load_bento_model(settings: Settings, tag: str) -> Loaded:
+    """A model from the Bento model store (inside a Bento): no registry needed, no reload."""
+    import bentoml
+    import mlflow.catboost
+
+    bento_model = bentoml.models.get(tag)
+    labels = bento_model.info.labels
+    where = f"Bento model {bento_model.tag}"
+    text = bento_model.info.metadata.get(CONTRACT_METADATA)
+    if not text:
+        raise ServingError(
+            f"{where} carries no feature contract; rebuild with `demand bento build`"
+        )
+    contract = FeatureContract.from_json(str(text))
+    store, lookup = _lookup(settings, contract, where)
+    model = mlflow.catboost.load_model(bento_model.path_of("mlflow_model"))
+    return Loaded(
+        labels.get(LABEL_NAME, bento_model.tag.name),
+        labels.get(LABEL_VERSION, "?"),
+        labels.get("mlflow_alias"),
+        model,
+        contract,
+        lookup,
+        store,
+        datetime.now(UTC),
+    )
+
+
+def materialized_at(store) -> str | None:
+    """When the online store was last loaded: the latest end of any view's materialization."""
+    ends = [v.most_recent_end_time for v in store.list_feature_views() if v.most_recent_end_time]
+    return max(ends).astimezone(UTC).isoformat() if ends else None

@@ -1,0 +1,55 @@
+"""The CatBoost input for a batch of online vectors, without a pandas frame per request.
+
+It applies the same rules as :meth:`FeatureContract.model_frame` (categorical →
+str or the missing sentinel, numeric → float or NaN, the contract's order); the
+tests check both give the same predictions. Pandas costs ~15 ms a request even
+for one row; this costs ~0.5 ms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from demand.contract import MISSING_CATEGORY, FeatureContract
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # as pd.to_numeric(errors="coerce")
+        return math.nan
+
+
+def _category(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING_CATEGORY
+    return str(value)
+
+
+def model_input(contract: FeatureContract, columns: dict[str, Sequence[Any]], rows: int):
+    """A catboost.Pool of ``rows`` rows from feature name → values, in contract order."""
+    from catboost import Pool
+
+    data = np.empty((rows, len(contract.features)), dtype=object)
+    categorical = set(contract.categorical)
+    for j, name in enumerate(contract.features):
+        values = columns[name]
+        if name in categorical:
+            data[:, j] = [_category(v) for v in values]
+        else:
+            data[:, j] = [_number(v) for v in values]
+    indices = [contract.features.index(name) for name in contract.categorical]
+    return Pool(data, cat_features=indices, feature_names=list(contract.features))
+
+
+def predict_units(model, contract: FeatureContract, columns: dict[str, Sequence[Any]], rows: int):
+    """Units per row, clipped at 0 as in training's backtest."""
+    if rows == 0:
+        return np.empty(0)
+    return np.asarray(model.predict(model_input(contract, columns, rows))).clip(min=0)

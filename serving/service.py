@@ -1,0 +1,232 @@
+"""The BentoML service: forecasts for entity keys, features looked up in the Feast online store.
+
+    bentoml serve serving.service:DemandForecast      (or `demand serve`)
+
+Nothing is read at import: the model, its contract and the online store are
+loaded in ``__init__`` from the DEMAND_* settings, so ``bentoml serve``, the
+tests and a Bento all configure it the same way. Workers, threads and access
+logging are BentoML configuration (``BENTOML_CONFIG_OPTIONS``; `demand serve`
+sets them); the defaults below are the ones the benchmark found fastest here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Annotated, Any, Literal
+
+import bentoml
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+from demand.settings import get_settings
+from serving import model_loader
+from serving.lookup import StoreUnavailable
+from serving.predict import predict_units
+
+logger = logging.getLogger("demand.serving")
+
+# price/promo a client may plan for the target day → the contract feature they fill
+PLANNED = {"price": "planned_price", "promo": "planned_promo"}
+EXAMPLE_ITEMS = [
+    {"store_id": "S000", "product_id": "P0000", "date": "2023-07-30"},
+    {"store_id": "S000", "product_id": "P0001", "date": "2023-08-01"},
+]
+
+
+class Item(BaseModel):
+    # strict: "1" is not a number, 20230730 is not a date; unknown fields are typos
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    store_id: Annotated[str, Field(min_length=1, max_length=64)]
+    product_id: Annotated[str, Field(min_length=1, max_length=64)]
+    date: dt.date = Field(description="The day forecast (YYYY-MM-DD).")
+    price: float | None = Field(default=None, description="Planned price, if the model uses it.")
+    promo: bool | None = Field(default=None, description="Planned promotion, if the model uses it.")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+
+
+class Forecast(BaseModel):
+    store_id: str
+    product_id: str
+    date: dt.date
+    units: float | None
+    status: Literal["ok", "missing_features"]
+
+
+class ForecastResponse(BaseModel):
+    model: ModelRef
+    forecasts: list[Forecast]
+
+
+def _reject(status: int, field: str, message: str) -> Any:
+    # BentoML's own 4xx body for an exception is a one-element list; this one names the field
+    return JSONResponse({"error": f"{field}: {message}", "field": field}, status_code=status)
+
+
+def _unavailable(error: StoreUnavailable) -> Any:
+    return JSONResponse({"error": f"online store unavailable: {error}"}, status_code=503)
+
+
+routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@bentoml.service(
+    name="demand_forecast",
+    workers=1,
+    threads=4,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": True, "skip_paths": ["/livez", "/readyz", "/metrics"]}},
+)
+@bentoml.asgi_app(routes, path="/")
+class DemandForecast:
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        self.loaded = model_loader.load(self.settings)  # ServingError: refuse to start
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        if self.settings.serve_reload_seconds > 0 and self._follows_alias:
+            threading.Thread(target=self._poll, name="alias-poll", daemon=True).start()
+        logger.info("serving %s v%s", self.loaded.name, self.loaded.version)
+
+    @property
+    def _follows_alias(self) -> bool:
+        return self.loaded.alias is not None and not self.settings.serve_bento_model
+
+    # -- health ------------------------------------------------------------------------------
+
+    def __is_ready__(self) -> bool:
+        return self.loaded.lookup.ping()
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self._stop.set()
+
+    # -- forecasts ---------------------------------------------------------------------------
+
+    @bentoml.api(route="/forecast")
+    def forecast(
+        self, items: Annotated[list[Item], Field(examples=[EXAMPLE_ITEMS])]
+    ) -> ForecastResponse:
+        """Units per item (store, product, target day), in request order."""
+        loaded = self.loaded  # one bundle for the whole request, even if a reload swaps it
+        if len(items) > self.settings.serve_max_items:
+            return _reject(
+                422,
+                "items",
+                f"{len(items)} items; at most {self.settings.serve_max_items} per request",
+            )
+        for i, item in enumerate(items):
+            for field, feature in PLANNED.items():
+                if getattr(item, field) is not None and feature not in loaded.contract.features:
+                    return _reject(
+                        422,
+                        f"items[{i}].{field}",
+                        f"model {loaded.name} v{loaded.version} does not use a planned {field}",
+                    )
+        stores = [item.store_id for item in items]
+        products = [item.product_id for item in items]
+        try:
+            vectors = loaded.lookup.fetch(stores, products, [item.date for item in items])
+        except StoreUnavailable as error:
+            return _unavailable(error)
+        horizon = loaded.contract.horizon
+        for i, (item, origin, h) in enumerate(
+            zip(items, vectors.origin, vectors.horizon, strict=True)
+        ):
+            if origin is not None and not 1 <= h <= horizon:
+                first, last = origin + dt.timedelta(days=1), origin + dt.timedelta(days=horizon)
+                return _reject(
+                    422,
+                    f"items[{i}].date",
+                    f"{item.date} is outside the model's horizon: forecasts from the origin "
+                    f"{origin} cover {first} to {last} ({horizon} days)",
+                )
+        known = [i for i, origin in enumerate(vectors.origin) if origin is not None]
+        columns = {"store_id": stores, "product_id": products, **vectors.columns}
+        for field, feature in PLANNED.items():
+            if feature in loaded.contract.features:
+                columns[feature] = [getattr(item, field) for item in items]
+        subset = {name: [columns[name][i] for i in known] for name in loaded.contract.features}
+        units = predict_units(loaded.model, loaded.contract, subset, len(known)).tolist()
+        answers: list[float | None] = [None] * len(items)
+        for i, value in zip(known, units, strict=True):
+            answers[i] = value
+        return ForecastResponse.model_validate(
+            {
+                "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias},
+                "forecasts": [
+                    {
+                        "store_id": item.store_id,
+                        "product_id": item.product_id,
+                        "date": item.date,
+                        "units": value,
+                        "status": "ok" if value is not None else "missing_features",
+                    }
+                    for item, value in zip(items, answers, strict=True)
+                ],
+            }
+        )
+
+    # -- metadata and reload (plain GET/POST routes, next to BentoML's POST-only APIs) -------
+
+    @routes.get("/metadata")
+    def metadata(self) -> dict[str, Any]:
+        loaded = self.loaded
+        contract = loaded.contract
+        return {
+            "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias},
+            "feature_service": contract.feature_service,
+            "features": contract.features,
+            "categorical": contract.categorical,
+            "entity_keys": contract.entity_keys,
+            "horizon": contract.horizon,
+            "training_range": {"start": contract.train_start, "end": contract.train_end},
+            "materialized_at": model_loader.materialized_at(loaded.store),
+            "loaded_at": loaded.loaded_at.isoformat(),
+            "reload": {
+                "follows_alias": self._follows_alias,
+                "poll_seconds": self.settings.serve_reload_seconds,
+            },
+            "max_items": self.settings.serve_max_items,
+        }
+
+    @routes.post("/reload")
+    def reload(self) -> Any:
+        """Serve the version the alias points at now; the old one serves until the new is ready."""
+        if not self._follows_alias:
+            return _reject(409, "alias", "this service serves a pinned version; nothing to reload")
+        try:
+            changed = self._reload()
+        except model_loader.ServingError as error:
+            return JSONResponse({"error": str(error)}, status_code=409)
+        loaded = self.loaded
+        return {
+            "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias},
+            "changed": changed,
+        }
+
+    def _reload(self) -> bool:
+        with self._reload_lock:  # one load at a time; requests keep using the current bundle
+            alias = self.loaded.alias
+            found = model_loader.resolve_version(self.settings, alias, None)
+            if str(found.version) == self.loaded.version:
+                return False
+            fresh = model_loader.load(self.settings, alias=alias)
+            self.loaded = fresh  # the swap: a single reference assignment
+            logger.info("alias @%s moved: now serving v%s", alias, fresh.version)
+            return True
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.settings.serve_reload_seconds):
+            try:
+                self._reload()
+            except Exception as error:  # a failed reload keeps the current model serving
+                logger.warning("reload check failed, keeping v%s: %s", self.loaded.version, error)

@@ -1,0 +1,51 @@
+"""One real `bentoml serve` process: health, Prometheus metrics, a forecast over TCP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.request
+
+import pytest
+
+from serving import cli
+
+
+@pytest.fixture(scope="module")
+def server(serving_env, tmp_path_factory):
+    port = cli.free_port()
+    log = tmp_path_factory.mktemp("serve") / "bentoml.log"
+    process = cli.start_server(serving_env, port, log=log, threads=2, access_log=False)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        cli.wait_ready(url, process, timeout=150)
+    except Exception:
+        cli.stop(process)
+        pytest.fail(f"bentoml serve did not start:\n{log.read_text()[-3000:]}")
+    yield url
+    cli.stop(process)
+    assert process.poll() is not None
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def test_health_forecast_and_metrics(server, known_keys):
+    keys, origin = known_keys
+    assert get(f"{server}/livez")[0] == 200
+    assert get(f"{server}/readyz")[0] == 200
+    items = [
+        {"store_id": s, "product_id": p, "date": str(origin + dt.timedelta(days=2))}
+        for s, p in keys[:5]
+    ]
+    status, answer = cli.post_json(f"{server}/forecast", {"items": items})
+    assert status == 200
+    assert [f["status"] for f in answer["forecasts"]] == ["ok"] * 5
+    assert answer["model"]["alias"] == "production"
+    status, error = cli.post_json(f"{server}/forecast", {"items": [{"store_id": "S000"}]})
+    assert status == 400 and "validation error" in error["error"]
+    status, metrics = get(f"{server}/metrics")
+    assert status == 200
+    assert "bentoml_service_request_total{" in metrics
+    assert 'endpoint="/forecast"' in metrics and 'http_response_code="200"' in metrics

@@ -1,0 +1,288 @@
+"""The service class directly, its HTTP contract through to_asgi(), and train/serve parity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import sqlite3
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from starlette.testclient import TestClient
+
+from demand.contract import FeatureContract
+from demand.featurestore import Key, online_vectors
+from serving import model_loader
+from serving.lookup import OnlineLookup
+from serving.predict import predict_units
+from serving.service import EXAMPLE_ITEMS, DemandForecast, Item
+
+
+@pytest.fixture(scope="module")
+def client(service_environ):
+    with TestClient(DemandForecast.to_asgi(), raise_server_exceptions=False) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def loaded(service_environ):
+    return model_loader.load(service_environ)
+
+
+def items_for(keys, origin, horizons=(1,)):
+    return [
+        {"store_id": s, "product_id": p, "date": str(origin + dt.timedelta(days=h))}
+        for (s, p) in keys
+        for h in horizons
+    ]
+
+
+def test_service_class_answers_keys_in_order(service_environ, known_keys):
+    keys, origin = known_keys
+    service = DemandForecast.inner()
+    items = [
+        Item(store_id=s, product_id=p, date=origin + dt.timedelta(days=h))
+        for s, p in keys[:3]
+        for h in (1, 7)
+    ]
+    items.insert(1, Item(store_id="S_NOPE", product_id="P0000", date=origin + dt.timedelta(1)))
+    answer = service.forecast(items=items)
+    assert answer.model.version == "1" and answer.model.alias == "production"
+    assert [(f.store_id, f.product_id, f.date) for f in answer.forecasts] == [
+        (i.store_id, i.product_id, i.date) for i in items
+    ]
+    statuses = [f.status for f in answer.forecasts]
+    assert statuses == ["ok", "missing_features", *["ok"] * 5]
+    assert answer.forecasts[1].units is None
+    assert all(f.units is not None and f.units >= 0 for f in answer.forecasts if f.status == "ok")
+    # the same key one day and seven days ahead: the horizon reaches the model
+    assert answer.forecasts[0].units != answer.forecasts[2].units
+
+
+def test_example_items_are_valid_requests(client):
+    response = client.post("/forecast", json={"items": EXAMPLE_ITEMS})
+    assert response.status_code == 200
+    assert len(response.json()["forecasts"]) == len(EXAMPLE_ITEMS)
+
+
+def test_health_metadata_and_metrics(client, serving_env):
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    meta = client.get("/metadata").json()
+    assert meta["model"] == {"name": serving_env.model_name, "version": "1", "alias": "production"}
+    assert meta["feature_service"] == "demand_forecast_v1"
+    version = MlflowClient(serving_env.tracking_uri).get_model_version(serving_env.model_name, "1")
+    assert meta["features"] == FeatureContract.from_tags(version.tags).features
+    assert meta["training_range"]["start"] < meta["training_range"]["end"]
+    assert meta["materialized_at"].startswith("20")
+    assert "bentoml_service_request" in client.get("/metrics").text
+
+
+BAD_REQUESTS = [
+    # (body, status, what the error names)
+    (b'{"items": [', 400, "json_invalid"),
+    (b'{"items": {"store_id": "S000"}}', 400, "items"),
+    (b'{"items": [{"store_id": 7, "product_id": "P0000", "date": "2023-07-30"}]}', 400, "store_id"),
+    (b'{"items": [{"store_id": "S000", "product_id": "P0000"}]}', 400, "date"),
+    (b'{"items": [{"store_id": "S000", "product_id": "P0000", "date": 20230730}]}', 400, "date"),
+    (
+        b'{"items": [{"store_id": "S000", "product_id": "P0000", "date": "30/07/2023"}]}',
+        400,
+        "date",
+    ),
+    (
+        b'{"items": [{"store_id": "S0", "product_id": "P0", "date": "2023-07-30", "qty": 1}]}',
+        400,
+        "qty",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "names"), BAD_REQUESTS)
+def test_malformed_requests_are_400_naming_the_field(client, body, status, names):
+    response = client.post("/forecast", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    payload = response.json()
+    assert "validation error" in payload["error"]
+    where = [str(part) for d in payload["detail"] for part in d["loc"]]
+    assert names in where or names == payload["detail"][0]["type"]
+
+
+def test_dates_outside_the_horizon_are_422(client, known_keys):
+    keys, origin = known_keys
+    for days in (0, -3, 8):
+        items = items_for(keys[:2], origin) + items_for(keys[:1], origin, (days,))
+        response = client.post("/forecast", json={"items": items})
+        assert response.status_code == 422
+        assert response.json()["field"] == "items[2].date"
+        assert f"origin {origin}" in response.json()["error"]
+
+
+def test_too_many_items_and_unused_price_are_422(client, known_keys):
+    keys, origin = known_keys
+    response = client.post("/forecast", json={"items": items_for(keys[:1], origin) * 51})
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "items: 51 items; at most 50 per request",
+        "field": "items",
+    }
+    item = {**items_for(keys[:1], origin)[0], "price": 9.99}
+    response = client.post("/forecast", json={"items": [item]})
+    assert response.status_code == 422
+    assert response.json()["field"] == "items[0].price"
+
+
+def test_unknown_keys_are_answered_without_a_number(client, known_keys):
+    keys, origin = known_keys
+    items = [
+        *items_for(keys[:1], origin),
+        {"store_id": "S_UNKNOWN", "product_id": "P0000", "date": "2023-07-30"},
+        {"store_id": keys[0][0], "product_id": "P_NEVER", "date": "1999-01-01"},
+    ]
+    response = client.post("/forecast", json={"items": items})
+    assert response.status_code == 200
+    forecasts = response.json()["forecasts"]
+    assert [f["status"] for f in forecasts] == ["ok", "missing_features", "missing_features"]
+    assert forecasts[1]["units"] is None and forecasts[2]["units"] is None
+    assert client.post("/forecast", json={"items": []}).json()["forecasts"] == []
+
+
+def test_store_unreachable_is_503_and_recovers(client, serving_env, known_keys):
+    keys, origin = known_keys
+    body = {"items": items_for(keys[:2], origin)}
+    db = serving_env.feast_dir / "online_store.db"
+    away = db.with_suffix(".away")
+    db.rename(away)
+    try:
+        response = client.post("/forecast", json=body)
+        assert response.status_code == 503
+        assert "online store unavailable" in response.json()["error"]
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/livez").status_code == 200
+    finally:
+        away.rename(db)
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/forecast", json=body).status_code == 200
+
+
+def test_reload_follows_the_alias(client, serving_env, known_keys):
+    keys, origin = known_keys
+    registry = MlflowClient(serving_env.tracking_uri)
+    name = serving_env.model_name
+    v1 = registry.get_model_version(name, "1")
+    v2 = registry.create_model_version(name, v1.source, run_id=v1.run_id, tags=v1.tags)
+    body = {"items": items_for(keys[:1], origin)}
+    before = client.post("/forecast", json=body).json()
+    assert client.post("/reload").json() == {"model": before["model"], "changed": False}
+    registry.set_registered_model_alias(name, "production", v2.version)
+    try:
+        answer = client.post("/reload").json()
+        assert answer["changed"] is True and answer["model"]["version"] == str(v2.version)
+        after = client.post("/forecast", json=body).json()
+        assert after["model"]["version"] == str(v2.version)
+        assert after["forecasts"][0]["units"] == pytest.approx(before["forecasts"][0]["units"])
+    finally:
+        registry.set_registered_model_alias(name, "production", "1")
+        client.post("/reload")
+    assert client.get("/metadata").json()["model"]["version"] == "1"
+
+
+def test_refuses_a_model_whose_features_the_store_lacks(serving_env):
+    registry = MlflowClient(serving_env.tracking_uri)
+    v1 = registry.get_model_version(serving_env.model_name, "1")
+    contract = FeatureContract.from_tags(v1.tags)
+    bad = FeatureContract(
+        **{
+            **contract.__dict__,
+            "features": [*contract.features, "units_lag_365"],
+            "dtypes": {**contract.dtypes, "units_lag_365": "float"},
+        }
+    )
+    odd = registry.create_model_version(
+        serving_env.model_name, v1.source, run_id=v1.run_id, tags=bad.to_tags()
+    )
+    with pytest.raises(
+        model_loader.ServingError, match="lacks features the model needs: units_lag_365"
+    ):
+        model_loader.load(serving_env, version=odd.version)
+
+
+def test_online_store_without_a_materialized_feature_is_caught(loaded, tmp_path):
+    copy = tmp_path / "online_store.db"
+    shutil.copy(loaded.lookup.db_path, copy)
+    table = next(v.table for v in loaded.lookup.views if "units_lag_7" in v.features)
+    with sqlite3.connect(copy) as db:
+        db.execute(f'DELETE FROM "{table}" WHERE feature_name = ?', ("units_lag_7",))
+    lookup = loaded.lookup
+    partial = OnlineLookup(
+        copy, lookup.views, lookup.on_demand, lookup.request_fields, lookup.key_version
+    )
+    assert partial.missing_features(loaded.contract.features) == ["store_product_sales:units_lag_7"]
+    assert lookup.missing_features(loaded.contract.features) == []
+
+
+def test_fast_lookup_equals_feast_online_vectors(loaded, feast_store, known_keys):
+    keys, origin = known_keys
+    sample = [*keys[:20], ("S_UNKNOWN", "P0000")]
+    targets = [origin + dt.timedelta(days=1 + i % 7) for i in range(len(sample))]
+    reference = online_vectors(
+        feast_store, "demand_forecast_v1", [Key(s, p) for s, p in sample], targets
+    )
+    fast = loaded.lookup.fetch([s for s, _ in sample], [p for _, p in sample], targets)
+    assert [o.isoformat() if o else None for o in fast.origin] == reference["origin_date"].tolist()
+    frame = pd.DataFrame(
+        {"store_id": [s for s, _ in sample], "product_id": [p for _, p in sample], **fast.columns}
+    )
+    pd.testing.assert_frame_equal(
+        loaded.contract.model_frame(frame), loaded.contract.model_frame(reference)
+    )
+    # the CatBoost input built without pandas predicts what the contract's frame predicts
+    columns = {name: frame[name].tolist() for name in loaded.contract.features}
+    columns = {k: [None if isinstance(v, float) and np.isnan(v) else v for v in vs]
+               for k, vs in columns.items()}  # fmt: skip
+    native = loaded.model.predict(loaded.contract.model_frame(frame)).clip(min=0)
+    assert np.allclose(predict_units(loaded.model, loaded.contract, columns, len(frame)), native)
+
+
+def test_served_units_equal_the_model_on_the_offline_row(
+    client, serving_env, feast_store, known_keys
+):
+    """Training/serving parity: the offline row at the same origin, from Feast's offline store."""
+    keys, origin = known_keys
+    sample = keys[:10]
+    horizons = [1 + i % 7 for i in range(len(sample))]
+    items = [
+        {"store_id": s, "product_id": p, "date": str(origin + dt.timedelta(days=h))}
+        for (s, p), h in zip(sample, horizons, strict=True)
+    ]
+    served = client.post("/forecast", json={"items": items}).json()["forecasts"]
+
+    stores = pd.read_parquet(serving_env.feature_dir / "store_attributes.parquet")
+    region = dict(zip(stores["store_id"], stores["store_region_id"], strict=True))
+    entity = pd.DataFrame(
+        {
+            "store_id": [s for s, _ in sample],
+            "product_id": [p for _, p in sample],
+            "region_id": [region[s] for s, _ in sample],
+            # the origin instant: features known when the origin day closed
+            "event_timestamp": pd.Timestamp(origin + dt.timedelta(days=1), tz="UTC"),
+            "target_date": [i["date"] for i in items],
+            "forecast_date": [i["date"] for i in items],
+            "horizon": horizons,
+            "row": range(len(sample)),
+        }
+    )
+    service = feast_store.get_feature_service("demand_forecast_v1")
+    offline = feast_store.get_historical_features(entity_df=entity, features=service).to_df()
+    offline = offline.sort_values("row").reset_index(drop=True)
+    mlflow.set_tracking_uri(serving_env.tracking_uri)
+    model = mlflow.catboost.load_model(f"models:/{serving_env.model_name}/1")
+    contract = FeatureContract.from_tags(
+        MlflowClient(serving_env.tracking_uri).get_model_version(serving_env.model_name, "1").tags
+    )
+    expected = model.predict(contract.model_frame(offline)).clip(min=0)
+    assert [f["status"] for f in served] == ["ok"] * len(sample)
+    assert np.allclose([f["units"] for f in served], expected, rtol=1e-9, atol=1e-9)
