@@ -33,9 +33,7 @@ def friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        # the libraries' own deprecations are not the user's business
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
+        quiet_library_warnings()
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -56,6 +54,16 @@ def friendly(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def quiet_library_warnings() -> None:
+    """The libraries' own deprecations are not the user's business.
+
+    Called again after importing Feast, whose modules put "once" filters for
+    DeprecationWarning in front of any set before them.
+    """
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def step(message: str) -> None:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from demand.console import quiet_library_warnings
 from demand.settings import Settings
 
 
@@ -31,8 +32,9 @@ def open_store(settings: Settings):
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     from feast import FeatureStore  # heavy import, only when a store is needed
 
-    # ibis (under Feast's DuckDB store) warns about its own deprecated calls on every read
-    warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
+    # ibis (under Feast's DuckDB store) warns about its own deprecated calls on every read,
+    # and Feast calls its on-demand views experimental each time they are used
+    quiet_library_warnings()
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
     return FeatureStore(
         repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def log_dataset(frame: pd.DataFrame, contract: FeatureContract, name: str, sourc
     import mlflow
 
     columns = ["store_id", "product_id", "origin", "target", "horizon", "label"]
+    # a local path matches two of MLflow's source resolvers (either is right), and the
+    # integer `horizon` column draws MLflow's missing-value hint (it has no nulls)
+    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
     dataset = mlflow.data.from_pandas(
         frame[columns],
         name=name,
