@@ -25,6 +25,7 @@ def apply(settings: Settings):
     # Feast resolves the repo's own imports (``from entities import store``) by path
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
+    _forget_repo_modules(repo)
     with contextlib.chdir(repo):  # Feast names the repo's modules relative to the cwd
         contents = parse_repo(repo)
     if not contents.projects:  # as `feast apply` does: the project named in the yaml
@@ -43,6 +44,19 @@ def apply(settings: Settings):
         if line.split(" ", 1)[0] in {"Created", "Updated", "Deleted"}
     ]
     return store, changes
+
+
+def _forget_repo_modules(repo: Path) -> None:
+    """Drop the repo's modules from Python's import cache before Feast imports them.
+
+    The data sources read DEMAND_DATA_DIR when imported; a cached module would keep
+    the first data directory of the process, and a second apply (another data dir,
+    another profile) would register the first one's paths.
+    """
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve().is_relative_to(repo.resolve()):
+            del sys.modules[name]
 
 
 def _require_feature_tables(settings: Settings) -> None:

@@ -168,3 +168,18 @@ def _online_rows(feature_env):
         return db.execute("SELECT COUNT(*) FROM demand_forecasting_store_product_sales").fetchone()[
             0
         ]
+
+
+def test_apply_registers_each_data_dirs_own_tables(feature_env, tmp_path):
+    """A second apply in the same process, for another data dir, points at that dir."""
+    import shutil
+
+    from features.feature_store import apply
+
+    other = feature_env.model_copy(update={"data_dir": tmp_path})
+    shutil.copytree(feature_env.feature_dir, other.feature_dir)
+    store, _ = apply(other)
+    path = store.get_feature_view("store_product_sales").batch_source.path
+    assert path.startswith(str(tmp_path)), path
+    first = open_store(feature_env).get_feature_view("store_product_sales").batch_source.path
+    assert first.startswith(str(feature_env.data_dir)), first
