@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.common import console, peak_rss_gib, report, timed
 from demand.featurestore import open_store
 from demand.settings import get_settings
-from features import feature_store, pipeline
+from features import pipeline
 from training import dataset
 from training import model as demand_model
 from training.train import time_split
@@ -103,11 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             origin_every_days=ORIGIN_EVERY[scale],
         )
         t: dict[str, float] = {}
-        if not (settings.feast_dir / "online_store.db").exists():
-            with timed(t, f"features {scale}"):
-                pipeline.run(settings, progress=lambda m: None)
-        else:
-            feature_store.apply(settings)
+        # always rebuild: feature tables left by an older build may lack today's columns
+        with timed(t, f"features {scale}"):
+            regenerate = not (settings.raw_dir / "orders.parquet").exists()
+            pipeline.run(settings, progress=lambda m: None, regenerate=regenerate)
         out = settings.data_dir / "train_export"
         with timed(t, f"training set {scale}"):
             n = export(settings, out, console.print)
