@@ -92,8 +92,7 @@ bench-features: $(INSTALLED) ## Benchmark feature build, retrieval and materiali
 bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (default, large; ARGS=--compare-losses)
 	$(BIN)/python -m benchmarks.train $(ARGS)
 
-bench-serve: $(INSTALLED) ## Benchmark /forecast against feast serve and mlflow models serve (installs wrk if missing)
-	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+bench-serve: $(INSTALLED) ## Benchmark /forecast against feast serve and mlflow models serve
 	$(BIN)/python -m benchmarks.serve $(ARGS)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
