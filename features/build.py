@@ -52,26 +52,22 @@ def _known_at(period: str) -> str:
     return f"to_timestamp(CAST(({period} + 1) AS BIGINT) * 86400)"
 
 
+def _as_of_day(relation: str, known_at: str) -> str:
+    """Every column of a per-day relation, stamped with when its row became known."""
+    stamp = _known_at("day")
+    return f"SELECT *, {stamp} AS event_timestamp, {stamp} AS {known_at} FROM {relation}"
+
+
 def _outputs() -> dict[str, str]:
     """Offline feature tables: name → SELECT over the intermediate relations."""
     history_start = "(SELECT to_timestamp(CAST(MIN(day) AS BIGINT) * 86400) FROM periods)"
     return {
-        "store_product_daily": f"""
-            SELECT *, {_known_at("day")} AS event_timestamp,
-                   {_known_at("day")} AS sales_known_at
-            FROM store_product_daily""",
-        "store_product_replenishment": f"""
-            SELECT *, {_known_at("day")} AS event_timestamp,
-                   {_known_at("day")} AS replenishment_known_at
-            FROM store_product_replenishment""",
-        "product_lifespan": f"""
-            SELECT *, {_known_at("day")} AS event_timestamp,
-                   {_known_at("day")} AS lifespan_known_at
-            FROM product_lifespan""",
-        "region_weather_daily": f"""
-            SELECT *, {_known_at("day")} AS event_timestamp,
-                   {_known_at("day")} AS weather_known_at
-            FROM region_weather_daily""",
+        "store_product_daily": _as_of_day("store_product_daily", "sales_known_at"),
+        "store_product_replenishment": _as_of_day(
+            "store_product_replenishment", "replenishment_known_at"
+        ),
+        "product_lifespan": _as_of_day("product_lifespan", "lifespan_known_at"),
+        "region_weather_daily": _as_of_day("region_weather_daily", "weather_known_at"),
         "region_weather_forecast": """
             SELECT region_id, strftime(to_timestamp(CAST(valid_day AS BIGINT) * 86400),
                                        '%Y-%m-%d') AS target_date,
