@@ -26,7 +26,7 @@ from demand.settings import get_settings
 from features import pipeline
 from training import dataset
 from training import model as demand_model
-from training.train import time_split
+from training.train import feature_contract, time_split
 
 # the large history is subsampled harder so one fit stays within minutes on 2 cores
 # (steps coprime with 7, so origins still walk through the weekdays)
@@ -39,23 +39,7 @@ def export(settings, out: Path, progress) -> int:
     training_set = dataset.build(store, settings, progress)
     frame = training_set.frame
     split = time_split(frame, settings)
-    from demand.contract import FeatureContract
-
-    contract = FeatureContract(
-        feast_project=store.project,
-        feature_service=settings.feature_service,
-        feature_views=training_set.feature_views,
-        features=training_set.features,
-        dtypes={},
-        categorical=training_set.categorical,
-        entity_keys=[],
-        request_features=[],
-        horizon=settings.horizon,
-        train_start="",
-        train_end="",
-        training_set_hash="",
-        device="",
-    )
+    contract = feature_contract(store.project, settings, training_set, split, "CPU")
     x = contract.model_frame(frame)
     x["label"] = frame["label"]
     x["part"] = "skip"

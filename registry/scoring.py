@@ -67,14 +67,17 @@ class BacktestRows:
         return self.frames[service]
 
 
-def _backtest(settings: Settings, rows: BacktestRows) -> pd.DataFrame:
+def _training_set(settings: Settings) -> dataset.TrainingSet:
     from demand.featurestore import open_store
 
     try:
-        training_set = dataset.build(open_store(settings), settings, progress=lambda _: None)
+        return dataset.build(open_store(settings), settings, progress=lambda _: None)
     except dataset.TrainingDataError as error:
         raise ScoringProblem(f"cannot rebuild the backtest rows: {error}") from None
-    frame = training_set.frame
+
+
+def _backtest(settings: Settings, rows: BacktestRows) -> pd.DataFrame:
+    frame = _training_set(settings).frame
     return frame[frame["origin"] >= rows.start].reset_index(drop=True)
 
 
@@ -92,12 +95,7 @@ def backtest_rows(
     update.update({p: int(run_params[p]) for p in ROW_PARAMS if p in run_params})
     rebuilt = settings.model_copy(update=update)
     progress(f"rebuilding the backtest rows (origins {start}..{end}) through Feast")
-    from demand.featurestore import open_store
-
-    try:
-        training_set = dataset.build(open_store(rebuilt), rebuilt, progress=lambda _: None)
-    except dataset.TrainingDataError as error:
-        raise ScoringProblem(f"cannot rebuild the backtest rows: {error}") from None
+    training_set = _training_set(rebuilt)
     if training_set.digest != contract.training_set_hash:
         # other rows than the model was backtested on: comparing would be meaningless
         raise ScoringProblem(

@@ -35,6 +35,7 @@ class TrainingSet:
     request_features: list[str]
     feature_views: dict[str, int]
     digest: str
+    history: pd.DataFrame  # units per store, product and day: the labels and the baselines
 
     @property
     def labels(self) -> pd.Series:
@@ -173,7 +174,9 @@ def build(store, settings: Settings, progress=print) -> TrainingSet:
         frame[column] = frame[column].dt.tz_convert(None).astype("datetime64[ns]")
     if len(frame) != len(entities):
         raise TrainingDataError(f"Feast returned {len(frame):,} of {len(entities):,} rows")
-    return TrainingSet(frame, features, categorical, request, views, digest(frame, features))
+    return TrainingSet(
+        frame, features, categorical, request, views, digest(frame, features), history
+    )
 
 
 def digest(frame: pd.DataFrame, features: list[str]) -> str:

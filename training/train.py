@@ -52,6 +52,41 @@ def time_split(frame: pd.DataFrame, settings: Settings) -> Split:
     return Split(train, valid, test, cutoff, valid_start)
 
 
+def feature_contract(
+    project: str,
+    settings: Settings,
+    training_set: dataset.TrainingSet,
+    split: Split,
+    task_type: str,
+) -> FeatureContract:
+    """What a model fitted on ``training_set`` needs to be served from entity keys."""
+    frame = training_set.frame
+    train_rows = frame[split.train]
+    return FeatureContract(
+        feast_project=project,
+        feature_service=settings.feature_service,
+        feature_views=training_set.feature_views,
+        features=training_set.features,
+        dtypes={
+            f: "category" if f in training_set.categorical else "float"
+            for f in training_set.features
+        },
+        categorical=training_set.categorical,
+        entity_keys=["store_id", "product_id"],
+        request_features=training_set.request_features,
+        horizon=settings.horizon,
+        train_start=f"{train_rows['target'].min():%Y-%m-%d}",
+        train_end=f"{train_rows['target'].max():%Y-%m-%d}",
+        training_set_hash=training_set.digest,
+        device=task_type,
+        extra={
+            "backtest_start": f"{split.cutoff:%Y-%m-%d}",
+            "backtest_end": f"{frame['target'].max():%Y-%m-%d}",
+            "loss": settings.loss,
+        },
+    )
+
+
 @dataclass
 class TrainResult:
     run_id: str
@@ -89,30 +124,7 @@ def run(
         f"{split.test.sum():,} (origins from {split.cutoff:%Y-%m-%d})"
     )
 
-    train_rows = frame[split.train]
-    contract = FeatureContract(
-        feast_project=store.project,
-        feature_service=settings.feature_service,
-        feature_views=training_set.feature_views,
-        features=training_set.features,
-        dtypes={
-            f: "category" if f in training_set.categorical else "float"
-            for f in training_set.features
-        },
-        categorical=training_set.categorical,
-        entity_keys=["store_id", "product_id"],
-        request_features=training_set.request_features,
-        horizon=settings.horizon,
-        train_start=f"{train_rows['target'].min():%Y-%m-%d}",
-        train_end=f"{train_rows['target'].max():%Y-%m-%d}",
-        training_set_hash=training_set.digest,
-        device=task_type,
-        extra={
-            "backtest_start": f"{split.cutoff:%Y-%m-%d}",
-            "backtest_end": f"{frame['target'].max():%Y-%m-%d}",
-            "loss": settings.loss,
-        },
-    )
+    contract = feature_contract(store.project, settings, training_set, split, task_type)
     x = contract.model_frame(frame)
     y = frame["label"]
 
@@ -158,7 +170,7 @@ def run(
         progress(f"fitted {model.tree_count_} trees in {seconds['fit']:.0f}s")
 
         test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
-        history = dataset.sales_history(settings)
+        history = training_set.history
         predictions = {
             "model": demand_model.predict(model, x[split.test]),
             "seasonal_naive": SeasonalNaive(7).fit(history).predict(test),
