@@ -56,7 +56,8 @@ def resolve_version(settings: Settings, alias: str | None, version: str | None):
         what = f"version {version}" if version else f"alias @{alias or 'production'}"
         raise ServingError(
             f"no {what} of model {name!r} in the registry at {settings.tracking_uri} "
-            f"({error.message.splitlines()[0]}); train one with `demand train` and set the alias"
+            f"({error.message.splitlines()[0]}); train one with `demand train` and promote it "
+            "with `demand models promote VERSION --to production`"
         ) from None
 
 

@@ -286,3 +286,14 @@ def test_served_units_equal_the_model_on_the_offline_row(
     expected = model.predict(contract.model_frame(offline)).clip(min=0)
     assert [f["status"] for f in served] == ["ok"] * len(sample)
     assert np.allclose([f["units"] for f in served], expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("args", [["--version", "99"], ["--alias", "staging"]])
+def test_serve_without_such_a_model_says_what_to_do(serving_env, monkeypatch, capsys, args):
+    from demand.cli import main
+
+    monkeypatch.setenv("DEMAND_DATA_DIR", str(serving_env.data_dir))
+    monkeypatch.setenv("DEMAND_MLFLOW_TRACKING_URI", serving_env.tracking_uri)
+    assert main(["serve", *args]) == 1
+    err = capsys.readouterr().err
+    assert "demand models promote" in err and "Traceback" not in err
