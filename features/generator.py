@@ -49,7 +49,7 @@ SCALES: dict[Scale, ScaleSpec] = {
         regions=4, stores=10, products_per_category=2, days=730, stock_share=0.95
     ),
     Scale.large: ScaleSpec(
-        regions=8, stores=60, products_per_category=7, days=1095, stock_share=0.9
+        regions=8, stores=20, products_per_category=7, days=1095, stock_share=0.9
     ),
 }
 
