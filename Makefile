@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-serve lock clean
+        bench-features bench-train bench-serve lock clean team-up team-down team-status
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +29,15 @@ install: $(INSTALLED) ## Create or refresh the virtual environment in .venv
 
 demo: $(INSTALLED) ## Run the platform end to end on generated data (embedded profile, no servers)
 	$(DEMAND) demo $(ARGS)
+
+team-up: $(INSTALLED) ## Team profile: check PostgreSQL and Redis, create databases, start the MLflow tracking server
+	DEMAND_PROFILE=team $(DEMAND) team up
+
+team-down: $(INSTALLED) ## Team profile: stop the MLflow tracking server team-up started
+	DEMAND_PROFILE=team $(DEMAND) team down
+
+team-status: $(INSTALLED) ## Team profile: which servers answer, and where each thing lives
+	DEMAND_PROFILE=team $(DEMAND) team status
 
 test: $(INSTALLED) ## Run the test suite (what CI runs)
 	$(BIN)/pytest $(ARGS)

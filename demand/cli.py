@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from demand.console import UserError, console, friendly, step
-from demand.settings import Scale, Settings, get_settings
+from demand.settings import Profile, Scale, Settings, get_settings
 from registry.cli import app as models_app
 from serving.cli import bento_app
 from serving.cli import serve as serve_command
@@ -243,7 +243,11 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
     from features import pipeline
 
     settings = _settings(scale, seed)
-    console.rule(f"demo · {settings.scale.value} retailer · data in {settings.data_dir}")
+    console.rule(f"demo · {settings.scale.value} retailer · {settings.profile.value} profile")
+    if settings.profile is Profile.team:
+        from demand import team
+
+        _print_places(team.up(settings, step))
     steps = pipeline.run(settings, step)
     _print_counts("seconds per step", {k: round(v, 1) for k, v in steps.seconds.items()})
     console.rule("online feature vectors")
@@ -276,7 +280,53 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
     serve_demo(settings, console.print)
 
 
+team_app = typer.Typer(
+    help="The team profile's servers: check PostgreSQL and Redis, start the MLflow tracking "
+    "server.",
+    no_args_is_help=True,
+)
+
+
+@team_app.command("up")
+@friendly
+def team_up() -> None:
+    """Check Redis and PostgreSQL, create the databases, start the tracking server."""
+    from demand import team
+
+    _print_places(team.up(get_settings(), step))
+
+
+@team_app.command("down")
+@friendly
+def team_down() -> None:
+    """Stop the tracking server `team up` started (PostgreSQL and Redis are left alone)."""
+    from demand import team
+
+    team.down(get_settings(), step)
+
+
+@team_app.command("status")
+@friendly
+def team_status() -> None:
+    """Say which of the team profile's servers answer; starts and creates nothing."""
+    from demand import team
+
+    settings = get_settings()
+    states = team.status(settings)
+    _print_counts(f"team profile · project {settings.feast_project}", states)
+    _print_places(team.places(settings))
+
+
+def _print_places(places) -> None:
+    # plain lines, not a table: an address must never be cut to fit the terminal
+    console.print("[bold]where each thing lives[/bold]")
+    width = max(len(p.what) for p in places)
+    for place in places:
+        console.print(f"  {place.what:<{width}}  {place.where}", markup=False)
+
+
 app.command("serve")(serve_command)
+app.add_typer(team_app, name="team")
 app.add_typer(bento_app, name="bento", help="Package the service and the model as a Bento.")
 app.add_typer(
     models_app,

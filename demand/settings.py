@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     )
     profile: Profile = Field(
         default=Profile.embedded,
-        description="embedded: SQLite online store and registry, no servers; team: Redis "
-        "online store and the Feast registry on PostgreSQL.",
+        description="embedded: SQLite online store and registries, no servers; team: Redis "
+        "online store, the Feast registry on PostgreSQL, an MLflow tracking server.",
     )
     feast_project: str = Field(
         default="demand_forecasting", description="Feast project (team profile)."
@@ -101,7 +101,22 @@ class Settings(BaseSettings):
         description="CatBoost loss; see README for the backtest behind the choice.",
     )
     mlflow_tracking_uri: str | None = Field(
-        default=None, description="Default: a SQLite database in DATA_DIR/mlflow."
+        default=None,
+        description="Where MLflow clients send runs and versions. Default: embedded, a SQLite "
+        "database in DATA_DIR/mlflow; team, the tracking server at "
+        "http://MLFLOW_SERVER_HOST:MLFLOW_SERVER_PORT.",
+    )
+    # the team's MLflow tracking server (`demand team up` starts it)
+    mlflow_server_host: str = Field(default="127.0.0.1", description="Tracking server address.")
+    mlflow_server_port: int = Field(default=5000, ge=1, le=65535)
+    mlflow_backend_store_uri: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/demand_mlflow",
+        description="The tracking server's database (team profile); clients never use it.",
+    )
+    mlflow_artifacts_destination: str | None = Field(
+        default=None,
+        description="Where the tracking server keeps model files: a directory (default "
+        "DATA_DIR/mlflow-artifacts) or an object store URI such as s3://bucket/mlflow.",
     )
     user: str | None = Field(
         default=None, description="Who the audit trail names; default: the OS user."
@@ -172,8 +187,25 @@ class Settings(BaseSettings):
         return self.data_dir / "bentoml"
 
     @property
+    def tracking_server_url(self) -> str:
+        return f"http://{self.mlflow_server_host}:{self.mlflow_server_port}"
+
+    @property
+    def artifacts_destination(self) -> str:
+        return self.mlflow_artifacts_destination or str(self.data_dir / "mlflow-artifacts")
+
+    @property
+    def team_dir(self) -> Path:
+        """Pid files and logs of the servers the platform starts for the team profile."""
+        return self.data_dir / "team"
+
+    @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if self.profile is Profile.team:
+            return self.tracking_server_url
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
 
 def get_settings(**overrides: object) -> Settings:
