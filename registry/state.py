@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from demand import tracking
 from demand.console import UserError
 from demand.contract import FeatureContract, IncompleteContract
 from demand.settings import Settings
@@ -38,13 +39,7 @@ class RegistryError(UserError):
 
 def connect(settings: Settings):
     """An MlflowClient on the settings' registry, failing fast when it does not answer."""
-    from training.tracking import TrackingUnavailable
-    from training.tracking import connect as tracking_connect
-
-    try:
-        return tracking_connect(settings)
-    except TrackingUnavailable as error:
-        raise RegistryError(str(error)) from None
+    return tracking.connect(settings)
 
 
 def registered_model(client, name: str):

@@ -2,64 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from demand.console import UserError
+from demand import tracking
 from demand.contract import ARTIFACT, FeatureContract
 from demand.settings import Settings
 
 EXPERIMENT = "demand_forecasting"
 
 
-class TrackingUnavailable(UserError):
-    pass
-
-
-@contextmanager
-def _no_retries():
-    """Fail fast while probing: MLflow otherwise retries an unreachable server for minutes."""
-    saved = {
-        k: os.environ.get(k)
-        for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
-    }
-    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def connect(settings: Settings):
-    """Point MLflow at the settings' tracking URI and check it answers; the client."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    try:
-        with _no_retries():
-            client.search_experiments(max_results=1)
-    except Exception as error:
-        raise TrackingUnavailable(
-            f"the MLflow tracking server at {uri} does not answer ({type(error).__name__}); "
-            "start it or set DEMAND_MLFLOW_TRACKING_URI"
-        ) from None
-    return client
+    """The MLflow client on the settings' tracking URI (fails fast when it does not answer)."""
+    return tracking.connect(settings)
 
 
 def experiment_id(client, settings: Settings) -> str:

@@ -8,9 +8,9 @@ from mlflow import MlflowClient
 
 from demand.contract import FeatureContract
 from demand.featurestore import open_store
+from demand.servers import ServerUnavailable
 from tests.leakage import KNOWN_AT, assert_no_leakage
 from training import dataset, train
-from training.tracking import TrackingUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -201,5 +201,5 @@ def test_missing_feature_service_says_what_to_run(settings):
 
 def test_unreachable_tracking_server_fails_fast(settings):
     down = settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
-    with pytest.raises(TrackingUnavailable, match="does not answer"):
+    with pytest.raises(ServerUnavailable, match="does not answer"):
         train.run(down, progress=lambda _: None)
