@@ -6,6 +6,7 @@ own client would retry for minutes before failing).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from demand.servers import require_tracking
@@ -17,6 +18,8 @@ def connect(settings: Settings):
     import mlflow
     from mlflow import MlflowClient
 
+    # per-file progress bars of artifact downloads would drown the commands' own progress
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -145,12 +145,12 @@ def _version(package: str) -> str:
 def register(
     client,
     settings: Settings,
-    model_uri: str,
+    model,
     run_id: str,
     contract: FeatureContract,
     description: str,
 ):
-    """A new version of the registered model, tagged with its feature contract."""
+    """A new version of the registered model ``model`` (a ModelInfo), tagged with its contract."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -162,8 +162,10 @@ def register(
         )
     version = client.create_model_version(
         settings.model_name,
-        model_uri,
+        model.model_uri,
         run_id=run_id,
+        # a tracking server refuses a `models:/m-…` source unless the model id comes with it
+        model_id=model.model_id,
         tags=contract.to_tags(),
         description=description,
     )

@@ -206,7 +206,7 @@ def run(
             registered = tracking.register(
                 client,
                 settings,
-                info.model_uri,
+                info,
                 active.info.run_id,
                 contract,
                 description=f"WAPE {summary.loc['model', 'wape']:.3f} on the backtest from "
