@@ -1,0 +1,70 @@
+"""Watching a command that starts servers: its children, their groups, the ports they hold."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of ``pid`` (Linux)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_output(process: subprocess.Popen, log: Path, text: str, timeout: float) -> str:
+    """Until ``log`` (the process's output) contains ``text``; fails if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = log.read_text(errors="replace")
+        if text in out:
+            return out
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode} before {text!r}:\n{out}")
+        time.sleep(0.5)
+    raise AssertionError(f"no {text!r} within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
+
+
+def signal_and_check_stopped(
+    process: subprocess.Popen, groups: list[int], ports: list[int], signum: int, timeout=60
+) -> None:
+    """Send ``signum`` to ``process``: it exits 128 + signum, its groups and ports are gone."""
+    assert groups, "the command started no children"
+    process.send_signal(signum)
+    assert process.wait(timeout) == 128 + signum
+    left = [g for g in groups if group_alive(g)]
+    if left:  # don't leave them behind for the next test
+        for g in left:
+            os.killpg(g, signal.SIGKILL)
+    assert not left, f"process groups {left} outlived the command"
+    assert all(port_free(p) for p in ports), f"a port of {ports} is still held"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
