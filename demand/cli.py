@@ -45,12 +45,21 @@ SeedOption = Annotated[int | None, typer.Option(help="Generator seed [env: DEMAN
 
 @app.command()
 @friendly
-def generate(scale: ScaleOption = None, seed: SeedOption = None) -> None:
+def generate(
+    scale: ScaleOption = None,
+    seed: SeedOption = None,
+    append_days: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Extend the same retailer by N later days (nothing earlier changes)."
+        ),
+    ] = 0,
+) -> None:
     """Generate a synthetic retailer's raw tables (validated) into DATA_DIR/raw."""
     from features import pipeline
 
     settings = _settings(scale, seed)
-    rows = pipeline.generate(settings, step)
+    rows = pipeline.generate(settings, step, append_days=append_days)
     _print_counts(f"raw tables in {settings.raw_dir}", rows)
 
 
@@ -138,33 +147,53 @@ def online(
 
 
 def _online_vectors(settings: Settings, keys: list[str], target_date: str | None, limit: int):
-    from demand.featurestore import Key, online_vectors, open_store
+    """Vectors for the keys through the serving lookup (the service's own), one row per key."""
+    import pandas as pd
+
+    from demand.featurestore import open_store
+    from serving.lookup import OnlineLookup, StoreUnavailable, scrub, unavailable_advice
 
     parsed = []
     for k in keys:
         store_id, sep, product_id = k.partition(":")
         if not sep or not store_id or not product_id:
             raise UserError(f"--key {k!r}: expected STORE_ID:PRODUCT_ID, e.g. S000:P0300")
-        parsed.append(Key(store_id, product_id))
+        parsed.append((store_id, product_id))
+    target = None
     if target_date is not None:
-        import pandas as pd
-
-        if pd.to_datetime(target_date, format="%Y-%m-%d", errors="coerce") is pd.NaT:
+        parsed_date = pd.to_datetime(target_date, format="%Y-%m-%d", errors="coerce")
+        if parsed_date is pd.NaT:
             raise UserError(f"--target-date {target_date!r}: expected YYYY-MM-DD")
-    embedded = settings.profile.value == "embedded"
-    if embedded and not (settings.feast_dir / "online_store.db").exists():
-        raise UserError("the online store is empty; run `demand features` (or `make features`)")
+        target = parsed_date.date()
+    store = open_store(settings)
+    try:
+        lookup = OnlineLookup.from_store(store, settings.feature_service)
+    except Exception as error:
+        raise UserError(
+            f"cannot read feature service {settings.feature_service!r} from the Feast registry "
+            f"({scrub(str(error))}); run `demand features` (or `make features`)"
+        ) from None
     if not parsed:
         parsed = _sample_keys(settings, limit)
-    store = open_store(settings)
-    targets = [target_date] * len(parsed) if target_date else None
-    return online_vectors(store, settings.feature_service, parsed, targets)
+    stores, products = [s for s, _ in parsed], [p for _, p in parsed]
+    try:
+        vectors = lookup.fetch(stores, products, [target] * len(parsed) if target else None)
+    except StoreUnavailable as error:
+        raise UserError(unavailable_advice(lookup, error)) from None
+    return pd.DataFrame(
+        {
+            "store_id": stores,
+            "product_id": products,
+            "origin_date": [o.isoformat() if o else None for o in vectors.origin],
+            "target_date": [t.isoformat() if t else None for t in vectors.target],
+            "horizon": vectors.horizon,
+            **vectors.columns,
+        }
+    )
 
 
-def _sample_keys(settings: Settings, limit: int):
+def _sample_keys(settings: Settings, limit: int) -> list[tuple[str, str]]:
     import pyarrow.parquet as pq
-
-    from demand.featurestore import Key
 
     keys = (
         pq.read_table(
@@ -175,7 +204,7 @@ def _sample_keys(settings: Settings, limit: int):
         .sort_values(["store_id", "product_id"])
     )
     step = max(1, len(keys) // max(limit, 1))
-    return [Key(r.store_id, r.product_id) for r in keys.iloc[::step].head(limit).itertuples()]
+    return [(r.store_id, r.product_id) for r in keys.iloc[::step].head(limit).itertuples()]
 
 
 @app.command()
@@ -323,6 +352,37 @@ def _print_places(places) -> None:
     width = max(len(p.what) for p in places)
     for place in places:
         console.print(f"  {place.what:<{width}}  {place.where}", markup=False)
+
+
+@app.command(
+    "feast",
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],  # `demand feast --help` is feast's help
+    },
+)
+@friendly
+def feast_cli(ctx: typer.Context) -> None:
+    """The feast CLI on the profile's feature repo and registry (`demand feast projects list`)."""
+    from demand import ui
+
+    raise typer.Exit(ui.run_feast(_settings(), ctx.args))
+
+
+@app.command("ui")
+@friendly
+def ui_command(
+    host: Annotated[str, typer.Option(help="Address both UIs listen on.")] = "127.0.0.1",
+    mlflow_port: Annotated[
+        int, typer.Option(help="MLflow UI port (embedded profile; team: the tracking server's).")
+    ] = 5000,
+    feast_port: Annotated[int, typer.Option(help="Feast UI port.")] = 8888,
+) -> None:
+    """Browse runs and model versions (MLflow UI) and features (Feast UI) until Ctrl-C."""
+    from demand import ui
+
+    ui.run_ui(_settings(), host, mlflow_port, feast_port, step)
 
 
 app.command("serve")(serve_command)

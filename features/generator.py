@@ -32,6 +32,9 @@ HISTORY_START = pd.Timestamp("2023-01-01")
 FORECAST_LEADS = 10  # forecasts cover the issue day and the nine days after it
 FORECAST_ISSUE_HOUR = 6  # published at 06:00 UTC, before the stores open
 HOLIDAY_COUNTRY = "US"
+# Days simulated past every scale's history, so that `demand generate --append-days N`
+# can release later days of the same retailer without changing any earlier row.
+APPEND_RESERVE_DAYS = 120
 
 
 @dataclass(frozen=True)
@@ -139,25 +142,43 @@ class RetailData:
         }
 
 
-def generate(scale: Scale | str = Scale.default, seed: int = 7) -> RetailData:
-    """Generate a retailer at ``scale``; the same ``(scale, seed)`` gives the same data."""
+def generate(scale: Scale | str = Scale.default, seed: int = 7, extra_days: int = 0) -> RetailData:
+    """Generate a retailer at ``scale``; the same ``(scale, seed)`` gives the same data.
+
+    ``extra_days`` releases that many more days of the same retailer, the way new
+    nights of data arrive: the generator always simulates APPEND_RESERVE_DAYS past
+    the history and releases only what was known by the end of the last day, so
+    the days before are identical, row for row, whatever ``extra_days`` is.
+    """
     spec = SCALES[Scale(scale)]
+    if not 0 <= extra_days <= APPEND_RESERVE_DAYS:
+        raise ValueError(
+            f"{extra_days} extra days: the generated retailer can be extended by 0 to "
+            f"{APPEND_RESERVE_DAYS} days; regenerate (`demand generate`) to start over"
+        )
     rng = np.random.default_rng(seed)
-    days = pd.date_range(HISTORY_START, periods=spec.days, freq="D")
+    days = pd.date_range(HISTORY_START, periods=spec.days + APPEND_RESERVE_DAYS, freq="D")
 
     stores = _stores(spec, rng)
     products, categories = _products(spec, rng)
     weather = _weather(spec, days, rng)  # runs FORECAST_LEADS days past the history
-    observed = weather[weather["date"] <= days[-1]].reset_index(drop=True)
     forecast = _forecasts(weather, days, rng)
-
     orders = _orders(spec, days, stores, products, categories, weather, rng)
     true_lifespan = pd.Series(
         [c.lifespan if c.lifespan else np.nan for c in categories],
         index=products["product_id"],
         name="true_lifespan_days",
     )
-    return RetailData(orders, products, stores, observed, forecast, true_lifespan)
+    last_day = days[spec.days + extra_days - 1]
+    closed = (last_day + pd.Timedelta(days=1)).tz_localize("UTC")  # the end of the last day
+    return RetailData(
+        orders[orders["ordered_at"] < closed].reset_index(drop=True),
+        products,
+        stores,
+        weather[weather["date"] <= last_day].reset_index(drop=True),
+        forecast[forecast["issued_at"] < closed].reset_index(drop=True),
+        true_lifespan,
+    )
 
 
 def _stores(spec: ScaleSpec, rng: np.random.Generator) -> pd.DataFrame:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from demand.console import UserError
 from demand.settings import Settings
 from features import build, feature_store, generator, raw
 
@@ -25,10 +27,45 @@ class StepTimes:
         return result
 
 
-def generate(settings: Settings, progress: Progress = print) -> dict[str, int]:
-    progress(f"generating a {settings.scale.value} retailer (seed {settings.seed})")
-    data = generator.generate(settings.scale, settings.seed)
-    return raw.write_raw(data.tables(), settings.raw_dir)
+GENERATED = "generated.json"  # in the raw dir: which retailer, extended by how many days
+
+
+def generated_state(settings: Settings) -> dict[str, object] | None:
+    """What `generate` last wrote into the raw dir (None: nothing, or not generated data)."""
+    path = settings.raw_dir / GENERATED
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def generate(
+    settings: Settings, progress: Progress = print, append_days: int = 0
+) -> dict[str, int]:
+    """Write the generated retailer's raw tables; ``append_days`` more days than last time.
+
+    The same scale and seed keep the days earlier runs appended (a rebuild never
+    moves the data backwards); another scale or seed starts over.
+    """
+    state = generated_state(settings)
+    same = bool(state) and (state["scale"], state["seed"]) == (settings.scale.value, settings.seed)
+    if append_days and not same:
+        raise UserError(
+            f"--append-days extends the generated retailer in {settings.raw_dir}, and there is "
+            f"none of scale {settings.scale.value} and seed {settings.seed}; "
+            "run `demand generate` first"
+        )
+    extra = (int(state["extra_days"]) if same else 0) + append_days
+    more = f", {extra} days appended" if extra else ""
+    progress(f"generating a {settings.scale.value} retailer (seed {settings.seed}{more})")
+    try:
+        data = generator.generate(settings.scale, settings.seed, extra_days=extra)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    rows = raw.write_raw(data.tables(), settings.raw_dir)
+    state = {"scale": settings.scale.value, "seed": settings.seed, "extra_days": extra}
+    (settings.raw_dir / GENERATED).write_text(json.dumps(state))
+    return rows
 
 
 def build_features(settings: Settings, progress: Progress = print) -> build.BuildReport:

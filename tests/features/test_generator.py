@@ -82,3 +82,26 @@ def test_promotions_lift_sales_and_cut_price(tiny):
     promo = lines[lines["promo"]]
     assert len(promo) > 0
     assert np.allclose(promo["unit_price"], (promo["list_price"] * 0.8).round(2))
+
+
+def test_appended_days_extend_the_same_retailer_and_change_nothing_before(tiny):
+    later = generator.generate("tiny", seed=7, extra_days=3)
+    assert later.orders["ordered_at"].max().normalize() == (
+        tiny.orders["ordered_at"].max().normalize() + pd.Timedelta(days=3)
+    )
+    closed = tiny.orders["ordered_at"].max().normalize() + pd.Timedelta(days=1)
+    cut = {
+        "orders": later.orders[later.orders["ordered_at"] < closed],
+        "weather_observed": later.weather_observed[
+            later.weather_observed["date"] < closed.tz_localize(None)
+        ],
+        "weather_forecast": later.weather_forecast[later.weather_forecast["issued_at"] < closed],
+    }
+    for name, frame in tiny.tables().items():
+        expected = cut.get(name, later.tables()[name]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+
+
+def test_appending_past_the_simulated_reserve_is_refused():
+    with pytest.raises(ValueError, match="extended by 0 to"):
+        generator.generate("tiny", seed=7, extra_days=generator.APPEND_RESERVE_DAYS + 1)
