@@ -144,7 +144,9 @@ def promote(
         if to == Stage.staging:
             result = staging_gate(facts.backtest, contract.problems())
         else:
-            rescore = _rescore(client, name, champion_number, rows, challenger_wape, problem)
+            rescore = _rescore(
+                client, name, champion_number, rows, challenger_wape, problem, challenger
+            )
             result = production_gate(
                 facts.backtest, contract.problems(), rescore, settings.promotion_tolerance
             )
@@ -169,15 +171,21 @@ def promote(
     return outcome
 
 
-def _rescore(client, name, champion_number, rows, challenger_wape, problem) -> Rescore:
+def _rescore(client, name, champion_number, rows, challenger_wape, problem, challenger) -> Rescore:
     if rows is None:
         return Rescore(challenger_wape, None, champion_number, 0, "?", problem=problem)
     if champion_number is None:
         return Rescore(challenger_wape, None, None, rows.rows, rows.window)
     champion = model_version(client, name, champion_number)
     try:
+        champion_contract = contract_of(champion)
+        scored = scoring.unseen_by(champion_contract, rows)
+        if scored is not rows:  # fewer rows: the challenger is scored on them too
+            challenger_wape = scoring.wape(
+                name, number(challenger), contract_of(challenger), scored, lambda _: None
+            )
         champion_wape = scoring.wape(
-            name, champion_number, contract_of(champion), rows, lambda _: None
+            name, champion_number, champion_contract, scored, lambda _: None
         )
     except (scoring.ScoringProblem, RegistryError, KeyError) as error:
         return Rescore(
@@ -188,7 +196,8 @@ def _rescore(client, name, champion_number, rows, challenger_wape, problem) -> R
             rows.window,
             problem=f"production v{champion_number} cannot be re-scored: {error}",
         )
-    return Rescore(challenger_wape, champion_wape, champion_number, rows.rows, rows.window)
+    window = f"{scored.window}, {scored.note}" if scored.note else scored.window
+    return Rescore(challenger_wape, champion_wape, champion_number, scored.rows, window)
 
 
 def _set_lineage(client, name: str, versions: list[str]) -> None:

@@ -3,7 +3,7 @@
 The production gate must not trust the WAPE a run logged months ago against a
 champion scored on other rows. It rebuilds the challenger's training set the
 way training built it (deterministic: the same settings and data give the same
-rows, which the contract's training-set hash proves), keeps the rows whose
+rows, which the hash of the backtest rows in the contract proves), keeps the rows whose
 origin is in the challenger's backtest window, and predicts them with both
 registered models. Reading only: nothing here trains, registers or serves.
 """
@@ -39,6 +39,15 @@ class BacktestRows:
     start: pd.Timestamp
     end: str
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)  # service → backtest rows
+    first_target: pd.Timestamp | None = None  # only targets from here on (see unseen_by)
+    note: str = ""  # why fewer rows than the window were scored, if they were
+
+    def select(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a rebuilt training set that belong to this window."""
+        keep = (frame["origin"] >= self.start) & (frame["target"] <= pd.Timestamp(self.end))
+        if self.first_target is not None:
+            keep &= frame["target"] >= self.first_target
+        return frame[keep].reset_index(drop=True)
 
     @property
     def window(self) -> str:
@@ -77,14 +86,18 @@ def _training_set(settings: Settings) -> dataset.TrainingSet:
 
 
 def _backtest(settings: Settings, rows: BacktestRows) -> pd.DataFrame:
-    frame = _training_set(settings).frame
-    return frame[frame["origin"] >= rows.start].reset_index(drop=True)
+    return rows.select(_training_set(settings).frame)
 
 
 def backtest_rows(
     settings: Settings, contract: FeatureContract, run_params: dict[str, str], progress: Progress
 ) -> BacktestRows:
-    """Rebuild the challenger's training set and keep its backtest rows."""
+    """Rebuild the challenger's training set and keep its backtest window's rows.
+
+    The window is capped at its end as trained (origins from ``backtest_start``,
+    targets through ``backtest_end``), so the rows are the ones the version was
+    backtested on however many days the data has gained since; their hash proves it.
+    """
     start, end = contract.extra.get("backtest_start"), contract.extra.get("backtest_end")
     if not start or not end:
         raise ScoringProblem("the contract records no backtest window (backtest_start/end)")
@@ -96,20 +109,53 @@ def backtest_rows(
     rebuilt = settings.model_copy(update=update)
     progress(f"rebuilding the backtest rows (origins {start}..{end}) through Feast")
     training_set = _training_set(rebuilt)
-    if training_set.digest != contract.training_set_hash:
+    result = BacktestRows(rebuilt, pd.Timestamp(start), end)
+    window = result.select(training_set.frame)
+    expected = contract.extra.get("backtest_hash")
+    if expected:
+        found = dataset.digest(window, training_set.features)
+        what = "backtest rows"
+    else:  # versions trained before the window had a hash of its own: the whole set
+        expected, found, what = contract.training_set_hash, training_set.digest, "training set"
+    if found != expected:
         # other rows than the model was backtested on: comparing would be meaningless
         raise ScoringProblem(
-            f"the rebuilt training set (hash {training_set.digest}) is not the one the version "
-            f"was trained on ({contract.training_set_hash}): the feature data changed since"
+            f"the rebuilt {what} (hash {found}) are not the ones the version was backtested "
+            f"on ({expected}): the feature data of the window {start}..{end} changed since"
         )
-    frame = training_set.frame
-    result = BacktestRows(rebuilt, pd.Timestamp(start), end)
-    result.frames[contract.feature_service] = frame[frame["origin"] >= result.start].reset_index(
-        drop=True
-    )
+    result.frames[contract.feature_service] = window
     if result.rows == 0:
         raise ScoringProblem(f"no backtest rows with origin ≥ {start}")
     return result
+
+
+def unseen_by(champion: FeatureContract, rows: BacktestRows) -> BacktestRows:
+    """The rows whose label ``champion`` never saw, scored for both versions alike.
+
+    A model saw every label before its own backtest window (training and early
+    stopping). When the champion was trained later than the challenger, that covers
+    the start of the challenger's window; comparing there would flatter the champion.
+    """
+    start = champion.extra.get("backtest_start")
+    if not start:
+        raise ScoringProblem("its contract records no backtest window, so its training range")
+    first_unseen = pd.Timestamp(start)
+    if first_unseen <= rows.start:
+        return rows
+    kept = BacktestRows(rows.settings, rows.start, rows.end, first_target=first_unseen)
+    for service, frame in rows.frames.items():
+        kept.frames[service] = kept.select(frame)
+    if kept.rows == 0:
+        raise ScoringProblem(
+            f"it saw labels through {first_unseen - pd.Timedelta(days=1):%Y-%m-%d}, which "
+            f"covers the challenger's whole backtest window {rows.window}: no row is unseen "
+            "by both, so they cannot be compared; promote with --force --reason, or wait for "
+            "a challenger trained on later data"
+        )
+    kept.note = (
+        f"rows with a target from {first_unseen:%Y-%m-%d} only: the champion saw the labels before"
+    )
+    return kept
 
 
 def predict(name: str, version: str, contract: FeatureContract, rows: pd.DataFrame) -> np.ndarray:

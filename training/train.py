@@ -82,6 +82,9 @@ def feature_contract(
         extra={
             "backtest_start": f"{split.cutoff:%Y-%m-%d}",
             "backtest_end": f"{frame['target'].max():%Y-%m-%d}",
+            # the backtest rows alone: later nights add rows after the window, never in it,
+            # so the production gate can still prove it re-scores the same rows
+            "backtest_hash": dataset.digest(frame[split.test], training_set.features),
             "loss": settings.loss,
         },
     )
