@@ -1,10 +1,14 @@
-"""Batched online lookup: the feature service's vectors for many keys in one pass.
+"""The online lookup: the feature service's vectors for many keys in one pass, from any store.
 
-It computes what :func:`demand.featurestore.online_vectors` computes (the tests
-prove the two agree) without Feast's per-call overhead, which measured ~24 ms
-for one key here: it reads Feast's SQLite online store directly, one query per
-feature view for the whole request, and runs the service's on-demand views once
-on the batch. What to read comes from the Feast registry at construction, so
+The one lookup of the code base (`demand online` and the service both use it).
+It reads through Feast's online-store plug-in interface,
+``OnlineStore.online_read(config, view, entity_keys, requested_features)``,
+which SQLite, Redis and every other Feast online store implement, so the
+profile's configuration alone decides where vectors come from. It skips
+``get_online_features``' per-call bookkeeping (~24 ms a call here): one read
+per feature view per request with each view's keys deduplicated, entity-key
+protos built once per key, and the service's on-demand views run once per
+distinct input. What to read comes from the Feast registry at construction, so
 the feature list is never written down here.
 """
 
@@ -15,31 +19,32 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-# How a client's key reaches every view, as in `online_vectors`: the store's
-# region keys the weather views; the day sales are known up to is the origin.
+from demand.servers import redact
+
+# How a client's key reaches every view: the store's region keys the weather
+# views; the day sales are known up to is the origin.
 REGION = ("store_attributes", "store_region_id")
 KNOWN_AT = ("store_product_sales", "sales_known_at")
 CLIENT_KEYS = ("store_id", "product_id")
 REQUEST_FIELDS = ("forecast_date", "horizon")  # what a forecast request supplies
-CHUNK = 10_000  # keys per SQL statement, well under SQLite's variable limit
-MEMO_ROWS = 200_000  # on-demand outputs (and encoded keys) remembered
+MEMO_ROWS = 200_000  # on-demand outputs (and entity-key protos) remembered
 
 
 class StoreUnavailable(RuntimeError):
-    """The online store cannot be read (file gone, locked, corrupt)."""
+    """The online store cannot be read (file gone, server down or unreachable)."""
 
 
 @dataclass(frozen=True)
 class View:
     name: str
-    table: str
+    definition: Any  # the registry's feast.FeatureView: what online_read takes
     join_keys: tuple[str, ...]
     features: tuple[str, ...]
 
@@ -57,51 +62,114 @@ class Vectors:
     """One entry per requested key, in order; ``origin`` is None for unknown keys."""
 
     origin: list[date | None]
+    target: list[date | None]
     horizon: list[int]
     columns: dict[str, list[Any]]
+    # per view: the event timestamp of the row each key got (None: the store has none)
+    event_time: dict[str, list[datetime | None]] = field(default_factory=dict)
 
 
-def _value(blob: bytes) -> Any:
-    from feast.protos.feast.types.Value_pb2 import Value
+# ValueProto kinds whose Python value Feast hands back unchanged; the rest (timestamps,
+# lists, sets, maps, JSON …) go through Feast's own converter
+_AS_IS = frozenset(
+    {"double_val", "float_val", "int64_val", "int32_val", "string_val", "bool_val", "bytes_val"}
+)
 
-    proto = Value.FromString(blob)
+
+def _value(proto) -> Any:
+    """A ValueProto as Python, exactly as Feast's get_online_features returns it (null: None)."""
     kind = proto.WhichOneof("val")
+    if kind in _AS_IS:
+        return getattr(proto, kind)  # ~5x faster than the converter, the common case
     if kind is None or kind == "null_val":
         return None
-    value = getattr(proto, kind)
-    return list(value.val) if hasattr(value, "val") else value
+    from feast.type_map import feast_value_type_to_python_type
+
+    return feast_value_type_to_python_type(proto)
+
+
+def _unavailable_errors() -> tuple[type[BaseException], ...]:
+    """What a store raises when it cannot be reached or read (never a bug of ours)."""
+    errors: list[type[BaseException]] = [sqlite3.Error, OSError]
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        errors += [RedisConnectionError, RedisTimeoutError]
+    except ImportError:  # an install without the redis extra
+        pass
+    return tuple(errors)
+
+
+def scrub(text: str) -> str:
+    """An error's text with any password in it (a URL, ``password=…``) shown as ***."""
+    return " ".join(redact(word) for word in text.split(" "))
+
+
+def describe_store(config) -> str:
+    """Where the online store is, for messages: type and address, never credentials."""
+    online = config.online_store
+    kind = getattr(online, "type", type(online).__name__)
+    if kind == "sqlite":
+        return f"sqlite online store at {_sqlite_path(config)}"
+    address = getattr(online, "connection_string", None)
+    if address is not None:  # redis: host:port[,…][,param=value…]
+        nodes = [part for part in str(address).split(",") if "=" not in part]
+        return f"{kind} online store at {','.join(nodes)}"  # no options, so no password
+    return f"{kind} online store"
+
+
+def _sqlite_path(config) -> Path:
+    # resolved the way Feast's SQLite store resolves it: relative to the repo
+    path = Path(config.online_store.path)
+    if not path.is_absolute() and config.repo_path:
+        path = Path(config.repo_path) / path
+    return path
+
+
+def unavailable_advice(lookup: OnlineLookup, error: StoreUnavailable) -> str:
+    """Why the online store cannot be read, and what to run about it."""
+    if lookup.sqlite_path is not None:
+        if not lookup.sqlite_path.exists():
+            return f"no online store at {lookup.sqlite_path}; run `demand features`"
+        return f"cannot read the {error}; run `demand features` to rebuild it"
+    return (
+        f"cannot reach the {error}; start it (`make team-up` checks the team's servers) "
+        "or point DEMAND_REDIS_URL at one that runs"
+    )
 
 
 class OnlineLookup:
     def __init__(
         self,
-        db_path: Path,
+        config,
         views: list[View],
         on_demand: list[OnDemand],
         request_fields: tuple[str, ...],
-        key_version: int,
     ):
-        self.db_path = Path(db_path)
+        from feast.infra.online_stores.helpers import get_online_store_from_config
+
+        self.config = config  # feast RepoConfig
         self.views = views
         self.on_demand = on_demand
         self.request_fields = request_fields
-        self.key_version = key_version
-        # sqlite3 connections are per thread; BentoML runs requests on a thread pool
+        self.where = describe_store(config)
+        # Feast's SQLite store opens (and creates) its file on first read: serving checks
+        # it is there first, so it never creates an empty online store
+        self.sqlite_path = _sqlite_path(config) if config.online_store.type == "sqlite" else None
+        self._new_store = lambda: get_online_store_from_config(config.online_store)
+        self._errors = _unavailable_errors()
+        # one store object per thread (BentoML runs requests on a thread pool): a SQLite
+        # connection is not shared between threads, a Redis client keeps its own pool
         self._local = threading.local()
         self._memo: dict[str, dict[tuple, tuple]] = {}
-        self._keys: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
+        self._keys: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
 
     @classmethod
     def from_store(cls, store, feature_service: str) -> OnlineLookup:
         """What the feature service reads, resolved once from the Feast registry."""
-        from feast.infra.online_stores.sqlite import _table_id
-
-        config = store.config
-        if config.online_store.type != "sqlite":
-            raise ValueError(f"the fast lookup reads SQLite, not {config.online_store.type!r}")
         service = store.get_feature_service(feature_service)
         odfv_names = {v.name for v in store.list_on_demand_feature_views()}
-        versioning = getattr(config.registry, "enable_online_feature_view_versioning", False)
         views, on_demand, request = [], [], []
         for projection in service.feature_view_projections:
             names = tuple(f.name for f in projection.features)
@@ -115,105 +183,111 @@ class OnlineLookup:
                 on_demand.append(OnDemand(odfv.name, udf, tuple(inputs + fields), names))
             else:
                 view = store.get_feature_view(projection.name)
-                table = _table_id(config.project, view, versioning)
                 keys = tuple(c.name for c in view.entity_columns)
-                views.append(View(view.name, table, keys, names))
+                views.append(View(view.name, view, keys, names))
         unknown = set(request) - set(REQUEST_FIELDS)
         if unknown:
             raise ValueError(f"the feature service asks for request data serving lacks: {unknown}")
-        path = Path(config.online_store.path)
-        if not path.is_absolute():
-            path = Path(store.repo_path) / path
-        return cls(path, views, on_demand, tuple(request), config.entity_key_serialization_version)
+        return cls(store.config, views, on_demand, tuple(request))
 
     # -- the store ---------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, reopened when the file was replaced or came back."""
-        try:
-            inode = os.stat(self.db_path).st_ino
-        except OSError:
-            self._local.__dict__.clear()
-            raise StoreUnavailable(f"the online store {self.db_path} is missing") from None
-        if getattr(self._local, "inode", None) != inode:
+    def _store(self):
+        """This thread's online store object; a SQLite one is reopened when its file changed."""
+        local = self._local
+        if self.sqlite_path is not None:
             try:
-                # read-only URI: a missing file is an error, never a new empty store
-                conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=2.0)
-            except sqlite3.Error as error:
-                raise StoreUnavailable(f"the online store {self.db_path}: {error}") from None
-            self._local.conn, self._local.inode = conn, inode
-        return self._local.conn
+                inode = os.stat(self.sqlite_path).st_ino
+            except OSError:
+                local.__dict__.clear()
+                raise StoreUnavailable(f"{self.where}: the file is missing") from None
+            if getattr(local, "inode", None) != inode:
+                local.__dict__.clear()
+                local.inode = inode
+        store = getattr(local, "store", None)
+        if store is None:
+            store = local.store = self._new_store()
+        return store
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _online_read(self, view: View, entity_keys: list) -> list:
         try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as error:
+            # a fresh list each call: Feast's Redis store appends to the one it is given
+            return self._store().online_read(
+                self.config, view.definition, entity_keys, list(view.features)
+            )
+        except self._errors as error:
+            # forget this thread's store object: the next read connects afresh
             self._local.__dict__.clear()
-            raise StoreUnavailable(f"the online store {self.db_path}: {error}") from None
+            raise StoreUnavailable(f"{self.where}: {scrub(str(error))}") from None
+
+    def check(self) -> None:
+        """Read one key from the configured store; StoreUnavailable when that fails."""
+        if self.views:
+            view = self.views[0]
+            self._online_read(view, [self._key(view.join_keys, ("",) * len(view.join_keys))])
 
     def ping(self) -> bool:
+        """True when the configured store answers a read (the file is there, the server up)."""
         try:
-            self._query("SELECT 1")
+            self.check()
             return True
         except StoreUnavailable:
             return False
 
     def missing_features(self, wanted: Sequence[str]) -> list[str]:
-        """Those of ``wanted`` the service does not provide or the online store never got."""
+        """Those of ``wanted`` (model inputs) that the feature service does not provide."""
         provided = {f for v in self.views for f in v.features} | {
             f for o in self.on_demand for f in o.outputs
         }
-        missing = [f for f in wanted if f not in provided and f not in CLIENT_KEYS]
-        for view in self.views:
-            for feature in view.features:
-                if feature not in wanted and (view.name, feature) not in (REGION, KNOWN_AT):
-                    continue
-                try:
-                    row = self._query(
-                        f'SELECT 1 FROM "{view.table}" WHERE feature_name = ? LIMIT 1', (feature,)
-                    )
-                except StoreUnavailable as error:
-                    if "no such table" not in str(error):
-                        raise
-                    row = []
-                if not row:
-                    missing.append(f"{view.name}:{feature}")
-        return missing
+        return [f for f in wanted if f not in provided and f not in CLIENT_KEYS]
 
-    def _key(self, names: tuple[str, ...], values: tuple[str, ...]) -> bytes:
-        # Feast's own encoding (so the bytes match what materialize wrote); it costs
-        # ~30 µs a key, most of a large request, so each key is encoded once.
+    def unmaterialized_views(self, wanted: Sequence[str]) -> list[str]:
+        """Views serving needs that the Feast registry says were never materialized.
+
+        Needed: views with a ``wanted`` feature, the views that route a key (region,
+        origin), and the views the on-demand views read.
+        """
+        read_by_odfv = {name for o in self.on_demand for name in o.inputs}
+        needed = set(wanted) | read_by_odfv | {REGION[1], KNOWN_AT[1]}
+        return [
+            view.name
+            for view in self.views
+            if needed & set(view.features) and view.definition.most_recent_end_time is None
+        ]
+
+    def _key(self, names: tuple[str, ...], values: tuple[str, ...]):
+        # an EntityKey proto per distinct key, built once (the stores serialize it)
         cached = self._keys.get((names, values))
         if cached is not None:
             return cached
-        from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
         proto = EntityKey(join_keys=names, entity_values=[Value(string_val=v) for v in values])
-        key = serialize_entity_key(proto, entity_key_serialization_version=self.key_version)
         if len(self._keys) > MEMO_ROWS:
             self._keys.clear()
-        self._keys[(names, values)] = key
-        return key
+        self._keys[(names, values)] = proto
+        return proto
 
-    def _read(self, view: View, rows: list[dict[str, str]], columns: dict[str, list]) -> None:
-        """Fill ``columns`` with the view's features for every row (None where absent)."""
-        keys = [self._key(view.join_keys, tuple(r[k] for k in view.join_keys)) for r in rows]
-        found: dict[bytes, dict[str, Any]] = {}
+    def _read(self, view: View, rows: list[dict[str, str]], vectors: Vectors) -> None:
+        """Fill ``vectors`` with the view's features for every row (None where absent)."""
+        keys = [tuple(r[k] for k in view.join_keys) for r in rows]
         unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), CHUNK):
-            chunk = unique[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = (
-                f'SELECT entity_key, feature_name, value FROM "{view.table}" '
-                f"WHERE entity_key IN ({marks})"
-            )
-            for key, name, blob in self._query(sql, chunk):
-                found.setdefault(key, {})[name] = _value(blob)
-        empty: dict[str, Any] = {}
-        for feature in view.features:
-            columns[feature] = [found.get(k, empty).get(feature) for k in keys]
+        found = self._online_read(view, [self._key(view.join_keys, k) for k in unique])
+        decoded: dict[tuple, tuple] = {}
+        empty = (None, (None,) * len(view.features))
+        features = view.features
+        for key, (stamp, values) in zip(unique, found, strict=True):
+            if not values:
+                continue
+            row = tuple([_value(values[f]) if f in values else None for f in features])
+            # Redis answers an unknown key with empty values: no row, as on SQLite
+            if row.count(None) < len(row):
+                decoded[key] = (stamp, row)
+        got = [decoded.get(k, empty) for k in keys]
+        vectors.event_time[view.name] = [stamp for stamp, _ in got]
+        for i, feature in enumerate(view.features):
+            vectors.columns[feature] = [values[i] for _, values in got]
 
     # -- the lookup --------------------------------------------------------------------------
 
@@ -223,22 +297,25 @@ class OnlineLookup:
         product_ids: Sequence[str],
         targets: Sequence[date | None] | None = None,
     ) -> Vectors:
-        """Every feature of the service for each key at its latest origin, for its target day."""
+        """Every feature of the service for each key at its latest origin, for its target day.
+
+        A key's origin is the day its purchase features are as of (the latest
+        materialized day); its target day defaults to the day after, and
+        ``horizon`` is the days between them. Keys the store lacks get None.
+        """
         n = len(store_ids)
         rows = [
             {"store_id": s, "product_id": p} for s, p in zip(store_ids, product_ids, strict=True)
         ]
-        columns: dict[str, list[Any]] = {}
+        vectors = Vectors([], [], [], {})
+        columns = vectors.columns
         first = [v for v in self.views if set(v.join_keys) <= set(CLIENT_KEYS)]
         for view in first:
-            self._read(view, rows, columns)
+            self._read(view, rows, vectors)
         known = columns.get(KNOWN_AT[1], [None] * n)
         region = columns.get(REGION[1], [None] * n)
         # sales known at midnight after a day describe that day: it is the origin
-        origin = [
-            (datetime.fromtimestamp(k, UTC) - timedelta(days=1)).date() if k is not None else None
-            for k in known
-        ]
+        origin = [_origin(k) for k in known]
         wanted = list(targets) if targets is not None else [None] * n
         target = [
             t if t is not None else (o + timedelta(days=1) if o else None)
@@ -250,7 +327,7 @@ class OnlineLookup:
             row["target_date"] = t.isoformat() if t else ""
         for view in self.views:
             if view not in first:
-                self._read(view, rows, columns)
+                self._read(view, rows, vectors)
         request = {
             "forecast_date": [r["target_date"] for r in rows],
             "horizon": horizon,
@@ -259,7 +336,8 @@ class OnlineLookup:
         for odfv in self.on_demand:
             self._apply(odfv, values)
         columns.update({name: values[name] for o in self.on_demand for name in o.outputs})
-        return Vectors(origin, horizon, columns)
+        vectors.origin, vectors.target, vectors.horizon = origin, target, horizon
+        return vectors
 
     def _apply(self, odfv: OnDemand, values: dict[str, list[Any]]) -> None:
         """Add an on-demand view's outputs to ``values``, running its UDF only on new inputs.
@@ -289,6 +367,14 @@ class OnlineLookup:
             ]
         for i, name in enumerate(odfv.outputs):
             values[name] = [o[i] for o in out]
+
+
+def _origin(known_at: datetime | int | None) -> date | None:
+    if known_at is None:
+        return None
+    if not isinstance(known_at, datetime):  # epoch seconds
+        known_at = datetime.fromtimestamp(known_at, UTC)
+    return (known_at.astimezone(UTC) - timedelta(days=1)).date()
 
 
 def _isnan(value: Any) -> bool:

@@ -17,8 +17,9 @@ from typing import Any
 from demand.console import UserError
 from demand.contract import FeatureContract, IncompleteContract
 from demand.featurestore import open_store
+from demand.servers import redact
 from demand.settings import Settings
-from serving.lookup import OnlineLookup
+from serving.lookup import OnlineLookup, StoreUnavailable, scrub, unavailable_advice
 
 # labels a Bento model carries, so it can be traced to the registry version it came from
 LABEL_NAME, LABEL_VERSION = "mlflow_name", "mlflow_version"
@@ -83,17 +84,31 @@ def _lookup(settings: Settings, contract: FeatureContract, where: str):
     except Exception as error:
         raise ServingError(
             f"{where}: cannot read feature service {contract.feature_service!r} from the Feast "
-            f"registry in {settings.feast_dir} ({error}); run `demand features`"
+            f"registry at {_registry(store)} ({scrub(str(error))}); run `demand features` "
+            "(or `demand apply`)"
         ) from None
-    if not lookup.db_path.exists():
-        raise ServingError(f"{where}: no online store at {lookup.db_path}; run `demand features`")
     missing = lookup.missing_features(contract.features)
     if missing:
         raise ServingError(
-            f"{where}: the online store lacks features the model needs: {', '.join(missing)}; "
-            "run `demand materialize` (or train a model on the current feature service)"
+            f"{where}: feature service {contract.feature_service!r} lacks features the model "
+            f"needs: {', '.join(missing)}; train a model on the current feature service "
+            "(`demand train`)"
+        )
+    try:
+        lookup.check()
+    except StoreUnavailable as error:
+        raise ServingError(f"{where}: {unavailable_advice(lookup, error)}") from None
+    never = lookup.unmaterialized_views(contract.features)
+    if never:
+        raise ServingError(
+            f"{where}: the Feast registry at {_registry(store)} has no materialization of "
+            f"{', '.join(never)} into the {lookup.where}; run `demand materialize`"
         )
     return store, lookup
+
+
+def _registry(store) -> str:
+    return redact(str(store.config.registry.path))
 
 
 def load(settings: Settings, alias: str | None = None, version: str | None = None) -> Loaded:

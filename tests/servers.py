@@ -8,6 +8,10 @@ an unreachable one fails the test: a CI run never passes by skipping.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -41,3 +45,60 @@ def drop_database(url: str) -> None:
     database = Database(url)
     with psycopg.connect(database.conninfo("postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
+
+
+def require_program(name: str, install: str) -> str:
+    """The path of the program ``name``; skip (fail under CI=true) when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        _unreachable(f"`{name}` is not installed; {install}")
+    return path  # type: ignore[return-value]
+
+
+@contextmanager
+def team_feast_project(settings, redis_url: str = REDIS, materialize: bool = True) -> Iterator:
+    """``settings`` on the team profile, with a Feast project and registry database of their own.
+
+    The project is applied (and materialized) into Redis at ``redis_url`` and the
+    registry database on the shared PostgreSQL; afterwards the project's Redis keys
+    (``store.teardown()``) and the database are removed, and the DEMAND_* variables
+    ``open_store`` exports are put back, so later tests see the environment they had.
+    """
+    from demand.featurestore import open_store
+    from demand.settings import Profile
+    from features import feature_store
+
+    require_servers(redis=redis_url == REDIS)
+    suffix = uuid.uuid4().hex[:10]
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/demand_test_{suffix}"
+    exported = (
+        "DEMAND_DATA_DIR",
+        "DEMAND_FEAST_PROJECT",
+        "DEMAND_REDIS_URL",
+        "DEMAND_FEAST_REGISTRY_URL",
+    )
+    saved = {name: os.environ.get(name) for name in exported}
+    Database(url).ensure()
+    team = settings.model_copy(
+        update={
+            "profile": Profile.team,
+            "feast_project": f"demand_test_{suffix}",
+            "feast_registry_url": url,
+            "redis_url": redis_url,
+        }
+    )
+    try:
+        feature_store.apply(team)
+        if materialize:
+            feature_store.materialize(team)
+        yield team
+    finally:
+        try:
+            open_store(team).teardown()
+        finally:
+            drop_database(url)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

@@ -6,13 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demand.featurestore import Key, online_vectors, open_store
+from demand.featurestore import open_store
+from serving.lookup import OnlineLookup
 from tests.leakage import KNOWN_AT, assert_no_leakage
+from tests.parity import assert_online_equals_offline
 
 
 @pytest.fixture(scope="module")
 def store(feature_env):
     return open_store(feature_env)
+
+
+@pytest.fixture(scope="module")
+def lookup(store, feature_env):
+    return OnlineLookup.from_store(store, feature_env.feature_service)
 
 
 @pytest.fixture(scope="module")
@@ -100,37 +107,19 @@ def test_planted_leak_is_caught(training_frame):
         assert_no_leakage(leaked)
 
 
-def _latest_offline(feature_env, table, keys):
-    frame = pd.read_parquet(feature_env.feature_dir / f"{table}.parquet")
-    return frame.sort_values("event_timestamp").groupby(keys).tail(1).set_index(keys)
-
-
-def test_online_vector_equals_latest_offline_row(store, feature_env):
-    latest = _latest_offline(feature_env, "store_product_daily", ["store_id", "product_id"])
-    keys = [Key(*k) for k in latest.index[:: max(1, len(latest) // 10)]]
-    vectors = online_vectors(store, feature_env.feature_service, keys).set_index(
-        ["store_id", "product_id"]
+def test_online_vector_equals_the_training_row_at_the_origin(store, lookup, feature_env):
+    """Materialized rows, read as serving reads them, are the training rows at the origin."""
+    daily = pd.read_parquet(
+        feature_env.feature_dir / "store_product_daily.parquet",
+        columns=["store_id", "product_id", "event_timestamp"],
     )
-    features = [
-        "units_lag_1",
-        "units_mean_28",
-        "units_std_7",
-        "customers_28",
-        "days_since_last_sale",
-        "partner_units_mean_7",
-    ]
-    pd.testing.assert_frame_equal(
-        vectors.loc[latest.index.intersection(vectors.index), features],
-        latest.loc[vectors.index, features],
-        check_dtype=False,
-        check_names=False,
-    )
-    replenishment = _latest_offline(
-        feature_env, "store_product_replenishment", ["store_id", "product_id"]
-    )
-    assert (
-        vectors["replacements_due_7d"] == replenishment.loc[vectors.index, "replacements_due_7d"]
-    ).all()
+    last = daily["event_timestamp"].max()
+    latest = daily[daily["event_timestamp"] == last].drop_duplicates(["store_id", "product_id"])
+    keys = list(latest[["store_id", "product_id"]].itertuples(index=False, name=None))
+    keys = keys[:: max(1, len(keys) // 10)]
+    origin = (last - pd.Timedelta(days=1)).date()  # known at midnight after the origin day
+    horizons = [1 + i % 7 for i in range(len(keys))]
+    assert_online_equals_offline(lookup, store, feature_env, keys, origin, horizons)
 
 
 def test_online_store_holds_every_key(feature_env):
@@ -149,10 +138,11 @@ def test_online_store_holds_every_key(feature_env):
             assert online == len(offline.drop_duplicates()), view
 
 
-def test_unknown_key_comes_back_empty(store, feature_env):
-    vectors = online_vectors(store, feature_env.feature_service, [Key("S999", "P0000")])
-    assert vectors["units_mean_7"].isna().all()
-    assert vectors["origin_date"].isna().all()
+def test_unknown_key_comes_back_empty(lookup):
+    vectors = lookup.fetch(["S999"], ["P0000"])
+    assert vectors.columns["units_mean_7"] == [None]
+    assert vectors.origin == [None]
+    assert vectors.event_time["store_product_sales"] == [None]
 
 
 def test_incremental_materialization_is_a_no_op_when_nothing_is_new(feature_env):

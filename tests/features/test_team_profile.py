@@ -4,54 +4,32 @@ Each run gets its own PostgreSQL database and Feast project (Redis keys are
 namespaced by project) and removes both afterwards.
 """
 
-import uuid
-
 import pandas as pd
 import pytest
 
-from demand.featurestore import Key, online_vectors, open_store
-from demand.settings import Profile
-from features import feature_store
+from demand.featurestore import open_store
+from serving.lookup import OnlineLookup
+from tests.parity import assert_online_equals_offline, online_rows
+from tests.servers import REDIS, team_feast_project
 
-psycopg = pytest.importorskip("psycopg")
 redis = pytest.importorskip("redis")
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _servers_up() -> bool:
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
-        psycopg.connect(ADMIN, connect_timeout=2).close()
-    except Exception:
-        return False
-    return True
+KEYS = [("S000", "P0300"), ("S001", "P0000"), ("S003", "P0700"), ("S002", "P1100")]
 
 
 @pytest.fixture(scope="module")
 def team(feature_env):
-    if not _servers_up():
-        pytest.skip("Redis at 127.0.0.1:6379 or PostgreSQL at 127.0.0.1:5432 is not running")
-    suffix = uuid.uuid4().hex[:10]
-    database = f"demand_test_{suffix}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    settings = feature_env.model_copy(
-        update={
-            "profile": Profile.team,
-            "feast_project": f"demand_test_{suffix}",
-            "feast_registry_url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-        }
-    )
-    try:
-        feature_store.apply(settings)
-        feature_store.materialize(settings)
+    with team_feast_project(feature_env) as settings:
         yield settings
-    finally:
-        open_store(settings).teardown()
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def origin(feature_env):
+    daily = pd.read_parquet(
+        feature_env.feature_dir / "store_product_daily.parquet", columns=["event_timestamp"]
+    )
+    return (daily["event_timestamp"].max() - pd.Timedelta(days=1)).date()
 
 
 def test_team_store_uses_redis_and_postgres(team):
@@ -62,17 +40,32 @@ def test_team_store_uses_redis_and_postgres(team):
     assert {fv.name for fv in store.list_feature_views()} >= {"store_product_sales"}
 
 
-def test_redis_serves_what_sqlite_serves(team, feature_env):
-    keys = [Key("S000", "P0300"), Key("S001", "P0000"), Key("S003", "P0700")]
-    from_redis = online_vectors(open_store(team), team.feature_service, keys)
-    from_sqlite = online_vectors(open_store(feature_env), feature_env.feature_service, keys)
-    columns = sorted(from_sqlite.columns)
-    pd.testing.assert_frame_equal(from_redis[columns], from_sqlite[columns], check_dtype=False)
-    assert from_redis["units_mean_28"].notna().all()
+def test_redis_vector_is_the_training_row_at_the_origin(team, origin):
+    store = open_store(team)
+    lookup = OnlineLookup.from_store(store, team.feature_service)
+    assert lookup.where == f"redis online store at {REDIS}"
+    horizons = [1, 3, 5, 7]
+    assert_online_equals_offline(lookup, store, team, KEYS, origin, horizons)
+
+
+def test_redis_serves_what_sqlite_serves(team, feature_env, origin):
+    """Every column, timestamps and on-demand outputs included, and unknown keys alike."""
+    keys, horizons = [*KEYS, ("S_NOPE", "P0000")], [1, 2, 6, 7, 1]
+    lookups = [
+        OnlineLookup.from_store(open_store(s), s.feature_service) for s in (team, feature_env)
+    ]
+    (redis_rows, redis_origins), (sqlite_rows, sqlite_origins) = (
+        online_rows(lookup, keys, origin, horizons) for lookup in lookups
+    )
+    assert redis_origins == sqlite_origins
+    pd.testing.assert_frame_equal(redis_rows, sqlite_rows)
+    assert redis_rows["units_mean_28"].iloc[:-1].notna().all()
+    assert pd.isna(redis_rows["units_mean_28"].iloc[-1])
 
 
 def _project_keys(project: str) -> int:
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    host, port = REDIS.split(":")
+    client = redis.Redis(host=host, port=int(port))
     # Feast's Redis keys end with the project name: projects never share a key
     return sum(1 for key in client.scan_iter(count=5000) if key.endswith(project.encode()))
 

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import sqlite3
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from starlette.testclient import TestClient
 
 from demand.contract import FeatureContract
-from demand.featurestore import Key, online_vectors
 from serving import model_loader
-from serving.lookup import OnlineLookup
-from serving.predict import predict_units
 from serving.service import EXAMPLE_ITEMS, DemandForecast, Item
+from tests.parity import offline_rows
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +156,10 @@ def test_store_unreachable_is_503_and_recovers(client, serving_env, known_keys):
         response = client.post("/forecast", json=body)
         assert response.status_code == 503
         assert "online store unavailable" in response.json()["error"]
+        assert f"sqlite online store at {db}" in response.json()["error"]
         assert client.get("/readyz").status_code == 503
         assert client.get("/livez").status_code == 200
+        assert not db.exists()  # serving never creates an empty store in its place
     finally:
         away.rename(db)
     assert client.get("/readyz").status_code == 200
@@ -210,41 +208,26 @@ def test_refuses_a_model_whose_features_the_store_lacks(serving_env):
         model_loader.load(serving_env, version=odd.version)
 
 
-def test_online_store_without_a_materialized_feature_is_caught(loaded, tmp_path):
-    copy = tmp_path / "online_store.db"
-    shutil.copy(loaded.lookup.db_path, copy)
-    table = next(v.table for v in loaded.lookup.views if "units_lag_7" in v.features)
-    with sqlite3.connect(copy) as db:
-        db.execute(f'DELETE FROM "{table}" WHERE feature_name = ?', ("units_lag_7",))
-    lookup = loaded.lookup
-    partial = OnlineLookup(
-        copy, lookup.views, lookup.on_demand, lookup.request_fields, lookup.key_version
-    )
-    assert partial.missing_features(loaded.contract.features) == ["store_product_sales:units_lag_7"]
-    assert lookup.missing_features(loaded.contract.features) == []
+def test_refuses_views_never_materialized_and_never_creates_a_store(serving_env, tmp_path):
+    """A data dir whose views were applied but never materialized, then one without a store."""
+    from features.feature_store import apply
 
-
-def test_fast_lookup_equals_feast_online_vectors(loaded, feast_store, known_keys):
-    keys, origin = known_keys
-    sample = [*keys[:20], ("S_UNKNOWN", "P0000")]
-    targets = [origin + dt.timedelta(days=1 + i % 7) for i in range(len(sample))]
-    reference = online_vectors(
-        feast_store, "demand_forecast_v1", [Key(s, p) for s, p in sample], targets
-    )
-    fast = loaded.lookup.fetch([s for s, _ in sample], [p for _, p in sample], targets)
-    assert [o.isoformat() if o else None for o in fast.origin] == reference["origin_date"].tolist()
-    frame = pd.DataFrame(
-        {"store_id": [s for s, _ in sample], "product_id": [p for _, p in sample], **fast.columns}
-    )
-    pd.testing.assert_frame_equal(
-        loaded.contract.model_frame(frame), loaded.contract.model_frame(reference)
-    )
-    # the CatBoost input built without pandas predicts what the contract's frame predicts
-    columns = {name: frame[name].tolist() for name in loaded.contract.features}
-    columns = {k: [None if isinstance(v, float) and np.isnan(v) else v for v in vs]
-               for k, vs in columns.items()}  # fmt: skip
-    native = loaded.model.predict(loaded.contract.model_frame(frame)).clip(min=0)
-    assert np.allclose(predict_units(loaded.model, loaded.contract, columns, len(frame)), native)
+    fresh = serving_env.model_copy(update={"data_dir": tmp_path})
+    shutil.copytree(serving_env.feature_dir, fresh.feature_dir)
+    apply(fresh)
+    with pytest.raises(
+        model_loader.ServingError,
+        match=r"no materialization of store_product_sales.* into the sqlite online store at "
+        r".*; run `demand materialize`",
+    ):
+        model_loader.load(fresh, version="1")
+    online = fresh.feast_dir / "online_store.db"
+    online.unlink()
+    with pytest.raises(
+        model_loader.ServingError, match=rf"no online store at {online}; run `demand features`"
+    ):
+        model_loader.load(fresh, version="1")
+    assert not online.exists()  # Feast's SQLite store would have created an empty one
 
 
 def test_served_units_equal_the_model_on_the_offline_row(
@@ -259,25 +242,7 @@ def test_served_units_equal_the_model_on_the_offline_row(
         for (s, p), h in zip(sample, horizons, strict=True)
     ]
     served = client.post("/forecast", json={"items": items}).json()["forecasts"]
-
-    stores = pd.read_parquet(serving_env.feature_dir / "store_attributes.parquet")
-    region = dict(zip(stores["store_id"], stores["store_region_id"], strict=True))
-    entity = pd.DataFrame(
-        {
-            "store_id": [s for s, _ in sample],
-            "product_id": [p for _, p in sample],
-            "region_id": [region[s] for s, _ in sample],
-            # the origin instant: features known when the origin day closed
-            "event_timestamp": pd.Timestamp(origin + dt.timedelta(days=1), tz="UTC"),
-            "target_date": [i["date"] for i in items],
-            "forecast_date": [i["date"] for i in items],
-            "horizon": horizons,
-            "row": range(len(sample)),
-        }
-    )
-    service = feast_store.get_feature_service("demand_forecast_v1")
-    offline = feast_store.get_historical_features(entity_df=entity, features=service).to_df()
-    offline = offline.sort_values("row").reset_index(drop=True)
+    offline = offline_rows(feast_store, serving_env, sample, origin, horizons)
     mlflow.set_tracking_uri(serving_env.tracking_uri)
     model = mlflow.catboost.load_model(f"models:/{serving_env.model_name}/1")
     contract = FeatureContract.from_tags(

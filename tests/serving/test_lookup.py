@@ -1,0 +1,107 @@
+"""The online lookup: Feast's own values, one read per view per request, the CatBoost input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving import model_loader
+from serving.lookup import StoreUnavailable
+from serving.predict import predict_units
+
+
+@pytest.fixture(scope="module")
+def loaded(service_environ):
+    return model_loader.load(service_environ)
+
+
+def _plain(value):
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def test_values_are_what_feast_get_online_features_returns(loaded, feast_store, known_keys):
+    keys, origin = known_keys
+    sample = [*keys[:20], ("S_UNKNOWN", "P0000")]
+    targets = [origin + dt.timedelta(days=1 + i % 7) for i in range(len(sample))]
+    vectors = loaded.lookup.fetch([s for s, _ in sample], [p for _, p in sample], targets)
+    assert vectors.origin == [origin] * 20 + [None]
+    # Feast's own read of the same rows, routed as the lookup routed them
+    rows = [
+        {
+            "store_id": s,
+            "product_id": p,
+            "region_id": region or "",
+            "target_date": target.isoformat() if target else "",
+            "forecast_date": target.isoformat() if target else "",
+            "horizon": horizon,
+        }
+        for (s, p), region, target, horizon in zip(
+            sample, vectors.columns["store_region_id"], vectors.target, vectors.horizon, strict=True
+        )
+    ]
+    service = feast_store.get_feature_service("demand_forecast_v1")
+    reference = feast_store.get_online_features(features=service, entity_rows=rows).to_dict()
+    for name, values in vectors.columns.items():
+        assert [_plain(v) for v in values] == [_plain(v) for v in reference[name]], name
+    assert isinstance(vectors.columns["sales_known_at"][0], dt.datetime)
+    # each row's event timestamp comes along (for TTL checks), None where the store has none
+    stamps = vectors.event_time["store_product_sales"]
+    assert stamps[:20] == [vectors.columns["sales_known_at"][0]] * 20 and stamps[20] is None
+
+
+def test_one_read_per_view_with_each_views_keys_once(loaded, known_keys, monkeypatch):
+    lookup = loaded.lookup
+    keys, origin = known_keys
+    # three keys, each asked for on three days: 3 sales keys, 1 or 2 stores, 9 forecast days
+    sample = [k for k in keys[:3] for _ in range(3)]
+    targets = [origin + dt.timedelta(days=1 + i) for i in range(len(sample))]
+    store = type(lookup._store())
+    reads: list[tuple[str, int]] = []
+    original = store.online_read
+
+    def counting(self, config, table, entity_keys, requested_features=None):
+        reads.append((table.name, len(entity_keys)))
+        return original(self, config, table, entity_keys, requested_features)
+
+    monkeypatch.setattr(store, "online_read", counting)
+    lookup.fetch([s for s, _ in sample], [p for _, p in sample], targets)
+    assert sorted(name for name, _ in reads) == sorted(v.name for v in lookup.views)
+    count = dict(reads)
+    assert count["store_product_sales"] == 3
+    assert count["store_attributes"] == len({s for s, _ in sample})
+    assert count["region_weather_forecast"] == 9
+
+
+def test_a_missing_store_file_is_unavailable_not_created(loaded, serving_env, known_keys):
+    lookup = loaded.lookup
+    db = lookup.sqlite_path
+    away = db.with_suffix(".moved")
+    db.rename(away)
+    try:
+        assert not lookup.ping()
+        with pytest.raises(StoreUnavailable, match="the file is missing"):
+            lookup.fetch(["S000"], ["P0000"])
+        assert not db.exists()
+    finally:
+        away.rename(db)
+    assert lookup.ping()
+
+
+def test_catboost_input_without_pandas_predicts_what_the_contract_frame_predicts(
+    loaded, known_keys
+):
+    keys, origin = known_keys
+    sample = [*keys[:20], ("S_UNKNOWN", "P0000")]
+    targets = [origin + dt.timedelta(days=1 + i % 7) for i in range(len(sample))]
+    fast = loaded.lookup.fetch([s for s, _ in sample], [p for _, p in sample], targets)
+    frame = pd.DataFrame(
+        {"store_id": [s for s, _ in sample], "product_id": [p for _, p in sample], **fast.columns}
+    )
+    columns = {name: frame[name].tolist() for name in loaded.contract.features}
+    columns = {k: [_plain(v) for v in vs] for k, vs in columns.items()}
+    native = loaded.model.predict(loaded.contract.model_frame(frame)).clip(min=0)
+    assert np.allclose(predict_units(loaded.model, loaded.contract, columns, len(frame)), native)
