@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-serve lock clean team-up team-down team-status
+        bench-features bench-train bench-serve lock clean team-up team-down team-status ui
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -92,8 +92,11 @@ serve: $(INSTALLED) ## Serve forecasts for the production model over HTTP (ARGS=
 bento: $(INSTALLED) ## Build a Bento with the service, the production model and the feature repo config
 	$(DEMAND) bento build $(ARGS)
 
-feast: $(INSTALLED) ## Run the feast CLI on the feature repo with the platform's data dir (ARGS="feature-views list")
-	cd feature_repo && DEMAND_DATA_DIR=$$($(BIN)/python -c "from demand.settings import get_settings; print(get_settings().data_dir)") ../$(BIN)/feast $(ARGS)
+feast: $(INSTALLED) ## Run the feast CLI on the profile's feature repo and registry (ARGS="feature-views list")
+	$(DEMAND) feast $(ARGS)
+
+ui: $(INSTALLED) ## Start the MLflow UI and the Feast UI, print both addresses; Ctrl-C stops them (ARGS="--feast-port 8889")
+	$(DEMAND) ui $(ARGS)
 
 bench-features: $(INSTALLED) ## Benchmark feature build, retrieval and materialization on the large scale
 	$(BIN)/python -m benchmarks.features $(ARGS)

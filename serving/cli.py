@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Annotated
 import typer
 
 from demand.console import console, friendly
+from demand.processes import Children, exit_code, stop_group
 from demand.settings import REPO_ROOT, Settings, get_settings
 
 SERVICE = "serving.service:DemandForecast"
@@ -68,18 +68,22 @@ def serve_command(host: str, port: int) -> list[str]:
 
 
 def start_server(
-    settings: Settings, port: int, log: Path | None = None, **options
+    settings: Settings,
+    port: int,
+    log: Path | None = None,
+    children: Children | None = None,
+    **options,
 ) -> subprocess.Popen:
-    """`bentoml serve` in the background, in its own process group (so stop() ends it all)."""
+    """`bentoml serve` in the background, in its own process group (so stop() ends it all).
+
+    Started through ``children`` when given, so a signal to this process stops it too.
+    """
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child owns it)
-    return subprocess.Popen(
-        serve_command("127.0.0.1", port),
-        cwd=REPO_ROOT,
-        env=server_env(settings, **options),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    args = serve_command("127.0.0.1", port)
+    popen = {"cwd": REPO_ROOT, "env": server_env(settings, **options), "stdout": out}
+    if children is not None:
+        return children.start(args, stderr=subprocess.STDOUT, **popen)
+    return subprocess.Popen(args, stderr=subprocess.STDOUT, start_new_session=True, **popen)
 
 
 def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
@@ -100,14 +104,7 @@ def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float
 
 def stop(process: subprocess.Popen, timeout: float = 20) -> None:
     """SIGTERM the server's process group (BentoML forks workers), then SIGKILL if it hangs."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_group(process, timeout)
 
 
 def post_json(url: str, body: object, timeout: float = 30) -> tuple[int, dict]:
@@ -123,36 +120,43 @@ def post_json(url: str, body: object, timeout: float = 30) -> tuple[int, dict]:
 
 def demo(settings: Settings, print_: Callable[[str], None] = print, port: int = 0) -> None:
     """Start the service, ask for a few forecasts, print the answers, stop it."""
-    import pandas as pd
-
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = settings.data_dir / "serve-demo.log"
     print_(f"starting the service on {url} (log: {log})")
-    process = start_server(settings, port, log=log, access_log=False)
     try:
-        wait_ready(url, process)
-        with urllib.request.urlopen(f"{url}/metadata", timeout=10) as response:
-            meta = json.loads(response.read())
-        model = meta["model"]
-        print_(f"serving {model['name']} v{model['version']} (@{model['alias']})")
-        keys = pd.read_parquet(
-            settings.feature_dir / "store_product_daily.parquet", columns=["store_id", "product_id"]
-        ).drop_duplicates()
-        origin = pd.Timestamp(meta["materialized_at"]).date() - pd.Timedelta(days=1)
-        items = [
-            {"store_id": s, "product_id": p, "date": str(origin + pd.Timedelta(days=h))}
-            for (s, p), h in zip(keys.head(3).itertuples(index=False), (1, 3, 7), strict=False)
-        ]
-        items.append({"store_id": "S_UNKNOWN", "product_id": "P0000", "date": items[0]["date"]})
-        status, answer = post_json(f"{url}/forecast", {"items": items})
-        print_(f"POST /forecast → {status}")
-        for f in answer.get("forecasts", []):
-            units = "—" if f["units"] is None else f"{f['units']:.2f}"
-            print_(f"  {f['store_id']} × {f['product_id']} on {f['date']}: {units} ({f['status']})")
+        # SIGTERM or Ctrl-C while the demo serves stops the service too
+        with Children() as children:
+            process = start_server(settings, port, log=log, children=children, access_log=False)
+            _ask_demo_forecasts(settings, url, process, print_)
     finally:
-        stop(process)
         print_("service stopped")
+
+
+def _ask_demo_forecasts(
+    settings: Settings, url: str, process: subprocess.Popen, print_: Callable[[str], None]
+) -> None:
+    import pandas as pd
+
+    wait_ready(url, process)
+    with urllib.request.urlopen(f"{url}/metadata", timeout=10) as response:
+        meta = json.loads(response.read())
+    model = meta["model"]
+    print_(f"serving {model['name']} v{model['version']} (@{model['alias']})")
+    keys = pd.read_parquet(
+        settings.feature_dir / "store_product_daily.parquet", columns=["store_id", "product_id"]
+    ).drop_duplicates()
+    origin = pd.Timestamp(meta["materialized_at"]).date() - pd.Timedelta(days=1)
+    items = [
+        {"store_id": s, "product_id": p, "date": str(origin + pd.Timedelta(days=h))}
+        for (s, p), h in zip(keys.head(3).itertuples(index=False), (1, 3, 7), strict=False)
+    ]
+    items.append({"store_id": "S_UNKNOWN", "product_id": "P0000", "date": items[0]["date"]})
+    status, answer = post_json(f"{url}/forecast", {"items": items})
+    print_(f"POST /forecast → {status}")
+    for f in answer.get("forecasts", []):
+        units = "—" if f["units"] is None else f"{f['units']:.2f}"
+        print_(f"  {f['store_id']} × {f['product_id']} on {f['date']}: {units} ({f['status']})")
 
 
 def free_port() -> int:
@@ -184,7 +188,11 @@ def serve(
 
     model_loader.load(settings, alias=env["DEMAND_SERVE_ALIAS"], version=version)
     command = serve_command(host or settings.serve_host, port or settings.serve_port)
-    raise typer.Exit(subprocess.call(command, cwd=REPO_ROOT, env=env))
+    # a child in its own group, stopped with all its workers on SIGTERM or Ctrl-C
+    with Children() as children:
+        server = children.start(command, cwd=REPO_ROOT, env=env)
+        server.wait()
+    raise typer.Exit(exit_code(server))
 
 
 @bento_app.command("build")

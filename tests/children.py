@@ -18,6 +18,11 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def groups_of(process: subprocess.Popen) -> list[int]:
+    """The process groups of ``process`` (started with its own session) and of its children."""
+    return sorted({process.pid, *(os.getpgid(c) for c in children_of(process.pid))})
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -55,13 +60,19 @@ def signal_and_check_stopped(
     """Send ``signum`` to ``process``: it exits 128 + signum, its groups and ports are gone."""
     assert groups, "the command started no children"
     process.send_signal(signum)
-    assert process.wait(timeout) == 128 + signum
+    code = process.wait(timeout)
     left = [g for g in groups if group_alive(g)]
-    if left:  # don't leave them behind for the next test
-        for g in left:
+    held = [p for p in ports if not port_free(p)]
+    kill_groups(left)  # don't leave them behind for the next test
+    assert not left, f"process groups {left} outlived the command (ports held: {held})"
+    assert not held, f"ports {held} are still held"
+    assert code == 128 + signum
+
+
+def kill_groups(groups: list[int]) -> None:
+    for g in groups:
+        if g != os.getpgrp() and group_alive(g):  # never the test's own group
             os.killpg(g, signal.SIGKILL)
-    assert not left, f"process groups {left} outlived the command"
-    assert all(port_free(p) for p in ports), f"a port of {ports} is still held"
 
 
 def free_port() -> int:

@@ -30,7 +30,7 @@ def start_server(children: Children, mode: str = "plain"):
     return process
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_every_group_and_exits_128_plus_its_number(signum):
     before = signal.getsignal(signum)
     with pytest.raises(SystemExit) as stopped, Children(timeout=10) as children:
