@@ -309,6 +309,81 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
     serve_demo(settings, console.print)
 
 
+@app.command()
+@friendly
+def nightly(
+    append_days: Annotated[
+        int,
+        typer.Option(min=0, help="Generated data: first extend the retailer by N more days."),
+    ] = 0,
+    promote: Annotated[
+        bool | None,
+        typer.Option(
+            "--promote/--no-promote",
+            help="Move production when the gate passes [env: DEMAND_NIGHTLY_PROMOTE].",
+        ),
+    ] = None,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(help="URL of a running service to POST /reload after promotion; repeat."),
+    ] = None,
+) -> None:
+    """The nightly cycle: new data → features → Feast → train → gates → services → forecasts."""
+    from nightly import cycle
+
+    settings = _settings()
+    console.rule(f"nightly · {settings.profile.value} profile · data in {settings.data_dir}")
+    allowed = settings.nightly_promote if promote is None else promote
+    report = cycle.run(settings, append_days, allowed, notify or [], step)
+    _print_night(report)
+
+
+def _print_night(report) -> None:
+    if not report.new_data:
+        console.print(f"nothing to do: no new data (raw data through {report.last_day})")
+        return
+    days = report.new_days
+    lines = {
+        "new days": f"{days[0]} … {days[-1]} ({len(days)})" if days else "first night",
+        "raw rows": ", ".join(f"{k} {v:,}" for k, v in report.raw_rows.items()),
+        "new feature rows": f"{report.new_feature_rows:,}",
+        "online store through": report.materialized_through,
+        "version": f"v{report.version}" + ("" if report.retrained else " (already registered)"),
+        "backtest WAPE": ", ".join(f"{k} {v:.3f}" for k, v in report.backtest_wape.items()) or "—",
+        "staging": report.staging,
+        "production": report.production,
+        "serving": f"v{report.production_version}" if report.production_version else "none",
+    }
+    lines.update({f"service {i + 1}": s for i, s in enumerate(report.services)})
+    lines.update({f"published to ({i + 1})": p for i, p in enumerate(report.published)})
+    lines["seconds"] = ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items())
+    _print_counts("the night", lines)
+
+
+@app.command()
+@friendly
+def forecast(
+    all_keys: Annotated[
+        bool, typer.Option("--all", help="Every store × product for the next horizon days.")
+    ] = False,
+    alias: Annotated[str, typer.Option(help="Registry alias whose version forecasts.")] = (
+        "production"
+    ),
+) -> None:
+    """Batch forecasts, published as parquet (and to PostgreSQL in the team profile)."""
+    if not all_keys:
+        raise UserError(
+            "say which forecasts: --all (every store × product); "
+            "single keys go to the service's /forecast"
+        )
+    from serving import batch, model_loader
+
+    settings = _settings()
+    loaded = model_loader.load(settings, alias=alias)
+    frame = batch.forecast_all(settings, loaded, step)
+    batch.publish(settings, frame, step)
+
+
 team_app = typer.Typer(
     help="The team profile's servers: check PostgreSQL and Redis, start the MLflow tracking "
     "server.",

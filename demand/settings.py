@@ -127,6 +127,31 @@ class Settings(BaseSettings):
         ge=0,
         description="A challenger may be this much (relative) worse in WAPE than the champion.",
     )
+    registry_lock_url: str | None = Field(
+        default=None,
+        description="PostgreSQL database whose advisory lock (one per model name) serialises "
+        "registry moves of a shared registry, from every host; clients only take the lock "
+        "there. Default: a PostgreSQL tracking URI's own database; team profile, "
+        "MLFLOW_BACKEND_STORE_URI. Embedded SQLite registries use a lock file instead.",
+    )
+    registry_lock_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How long a registry move waits for another one to finish before failing.",
+    )
+    nightly_promote: bool = Field(
+        default=False,
+        description="Let `demand nightly` move production when the production gate passes "
+        "(`--promote` does it for one night).",
+    )
+    # batch forecasts (`demand forecast --all`, the nightly cycle)
+    forecast_db_url: str | None = Field(
+        default=None,
+        description="PostgreSQL database that receives the published forecasts (table "
+        "demand_forecasts). Default: none in the embedded profile (parquet files only), "
+        "database demand_forecasts on the team's PostgreSQL in the team profile.",
+    )
     # serving
     serve_host: str = Field(default="127.0.0.1")
     serve_port: int = Field(default=3000, ge=1, le=65535)
@@ -185,6 +210,20 @@ class Settings(BaseSettings):
     @property
     def bentoml_home(self) -> Path:
         return self.data_dir / "bentoml"
+
+    @property
+    def forecast_dir(self) -> Path:
+        return self.data_dir / "forecasts"
+
+    @property
+    def forecast_database(self) -> str | None:
+        if self.forecast_db_url or self.profile is not Profile.team:
+            return self.forecast_db_url
+        from sqlalchemy.engine import make_url
+
+        # the team's PostgreSQL (the Feast registry's server), a database of its own
+        url = make_url(self.feast_registry_url).set(database="demand_forecasts")
+        return url.render_as_string(hide_password=False)
 
     @property
     def tracking_server_url(self) -> str:

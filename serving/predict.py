@@ -53,3 +53,28 @@ def predict_units(model, contract: FeatureContract, columns: dict[str, Sequence[
     if rows == 0:
         return np.empty(0)
     return np.asarray(model.predict(model_input(contract, columns, rows))).clip(min=0)
+
+
+def score(
+    loaded,
+    store_ids: Sequence[str],
+    product_ids: Sequence[str],
+    vectors,
+    planned: dict[str, Sequence[Any]] | None = None,
+) -> list[float | None]:
+    """Units for each looked-up key in order; None where the online store knows no origin.
+
+    ``loaded`` is the serving bundle (model and contract), ``vectors`` what its
+    lookup fetched for these keys, ``planned`` request-time values of contract
+    features (a planned price). The service and the batch forecasts both score
+    through here, so a published forecast is what ``/forecast`` answers.
+    """
+    known = [i for i, origin in enumerate(vectors.origin) if origin is not None]
+    columns = {"store_id": store_ids, "product_id": product_ids, **vectors.columns}
+    columns.update(planned or {})
+    subset = {name: [columns[name][i] for i in known] for name in loaded.contract.features}
+    units = predict_units(loaded.model, loaded.contract, subset, len(known)).tolist()
+    answers: list[float | None] = [None] * len(store_ids)
+    for i, value in zip(known, units, strict=True):
+        answers[i] = value
+    return answers

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from demand import tracking
-from demand.contract import ARTIFACT, FeatureContract
+from demand.contract import ARTIFACT, TAG_PREFIX, FeatureContract
 from demand.settings import Settings
 
 EXPERIMENT = "demand_forecasting"
@@ -19,6 +19,19 @@ EXPERIMENT = "demand_forecasting"
 def connect(settings: Settings):
     """The MLflow client on the settings' tracking URI (fails fast when it does not answer)."""
     return tracking.connect(settings)
+
+
+def version_trained_on(client, name: str, digest: str):
+    """The newest registered version of ``name`` trained on the training set ``digest``."""
+    from mlflow.exceptions import MlflowException
+
+    tag = f"{TAG_PREFIX}training_set_hash"
+    try:
+        found = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    matches = [v for v in found if v.tags.get(tag) == digest]
+    return max(matches, key=lambda v: int(v.version), default=None)
 
 
 def experiment_id(client, settings: Settings) -> str:

@@ -102,11 +102,19 @@ class TrainResult:
     digest: str
     rows: int
     seconds: dict[str, float]
+    reused: bool = False  # the version already trained on this training set
 
 
 def run(
-    settings: Settings, device: str = "auto", register: bool = True, progress: Progress = print
+    settings: Settings,
+    device: str = "auto",
+    register: bool = True,
+    progress: Progress = print,
+    skip_if_registered: bool = False,
 ) -> TrainResult:
+    """Train on the settings' training set; with ``skip_if_registered``, a training set
+    some version was already trained on returns that version instead (the nightly cycle
+    run twice on the same data registers nothing new)."""
     task_type = devices.resolve(device)  # before any work: `gpu` without one fails here
     progress(
         f"training on {task_type}"
@@ -126,6 +134,24 @@ def run(
         f"{split.train.sum():,} · validation {split.valid.sum():,} · backtest "
         f"{split.test.sum():,} (origins from {split.cutoff:%Y-%m-%d})"
     )
+
+    if skip_if_registered:
+        existing = tracking.version_trained_on(client, settings.model_name, training_set.digest)
+        if existing is not None:
+            progress(f"training set {training_set.digest} is v{existing.version}'s: not retrained")
+            return TrainResult(
+                run_id=existing.run_id,
+                model_name=settings.model_name,
+                version=str(existing.version),
+                task_type=task_type,
+                summary=pd.DataFrame(),
+                floor_wape=float("nan"),
+                by_category=pd.DataFrame(),
+                digest=training_set.digest,
+                rows=len(frame),
+                seconds=seconds,
+                reused=True,
+            )
 
     contract = feature_contract(store.project, settings, training_set, split, task_type)
     x = contract.model_frame(frame)

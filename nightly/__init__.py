@@ -1,0 +1,1 @@
+"""The nightly cycle: everything a night runs, in order, as one idempotent command."""

@@ -1,0 +1,255 @@
+"""The nightly cycle, one idempotent command: new data → features → Feast → a trained version
+→ gates → promotion → running services → published forecasts.
+
+Each step leaves what it changes consistent when the next one fails:
+
+* new raw data is validated whole before anything is written (a bad night stops here);
+* the feature tables are built aside and swapped in only once all are built;
+* the online store is loaded incrementally after the swap, from the new tables;
+* the registry changes only by registering a version and by gated promotions
+  (each an atomic alias move under the promotion lock);
+* services follow the production alias (their poll, or ``POST /reload`` here);
+* forecasts are published per origin, replacing that origin's rows whole.
+
+A night whose raw data is what the last finished night saw does nothing. A night
+run again on the same data registers nothing new (the training set's hash is
+already registered) and writes no duplicate rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from demand.settings import Settings
+from features import build, feature_store, pipeline, raw
+from registry import lifecycle
+from registry.gates import Stage
+from registry.state import aliases, connect, model_version, stage_of
+
+Progress = Callable[[str], None]
+STATE = "state.json"
+
+
+@dataclass
+class NightReport:
+    """What a night did, for the person reading the morning's log (and the JSON next to it)."""
+
+    started_at: str
+    new_data: bool = False
+    last_day: str | None = None
+    new_days: list[str] = field(default_factory=list)
+    raw_rows: dict[str, int] = field(default_factory=dict)
+    new_feature_rows: int = 0
+    materialized_through: str | None = None
+    version: str | None = None
+    retrained: bool = False
+    backtest_wape: dict[str, float] = field(default_factory=dict)
+    staging: str = "not run"
+    production: str = "not run"
+    production_version: str | None = None
+    services: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _state_path(settings: Settings):
+    return settings.data_dir / "nightly" / STATE
+
+
+def _last_state(settings: Settings) -> dict:
+    try:
+        return json.loads(_state_path(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def raw_fingerprint(settings: Settings) -> str:
+    """A hash of the raw tables' bytes: equal fingerprints, equal data."""
+    digest = hashlib.sha256()
+    for path in sorted(settings.raw_dir.glob("*.parquet")):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def last_raw_day(settings: Settings) -> pd.Timestamp:
+    """The last day the raw order book covers."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ordered = pq.read_table(settings.raw_dir / "orders.parquet", columns=["ordered_at"])
+    return pd.Timestamp(pc.max(ordered.column("ordered_at")).as_py()).tz_convert(None).normalize()
+
+
+class _Clock:
+    def __init__(self, report: NightReport, progress: Progress):
+        self.report, self.progress = report, progress
+
+    def step(self, name: str, fn: Callable[[], object]) -> object:
+        self.progress(f"{name} …")
+        started = time.perf_counter()
+        result = fn()
+        self.report.seconds[name] = round(time.perf_counter() - started, 1)
+        return result
+
+
+def run(
+    settings: Settings,
+    append_days: int = 0,
+    promote: bool = False,
+    notify: Sequence[str] = (),
+    progress: Progress = print,
+) -> NightReport:
+    """One night; see the module docstring for what each step guarantees."""
+    report = NightReport(started_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    clock = _Clock(report, progress)
+    last = _last_state(settings)
+
+    if append_days:
+        clock.step("new data", lambda: pipeline.generate(settings, progress, append_days))
+    report.raw_rows = clock.step("validate", lambda: raw.validate_raw(settings.raw_dir))
+    fingerprint = raw_fingerprint(settings)
+    last_day = last_raw_day(settings)
+    report.last_day = f"{last_day:%Y-%m-%d}"
+    if last.get("raw") == fingerprint:
+        progress(f"no new data since the last night (raw data through {report.last_day})")
+        return report
+    report.new_data = True
+    previous = pd.Timestamp(last["last_day"]) if last.get("last_day") else None
+    if previous is not None and previous < last_day:
+        report.new_days = [
+            f"{d:%Y-%m-%d}" for d in pd.date_range(previous + pd.Timedelta(days=1), last_day)
+        ]
+
+    clock.step("build features", lambda: _build_aside(settings, progress))
+    report.new_feature_rows = _rows_after(settings, previous)
+    clock.step("feast apply", lambda: feature_store.apply(settings))
+    clock.step("materialize", lambda: _materialize(settings, progress))
+    report.materialized_through = f"{feature_store.latest_feature_time(settings):%Y-%m-%d %H:%M}"
+
+    from training import train
+
+    result = clock.step(
+        "train", lambda: train.run(settings, progress=progress, skip_if_registered=True)
+    )
+    report.version, report.retrained = str(result.version), not result.reused
+    if not result.summary.empty:
+        report.backtest_wape = {k: round(float(v), 4) for k, v in result.summary["wape"].items()}
+
+    report.staging = clock.step("staging gate", lambda: _promote(settings, report, Stage.staging))
+    if report.staging.startswith("refused"):
+        report.production = "not run: the version is not in staging"
+    elif promote:
+        report.production = clock.step(
+            "production gate", lambda: _promote(settings, report, Stage.production)
+        )
+    else:
+        report.production = "not asked (--promote moves production)"
+    client = connect(settings)
+    held = aliases(client, settings.model_name)
+    report.production_version = held.get("production")
+
+    report.services = [_reload(url) for url in notify]
+    report.published = clock.step("publish forecasts", lambda: _publish(settings, progress))
+
+    _save_state(settings, {"raw": fingerprint, "last_day": report.last_day}, report)
+    return report
+
+
+def _build_aside(settings: Settings, progress: Progress) -> None:
+    """Build every feature table into a sibling directory, then swap them in together."""
+    aside = settings.data_dir / "features.next"
+    shutil.rmtree(aside, ignore_errors=True)
+    built = build.build(settings.raw_dir, aside, progress=lambda m: progress(f"built {m}"))
+    settings.feature_dir.mkdir(parents=True, exist_ok=True)
+    for name in built.rows:
+        (aside / f"{name}.parquet").replace(settings.feature_dir / f"{name}.parquet")
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _materialize(settings: Settings, progress: Progress) -> None:
+    """Only rows newer than each view's last load; everything for a view never loaded.
+
+    (Feast's incremental load of a view it never loaded starts at now − TTL, which
+    skips a history that ended earlier than that.)
+    """
+    from demand.featurestore import open_store
+
+    views = open_store(settings).list_feature_views()
+    never = [v.name for v in views if not v.most_recent_end_time]
+    if never:
+        progress(f"first load of {', '.join(never)}: materializing everything")
+    feature_store.materialize(settings, incremental=not never)
+
+
+def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:
+    """Purchase feature rows about days after ``previous`` (all rows on the first night)."""
+    daily = pd.read_parquet(
+        settings.feature_dir / "store_product_daily.parquet", columns=["event_timestamp"]
+    )["event_timestamp"]
+    if previous is None:
+        return len(daily)
+    # a row known at 00:00 of d + 1 describes day d
+    return int((daily > (previous + pd.Timedelta(days=1)).tz_localize("UTC")).sum())
+
+
+def _promote(settings: Settings, report: NightReport, to: Stage) -> str:
+    client = connect(settings)
+    version = model_version(client, settings.model_name, report.version)
+    stage = stage_of(version, aliases(client, settings.model_name))
+    if stage == to or (to == Stage.staging and stage == Stage.production):
+        return f"v{report.version} already in {stage}"
+    if stage == Stage.archived:
+        return f"v{report.version} is archived; not promoted again"
+    try:
+        lifecycle.promote(settings, report.version, to)
+    except lifecycle.GateRefused as refused:
+        return f"refused: {refused.result.explain()}"
+    return f"v{report.version} promoted to {to}"
+
+
+def _reload(url: str) -> str:
+    """Ask a running service to load the version @production points at now."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{url.rstrip('/')}/reload", data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+        model = answer.get("model", {})
+        return f"{url}: serving v{model.get('version')} (changed: {answer.get('changed')})"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return f"{url}: not reloaded ({error}); it follows the alias on its next poll"
+
+
+def _publish(settings: Settings, progress: Progress) -> list[str]:
+    from serving import batch, model_loader
+
+    try:
+        loaded = model_loader.load(settings, alias="production")
+    except model_loader.ServingError as error:
+        progress(f"no forecasts published: {error}")
+        return []
+    return batch.publish(settings, batch.forecast_all(settings, loaded, progress), progress)
+
+
+def _save_state(settings: Settings, state: dict, report: NightReport) -> None:
+    """Record the night (only once it finished: a failed night is redone next time)."""
+    folder = _state_path(settings).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = report.started_at.replace(":", "")
+    (folder / f"report-{stamp}.json").write_text(json.dumps(asdict(report), indent=2))
+    tmp = folder / f"{STATE}.tmp"
+    tmp.write_text(json.dumps({**state, "finished_at": datetime.now(UTC).isoformat()}))
+    tmp.replace(_state_path(settings))

@@ -1,0 +1,153 @@
+"""Batch forecasts: every store × product for the next horizon days, as the service answers them.
+
+Planners and replenishment systems read forecasts in bulk. This scores every
+key the online store holds for each day of the model's horizon after the key's
+origin, through the same lookup and the same scoring as ``/forecast``, and
+publishes the rows where those systems read: one parquet file per origin under
+DATA_DIR/forecasts and, when a database is configured (the team profile), the
+table ``demand_forecasts``. Publishing is idempotent: an origin's rows are
+replaced whole, so a second run leaves one set of rows per origin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from demand.settings import Settings
+from serving.model_loader import Loaded
+from serving.predict import score
+
+TABLE = "demand_forecasts"
+COLUMNS = [
+    "model_name",
+    "model_version",
+    "store_id",
+    "product_id",
+    "origin_date",
+    "target_date",
+    "horizon",
+    "units",
+]
+Progress = Callable[[str], None]
+
+
+def keys(settings: Settings) -> list[tuple[str, str]]:
+    """Every (store, product) the feature tables describe, sorted."""
+    frame = pd.read_parquet(
+        settings.feature_dir / "store_product_daily.parquet", columns=["store_id", "product_id"]
+    ).drop_duplicates()
+    return sorted(frame.itertuples(index=False, name=None))
+
+
+def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print) -> pd.DataFrame:
+    """One row per key and target day (origin + 1 … origin + horizon), in key order."""
+    pairs = keys(settings)
+    stores, products = [s for s, _ in pairs], [p for _, p in pairs]
+    origins = loaded.lookup.fetch(stores, products).origin
+    horizon = loaded.contract.horizon
+    items = [
+        (store, product, origin, h)
+        for store, product, origin in zip(stores, products, origins, strict=True)
+        if origin is not None
+        for h in range(1, horizon + 1)
+    ]
+    progress(
+        f"forecasting {len(items):,} rows ({len(items) // max(horizon, 1):,} keys × {horizon} "
+        f"days) with {loaded.name} v{loaded.version}"
+    )
+    units: list[float | None] = []
+    step = settings.serve_max_items  # the batches a client of /forecast would send
+    for start in range(0, len(items), step):
+        chunk = items[start : start + step]
+        chunk_stores = [i[0] for i in chunk]
+        chunk_products = [i[1] for i in chunk]
+        targets = [i[2] + timedelta(days=i[3]) for i in chunk]
+        vectors = loaded.lookup.fetch(chunk_stores, chunk_products, targets)
+        units += score(loaded, chunk_stores, chunk_products, vectors)
+    return pd.DataFrame(
+        {
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+            "store_id": [i[0] for i in items],
+            "product_id": [i[1] for i in items],
+            "origin_date": [i[2] for i in items],
+            "target_date": [i[2] + timedelta(days=i[3]) for i in items],
+            "horizon": [i[3] for i in items],
+            "units": units,
+        },
+        columns=COLUMNS,
+    )
+
+
+def publish(settings: Settings, frame: pd.DataFrame, progress: Progress = print) -> list[str]:
+    """Write the forecasts where planners read them; the places written."""
+    if frame.empty:
+        progress("no forecasts to publish: the online store holds no key with an origin")
+        return []
+    frame = frame.assign(published_at=datetime.now(UTC))
+    places = []
+    for origin, rows in frame.groupby("origin_date", sort=True):
+        places.append(str(_write_parquet(settings.forecast_dir, origin, rows)))
+    if settings.forecast_database:
+        places.append(_write_table(settings.forecast_database, frame))
+    for place in places:
+        progress(f"published {len(frame):,} forecast rows to {place}")
+    return places
+
+
+def _write_parquet(directory: Path, origin, rows: pd.DataFrame) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"origin={origin:%Y-%m-%d}.parquet"
+    tmp = path.with_suffix(".parquet.tmp")
+    rows.reset_index(drop=True).to_parquet(tmp, index=False)
+    tmp.replace(path)  # readers see the old file or the new one, never half of one
+    return path
+
+
+def _write_table(url: str, frame: pd.DataFrame) -> str:
+    """Replace the origins' rows in ``demand_forecasts`` in one transaction."""
+    import psycopg
+
+    from demand.servers import Database, ServerUnavailable, redact
+
+    database = Database(url)
+    database.ensure()
+    # Python scalars, not numpy's: what the driver adapts
+    rows = frame[[*COLUMNS, "published_at"]].astype(object).itertuples(index=False, name=None)
+    try:
+        with psycopg.connect(database.conninfo()) as conn, conn.transaction():
+            conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+                    model_name text NOT NULL,
+                    model_version text NOT NULL,
+                    store_id text NOT NULL,
+                    product_id text NOT NULL,
+                    origin_date date NOT NULL,
+                    target_date date NOT NULL,
+                    horizon integer NOT NULL,
+                    units double precision,
+                    published_at timestamptz NOT NULL,
+                    PRIMARY KEY (model_name, store_id, product_id, origin_date, target_date)
+                )"""
+            )
+            for name, origin in (
+                frame[["model_name", "origin_date"]].drop_duplicates().itertuples(index=False)
+            ):
+                conn.execute(
+                    f"DELETE FROM {TABLE} WHERE model_name = %s AND origin_date = %s",
+                    (name, origin),
+                )
+            copy_sql = f"COPY {TABLE} ({', '.join([*COLUMNS, 'published_at'])}) FROM STDIN"
+            with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+    except psycopg.OperationalError as error:
+        raise ServerUnavailable(
+            f"cannot publish forecasts to PostgreSQL at {redact(url)}: "
+            f"{str(error).strip().splitlines()[0]}"
+        ) from None
+    return f"{redact(url)} table {TABLE}"
