@@ -39,6 +39,8 @@ _STEPS: tuple[tuple[str, Callable[[t.Windows], str]], ...] = (
     ("replacements_due", t.replacements_due),
     ("replacements_due_by_day", t.replacements_due_by_day),
     ("installed_base", lambda w: t.installed_base()),
+    ("copurchase_snapshots", lambda w: t.snapshots(w.copurchase_every)),
+    ("copurchase_counts", t.copurchase_counts),
     ("copurchase_partners", t.copurchase_partners),
     ("store_product_daily", t.store_product_daily),
     ("store_product_replenishment", t.store_product_replenishment),

@@ -35,7 +35,20 @@ class Windows:
     lifespan_lookback: int = 365  # ... from the repeat purchases of the last N periods
     lifespan_min_pairs: int = 30  # fewer repeat pairs than this: use the declared value
     lifespan_min_repeat_share: float = 0.1  # fewer repeat buyers: not a re-bought product
-    copurchase_min_orders: int = 20  # baskets needed before a pair counts as partners
+    # Basket partners are re-estimated weekly, so a new bundle shows within a week of
+    # reaching the basket threshold, from the baskets of the last 52 weeks: a whole year
+    # counts each season once (summer bundles do not re-pair products every autumn) and
+    # whole weeks weigh every weekday alike. The window must be whole schedule periods.
+    copurchase_every: int = 7
+    copurchase_lookback: int = 364
+    copurchase_min_orders: int = 20  # baskets in the window before a pair counts as partners
+
+    def __post_init__(self) -> None:
+        if self.copurchase_lookback % self.copurchase_every:
+            raise ValueError(
+                f"copurchase_lookback ({self.copurchase_lookback}) must be a multiple of "
+                f"copurchase_every ({self.copurchase_every}): the window is whole periods"
+            )
 
 
 def sales_daily() -> str:
@@ -152,16 +165,25 @@ def repeat_intervals() -> str:
     """
 
 
+def snapshots(every: int) -> str:
+    """Periods at which an estimate from history is refreshed: the first, then every N.
+
+    A snapshot as of period s uses data up to the end of s, so it is known when s
+    closes; a row as of d uses the newest snapshot at or before d.
+    """
+    return f"""
+    SELECT day FROM periods
+    WHERE MOD(day - (SELECT MIN(day) FROM periods), {every}) = 0
+    """
+
+
 def lifespan_snapshots(w: Windows) -> str:
-    """Periods at which the lifespan estimate is refreshed: the first, then every N periods.
+    """Lifespan snapshots, every ``lifespan_every`` periods.
 
     The first snapshot has almost no repeat purchases behind it, so it carries the
     declared lifespans; estimates take over as repeat purchases accumulate.
     """
-    return f"""
-    SELECT day FROM periods
-    WHERE MOD(day - (SELECT MIN(day) FROM periods), {w.lifespan_every}) = 0
-    """
+    return snapshots(w.lifespan_every)
 
 
 def product_lifespan(w: Windows) -> str:
@@ -275,29 +297,65 @@ def installed_base() -> str:
     return _interval_count("installed", "day", end, "replacement_windows")
 
 
-def copurchase_partners(w: Windows) -> str:
-    """Each product's most frequent basket partner (ties: lowest product id).
+def _snapshot_at_or_after(day: str, first: str, every: int) -> str:
+    """The first snapshot period at or after ``day`` (snapshots are ``first`` + k·every)."""
+    return f"{day} + MOD({every} - MOD({day} - {first}, {every}), {every})"
 
-    The pairing is taken over the whole history: it describes the assortment,
-    not a day's sales. The partner's *sales* used as features are point in time.
+
+def _snapshot_at_or_before(day: str, first: str, every: int) -> str:
+    """The newest snapshot period at or before ``day``."""
+    return f"{day} - MOD({day} - {first}, {every})"
+
+
+def copurchase_counts(w: Windows) -> str:
+    """Baskets holding both a product and a partner, per schedule period.
+
+    The baskets of the periods after one snapshot up to and including the next are
+    counted at that next snapshot (an order lies in one period, so counts add up).
     """
+    block = _snapshot_at_or_after("a.day", "h.first_day", w.copurchase_every)
     return f"""
-    SELECT product_id, partner_id, orders AS partner_orders
+    SELECT a.product_id, b.product_id AS partner_id, {block} AS snapshot_day,
+           COUNT(DISTINCT a.order_id) AS orders
+    FROM lines a
+    JOIN lines b ON a.order_id = b.order_id AND a.product_id <> b.product_id
+    CROSS JOIN (SELECT MIN(day) AS first_day FROM periods) h
+    GROUP BY a.product_id, b.product_id, {block}
+    """
+
+
+def copurchase_partners(w: Windows) -> str:
+    """Each product's most frequent basket partner as of each co-purchase snapshot.
+
+    The snapshot as of period s counts the baskets of the last ``copurchase_lookback``
+    periods up to the end of s; a partner needs ``copurchase_min_orders`` of them.
+    Ties go to the lowest partner id. A period's counts reach the snapshots at its
+    end and the ``lookback / every - 1`` after it (an equi-join on the schedule, not
+    a range join over days).
+    """
+    periods_in_window = w.copurchase_lookback // w.copurchase_every
+    return f"""
+    SELECT day, product_id, partner_id, orders AS partner_orders
     FROM (
-        SELECT a.product_id, b.product_id AS partner_id, COUNT(DISTINCT a.order_id) AS orders,
-               ROW_NUMBER() OVER (PARTITION BY a.product_id
-                                  ORDER BY COUNT(DISTINCT a.order_id) DESC, b.product_id)
-                   AS rank
-        FROM lines a
-        JOIN lines b ON a.order_id = b.order_id AND a.product_id <> b.product_id
-        GROUP BY a.product_id, b.product_id
+        SELECT s.day, c.product_id, c.partner_id, SUM(c.orders) AS orders,
+               ROW_NUMBER() OVER (PARTITION BY s.day, c.product_id
+                                  ORDER BY SUM(c.orders) DESC, c.partner_id) AS rank
+        FROM copurchase_counts c
+        CROSS JOIN (SELECT day - (SELECT MIN(day) FROM periods) AS k FROM periods
+                    WHERE day < (SELECT MIN(day) FROM periods) + {periods_in_window}) o
+        JOIN copurchase_snapshots s ON s.day = c.snapshot_day + o.k * {w.copurchase_every}
+        GROUP BY s.day, c.product_id, c.partner_id
     ) ranked
     WHERE rank = 1 AND orders >= {w.copurchase_min_orders}
     """
 
 
 def store_product_daily(w: Windows) -> str:
-    """The purchase feature table: one row per (store, product, period)."""
+    """The purchase feature table: one row per (store, product, period).
+
+    The basket partner is the one of the newest co-purchase snapshot at or before the
+    period; its sales are those of the same period.
+    """
     counts = [f"customers_{w.short}", f"customers_{w.long}"]
     running = ",\n           ".join(
         f"SUM(COALESCE(c{i}.delta_{name}, 0)) OVER (PARTITION BY f.store_id, f.product_id "
@@ -317,7 +375,10 @@ def store_product_daily(w: Windows) -> str:
            pf.units_mean_{w.short} AS partner_units_mean_{w.short}
     FROM purchase_features f
     {joins}
-    LEFT JOIN copurchase_partners cp ON cp.product_id = f.product_id
+    CROSS JOIN (SELECT MIN(day) AS first_day FROM periods) h
+    LEFT JOIN copurchase_partners cp
+      ON cp.product_id = f.product_id
+     AND cp.day = {_snapshot_at_or_before("f.day", "h.first_day", w.copurchase_every)}
     LEFT JOIN purchase_features pf
       ON pf.store_id = f.store_id AND pf.product_id = cp.partner_id AND pf.day = f.day
     """

@@ -159,6 +159,77 @@ def test_copurchase_partner_and_its_sales(tables):
     assert (partner_units[0], partner_units[10]) == (1, 1)
 
 
+@pytest.fixture(scope="module")
+def pairing():
+    """Baskets of P1 with P2 or P3, one unit each, re-paired weekly from the last week:
+
+    day  0: {P1, P2}            snapshot 0 (days ..0):   P1→P2, P2→P1
+    day  3: {P1, P3}
+    day  4: {P1, P3}            snapshot 7 (days 1..7):  P1→P3 (2 baskets), P3→P1, P2 none
+    day 10: {P1, P2}
+    day 12: {P1, P3}            snapshot 14 (days 8..14): P1→P2 or P3, one each: P2
+    day 14: P1 alone
+    """
+    baskets = {0: ["P1", "P2"], 3: ["P1", "P3"], 4: ["P1", "P3"], 10: ["P1", "P2"]}
+    baskets |= {12: ["P1", "P3"], 14: ["P1"]}
+    orders = pd.DataFrame(
+        [
+            (f"o{day}", f"C{day}", "S1", _at(day), product, 1, 1.0)
+            for day, products in baskets.items()
+            for product in products
+        ],
+        columns=[
+            "order_id",
+            "customer_id",
+            "store_id",
+            "ordered_at",
+            "product_id",
+            "quantity",
+            "unit_price",
+        ],
+    )
+    frames = {
+        "orders": orders,
+        "products": pd.DataFrame({"product_id": ["P1", "P2", "P3"], "category": "x"}),
+        "stores": pd.DataFrame({"store_id": ["S1"], "region_id": ["R1"]}),
+        "weather_observed": pd.DataFrame(
+            {"region_id": ["R1"], "date": [DAY0], "temperature_c": 10.0}
+            | {"precipitation_mm": 0.0, "sunshine_hours": 5.0}
+        ),
+        "weather_forecast": pd.DataFrame(
+            {"region_id": ["R1"], "issued_at": [_at(0, 6)], "valid_date": [DAY0]}
+            | {"temperature_c": 9.0, "precipitation_mm": 0.0, "sunshine_hours": 4.0}
+        ),
+    }
+    windows = Windows(copurchase_every=7, copurchase_lookback=7, copurchase_min_orders=1)
+    return _by_day(compute(frames, windows)["store_product_daily"])
+
+
+def test_copurchase_partner_is_the_newest_snapshots(pairing):
+    """The P3 baskets of days 3 and 4 re-pair P1 only from the snapshot of day 7 on."""
+    frame = pairing[pairing["product_id"] == "P1"].sort_values("day")
+    partner = dict(zip(frame["day"], frame["copurchase_partner_id"], strict=True))
+    assert [partner[d] for d in range(15)] == ["P2"] * 7 + ["P3"] * 7 + ["P2"]
+
+
+def test_copurchase_partner_drops_out_with_its_baskets(pairing):
+    """P2's only basket in days 1..7 is none: no partner from day 7 until day 14."""
+    frame = pairing[pairing["product_id"] == "P2"].sort_values("day")
+    partner = dict(zip(frame["day"], frame["copurchase_partner_id"], strict=True))
+    assert [partner[d] for d in range(15)] == ["P1"] * 7 + [None] * 7 + ["P1"]
+
+
+def test_partner_sales_are_those_of_the_snapshots_partner(pairing):
+    frame = pairing[pairing["product_id"] == "P1"].set_index("day")
+    # day 4: partner P2 (snapshot 0), which sold nothing that day; day 12: P3, one unit
+    assert (frame.loc[4, "partner_units_lag_1"], frame.loc[12, "partner_units_lag_1"]) == (0, 1)
+
+
+def test_copurchase_window_is_whole_schedule_periods():
+    with pytest.raises(ValueError, match="multiple of"):
+        Windows(copurchase_every=7, copurchase_lookback=30)
+
+
 def test_replacements_due_within_seven_days(tables):
     """Lifespan 10 (declared): A@0 is due day 10 but re-buys on day 5; B@2 is due day 12;
     A@5 is due day 15. Due within 7 days of d: due in (d, d+7] and not re-bought."""
