@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-serve lock clean team-up team-down team-status ui
+        bench-features bench-train bench-serve lock clean nightly forecast team-up team-down team-status ui
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,6 +85,12 @@ promote: $(INSTALLED) ## Promote VERSION to production through its gates (make p
 
 rollback: $(INSTALLED) ## Put the previous production version back (make rollback REASON="…")
 	$(DEMAND) models rollback --reason "$(REASON)"
+
+nightly: $(INSTALLED) ## The nightly cycle: new data → features → train → gates → services → forecasts (ARGS="--append-days 1 --promote")
+	$(DEMAND) nightly $(ARGS)
+
+forecast: $(INSTALLED) ## Publish every store × product's forecasts for the next days (parquet; PostgreSQL in the team profile)
+	$(DEMAND) forecast --all $(ARGS)
 
 serve: $(INSTALLED) ## Serve forecasts for the production model over HTTP (ARGS="--port 3000 --alias production")
 	$(DEMAND) serve $(ARGS)

@@ -82,6 +82,16 @@ def raw_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()[:16]
 
 
+def definitions_fingerprint(settings: Settings) -> str:
+    """A hash of what `feast apply` registers: the repo's files, the profile, the project."""
+    digest = hashlib.sha256(f"{settings.profile}:{settings.feast_project}".encode())
+    for path in sorted(settings.feature_repo.glob("*")):
+        if path.suffix in {".py", ".yaml", ".feastignore"} or path.name == ".feastignore":
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def last_raw_day(settings: Settings) -> pd.Timestamp:
     """The last day the raw order book covers."""
     import pyarrow.compute as pc
@@ -133,7 +143,11 @@ def run(
 
     clock.step("build features", lambda: _build_aside(settings, progress))
     report.new_feature_rows = _rows_after(settings, previous)
-    clock.step("feast apply", lambda: feature_store.apply(settings))
+    definitions = definitions_fingerprint(settings)
+    if last.get("definitions") != definitions or not _registered(settings):
+        clock.step("feast apply", lambda: feature_store.apply(settings))
+    else:
+        progress("feast apply skipped: the feature definitions are those of the last night")
     clock.step("materialize", lambda: _materialize(settings, progress))
     report.materialized_through = f"{feature_store.latest_feature_time(settings):%Y-%m-%d %H:%M}"
 
@@ -162,7 +176,8 @@ def run(
     report.services = [_reload(url) for url in notify]
     report.published = clock.step("publish forecasts", lambda: _publish(settings, progress))
 
-    _save_state(settings, {"raw": fingerprint, "last_day": report.last_day}, report)
+    state = {"raw": fingerprint, "definitions": definitions, "last_day": report.last_day}
+    _save_state(settings, state, report)
     return report
 
 
@@ -175,6 +190,14 @@ def _build_aside(settings: Settings, progress: Progress) -> None:
     for name in built.rows:
         (aside / f"{name}.parquet").replace(settings.feature_dir / f"{name}.parquet")
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _registered(settings: Settings) -> bool:
+    """Whether the Feast registry still holds the feature service (a registry can be reset)."""
+    from demand.featurestore import open_store
+
+    services = open_store(settings).list_feature_services()
+    return settings.feature_service in {s.name for s in services}
 
 
 def _materialize(settings: Settings, progress: Progress) -> None:
