@@ -140,7 +140,7 @@ class Change:
 
     table: str
     column: str  # "<row>": the row itself is missing from one build
-    variant: str  # "deleted" or "perturbed"
+    variant: str  # what happened after the close: "deleted", "perturbed", ...
     rows: int
     example: str
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features import build, raw
+from features import build, generator, raw
 from features.transforms import Windows
 from tests.leakage import (
     assert_prefix_stable,
@@ -113,3 +113,13 @@ def test_a_pairing_over_the_whole_history_is_caught(monkeypatch, frames, first_d
         assert_prefix_stable(build.compute, frames, first_day + pd.Timedelta(days=105))
     assert "store_product_daily.copurchase_partner_id:" in str(caught.value)
     assert "store_product_daily.partner_units_lag_1:" in str(caught.value)
+
+
+def test_the_nightly_append_changes_no_row_known_before_it(tiny, full):
+    """The daily cycle: a night's new days (`demand generate --append-days`) rebuild the
+    tables; every row known when the previous last day closed stays as it was."""
+    later = generator.generate("tiny", seed=7, extra_days=7)
+    last_day = tiny.orders["ordered_at"].max()
+    assert later.orders["ordered_at"].max() > close_of(last_day)
+    changes = compare(full, build.compute(later.tables()), close_of(last_day), "appended")
+    assert not changes, "\n".join(map(str, changes))
