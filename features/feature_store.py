@@ -3,47 +3,196 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from demand.console import UserError
 from demand.featurestore import open_store
 from demand.settings import Settings
 from features.build import FEATURE_TABLES
 
+# Feast's own `feast apply` makes the project equal to the repo being applied: it
+# deletes every registered object that repo does not declare, so with two repos in
+# one project each apply deletes the other's views. The platform applies by owner
+# instead: every object a repo declares is stamped OWNER_TAG=<owner>; an apply
+# creates and updates the repo's objects and deletes only the objects stamped with
+# its own owner that the repo no longer declares. An object registered by another
+# owner is used as it is when the repo declares it identically (a shared entity) and
+# refused when the declarations differ. Untagged objects (applied by `feast apply`
+# or before owners existed) are adopted when declared and otherwise left alone.
+OWNER_TAG = "demand.owner"
 
-def apply(settings: Settings):
-    """``feast apply`` in-process: register the repo's definitions; the store and what changed."""
-    from feast.repo_operations import apply_total_with_repo_instance, parse_repo
+
+def apply(settings: Settings, owner: str | None = None):
+    """``feast apply`` in-process, safe in a Feast project that other repos share.
+
+    ``owner`` names the repo in the registry; default: the repo directory's name, so
+    repos sharing a project need distinct directory names or explicit owners. Returns
+    the store and one line per change (``Created feature view …``).
+    """
+    from feast.project import Project
+    from feast.repo_operations import parse_repo
 
     _require_feature_tables(settings)
     store = open_store(settings)
     repo = Path(settings.feature_repo)
+    owner = owner or repo.name
     # Feast resolves the repo's own imports (``from entities import store``) by path
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
     _forget_repo_modules(repo)
     with contextlib.chdir(repo):  # Feast names the repo's modules relative to the cwd
         contents = parse_repo(repo)
-    if not contents.projects:  # as `feast apply` does: the project named in the yaml
-        from feast.project import Project
+    for source in {v.batch_source for v in contents.feature_views if v.batch_source}:
+        store.provider.validate_data_source(store.config, source)
+    declared = _declared(contents)
+    with _registry_lock(store):
+        before = _registered(store)
+        to_apply, to_delete = _plan(declared, before, owner, store.project)
+        # as `feast apply` does: the project named in the yaml
+        to_apply += contents.projects or [Project(name=store.project)]
+        store.apply(to_apply, objects_to_delete=list(to_delete.values()), partial=False)
+        after = _registered(store)
+    return store, _changes(before, after, sorted({*declared, *to_delete}))
 
-        contents.projects.append(Project(name=store.project))
-    # Feast prints its whole diff, protobuf dumps included; keep the one-line summaries
-    diff = io.StringIO()
-    with contextlib.redirect_stdout(diff):
-        apply_total_with_repo_instance(
-            store, store.project, store.registry, contents, skip_source_validation=False
+
+def _declared(contents) -> dict[tuple[str, str], object]:
+    """The repo's objects by (kind, name), kinds as Feast names them ("feature view")."""
+    from feast.infra.registry.registry import FeastObjectType
+
+    return _keyed(FeastObjectType.get_objects_from_repo_contents(contents))
+
+
+def _registered(store) -> dict[tuple[str, str], object]:
+    """What the project's registry holds now, read past the registry's cache."""
+    from feast.infra.registry.registry import FeastObjectType
+
+    return _keyed(FeastObjectType.get_objects_from_registry(store.registry, store.project))
+
+
+def _keyed(objects: dict) -> dict[tuple[str, str], object]:
+    from feast.feature_view import DUMMY_ENTITY_NAME
+
+    return {
+        (kind.value, o.name): o
+        for kind, found in objects.items()
+        if kind.value != "project"  # the project is every repo's in it
+        for o in found
+        if o.name != DUMMY_ENTITY_NAME  # Feast's own placeholder entity, applied by every apply
+    }
+
+
+def _owner(obj) -> str | None:
+    return (getattr(obj, "tags", None) or {}).get(OWNER_TAG)
+
+
+def _plan(declared: dict, registered: dict, owner: str, project: str):
+    """What this owner's apply writes, and which of its own registered objects it deletes."""
+    to_apply, foreign = [], []
+    for (kind, name), obj in declared.items():
+        existing = registered.get((kind, name))
+        holder = _owner(existing) if existing is not None else None
+        if holder in (None, owner):
+            obj.tags = {**obj.tags, OWNER_TAG: owner}
+            to_apply.append(obj)
+        elif not _same_definition(obj, existing):
+            foreign.append(f"{kind} {name!r} (owner {holder!r})")
+    if foreign:
+        raise UserError(
+            f"the feature repo {owner!r} redefines objects another repo owns in Feast project "
+            f"{project!r}: {', '.join(foreign)}; rename them here or change them in their repo"
         )
-    changes = [
-        line
-        for line in diff.getvalue().splitlines()
-        if line.split(" ", 1)[0] in {"Created", "Updated", "Deleted"}
-    ]
-    return store, changes
+    to_delete = {
+        key: o for key, o in registered.items() if _owner(o) == owner and key not in declared
+    }
+    return to_apply, to_delete
+
+
+def _same_definition(declared, registered) -> bool:
+    """Feast's own equality (the one its registry uses to skip unchanged objects), owner aside."""
+    tags = declared.tags
+    declared.tags = {**tags, OWNER_TAG: _owner(registered)}
+    try:
+        return declared == registered
+    finally:
+        declared.tags = tags
+
+
+def _changes(before: dict, after: dict, keys) -> list[str]:
+    lines = []
+    for kind, name in keys:
+        old, new = before.get((kind, name)), after.get((kind, name))
+        if old is None and new is not None:
+            lines.append(f"Created {kind} {name}")
+        elif new is None and old is not None:
+            lines.append(f"Deleted {kind} {name}")
+        elif old is not None and _spec(old) != _spec(new):
+            lines.append(f"Updated {kind} {name}")
+    return lines
+
+
+def _spec(obj) -> bytes:
+    """An object's definition, without what differs between two applies of the same one."""
+    proto = obj.to_proto()
+    if "spec" in proto.DESCRIPTOR.fields_by_name:
+        proto = proto.spec
+    _strip(proto)
+    return proto.SerializeToString(deterministic=True)
+
+
+def _strip(message) -> None:
+    """Drop registry timestamps (``meta``, nested too) and pickled functions.
+
+    A pickled on-demand transformation (``body``) differs from process to process;
+    ``body_text`` next to it carries the source, as Feast's own diff compares.
+    """
+    for field, value in message.ListFields():
+        fields = message.DESCRIPTOR.fields_by_name
+        if field.name == "meta" or (field.name == "body" and "body_text" in fields):
+            message.ClearField(field.name)
+        elif field.message_type is None:
+            continue
+        elif field.message_type.GetOptions().map_entry:
+            if field.message_type.fields_by_name["value"].message_type is not None:
+                for item in value.values():
+                    _strip(item)
+        elif hasattr(value, "ListFields"):
+            _strip(value)
+        else:  # a repeated message field
+            for item in value:
+                _strip(item)
+
+
+@contextlib.contextmanager
+def _registry_lock(store):
+    """One apply at a time per Feast project on a PostgreSQL registry.
+
+    Feast's apply has no lock ("TODO: Add locking"): two processes could each plan
+    from a registry the other is changing. A session advisory lock serializes the
+    read-plan-write of each apply; SQLite serializes its writers by itself.
+    """
+    path = getattr(store.config.registry, "path", "") or ""
+    if store.config.registry.registry_type != "sql" or not path.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(path)
+    key = {"key": f"feast apply {store.project}"}
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def _forget_repo_modules(repo: Path) -> None:
