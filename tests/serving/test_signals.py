@@ -1,16 +1,23 @@
-"""SIGTERM and SIGINT to `demand serve` stop the BentoML server it started, workers and all."""
+"""SIGTERM and SIGINT to `demand serve` (and the demo) stop the BentoML server, workers and all."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from serving import cli
-from tests.children import free_port, groups_of, kill_groups, signal_and_check_stopped
+from tests.children import (
+    children_of,
+    free_port,
+    groups_of,
+    kill_groups,
+    signal_and_check_stopped,
+)
 
 DEMAND = str(Path(sys.executable).with_name("demand"))
 
@@ -37,6 +44,46 @@ def test_a_signal_to_demand_serve_stops_the_server(serving_env, tmp_path, signum
         cli.wait_ready(f"http://127.0.0.1:{port}", process, timeout=150)
         groups = groups_of(process)
         signal_and_check_stopped(process, groups, [port], signum)
+    except BaseException:
+        print(log.read_text()[-3000:])
+        raise
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        kill_groups(groups)
+
+
+DEMO = """
+import sys
+from demand.settings import get_settings
+from serving.cli import demo
+demo(get_settings(), port=int(sys.argv[1]))
+"""
+
+
+def test_a_signal_during_the_demos_serving_stops_the_service(serving_env, tmp_path):
+    """The serving part of `demand demo`: signalled as soon as its service is starting."""
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", DEMO, str(port)],
+            env=cli.server_env(serving_env),
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    groups: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not children_of(process.pid) and process.poll() is None:
+            assert time.monotonic() < deadline, "the demo started no service"
+            time.sleep(0.1)
+        groups = groups_of(process)
+        signal_and_check_stopped(process, groups, [port], signal.SIGTERM)
+        assert "service stopped" in log.read_text()
     except BaseException:
         print(log.read_text()[-3000:])
         raise
