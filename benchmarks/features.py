@@ -1,26 +1,28 @@
 """Benchmark the feature pipeline on the large scale.
 
-    python -m benchmarks.features [--scale large] [--entity-rows 100000 1000000]
+    python -m benchmarks.features [--scale large] [--entity-rows 100000 1000000] [--no-redis]
 
 Reports feature build time and order lines/s; Feast's ``get_historical_features``
 (DuckDB offline store) for N entity rows against the lower bound, a plain
 ``pandas.merge_asof`` of the same point-in-time join, with the share of values
-on which the two agree; and materialization into SQLite in entity rows/s, with a
-check that the online store holds every key. Data goes to
-DEMAND_DATA_DIR/bench/<scale> so the user's own data is left alone.
+on which the two agree; and stock Feast materialization of the same rows into
+SQLite and into Redis (DEMAND_REDIS_URL) in entity keys/s, each with a check,
+through Feast's ``online_read``, that the online store holds every key. Data goes
+to DEMAND_DATA_DIR/bench/<scale> so the user's own data is left alone; the Redis
+run uses a Feast project and a PostgreSQL registry database of its own (on the
+server of DEMAND_FEAST_REGISTRY_URL), removed with the project's keys afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import sqlite3
 import warnings
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import console, peak_rss_gib, report, timed
+from benchmarks.common import console, peak_rss_gib, report, team_store, timed
 from demand.settings import Scale, get_settings
 from features import feature_store, pipeline
 
@@ -81,11 +83,68 @@ def agreement(feast_frame: pd.DataFrame, reference: pd.DataFrame, columns: list[
     return float(same.to_numpy().mean())
 
 
+def latest_keys(settings, store) -> dict[str, pd.DataFrame]:
+    """Every view's distinct entity keys in its offline table: what materialization must load."""
+    keys = {}
+    for view_name, table in VIEW_TABLES.items():
+        columns = [e.name for e in store.get_feature_view(view_name).entity_columns]
+        frame = pd.read_parquet(settings.feature_dir / f"{table}.parquet", columns=columns)
+        keys[view_name] = frame.drop_duplicates().reset_index(drop=True)
+    return keys
+
+
+def online_keys(store, view_name: str, keys: pd.DataFrame, batch: int = 10_000) -> int:
+    """How many of ``keys`` the online store holds for the view, read through Feast's
+    ``OnlineStore.online_read`` (the interface SQLite and Redis both implement)."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    view = store.get_feature_view(view_name)
+    columns = list(keys.columns)  # the view's entity columns, the order materialization uses
+    found = 0
+    for start in range(0, len(keys), batch):
+        entity_keys = [
+            EntityKey(join_keys=columns, entity_values=[Value(string_val=str(v)) for v in row])
+            for row in keys.iloc[start : start + batch].itertuples(index=False)
+        ]
+        rows = store.provider.online_read(store.config, view, entity_keys)
+        found += sum(1 for _, values in rows if values)
+    return found
+
+
+def materialization_row(label: str, settings, keys: dict[str, pd.DataFrame], t: dict) -> dict:
+    """Apply, materialize everything (timed), then check every key is online."""
+    store, _ = feature_store.apply(settings)
+    with timed(t, label):
+        feature_store.materialize(settings)
+    written, missing = 0, {}
+    for view_name, expected in keys.items():
+        online = online_keys(store, view_name, expected)
+        written += online
+        if online != len(expected):
+            missing[view_name] = len(expected) - online
+    return {
+        "step": label,
+        "rows": written,
+        "seconds": t[label],
+        "rows/s": written / t[label],
+        "vs merge_asof": "",
+        "agree": "all keys" if not missing else f"missing {missing}",
+        "peak GiB": peak_rss_gib(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", default="large", choices=[s.value for s in Scale])
     parser.add_argument("--entity-rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--regenerate", action="store_true", help="generate even if raw exists")
+    parser.add_argument(
+        "--redis",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also materialize into Redis (DEMAND_REDIS_URL; registry on PostgreSQL)",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -147,39 +206,14 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
 
-    online_db = settings.feast_dir / "online_store.db"
+    keys = latest_keys(settings, store)
     shutil.rmtree(settings.feast_dir)  # a fresh registry and an empty online store
-    store, _ = feature_store.apply(settings)
-    with timed(t, "materialize"):
-        feature_store.materialize(settings)
-    written, missing = 0, {}
-    with sqlite3.connect(online_db) as db:
-        for view_name, table in VIEW_TABLES.items():
-            keys = [e.name for e in store.get_feature_view(view_name).entity_columns]
-            expected = len(
-                pd.read_parquet(
-                    settings.feature_dir / f"{table}.parquet", columns=keys
-                ).drop_duplicates()
-            )
-            online = db.execute(
-                f"SELECT COUNT(DISTINCT entity_key) FROM {store.project}_{view_name}"
-            ).fetchone()[0]
-            written += online
-            if online != expected:
-                missing[view_name] = expected - online
-    rows.append(
-        {
-            "step": "materialize (SQLite)",
-            "rows": written,
-            "seconds": t["materialize"],
-            "rows/s": written / t["materialize"],
-            "vs merge_asof": "",
-            "agree": "all keys" if not missing else f"missing {missing}",
-            "peak GiB": peak_rss_gib(),
-        }
-    )
+    rows.append(materialization_row("materialize (SQLite)", settings, keys, t))
+    if args.redis:
+        with team_store(settings, "features") as team:
+            rows.append(materialization_row("materialize (Redis)", team, keys, t))
     report(f"bench-features ({args.scale})", rows, settings.data_dir / "bench-features.json")
-    return 1 if missing else 0
+    return 0 if all(r["agree"] == "all keys" for r in rows if "materialize" in r["step"]) else 1
 
 
 if __name__ == "__main__":
