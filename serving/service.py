@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from demand.settings import get_settings
 from serving import model_loader
 from serving.lookup import StoreUnavailable
-from serving.predict import predict_units
+from serving.predict import score
 
 logger = logging.getLogger("demand.serving")
 
@@ -149,16 +149,12 @@ class DemandForecast:
                     f"{item.date} is outside the model's horizon: forecasts from the origin "
                     f"{origin} cover {first} to {last} ({horizon} days)",
                 )
-        known = [i for i, origin in enumerate(vectors.origin) if origin is not None]
-        columns = {"store_id": stores, "product_id": products, **vectors.columns}
-        for field, feature in PLANNED.items():
-            if feature in loaded.contract.features:
-                columns[feature] = [getattr(item, field) for item in items]
-        subset = {name: [columns[name][i] for i in known] for name in loaded.contract.features}
-        units = predict_units(loaded.model, loaded.contract, subset, len(known)).tolist()
-        answers: list[float | None] = [None] * len(items)
-        for i, value in zip(known, units, strict=True):
-            answers[i] = value
+        planned = {
+            feature: [getattr(item, field) for item in items]
+            for field, feature in PLANNED.items()
+            if feature in loaded.contract.features
+        }
+        answers = score(loaded, stores, products, vectors, planned)
         return ForecastResponse.model_validate(
             {
                 "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias},
