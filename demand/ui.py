@@ -140,7 +140,8 @@ def run_ui(
             _wait_ready([mlflow, feast], progress, timeout)
             for ui in (mlflow, feast):
                 progress(f"{ui.name:<10} {ui.url}  ({ui.what})")
-            progress("ready; Ctrl-C stops both")
+            started = " and ".join(ui.name for ui in (mlflow, feast) if ui.process)
+            progress(f"ready; Ctrl-C stops the {started}")
             _watch([mlflow, feast])
         except Terminated:
             progress("stopping the UIs")
