@@ -42,6 +42,12 @@ def server_env(
     env.update(
         DEMAND_DATA_DIR=str(settings.data_dir),
         DEMAND_FEATURE_REPO=str(settings.feature_repo),
+        # the profile and its stores, spelled out: a team profile set only in a .env the
+        # service's working directory lacks must not reach `bentoml serve` as embedded
+        DEMAND_PROFILE=settings.profile.value,
+        DEMAND_FEAST_PROJECT=settings.feast_project,
+        DEMAND_REDIS_URL=settings.redis_url,
+        DEMAND_FEAST_REGISTRY_URL=settings.feast_registry_url,
         DEMAND_MODEL_NAME=settings.model_name,
         DEMAND_MLFLOW_TRACKING_URI=settings.tracking_uri,
         DEMAND_SERVE_MAX_ITEMS=str(settings.serve_max_items),
