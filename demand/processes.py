@@ -51,6 +51,21 @@ def stop_group(process: subprocess.Popen, timeout: float = 20.0) -> None:
         _wait_gone(pgid, 5.0)  # the killed workers still need reaping by their new parent
 
 
+def stop_pgid(pgid: int, timeout: float = 20.0) -> None:
+    """Stop the group ``pgid`` leads when no Popen is at hand (a server an earlier command
+    started, known by its pid file): SIGTERM, wait until the group is gone, SIGKILL."""
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        # a child of this very process stays a zombie (its group alive) until reaped
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pgid, os.WNOHANG)
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+        _wait_gone(pgid, 5.0)
+
+
 def _wait_gone(pgid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while _group_alive(pgid) and time.monotonic() < deadline:

@@ -10,9 +10,7 @@ Both are idempotent. Clients only ever talk to the tracking server over HTTP.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from demand import processes
 from demand.console import UserError
 from demand.servers import Database, ServerUnavailable, redact, redis_ping, tracking_server_answers
 from demand.settings import Profile, Settings
@@ -125,8 +124,14 @@ def _start_tracking_server(settings: Settings, progress: Callable[[str], None]) 
         "--workers",
         "1",
     ]
-    # the backend URI goes through the environment, not argv: `ps` would show a password
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": settings.mlflow_backend_store_uri}
+    env = {
+        **os.environ,
+        # the backend URI goes through the environment, not argv: `ps` would show a password
+        "MLFLOW_BACKEND_STORE_URI": settings.mlflow_backend_store_uri,
+        # MLflow 3's job runner (GenAI evaluation jobs) forks ~8 idle workers the platform
+        # never uses; on a 2-core machine they cost seconds of every start
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     progress(f"starting the MLflow tracking server at {settings.tracking_server_url} (log: {log})")
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -148,30 +153,10 @@ def _start_tracking_server(settings: Settings, progress: Callable[[str], None]) 
                 )
             time.sleep(0.5)
     except BaseException:  # a failed or interrupted start leaves nothing running
-        _stop_group(process.pid)
+        processes.stop_group(process)
         _pid_file(settings).unlink(missing_ok=True)
         raise
     progress(f"MLflow tracking server ready (pid {process.pid})")
-
-
-def _stop_group(pid: int, timeout: float = 15.0) -> None:
-    """SIGTERM the process group ``pid`` leads, SIGKILL what is left after ``timeout``."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # a child of this process stays a zombie (and its group alive) until reaped
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def down(settings: Settings, progress: Callable[[str], None] = print) -> bool:
@@ -182,7 +167,7 @@ def down(settings: Settings, progress: Callable[[str], None] = print) -> bool:
         _pid_file(settings).unlink(missing_ok=True)
         progress("no MLflow tracking server started from this data dir is running")
         return False
-    _stop_group(pid)
+    processes.stop_pgid(pid)
     _pid_file(settings).unlink(missing_ok=True)
     progress(f"MLflow tracking server stopped (pid {pid})")
     return True
