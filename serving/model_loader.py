@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from demand import tracking
 from demand.console import UserError
 from demand.contract import FeatureContract, IncompleteContract
 from demand.featurestore import open_store
-from demand.servers import redact
+from demand.servers import ServerUnavailable, redact
 from demand.settings import Settings
 from serving.lookup import OnlineLookup, StoreUnavailable, scrub, unavailable_advice
 
@@ -44,10 +45,13 @@ class Loaded:
 
 def resolve_version(settings: Settings, alias: str | None, version: str | None):
     """The registry's ModelVersion for ``version`` if given, else for ``alias``."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        # checks the server answers first: seconds, not MLflow's minutes of retries
+        client = tracking.connect(settings)
+    except ServerUnavailable as error:
+        raise ServingError(str(error)) from None
     name = settings.model_name
     try:
         if version:
@@ -56,7 +60,7 @@ def resolve_version(settings: Settings, alias: str | None, version: str | None):
     except MlflowException as error:
         what = f"version {version}" if version else f"alias @{alias or 'production'}"
         raise ServingError(
-            f"no {what} of model {name!r} in the registry at {settings.tracking_uri} "
+            f"no {what} of model {name!r} in the registry at {redact(settings.tracking_uri)} "
             f"({error.message.splitlines()[0]}); train one with `demand train` and promote it "
             "with `demand models promote VERSION --to production`"
         ) from None

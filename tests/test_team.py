@@ -178,3 +178,17 @@ def test_status_creates_and_starts_nothing(tmp_path):
     assert states["MLflow tracking server"].startswith("down")
     assert not Database(settings.feast_registry_url).exists()
     assert not settings.team_dir.exists()
+
+
+def test_serve_with_the_tracking_server_down_is_one_error_within_seconds(tmp_path):
+    env = {
+        **os.environ,
+        "DEMAND_DATA_DIR": str(tmp_path),
+        "DEMAND_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+    }
+    started = time.monotonic()
+    done = _demand(env, "serve", timeout=120)
+    assert done.returncode == 1
+    assert "does not answer" in done.stderr and "team-up" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 60  # the CLI's imports included; MLflow alone: minutes
