@@ -34,7 +34,14 @@ def _settings(scale: Scale | None = None, seed: int | None = None, **more: objec
         overrides["scale"] = scale
     if seed is not None:
         overrides["seed"] = seed
-    return get_settings(**overrides)
+    settings = get_settings(**overrides)
+    if settings.profile is Profile.team:
+        # a team's command says which shared servers it talks to (credentials hidden)
+        from demand.team import places
+
+        where = " · ".join(f"{p.what} {p.where}" for p in places(settings)[2:5])
+        console.print(f"[dim]team profile · {where}[/dim]", markup=True)
+    return settings
 
 
 ScaleOption = Annotated[
