@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-serve lock clean nightly forecast team-up team-down team-status ui
+        bench-features bench-train bench-serve bench-nightly lock clean nightly forecast team-up team-down team-status ui
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -112,6 +112,9 @@ bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (defa
 
 bench-serve: $(INSTALLED) ## Benchmark /forecast against feast serve and mlflow models serve
 	$(BIN)/python -m benchmarks.serve $(ARGS)
+
+bench-nightly: $(INSTALLED) ## Benchmark the nightly cycle per step: a first night, then nights of one new day (ARGS="--scale default")
+	$(BIN)/python -m benchmarks.nightly $(ARGS)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv; }
