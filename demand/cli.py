@@ -312,6 +312,15 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
         lifecycle.promote_if_passing(settings, str(result.version), step)
     console.rule("serving")
     from serving.cli import demo as serve_demo
+    from serving.model_loader import ServingError, resolve_version
+
+    try:
+        resolve_version(settings, "production", None)
+    except ServingError:
+        raise UserError(
+            "no version is in production (the gates refused the one just trained, see "
+            "above), so there is nothing to serve; `demand models list` shows the versions"
+        ) from None
 
     serve_demo(settings, console.print)
 

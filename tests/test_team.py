@@ -64,8 +64,12 @@ def _team_env(tmp_path: Path, suffix: str, **more: str) -> dict[str, str]:
         "DEMAND_FEAST_REGISTRY_URL": f"{base}_feast",
         "DEMAND_MLFLOW_BACKEND_STORE_URI": f"{base}_mlflow",
         "DEMAND_MLFLOW_SERVER_PORT": str(free_port()),
-        "DEMAND_ITERATIONS": "40",
+        # windows where the tiny retailer's model beats the baselines by a margin (0.42
+        # vs 0.51 WAPE), so the demo's gates pass and it goes on to serve
+        "DEMAND_ITERATIONS": "300",
         "DEMAND_ORIGIN_EVERY_DAYS": "3",
+        "DEMAND_TEST_DAYS": "28",
+        "DEMAND_VALIDATION_DAYS": "21",
         **more,
     }
 
