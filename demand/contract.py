@@ -18,6 +18,8 @@ from demand.console import UserError
 
 TAG_PREFIX = "demand.contract."
 ARTIFACT = "feature_contract.json"
+# the path, inside a version's model, of the model it was backtested with
+BACKTEST_MODEL = "backtest_model"
 # the sentinel categorical nulls become before CatBoost sees them
 MISSING_CATEGORY = "__missing__"
 
@@ -33,10 +35,16 @@ class FeatureContract:
     entity_keys: list[str]  # what a client sends
     request_features: list[str]  # computed from the request, not the store
     horizon: int
-    train_start: str  # first and last target day the model was fitted on
+    train_start: str  # first and last target day the registered (served) model was fitted on
     train_end: str
     training_set_hash: str
     device: str
+    # optional facts, all str; older versions lack the later ones:
+    #   backtest_start, backtest_end, backtest_hash: the backtest window and its rows' hash
+    #   backtest_model: path of the backtest model inside the version's model (absent: the
+    #     registered model is the backtest model, as before the refit)
+    #   backtest_model_train_start, backtest_model_train_end: its training targets
+    #   loss: the CatBoost loss
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -72,6 +80,16 @@ class FeatureContract:
                 continue
             values[f.name] = raw if f.type == "str" else json.loads(raw)
         return cls(**values)
+
+    def backtest_model_uri(self, name: str, version: str) -> str:
+        """The model version ``name``/``version`` was backtested with: the one to score.
+
+        Since the refit, the registered model has seen the backtest rows; the model fitted
+        before the window is kept inside it. A version registered before the refit has
+        only the one model, which was fitted before its window.
+        """
+        path = self.extra.get("backtest_model")
+        return f"models:/{name}/{version}/{path}" if path else f"models:/{name}/{version}"
 
     def problems(self) -> list[str]:
         """What makes this contract unusable for serving; empty when complete."""

@@ -4,8 +4,11 @@ The production gate must not trust the WAPE a run logged months ago against a
 champion scored on other rows. It rebuilds the challenger's training set the
 way training built it (deterministic: the same settings and data give the same
 rows, which the hash of the backtest rows in the contract proves), keeps the rows whose
-origin is in the challenger's backtest window, and predicts them with both
-registered models. Reading only: nothing here trains, registers or serves.
+origin is in the challenger's backtest window, and predicts them with both versions'
+*backtest* models. The model a version serves is refit on every closed day, its
+backtest window included, so it is never scored here: the model fitted before the
+window is kept inside it (see ``FeatureContract.backtest_model_uri``). Reading only:
+nothing here trains, registers or serves.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ Progress = Callable[[str], None]
 KEYS = ["store_id", "product_id", "origin", "horizon"]
 # run parameters that decide which rows a training set has (training logs them)
 ROW_PARAMS = ("origin_every_days", "warmup_days", "test_days", "validation_days")
+# the fewest rows two versions are compared on when a champion saw part of the window;
+# on fewer the gate refuses. On the tiny retailer a week of targets is ~800 rows, and the
+# WAPE of one model over single weeks moves by ±0.05 from week to week (measured), as
+# much as the gaps between versions the gate decides on
+MIN_UNSEEN_ROWS = 1_000
 
 
 class ScoringProblem(RuntimeError):
@@ -129,12 +137,15 @@ def backtest_rows(
     return result
 
 
-def unseen_by(champion: FeatureContract, rows: BacktestRows) -> BacktestRows:
-    """The rows whose label ``champion`` never saw, scored for both versions alike.
+def unseen_by(
+    champion: FeatureContract, rows: BacktestRows, minimum: int = MIN_UNSEEN_ROWS
+) -> BacktestRows:
+    """The rows whose label ``champion``'s backtest model never saw, scored for both alike.
 
-    A model saw every label before its own backtest window (training and early
-    stopping). When the champion was trained later than the challenger, that covers
-    the start of the challenger's window; comparing there would flatter the champion.
+    A backtest model saw every label before its own backtest window (training and
+    early stopping). When the champion was trained later than the challenger, that
+    covers the start of the challenger's window; comparing there would flatter the
+    champion. Fewer than ``minimum`` rows left is a refusal, not a verdict.
     """
     start = champion.extra.get("backtest_start")
     if not start:
@@ -145,11 +156,19 @@ def unseen_by(champion: FeatureContract, rows: BacktestRows) -> BacktestRows:
     kept = BacktestRows(rows.settings, rows.start, rows.end, first_target=first_unseen)
     for service, frame in rows.frames.items():
         kept.frames[service] = kept.select(frame)
+    seen_through = f"{first_unseen - pd.Timedelta(days=1):%Y-%m-%d}"
     if kept.rows == 0:
         raise ScoringProblem(
-            f"it saw labels through {first_unseen - pd.Timedelta(days=1):%Y-%m-%d}, which "
+            f"it saw labels through {seen_through}, which "
             f"covers the challenger's whole backtest window {rows.window}: no row is unseen "
             "by both, so they cannot be compared; promote with --force --reason, or wait for "
+            "a challenger trained on later data"
+        )
+    if kept.rows < minimum:
+        raise ScoringProblem(
+            f"it saw labels through {seen_through}: of the challenger's {rows.rows:,} backtest "
+            f"rows ({rows.window}) only {kept.rows:,} have a later target, fewer than the "
+            f"{minimum:,} the gate compares on; promote with --force --reason, or wait for "
             "a challenger trained on later data"
         )
     kept.note = (
@@ -159,10 +178,13 @@ def unseen_by(champion: FeatureContract, rows: BacktestRows) -> BacktestRows:
 
 
 def predict(name: str, version: str, contract: FeatureContract, rows: pd.DataFrame) -> np.ndarray:
-    """Units the registered version forecasts for ``rows``, never below zero."""
+    """Units the version's backtest model forecasts for ``rows``, never below zero.
+
+    Never the refit model the version serves: it trained on the backtest rows.
+    """
     import mlflow.catboost
 
-    model = mlflow.catboost.load_model(f"models:/{name}/{version}")
+    model = mlflow.catboost.load_model(contract.backtest_model_uri(name, version))
     return np.clip(model.predict(contract.model_frame(rows)), 0, None)
 
 

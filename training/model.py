@@ -54,6 +54,25 @@ def fit(
     return model
 
 
+def refit(
+    x: pd.DataFrame,
+    y: pd.Series,
+    categorical: list[str],
+    model_params: dict,
+    trees: int,
+    verbose: int = 100,
+) -> CatBoostRegressor:
+    """Fit exactly ``trees`` trees on all of ``x``: no eval set, no early stopping.
+
+    The number of trees was chosen by early stopping on the validation window;
+    the rows that window and the backtest held out are training rows here.
+    """
+    fixed = {k: v for k, v in model_params.items() if k not in ("od_type", "od_wait")}
+    model = CatBoostRegressor(**{**fixed, "iterations": trees})
+    model.fit(Pool(x, y, cat_features=categorical), verbose=verbose)
+    return model
+
+
 def predict(model: CatBoostRegressor, x: pd.DataFrame):
     """Units (CatBoostRegressor returns the expected value for Poisson/Tweedie), never < 0."""
     return model.predict(x).clip(min=0)

@@ -132,19 +132,37 @@ def log_plots(
     plt.close(fig)
 
 
-def log_model(model, example: pd.DataFrame, contract: FeatureContract):
-    """The CatBoostRegressor with signature, input example and its contract; the ModelInfo."""
+def log_model(model, example: pd.DataFrame, contract: FeatureContract, backtest_model=None):
+    """The CatBoostRegressor with signature, input example and its contract; the ModelInfo.
+
+    ``backtest_model`` (the model fitted before the backtest window, when ``model`` is
+    the refit on all history) is saved inside the model's own directory, at the path
+    the contract names, so it travels with every copy of the version.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
     signature = infer_signature(example, model.predict(example))
+    requirements = [f"catboost=={_version('catboost')}", f"pandas=={_version('pandas')}"]
     info = mlflow.catboost.log_model(
         model,
         name="model",
         signature=signature,
         input_example=example,
-        pip_requirements=[f"catboost=={_version('catboost')}", f"pandas=={_version('pandas')}"],
+        pip_requirements=requirements,
     )
+    if backtest_model is not None:
+        path = contract.extra["backtest_model"]
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.catboost.save_model(
+                backtest_model,
+                str(Path(tmp) / path),
+                signature=infer_signature(example, backtest_model.predict(example)),
+                pip_requirements=requirements,
+            )
+            mlflow.MlflowClient().log_model_artifacts(
+                info.model_id, str(Path(tmp) / path), artifact_path=path
+            )
     mlflow.log_text(contract.to_json(), ARTIFACT)
     return info
 

@@ -1,4 +1,10 @@
-"""The training job: training set through Feast → CatBoost → backtest → MLflow registry."""
+"""The training job: training set through Feast → CatBoost → backtest → refit → MLflow registry.
+
+The backtest model is fitted before the validation window (early stopping there picks
+the number of trees) and judged on the backtest window after it. The model registered
+and served is refit with that many trees on every closed day, the held-out ones too;
+the backtest model stays inside it for the production gate, which may score only it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from demand.contract import FeatureContract
+from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Settings
 from training import dataset, tracking
@@ -28,13 +34,15 @@ class Split:
     test: pd.Series
     cutoff: pd.Timestamp
     valid_start: pd.Timestamp
+    refit: pd.Series  # every row whose target is a day of the history: what the refit sees
 
 
 def time_split(frame: pd.DataFrame, settings: Settings) -> Split:
     """Train before the validation window, stop early on it, backtest on the weeks after.
 
     No label of one part falls inside a later part: a row belongs to a window
-    only when its target day does too.
+    only when its target day does too. The model that serves is then refit on
+    ``refit``: every row through the last day of the history, the held-out ones too.
     """
     last = frame["target"].max()
     cutoff = last - pd.Timedelta(days=settings.test_days - 1)
@@ -49,7 +57,7 @@ def time_split(frame: pd.DataFrame, settings: Settings) -> Split:
                 f"{settings.test_days} backtest + {settings.validation_days} validation days; "
                 "lower DEMAND_TEST_DAYS / DEMAND_VALIDATION_DAYS or add history"
             )
-    return Split(train, valid, test, cutoff, valid_start)
+    return Split(train, valid, test, cutoff, valid_start, refit=frame["target"] <= last)
 
 
 def feature_contract(
@@ -59,9 +67,15 @@ def feature_contract(
     split: Split,
     task_type: str,
 ) -> FeatureContract:
-    """What a model fitted on ``training_set`` needs to be served from entity keys."""
+    """What a model fitted on ``training_set`` needs to be served from entity keys.
+
+    ``train_start``/``train_end`` are the served model's: the refit on ``split.refit``.
+    The backtest model's range ends before the validation window (whose labels it
+    saw through early stopping) and is recorded beside its path in ``extra``.
+    """
     frame = training_set.frame
-    train_rows = frame[split.train]
+    train_targets = frame.loc[split.train, "target"]
+    refit_targets = frame.loc[split.refit, "target"]
     return FeatureContract(
         feast_project=project,
         feature_service=settings.feature_service,
@@ -75,8 +89,8 @@ def feature_contract(
         entity_keys=["store_id", "product_id"],
         request_features=training_set.request_features,
         horizon=settings.horizon,
-        train_start=f"{train_rows['target'].min():%Y-%m-%d}",
-        train_end=f"{train_rows['target'].max():%Y-%m-%d}",
+        train_start=f"{refit_targets.min():%Y-%m-%d}",
+        train_end=f"{refit_targets.max():%Y-%m-%d}",
         training_set_hash=training_set.digest,
         device=task_type,
         extra={
@@ -85,6 +99,10 @@ def feature_contract(
             # the backtest rows alone: later nights add rows after the window, never in it,
             # so the production gate can still prove it re-scores the same rows
             "backtest_hash": dataset.digest(frame[split.test], training_set.features),
+            # never score the refit model on the backtest: it trained on those rows
+            "backtest_model": BACKTEST_MODEL,
+            "backtest_model_train_start": f"{train_targets.min():%Y-%m-%d}",
+            "backtest_model_train_end": f"{train_targets.max():%Y-%m-%d}",
             "loss": settings.loss,
         },
     )
@@ -179,11 +197,12 @@ def run(
                 "test_days": settings.test_days,
                 "validation_days": settings.validation_days,
                 "training_rows": int(split.train.sum()),
+                "refit_rows": int(split.refit.sum()),
                 "device": task_type,
             }
         )
         tracking.log_dataset(
-            frame[split.train], contract, "demand_training_set", settings.feature_dir
+            frame[split.refit], contract, "demand_training_set", settings.feature_dir
         )
 
         started = time.perf_counter()
@@ -226,9 +245,22 @@ def run(
                 "by_category": by_category,
             }
         )
-        importance = pd.Series(model.get_feature_importance(), index=contract.features)
+
+        # the backtest chose the trees; the model that serves learns from every closed day
+        started = time.perf_counter()
+        served = demand_model.refit(
+            x[split.refit], y[split.refit], contract.categorical, params, model.tree_count_
+        )
+        seconds["refit"] = time.perf_counter() - started
+        progress(
+            f"refit {served.tree_count_} trees on {split.refit.sum():,} rows through "
+            f"{contract.train_end} in {seconds['refit']:.0f}s"
+        )
+        mlflow.log_metric("refit_seconds", seconds["refit"])
+
+        importance = pd.Series(served.get_feature_importance(), index=contract.features)
         tracking.log_plots(test, predictions, by_horizon, importance)
-        info = tracking.log_model(model, x[split.test].head(5), contract)
+        info = tracking.log_model(served, x[split.test].head(5), contract, backtest_model=model)
 
         version = None
         if register:
@@ -241,7 +273,8 @@ def run(
                 description=f"WAPE {summary.loc['model', 'wape']:.3f} on the backtest from "
                 f"{split.cutoff:%Y-%m-%d} (seasonal naive "
                 f"{summary.loc['seasonal_naive', 'wape']:.3f}, moving average "
-                f"{summary.loc['moving_average_28', 'wape']:.3f}); trained on {task_type}",
+                f"{summary.loc['moving_average_28', 'wape']:.3f}); {model.tree_count_} trees "
+                f"refit on targets through {contract.train_end}; trained on {task_type}",
             )
             version = registered.version
         run_id = active.info.run_id

@@ -109,6 +109,69 @@ def test_registered_version_carries_the_contract(trained, settings):
     assert run.inputs.dataset_inputs[0].dataset.digest == trained.digest
 
 
+def _contract(settings, version) -> FeatureContract:
+    client = MlflowClient(settings.tracking_uri)
+    return FeatureContract.from_tags(client.get_model_version(settings.model_name, version).tags)
+
+
+def test_the_served_model_is_refit_through_the_last_closed_day(trained, settings, training_set):
+    """The registered model learns every closed day; the backtest model stops before its window."""
+    contract = _contract(settings, trained.version)
+    last_day = dataset.sales_history(settings)["date"].max()
+    assert contract.train_end == f"{last_day:%Y-%m-%d}"
+    backtest_start = pd.Timestamp(contract.extra["backtest_start"])
+    backtest_model_end = pd.Timestamp(contract.extra["backtest_model_train_end"])
+    # before the validation window, which comes before the backtest window
+    assert backtest_model_end < backtest_start - pd.Timedelta(days=settings.validation_days)
+    assert contract.train_start == contract.extra["backtest_model_train_start"]
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    uri = f"models:/{settings.model_name}/{trained.version}"
+    assert contract.backtest_model_uri(settings.model_name, trained.version) == (
+        f"{uri}/backtest_model"
+    )
+    served = mlflow.catboost.load_model(uri)
+    backtested = mlflow.catboost.load_model(f"{uri}/backtest_model")
+    assert served.tree_count_ == backtested.tree_count_  # the backtest chose the trees
+    params = MlflowClient(settings.tracking_uri).get_run(trained.run_id).data.params
+    assert int(params["refit_rows"]) == len(training_set.frame) > int(params["training_rows"])
+    assert trained.seconds["refit"] > 0
+
+    # the backtest metrics are the backtest model's: it never saw those rows, the refit did
+    split = train.time_split(training_set.frame, settings)
+    test = training_set.frame[split.test]
+    x, label = contract.model_frame(test), test["label"].to_numpy()
+
+    def wape(model) -> float:
+        return float(np.abs(label - model.predict(x).clip(min=0)).sum() / label.sum())
+
+    assert wape(backtested) == pytest.approx(trained.summary.loc["model", "wape"], abs=1e-9)
+    assert wape(served) < wape(backtested) - 0.02
+
+
+def test_the_refit_forecasts_the_next_day_from_what_it_learned_since(trained, settings):
+    """The next day's forecast (origin = the last closed day, through Feast as serving's
+    features are): the refit learned from the last 98 days and forecasts otherwise."""
+    contract = _contract(settings, trained.version)
+    history = dataset.sales_history(settings)
+    last_day = history["date"].max()
+    pairs = history[["store_id", "product_id"]].drop_duplicates()
+    rows = pairs.assign(origin=last_day, horizon=1, target=last_day + pd.Timedelta(days=1))
+    store = open_store(settings)
+    frame = store.get_historical_features(
+        entity_df=dataset.entity_frame(rows, settings),
+        features=store.get_feature_service(contract.feature_service),
+    ).to_df()
+    x = contract.model_frame(frame)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    uri = f"models:/{settings.model_name}/{trained.version}"
+    served = mlflow.catboost.load_model(uri).predict(x)
+    backtested = mlflow.catboost.load_model(f"{uri}/backtest_model").predict(x)
+    moved = np.abs(served - backtested) > 0.05 * np.maximum(served, backtested)
+    assert len(x) == len(pairs)
+    assert moved.mean() > 0.25, moved.mean()
+
+
 def test_pyfunc_predicts_units(trained, settings):
     mlflow.set_tracking_uri(settings.tracking_uri)
     uri = f"models:/{settings.model_name}/{trained.version}"
