@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -23,6 +24,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+class Target(StrEnum):
+    """Where `promote --to` may move a version (typer lists these on a bad value, exit 2)."""
+
+    staging = Stage.staging.value
+    production = Stage.production.value
 
 
 def _settings():
@@ -78,6 +86,14 @@ def list_versions() -> None:
             moved,
         )
     console.print(table)
+    pending = state.journal(client, settings.model_name)
+    if pending:
+        first = pending["moves"][0]
+        console.print(
+            f"[yellow]a move of v{first['version']} to {first['to_stage']} ({first['at']} by "
+            f"{first['by']}) was interrupted[/yellow]; the next move finishes it, or run "
+            "`demand models recover`"
+        )
 
 
 @app.command()
@@ -141,7 +157,7 @@ def _gates(result: GateResult, indent: str = "") -> str:
 @friendly
 def promote(
     version: Annotated[str, typer.Argument(help="Version number.")],
-    to: Annotated[str, typer.Option("--to", help="staging | production.")],
+    to: Annotated[Target, typer.Option("--to", help="The stage to move it to.")],
     force: Annotated[bool, typer.Option(help="Promote although a gate fails.")] = False,
     reason: Annotated[
         str | None, typer.Option(help="Why (recorded; required with --force).")
@@ -156,8 +172,6 @@ def promote(
     """Move a version to staging or production through its gates (copying it first if asked)."""
     from registry import lifecycle, transfer
 
-    if to not in (Stage.staging, Stage.production):
-        raise ValueError(f"--to {to!r}: expected staging or production")
     settings = _settings()
     if to_model or to_tracking_uri:
         settings, version = transfer.copy_version(settings, version, to_model, to_tracking_uri)
@@ -184,9 +198,21 @@ def rollback(
     """Put the previous production version back in production and archive the current one."""
     from registry import lifecycle
 
-    outcome = lifecycle.rollback(_settings(), reason)
+    step = lambda m: console.print(f"[cyan]›[/cyan] {m}")  # noqa: E731
+    outcome = lifecycle.rollback(_settings(), reason, step)
     for move in outcome.moves:
         console.print(f"v{move.version}: {move.from_stage} → [bold]{move.to_stage}[/bold]")
+
+
+@app.command()
+@friendly
+def recover() -> None:
+    """Finish a move that a crashed process left half-recorded (the next move does it too)."""
+    from registry import lifecycle
+
+    step = lambda m: console.print(f"[cyan]›[/cyan] {m}")  # noqa: E731
+    if not lifecycle.recover(_settings(), step):
+        console.print("nothing to recover: no move was interrupted")
 
 
 @app.command()

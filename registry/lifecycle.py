@@ -1,9 +1,26 @@
 """Moving versions through candidate → staging → production → archived.
 
 The only module that changes the registry. Every move runs under the registry
-lock (see ``lock.py``), re-reads the state it decides on inside that lock, and
-writes in the order serving cares about: the alias first (what serving loads),
-then the legacy stage field and the stage tag, then the audit trail.
+lock (see ``lock.py``) and re-reads the state it decides on inside that lock.
+
+MLflow has no transaction across the several writes of one change (promoting v3
+over v2 touches both versions' aliases, stage tags, legacy stages, audit trails
+and the lineage), so a change is written in an order where a crash between any
+two writes leaves a production holder and a record of what was meant:
+
+1. the journal: the change's moves (the audit records to be) and the lineage
+   after it, as one tag on the registered model;
+2. versions leaving for *archived* get the archived stage tag; while one still
+   holds an alias the alias wins (``state.stage_of``), so this changes nothing yet;
+3. the switch, one write that makes the change true: setting the alias hands
+   the seat over (``@production`` is never absent, a rollback included); then
+   aliases the moved versions must no longer hold are deleted;
+4. roll forward from the journal: audit records, lineage, then the mirrors
+   (stage tag, legacy stage field); last, the journal is deleted.
+
+The next move (or ``demand models recover``) finds a journal left by a crash and
+finishes it: if the switch happened, the missing records are written from the
+journal (nothing twice); if not, the mirrors are put back to what the aliases say.
 """
 
 from __future__ import annotations
@@ -11,14 +28,15 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from demand.settings import Settings
 from registry import audit, scoring
 from registry.gates import GateResult, Rescore, Stage, production_gate, staging_gate
-from registry.lock import registry_lock
+from registry.lock import check_reachable, registry_lock
 from registry.state import (
     ALIAS,
+    JOURNAL_TAG,
     LEGACY,
     LINEAGE_TAG,
     STAGE_TAG,
@@ -27,6 +45,7 @@ from registry.state import (
     connect,
     contract_of,
     holder,
+    journal,
     lineage,
     model_version,
     number,
@@ -65,23 +84,77 @@ def _quiet_stage(client, name: str, version: str, stage: Stage) -> None:
         )
 
 
-def _move(
-    client, settings: Settings, version, before: Stage, to: Stage, reason: str, **audit_fields
-) -> audit.Move:
-    """Put ``version`` in stage ``to``: alias, legacy stage, stage tag, audit trail."""
-    name, num = version.name, number(version)
+def _begin(client, name: str, moves: list[audit.Move], lineage_after: list[str] | None):
+    """Write a change in the crash-safe order (module docstring); moves[0] is its primary."""
+    entry = {"moves": [asdict(m) for m in moves], "lineage": lineage_after}
+    client.set_registered_model_tag(name, JOURNAL_TAG, json.dumps(entry, sort_keys=True))
+    for move in moves:
+        if move.to_stage == Stage.archived:
+            client.set_model_version_tag(name, move.version, STAGE_TAG, Stage.archived.value)
+    primary = moves[0]
+    if primary.to_stage in ALIAS:
+        # the switch: setting an alias moves it, so the seat changes hands in one write
+        client.set_registered_model_alias(name, ALIAS[Stage(primary.to_stage)], primary.version)
     held = aliases(client, name)
-    for stage, alias in ALIAS.items():
-        if stage == to:
-            # setting an alias moves it: the seat changes hands in one write
-            client.set_registered_model_alias(name, alias, num)
-        elif held.get(alias) == num:
-            client.delete_registered_model_alias(name, alias)
-    _quiet_stage(client, name, num, to)
-    client.set_model_version_tag(name, num, STAGE_TAG, to.value)
-    move = audit.new_move(settings, num, before, to, reason, **audit_fields)
-    audit.record(client, name, move, version.tags)
-    return move
+    for move in moves:
+        for stage, alias in ALIAS.items():
+            if held.get(alias) == move.version and stage != move.to_stage:
+                client.delete_registered_model_alias(name, alias)
+    _finish(client, name, entry)
+
+
+def _finish(client, name: str, entry: dict) -> bool:
+    """Roll a journaled change forward if its switch happened; mirrors follow the aliases.
+
+    Idempotent: run again after a crash inside it, it writes only what is missing.
+    Returns whether the change happened.
+    """
+    moves = [audit.Move(**m) for m in entry["moves"]]
+    held = aliases(client, name)
+    primary = model_version(client, name, moves[0].version)
+    happened = stage_of(primary, held) == moves[0].to_stage
+    if happened:
+        for move in moves:
+            version = model_version(client, name, move.version)  # its tags as they are now
+            if move not in audit.history(version.tags):
+                audit.record(client, name, move, version.tags)
+        if entry["lineage"] is not None and lineage(client, name) != entry["lineage"]:
+            _set_lineage(client, name, entry["lineage"])
+    for num in dict.fromkeys(m.version for m in moves):
+        version = model_version(client, name, num)
+        stage = stage_of(version, held)
+        if version.tags.get(STAGE_TAG) != stage.value:
+            client.set_model_version_tag(name, num, STAGE_TAG, stage.value)
+        if version.current_stage != LEGACY[stage]:
+            _quiet_stage(client, name, num, stage)
+    client.delete_registered_model_tag(name, JOURNAL_TAG)
+    return happened
+
+
+def _recover(client, name: str, progress: Progress) -> None:
+    """Finish a change a crashed process left journaled (callers hold the lock)."""
+    entry = journal(client, name)
+    if entry is None:
+        return
+    first = entry["moves"][0]
+    what = (
+        f"an interrupted move of v{first['version']} to {first['to_stage']} "
+        f"({first['at']} by {first['by']})"
+    )
+    if _finish(client, name, entry):
+        progress(f"{what} had happened; its records are now complete")
+    else:
+        progress(f"{what} had not happened; its stage records are put back")
+
+
+def recover(settings: Settings, progress: Progress = lambda _: None) -> bool:
+    """Finish a change a crashed process left half-recorded; False when there was none."""
+    client = connect(settings)
+    with registry_lock(settings):
+        if journal(client, settings.model_name) is None:
+            return False
+        _recover(client, settings.model_name, progress)
+    return True
 
 
 def _check_movable(client, version, to: Stage) -> Stage:
@@ -127,6 +200,7 @@ def promote(
     facts = run_facts(client, challenger)
     if facts.status == "FAILED":
         raise RegistryError(f"v{version}: its training run {challenger.run_id} FAILED")
+    check_reachable(settings)  # a lock that cannot be taken fails now, not after scoring
     rows, challenger_wape, problem = None, float("nan"), ""
     if to == Stage.production:
         # the slow part (Feast retrieval, loading the model) before taking the lock
@@ -137,6 +211,7 @@ def promote(
             problem = str(error)
 
     with registry_lock(settings):
+        _recover(client, name, progress)
         challenger = model_version(client, name, version)  # as it is now, under the lock
         before = _check_movable(client, challenger, to)
         held = aliases(client, name)
@@ -152,23 +227,20 @@ def promote(
             )
         if not result.passed and not force:
             raise GateRefused(version, result)
-        outcome = Outcome(number(challenger), gates=result)
+        num = number(challenger)
         why = reason.strip() if reason and reason.strip() else result.explain()
-        outcome.moves.append(
-            _move(client, settings, challenger, before, to, why, gates=result, forced=force)
-        )
+        moves = [audit.new_move(settings, num, before, to, why, gates=result, forced=force)]
         displaced = holder(held, to)
         if displaced:
             # one seat per stage: staging's holder goes back to candidate, production's
             # is archived (and stays in the lineage, for rollback)
             fate = Stage.archived if to == Stage.production else Stage.candidate
-            previous = model_version(client, name, displaced)
-            outcome.moves.append(
-                _move(client, settings, previous, to, fate, f"replaced by v{version}: {why}")
+            moves.append(
+                audit.new_move(settings, displaced, to, fate, f"replaced by v{num}: {why}")
             )
-        if to == Stage.production:
-            _set_lineage(client, name, [*lineage(client, name), number(challenger)])
-    return outcome
+        after = [*lineage(client, name), num] if to == Stage.production else None
+        _begin(client, name, moves, after[-LINEAGE_KEPT:] if after else None)
+    return Outcome(num, moves, result)
 
 
 def _rescore(client, name, champion_number, rows, challenger_wape, problem, challenger) -> Rescore:
@@ -205,12 +277,16 @@ def _set_lineage(client, name: str, versions: list[str]) -> None:
 
 
 def rollback(settings: Settings, reason: str, progress: Progress = lambda _: None) -> Outcome:
-    """Put the previous production version back (no gates) and archive the current one."""
+    """Put the previous production version back (no gates) and archive the current one.
+
+    ``@production`` moves to the previous version in one write: it always has a holder.
+    """
     if not (reason and reason.strip()):
         raise RegistryError("rollback needs --reason '…': the audit trail records why")
     client = connect(settings)
     name = settings.model_name
     with registry_lock(settings):
+        _recover(client, name, progress)
         current = holder(aliases(client, name), Stage.production)
         if current is None:
             raise RegistryError(f"{name} has no production version to roll back")
@@ -220,25 +296,18 @@ def rollback(settings: Settings, reason: str, progress: Progress = lambda _: Non
                 f"v{current} is the first production version of {name}: nothing to roll back to"
             )
         previous = model_version(client, name, earlier[-1])
-        leaving = model_version(client, name, current)
         was = stage_of(previous, aliases(client, name))
-        outcome = Outcome(number(previous))
-        outcome.moves.append(
-            _move(
-                client,
-                settings,
-                leaving,
-                Stage.production,
-                Stage.archived,
-                f"rolled back: {reason}",
-            )
-        )
-        outcome.moves.append(
-            _move(client, settings, previous, was, Stage.production, f"rollback: {reason}")
-        )
-        _set_lineage(client, name, earlier)
+        moves = [
+            audit.new_move(
+                settings, number(previous), was, Stage.production, f"rollback: {reason}"
+            ),
+            audit.new_move(
+                settings, current, Stage.production, Stage.archived, f"rolled back: {reason}"
+            ),
+        ]
+        _begin(client, name, moves, earlier)
         progress(f"v{number(previous)} is back in production; v{current} archived")
-    return outcome
+    return Outcome(number(previous), moves)
 
 
 def archive(settings: Settings, version: str, reason: str | None = None) -> Outcome:
@@ -246,6 +315,7 @@ def archive(settings: Settings, version: str, reason: str | None = None) -> Outc
     client = connect(settings)
     name = settings.model_name
     with registry_lock(settings):
+        _recover(client, name, lambda _: None)
         found = model_version(client, name, version)
         stage = stage_of(found, aliases(client, name))
         if stage == Stage.archived:
@@ -255,7 +325,10 @@ def archive(settings: Settings, version: str, reason: str | None = None) -> Outc
                 f"v{version} is in production; promote another version or "
                 "`demand models rollback --reason '…'` instead of archiving it"
             )
-        move = _move(client, settings, found, stage, Stage.archived, reason or "archived by hand")
+        move = audit.new_move(
+            settings, number(found), stage, Stage.archived, reason or "archived by hand"
+        )
+        _begin(client, name, [move], None)
     return Outcome(number(found), [move])
 
 

@@ -6,7 +6,12 @@ A stage is stored three ways, each for its reader:
   loads: ``models:/demand_forecast@production``) are the truth for those two stages;
 - the legacy stage field (deprecated, still shown by the MLflow UI) mirrors them;
 - the tag ``demand.stage`` names the stage too, and is the only record of ``archived``
-  (an alias would be the wrong tool: many versions are archived at once).
+  (an alias would be the wrong tool: many versions are archived at once). A version
+  holding an alias is in that alias's stage whatever its tag says, so a move can mark
+  the outgoing production version archived first and hand the alias over second.
+
+A move in progress is journaled on the registered model (``demand.move_in_progress``)
+until every record of it is written; see ``lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ LEGACY = {
 STAGE_TAG = "demand.stage"
 # versions that held production, oldest first: what rollback walks back through
 LINEAGE_TAG = "demand.production_lineage"
+# the moves of a change not yet fully written (JSON), for whoever takes the lock next
+JOURNAL_TAG = "demand.move_in_progress"
 
 
 class RegistryError(UserError):
@@ -85,8 +92,9 @@ def aliases(client, name: str) -> dict[str, str]:
 
 
 def stage_of(version, held: dict[str, str]) -> Stage:
-    for stage, alias in ALIAS.items():
-        if held.get(alias) == number(version):
+    # production first: a version promoted from staging holds both aliases for one write
+    for stage in (Stage.production, Stage.staging):
+        if held.get(ALIAS[stage]) == number(version):
             return stage
     if version.tags.get(STAGE_TAG) == Stage.archived:
         return Stage.archived
@@ -100,6 +108,12 @@ def holder(held: dict[str, str], stage: Stage) -> str | None:
 def lineage(client, name: str) -> list[str]:
     raw = registered_model(client, name).tags.get(LINEAGE_TAG)
     return json.loads(raw) if raw else []
+
+
+def journal(client, name: str) -> dict | None:
+    """The change in progress on ``name`` (interrupted, or being written now), if any."""
+    raw = registered_model(client, name).tags.get(JOURNAL_TAG)
+    return json.loads(raw) if raw else None
 
 
 def contract_of(version) -> FeatureContract:

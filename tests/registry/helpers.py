@@ -1,0 +1,107 @@
+"""What the registry tests share: fresh registered models, snapshots, consistency, races."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+
+from mlflow import MlflowClient
+
+from registry import audit, state
+from registry.gates import Stage
+
+GOOD, BAD = "1", "2"  # the versions of the `base` fixture's registered model
+
+
+def fresh(base, name: str, sources=(GOOD, BAD)):
+    """A registered model ``name`` whose versions 1, 2… copy the trained ``sources``."""
+    client = MlflowClient(base.tracking_uri, base.tracking_uri)
+    for source in sources:
+        client.copy_model_version(f"models:/{base.model_name}/{source}", name)
+    return base.model_copy(update={"model_name": name}), client
+
+
+def snapshot(client, name: str):
+    """Everything a move may change: aliases, legacy stages, tags."""
+    model = client.get_registered_model(name)
+    return (
+        dict(model.aliases),
+        dict(model.tags),
+        [(v.version, v.current_stage, dict(v.tags)) for v in state.versions(client, name)],
+    )
+
+
+def assert_consistent(client, name: str) -> dict[str, Stage]:
+    """Aliases, legacy stage and tag agree; one holder per seat; history ends where it is."""
+    assert state.journal(client, name) is None  # no change left half-recorded
+    assert state.disagreements(client, name) == []
+    found = state.versions(client, name)
+    held = state.aliases(client, name)
+    stages = {state.number(v): state.stage_of(v, held) for v in found}
+    for stage in (Stage.staging, Stage.production):
+        assert list(stages.values()).count(stage) <= 1
+        legacy = [v for v in found if v.current_stage == state.LEGACY[stage]]
+        assert len(legacy) <= 1
+    for version in found:
+        history = audit.history(version.tags)
+        if history:
+            assert history[-1].to_stage == stages[state.number(version)]
+            # each move starts where the previous one ended
+            for earlier, later in itertools.pairwise(history):
+                assert later.from_stage == earlier.to_stage
+    return stages
+
+
+def promote_in_subprocess(base, uri: str, name: str, version: str, **env) -> subprocess.Popen:
+    environment = {
+        **os.environ,
+        "DEMAND_DATA_DIR": str(base.data_dir),
+        "DEMAND_MLFLOW_TRACKING_URI": uri,
+        "DEMAND_MODEL_NAME": name,
+        "DEMAND_USER": f"process-{version}",
+        **env,
+    }
+    argv = ["promote", version, "--to", "production", "--force", "--reason", f"race {version}"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", *argv],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def race(base, uris: tuple[str, str], name: str, versions: tuple[str, str], **env) -> None:
+    """Two processes promote ``versions`` to production at once (process i through
+    ``uris[i]``); check that they end with one production version and one history."""
+    pairs = zip(uris, versions, strict=True)
+    racers = [promote_in_subprocess(base, uri, name, v, **env) for uri, v in pairs]
+    outputs = [p.communicate(timeout=300)[0] for p in racers]
+    assert [p.returncode for p in racers] == [0, 0], outputs
+
+    client = MlflowClient(uris[0], uris[0])
+    stages = assert_consistent(client, name)
+    assert sorted(stages.values()) == [Stage.archived, Stage.production]
+    winner = next(v for v, s in stages.items() if s == Stage.production)
+    loser = next(v for v, s in stages.items() if s == Stage.archived)
+    # serialised: the loser reached production first and was archived by the winner
+    assert state.lineage(client, name) == [loser, winner]
+    loser_history = audit.history(client.get_model_version(name, loser).tags)
+    assert [(m.from_stage, m.to_stage) for m in loser_history][-2:] == [
+        ("candidate", "production"),
+        ("production", "archived"),
+    ]
+    assert loser_history[-1].reason.startswith(f"replaced by v{winner}")
+    winner_history = audit.history(client.get_model_version(name, winner).tags)
+    assert [(m.from_stage, m.to_stage, m.by) for m in winner_history][-1] == (
+        "candidate",
+        "production",
+        f"process-{winner}",
+    )
+    # the winner saw the loser as the champion it compared itself against
+    gates = winner_history[-1].gate_result
+    assert f"production v{loser}" in gates.checks[-1].detail
+    # and in one serial order: the loser's two moves come before and after the winner's
+    assert loser_history[-2].at <= winner_history[-1].at <= loser_history[-1].at
