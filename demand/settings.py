@@ -7,6 +7,7 @@ read at import time: call :func:`get_settings` where the value is needed.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -145,6 +146,16 @@ class Settings(BaseSettings):
         description="Let `demand nightly` move production when the production gate passes "
         "(`--promote` does it for one night).",
     )
+    closed_day_lag_hours: float = Field(
+        default=0.0,
+        ge=0,
+        le=48,
+        description="A day is closed, and may be a forecast origin or a training label, once "
+        "this many hours have passed since it ended (00:00 UTC of the next day) by the clock. "
+        "0: at midnight UTC, the instant every feature row of the day is stamped known. A "
+        "partial last day (an export cut at noon) is therefore never an origin; raise it when "
+        "late orders still arrive after midnight.",
+    )
     # batch forecasts (`demand forecast --all`, the nightly cycle)
     forecast_db_url: str | None = Field(
         default=None,
@@ -245,6 +256,14 @@ class Settings(BaseSettings):
         if self.profile is Profile.team:
             return self.tracking_server_url
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+
+def last_closed_day(now: datetime, lag_hours: float) -> date:
+    """The newest day closed at ``now``: its end (00:00 UTC after it) + ``lag_hours`` has passed.
+
+    The one rule for ``closed_day_lag_hours``; serving's origins and training's labels use it.
+    """
+    return (now.astimezone(UTC) - timedelta(hours=lag_hours)).date() - timedelta(days=1)
 
 
 def get_settings(**overrides: object) -> Settings:

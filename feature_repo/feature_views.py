@@ -2,10 +2,14 @@
 
 TTLs say how old a row may be and still describe the key at an entity's
 timestamp: older rows come back as nulls in training sets rather than as stale
-values. (Feast's SQLite online store ignores TTLs; serving checks the
-``*_known_at`` fields instead.) Every view carries a ``*_known_at`` field, the
-instant its row became known, so lineage and leakage checks can see it; models
-do not use them as inputs.
+values. Feast's online reads ignore TTLs, so serving applies the same rule itself
+(serving/lookup.py): for each request item it uses a view's row only when the
+offline join at the item's origin would, i.e. the row's event timestamp (when it
+became known) is at or before the origin's close and, with a TTL, not older than
+that close minus the TTL; otherwise the view's features are null and the item
+names the view stale. The TTLs it applies are read from these definitions in the
+registry. Every view also carries a ``*_known_at`` field, a copy of the row's
+event timestamp, so lineage checks can see it; models do not use them as inputs.
 """
 
 from datetime import timedelta

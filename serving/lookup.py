@@ -9,7 +9,18 @@ profile's configuration alone decides where vectors come from. It skips
 per feature view per request with each view's keys deduplicated, entity-key
 protos built once per key, and the service's on-demand views run once per
 distinct input. What to read comes from the Feast registry at construction, so
-the feature list is never written down here.
+the feature list and the views' TTLs are never written down here.
+
+Point in time, as training: a key's origin is the day its newest purchase row
+describes, unless that day has not closed yet (``demand.settings.last_closed_day``:
+an export cut at noon is not an origin). For each item, a view's row is used only
+when the offline join at the origin's close would use it: its event timestamp (when
+it became known) at or before the close and, for a TTL > 0, not older than the close
+minus the TTL. The online store holds only each key's newest row, so a row newer
+than the close (a feed that runs ahead of the orders: the offline join would have
+used an older row, which the store no longer holds) and a row past its TTL (a
+stalled feed) both leave that view's features null, and the item names the view in
+``Vectors.stale``. The check is one comparison per item and view.
 """
 
 from __future__ import annotations
@@ -20,18 +31,19 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from demand.servers import redact
+from demand.settings import get_settings, last_closed_day
 
 # How a client's key reaches every view: the store's region keys the weather
 # views; the day sales are known up to is the origin.
 REGION = ("store_attributes", "store_region_id")
-KNOWN_AT = ("store_product_sales", "sales_known_at")
+KNOWN_AT = ("store_product_sales", "sales_known_at")  # the view whose rows give the origin
 CLIENT_KEYS = ("store_id", "product_id")
 REQUEST_FIELDS = ("forecast_date", "horizon")  # what a forecast request supplies
 MEMO_ROWS = 200_000  # on-demand outputs (and entity-key protos) remembered
@@ -47,6 +59,7 @@ class View:
     definition: Any  # the registry's feast.FeatureView: what online_read takes
     join_keys: tuple[str, ...]
     features: tuple[str, ...]
+    ttl_s: float = 0.0  # the registry's FeatureView.ttl in seconds; 0: never expires (Feast)
 
 
 @dataclass(frozen=True)
@@ -65,8 +78,22 @@ class Vectors:
     target: list[date | None]
     horizon: list[int]
     columns: dict[str, list[Any]]
-    # per view: the event timestamp of the row each key got (None: the store has none)
+    # per view: the event timestamp of the row the store holds for each key (None: none),
+    # whether or not it was usable at the key's origin
     event_time: dict[str, list[datetime | None]] = field(default_factory=dict)
+    # per view: the positions of the keys whose row was absent, newer than the origin's
+    # close or older than the view's TTL allows (their features of that view are null)
+    stale: dict[str, list[int]] = field(default_factory=dict)
+    # per view: the newest event timestamp among the rows read (None: no row at all)
+    newest: dict[str, datetime | None] = field(default_factory=dict)
+
+    def stale_views(self) -> list[list[str]]:
+        """For each key, the views whose features are null for it, in view order."""
+        out: list[list[str]] = [[] for _ in self.origin]
+        for view, positions in self.stale.items():
+            for i in positions:
+                out[i].append(view)
+        return out
 
 
 # ValueProto kinds whose Python value Feast hands back unchanged; the rest (timestamps,
@@ -146,9 +173,18 @@ class OnlineLookup:
         views: list[View],
         on_demand: list[OnDemand],
         request_fields: tuple[str, ...],
+        closed_day_lag_hours: float | None = None,
+        clock: Callable[[], datetime] | None = None,
     ):
         from feast.infra.online_stores.helpers import get_online_store_from_config
 
+        if closed_day_lag_hours is None:  # the one setting (demand.settings), read now
+            closed_day_lag_hours = get_settings().closed_day_lag_hours
+        self.closed_day_lag_hours = closed_day_lag_hours
+        self.clock = clock or (lambda: datetime.now(UTC))
+        # what the fetches saw, for /metadata: per view the newest row read; the newest origin
+        self.last_seen: dict[str, datetime | None] = {}
+        self.last_origin: date | None = None
         self.config = config  # feast RepoConfig
         self.views = views
         self.on_demand = on_demand
@@ -166,8 +202,10 @@ class OnlineLookup:
         self._keys: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
 
     @classmethod
-    def from_store(cls, store, feature_service: str) -> OnlineLookup:
-        """What the feature service reads, resolved once from the Feast registry."""
+    def from_store(
+        cls, store, feature_service: str, closed_day_lag_hours: float | None = None
+    ) -> OnlineLookup:
+        """What the feature service reads (views, their TTLs), resolved once from the registry."""
         service = store.get_feature_service(feature_service)
         odfv_names = {v.name for v in store.list_on_demand_feature_views()}
         views, on_demand, request = [], [], []
@@ -184,11 +222,12 @@ class OnlineLookup:
             else:
                 view = store.get_feature_view(projection.name)
                 keys = tuple(c.name for c in view.entity_columns)
-                views.append(View(view.name, view, keys, names))
+                ttl = view.ttl.total_seconds() if view.ttl else 0.0
+                views.append(View(view.name, view, keys, names, ttl))
         unknown = set(request) - set(REQUEST_FIELDS)
         if unknown:
             raise ValueError(f"the feature service asks for request data serving lacks: {unknown}")
-        return cls(store.config, views, on_demand, tuple(request))
+        return cls(store.config, views, on_demand, tuple(request), closed_day_lag_hours)
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -269,25 +308,50 @@ class OnlineLookup:
         self._keys[(names, values)] = proto
         return proto
 
-    def _read(self, view: View, rows: list[dict[str, str]], vectors: Vectors) -> None:
-        """Fill ``vectors`` with the view's features for every row (None where absent)."""
+    def _read(self, view: View, rows: list[dict[str, str]]) -> tuple[list[tuple], dict]:
+        """The view's rows for ``rows``: each row's key, and key → (epoch, stamp, values)."""
         keys = [tuple(r[k] for k in view.join_keys) for r in rows]
         unique = list(dict.fromkeys(keys))
         found = self._online_read(view, [self._key(view.join_keys, k) for k in unique])
         decoded: dict[tuple, tuple] = {}
-        empty = (None, (None,) * len(view.features))
         features = view.features
         for key, (stamp, values) in zip(unique, found, strict=True):
-            if not values:
+            if not values or stamp is None:
                 continue
             row = tuple([_value(values[f]) if f in values else None for f in features])
             # Redis answers an unknown key with empty values: no row, as on SQLite
             if row.count(None) < len(row):
-                decoded[key] = (stamp, row)
+                decoded[key] = (_epoch(stamp), stamp, row)
+        return keys, decoded
+
+    def _place(
+        self, view: View, keys: list[tuple], decoded: dict, closes: list, vectors: Vectors
+    ) -> None:
+        """Fill ``vectors`` with the view's features, null where the row is unusable.
+
+        Usable at an origin whose close is ``c`` (epoch seconds): known at or before
+        ``c`` and, with a TTL, at or after ``c - ttl``: Feast's offline join, bounds
+        included. One comparison per key; the rest is list building.
+        """
+        empty = (None, None, (None,) * len(view.features))
         got = [decoded.get(k, empty) for k in keys]
-        vectors.event_time[view.name] = [stamp for stamp, _ in got]
+        ttl = view.ttl_s
+        if ttl > 0:
+            used = [
+                g if c is not None and g[0] is not None and c - ttl <= g[0] <= c else empty
+                for g, c in zip(got, closes, strict=True)
+            ]
+        else:
+            used = [
+                g if c is not None and g[0] is not None and g[0] <= c else empty
+                for g, c in zip(got, closes, strict=True)
+            ]
+        vectors.stale[view.name] = [i for i, u in enumerate(used) if u is empty]
+        vectors.event_time[view.name] = [g[1] for g in got]
+        newest = max(decoded.values(), default=None, key=lambda d: d[0])
+        vectors.newest[view.name] = newest[1] if newest else None
         for i, feature in enumerate(view.features):
-            vectors.columns[feature] = [values[i] for _, values in got]
+            vectors.columns[feature] = [u[2][i] for u in used]
 
     # -- the lookup --------------------------------------------------------------------------
 
@@ -297,25 +361,35 @@ class OnlineLookup:
         product_ids: Sequence[str],
         targets: Sequence[date | None] | None = None,
     ) -> Vectors:
-        """Every feature of the service for each key at its latest origin, for its target day.
+        """Every feature of the service for each key at its origin, for its target day.
 
-        A key's origin is the day its purchase features are as of (the latest
-        materialized day); its target day defaults to the day after, and
-        ``horizon`` is the days between them. Keys the store lacks get None.
+        A key's origin is the day its newest purchase row describes, or the last
+        closed day when that one has not closed yet; its target day defaults to the
+        day after, and ``horizon`` is the days between them. Each view's row is used
+        only when the offline join at the origin would use it (module docstring);
+        otherwise its features are null and ``stale`` names the view. Keys the store
+        lacks get None.
         """
         n = len(store_ids)
         rows = [
             {"store_id": s, "product_id": p} for s, p in zip(store_ids, product_ids, strict=True)
         ]
         vectors = Vectors([], [], [], {})
-        columns = vectors.columns
         first = [v for v in self.views if set(v.join_keys) <= set(CLIENT_KEYS)]
+        read = {view.name: self._read(view, rows) for view in first}
+        # the origin: the day the newest purchase row describes, if that day has closed
+        closed = last_closed_day(self.clock(), self.closed_day_lag_hours)
+        if KNOWN_AT[0] in read:
+            keys, decoded = read[KNOWN_AT[0]]
+            origin_of = {k: min(_origin(d[1]), closed) for k, d in decoded.items()}
+            origin = [origin_of.get(k) for k in keys]
+        else:
+            origin = [None] * n
+        close_of = {o: _close(o) for o in set(origin) if o is not None}
+        closes = [close_of.get(o) for o in origin]
         for view in first:
-            self._read(view, rows, vectors)
-        known = columns.get(KNOWN_AT[1], [None] * n)
-        region = columns.get(REGION[1], [None] * n)
-        # sales known at midnight after a day describe that day: it is the origin
-        origin = [_origin(k) for k in known]
+            self._place(view, *read[view.name], closes, vectors)
+        region = self._routing(first, read, n)
         wanted = list(targets) if targets is not None else [None] * n
         target = [
             t if t is not None else (o + timedelta(days=1) if o else None)
@@ -327,17 +401,41 @@ class OnlineLookup:
             row["target_date"] = t.isoformat() if t else ""
         for view in self.views:
             if view not in first:
-                self._read(view, rows, vectors)
+                self._place(view, *self._read(view, rows), closes, vectors)
         request = {
             "forecast_date": [r["target_date"] for r in rows],
             "horizon": horizon,
         }
+        columns = vectors.columns
         values = {**columns, **request}
         for odfv in self.on_demand:
             self._apply(odfv, values)
         columns.update({name: values[name] for o in self.on_demand for name in o.outputs})
         vectors.origin, vectors.target, vectors.horizon = origin, target, horizon
+        self._remember(vectors.newest, max(close_of, default=None))
         return vectors
+
+    def _remember(self, newest: dict[str, datetime | None], origin: date | None) -> None:
+        # per view, once per fetch (a benign race between threads: a maximum either way)
+        for view, stamp in newest.items():
+            seen = self.last_seen.get(view)
+            if stamp is not None and (seen is None or stamp > seen):
+                self.last_seen[view] = stamp
+        if origin is not None and (self.last_origin is None or origin > self.last_origin):
+            self.last_origin = origin
+
+    def _routing(self, first: list[View], read: dict, n: int) -> list[Any]:
+        """Each key's region, as the store holds it: the key that routes the weather views.
+
+        Not subject to the origin check, as in training, whose entity rows take the
+        store's region from the attribute table as it is.
+        """
+        for view in first:
+            if REGION[1] in view.features:
+                keys, decoded = read[view.name]
+                at = view.features.index(REGION[1])
+                return [d[2][at] if (d := decoded.get(k)) else None for k in keys]
+        return [None] * n
 
     def _apply(self, odfv: OnDemand, values: dict[str, list[Any]]) -> None:
         """Add an on-demand view's outputs to ``values``, running its UDF only on new inputs.
@@ -367,6 +465,18 @@ class OnlineLookup:
             ]
         for i, name in enumerate(odfv.outputs):
             values[name] = [o[i] for o in out]
+
+
+def _epoch(stamp: datetime) -> float:
+    """Seconds since 1970 of an event timestamp (naive ones are UTC, as Feast stores them)."""
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def _close(origin: date) -> float:
+    """The instant an origin day closes, 00:00 UTC of the next day, in epoch seconds."""
+    return datetime.combine(origin + timedelta(days=1), time(), UTC).timestamp()
 
 
 def _origin(known_at: datetime | int | None) -> date | None:

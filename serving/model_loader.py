@@ -84,7 +84,9 @@ def _lookup(settings: Settings, contract: FeatureContract, where: str):
         settings = settings.model_copy(update={"feature_service": contract.feature_service})
     store = open_store(settings)
     try:
-        lookup = OnlineLookup.from_store(store, contract.feature_service)
+        lookup = OnlineLookup.from_store(
+            store, contract.feature_service, settings.closed_day_lag_hours
+        )
     except Exception as error:
         raise ServingError(
             f"{where}: cannot read feature service {contract.feature_service!r} from the Feast "

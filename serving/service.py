@@ -4,7 +4,14 @@
 
 Nothing is read at import: the model, its contract and the online store are
 loaded in ``__init__`` from the DEMAND_* settings, so ``bentoml serve``, the
-tests and a Bento all configure it the same way. Workers, threads and access
+tests and a Bento all configure it the same way.
+
+Feature freshness: each forecast item names the views whose features were null for
+it (``stale``: the row absent, newer than the origin's close, or past the view's TTL;
+see serving/lookup.py); ``/metadata`` shows each view's newest row against the
+newest origin served; ``/metrics`` has ``demand_feature_age_seconds{view}`` (the
+origin's close minus the newest row a request read; negative: the feed runs ahead)
+and ``demand_stale_items_total{view}``. Workers, threads and access
 logging are BentoML configuration (``BENTOML_CONFIG_OPTIONS``; `demand serve`
 sets them); the defaults below are the ones the benchmark found fastest here.
 """
@@ -14,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 import bentoml
@@ -59,6 +67,12 @@ class Forecast(BaseModel):
     date: dt.date
     units: float | None
     status: Literal["ok", "missing_features"]
+    stale: list[str] = Field(
+        default_factory=list,
+        description="Views whose features were null for this item, as in training at its "
+        "origin: no row, or the row the store holds is newer than the origin or older than "
+        "the view's TTL allows.",
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -77,6 +91,38 @@ def _unavailable(error: StoreUnavailable) -> Any:
 
 routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
+_metrics: tuple[Any, Any] | None = None
+_metrics_lock = threading.Lock()
+
+
+def _freshness_metrics() -> tuple[Any, Any]:
+    """The feature-age gauge and stale-item counter, created once per process.
+
+    prometheus_client refuses a second metric of the same name, and tests build the
+    service more than once in one process. Imported here, not at module import:
+    BentoML sets its multiprocess directory in the worker first (``bentoml.metrics``,
+    deprecated in 1.4, is only a deferred alias of prometheus_client).
+    """
+    global _metrics
+    with _metrics_lock:
+        if _metrics is None:
+            from prometheus_client import Counter, Gauge
+
+            age = Gauge(
+                "demand_feature_age_seconds",
+                "Origin close minus the newest row of the view a request read "
+                "(negative: the feed runs ahead of the orders)",
+                ["view"],
+                multiprocess_mode="mostrecent",
+            )
+            stale = Counter(
+                "demand_stale_items",
+                "Forecast items whose features of the view were null (absent, ahead or expired)",
+                ["view"],
+            )
+            _metrics = (age, stale)
+        return _metrics
+
 
 @bentoml.service(
     name="demand_forecast",
@@ -92,6 +138,7 @@ class DemandForecast:
         self.loaded = model_loader.load(self.settings)  # ServingError: refuse to start
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
+        self._age, self._stale = _freshness_metrics()
         if self.settings.serve_reload_seconds > 0 and self._follows_alias:
             threading.Thread(target=self._poll, name="alias-poll", daemon=True).start()
         logger.info("serving %s v%s", self.loaded.name, self.loaded.version)
@@ -155,6 +202,8 @@ class DemandForecast:
             if feature in loaded.contract.features
         }
         answers = score(loaded, stores, products, vectors, planned)
+        stale = vectors.stale_views()
+        self._observe(vectors)
         return ForecastResponse.model_validate(
             {
                 "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias},
@@ -165,11 +214,26 @@ class DemandForecast:
                         "date": item.date,
                         "units": value,
                         "status": "ok" if value is not None else "missing_features",
+                        "stale": views,
                     }
-                    for item, value in zip(items, answers, strict=True)
+                    for item, value, views in zip(items, answers, stale, strict=True)
                 ],
             }
         )
+
+    def _observe(self, vectors) -> None:
+        """Feature age per view against the request's newest origin; stale items per view."""
+        origins = [o for o in vectors.origin if o is not None]
+        if not origins:
+            return
+        close = _close(max(origins))
+        for view, newest in vectors.newest.items():
+            if newest is not None:
+                self._age.labels(view=view).set((close - newest).total_seconds())
+        for view, positions in vectors.stale.items():
+            count = sum(1 for i in positions if vectors.origin[i] is not None)
+            if count:
+                self._stale.labels(view=view).inc(count)
 
     # -- metadata and reload (plain GET/POST routes, next to BentoML's POST-only APIs) -------
 
@@ -186,6 +250,7 @@ class DemandForecast:
             "horizon": contract.horizon,
             "training_range": {"start": contract.train_start, "end": contract.train_end},
             "materialized_at": model_loader.materialized_at(loaded.store),
+            "freshness": _freshness(loaded.lookup),
             "loaded_at": loaded.loaded_at.isoformat(),
             "reload": {
                 "follows_alias": self._follows_alias,
@@ -226,3 +291,43 @@ class DemandForecast:
                 self._reload()
             except Exception as error:  # a failed reload keeps the current model serving
                 logger.warning("reload check failed, keeping v%s: %s", self.loaded.version, error)
+
+
+def _close(origin: dt.date) -> datetime:
+    return datetime.combine(origin + timedelta(days=1), time(), UTC)
+
+
+def _freshness(lookup) -> dict[str, Any]:
+    """Each view's newest row the lookup has read, against the newest origin it served.
+
+    ``state``: ``ok`` when the offline join at that origin would use the row, ``ahead``
+    when it is newer than the origin's close (the feed runs ahead of the orders),
+    ``expired`` when older than the TTL allows (a stalled feed), ``none`` before any row.
+    """
+    origin = lookup.last_origin
+    close = _close(origin) if origin is not None else None
+    views = {}
+    for view in lookup.views:
+        newest = lookup.last_seen.get(view.name)
+        age = (close - newest).total_seconds() if close and newest else None
+        if age is None:
+            state = "none"
+        elif age < 0:
+            state = "ahead"
+        elif view.ttl_s and age > view.ttl_s:
+            state = "expired"
+        else:
+            state = "ok"
+        views[view.name] = {
+            "ttl_hours": view.ttl_s / 3600 or None,
+            "newest_event_time": newest.isoformat() if newest else None,
+            "age_hours": round(age / 3600, 3) if age is not None else None,
+            "state": state,
+        }
+    return {
+        "origin": origin.isoformat() if origin else None,
+        "origin_close": close.isoformat() if close else None,
+        "closed_day_lag_hours": lookup.closed_day_lag_hours,
+        "as_of": "the newest rows of every lookup since the service started",
+        "views": views,
+    }

@@ -58,3 +58,15 @@ def known_keys(serving_env):
 @pytest.fixture(scope="session")
 def feast_store(serving_env):
     return open_store(serving_env)
+
+
+@pytest.fixture(scope="session")
+def client(service_environ):
+    """The service over HTTP in this process: one app per process (to_asgi() registers
+    BentoML's own request metrics, and a second registration of them fails)."""
+    from starlette.testclient import TestClient
+
+    from serving.service import DemandForecast
+
+    with TestClient(DemandForecast.to_asgi(), raise_server_exceptions=False) as http:
+        yield http

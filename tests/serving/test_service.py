@@ -9,18 +9,11 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from starlette.testclient import TestClient
 
 from demand.contract import FeatureContract
 from serving import model_loader
 from serving.service import EXAMPLE_ITEMS, DemandForecast, Item
 from tests.parity import offline_rows
-
-
-@pytest.fixture(scope="module")
-def client(service_environ):
-    with TestClient(DemandForecast.to_asgi(), raise_server_exceptions=False) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +46,9 @@ def test_service_class_answers_keys_in_order(service_environ, known_keys):
     statuses = [f.status for f in answer.forecasts]
     assert statuses == ["ok", "missing_features", *["ok"] * 5]
     assert answer.forecasts[1].units is None
+    # feeds in step: nothing stale; a key the store lacks has every view absent
+    assert [f.stale for f in answer.forecasts if f.status == "ok"] == [[]] * 6
+    assert len(answer.forecasts[1].stale) == len(service.loaded.lookup.views)
     assert all(f.units is not None and f.units >= 0 for f in answer.forecasts if f.status == "ok")
     # the same key one day and seven days ahead: the horizon reaches the model
     assert answer.forecasts[0].units != answer.forecasts[2].units
