@@ -8,19 +8,22 @@ target day's calendar) come from the on-demand view of the feature service.
 
 Origins are sampled every ``origin_every_days`` days (a step coprime with 7
 walks through the weekdays) after a warm-up, for every store × product pair that
-was selling by then; each origin gets all horizons 1..H.
+was selling by then; each origin gets all horizons 1..H. Only closed days count
+(``closed_day_lag_hours``, the rule serving's origins follow too): a partial last
+day in the data, an export cut at noon, is neither a label nor an origin.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
 from demand.console import UserError
-from demand.settings import Settings
+from demand.settings import Settings, last_closed_day
 
 
 class TrainingDataError(UserError):
@@ -65,11 +68,18 @@ def sales_history(settings: Settings) -> pd.DataFrame:
     )
 
 
-def origins_and_labels(history: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """One row per (store, product, origin, horizon) with the label of the target day."""
+def origins_and_labels(
+    history: pd.DataFrame, settings: Settings, now: datetime | None = None
+) -> pd.DataFrame:
+    """One row per (store, product, origin, horizon) with the label of the target day.
+
+    The last label is the last closed day at ``now`` (default: the clock) or before.
+    """
     if settings.horizon < 1:
         raise TrainingDataError(f"horizon {settings.horizon} < 1: nothing to forecast")
-    first_day, last_day = history["date"].min(), history["date"].max()
+    closed = last_closed_day(now or datetime.now(UTC), settings.closed_day_lag_hours)
+    first_day = history["date"].min()
+    last_day = min(history["date"].max(), pd.Timestamp(closed))
     candidates = pd.date_range(
         first_day + pd.Timedelta(days=settings.warmup_days),
         last_day - pd.Timedelta(days=1),
