@@ -42,6 +42,7 @@ def test_health_forecast_and_metrics(server, known_keys):
     status, answer = cli.post_json(f"{server}/forecast", {"items": items})
     assert status == 200
     assert [f["status"] for f in answer["forecasts"]] == ["ok"] * 5
+    assert [f["stale"] for f in answer["forecasts"]] == [[]] * 5
     assert answer["model"]["alias"] == "production"
     status, error = cli.post_json(f"{server}/forecast", {"items": [{"store_id": "S000"}]})
     assert status == 400 and "validation error" in error["error"]
@@ -49,3 +50,5 @@ def test_health_forecast_and_metrics(server, known_keys):
     assert status == 200
     assert "bentoml_service_request_total{" in metrics
     assert 'endpoint="/forecast"' in metrics and 'http_response_code="200"' in metrics
+    # the feature age per view, through BentoML's multiprocess collector: in step, 0 s
+    assert 'demand_feature_age_seconds{view="store_product_sales"} 0.0' in metrics
