@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from mlflow import MlflowClient
 
@@ -54,7 +57,41 @@ def assert_consistent(client, name: str) -> dict[str, Stage]:
     return stages
 
 
-def promote_in_subprocess(base, uri: str, name: str, version: str, **env) -> subprocess.Popen:
+# A racer: `demand models promote` in a process of its own that, before taking the registry
+# lock, waits until every racer is there, and holds the lock for a while. So the racers
+# always ask for the lock together, and a lock that does not exclude them lets their
+# moves overlap: the race fails for the mistake it is named after, not only by chance.
+RACER = """
+import sys, time
+from contextlib import contextmanager
+from pathlib import Path
+
+from registry import lifecycle
+from registry.cli import main
+
+barrier, me, racers = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+take = lifecycle.registry_lock
+
+
+@contextmanager
+def registry_lock(settings, *args, **kwargs):
+    (barrier / me).touch()
+    deadline = time.monotonic() + 120
+    while len(list(barrier.iterdir())) < racers and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with take(settings, *args, **kwargs):
+        time.sleep(2)
+        yield
+
+
+lifecycle.registry_lock = registry_lock
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def promote_in_subprocess(
+    base, uri: str, name: str, version: str, barrier: Path, **env
+) -> subprocess.Popen:
     environment = {
         **os.environ,
         "DEMAND_DATA_DIR": str(base.data_dir),
@@ -65,7 +102,7 @@ def promote_in_subprocess(base, uri: str, name: str, version: str, **env) -> sub
     }
     argv = ["promote", version, "--to", "production", "--force", "--reason", f"race {version}"]
     return subprocess.Popen(
-        [sys.executable, "-m", "registry.cli", *argv],
+        [sys.executable, "-c", RACER, str(barrier), version, "2", *argv],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -76,9 +113,13 @@ def promote_in_subprocess(base, uri: str, name: str, version: str, **env) -> sub
 def race(base, uris: tuple[str, str], name: str, versions: tuple[str, str], **env) -> None:
     """Two processes promote ``versions`` to production at once (process i through
     ``uris[i]``); check that they end with one production version and one history."""
+    barrier = Path(tempfile.mkdtemp(prefix="race-"))
     pairs = zip(uris, versions, strict=True)
-    racers = [promote_in_subprocess(base, uri, name, v, **env) for uri, v in pairs]
-    outputs = [p.communicate(timeout=300)[0] for p in racers]
+    try:
+        racers = [promote_in_subprocess(base, uri, name, v, barrier, **env) for uri, v in pairs]
+        outputs = [p.communicate(timeout=300)[0] for p in racers]
+    finally:
+        shutil.rmtree(barrier, ignore_errors=True)
     assert [p.returncode for p in racers] == [0, 0], outputs
 
     client = MlflowClient(uris[0], uris[0])
