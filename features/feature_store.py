@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from demand.console import UserError
 from demand.featurestore import open_store
-from demand.settings import Settings
+from demand.settings import Settings, last_closed_day
 from features.build import FEATURE_TABLES
 
 # Feast's own `feast apply` makes the project equal to the repo being applied: it
@@ -229,16 +229,34 @@ def latest_feature_time(settings: Settings) -> datetime:
     return latest.to_pydatetime()
 
 
-def materialize(settings: Settings, incremental: bool = False, end: datetime | None = None):
-    """Load the online store with each key's latest row up to ``end`` (default: newest data).
+def origin_close(settings: Settings, now: datetime | None = None) -> datetime:
+    """The close of the newest closed day the order book covers: the newest serving origin.
 
-    Full: every row since the start of time. Incremental: only rows newer than
-    what each view last materialized (Feast keeps that interval in its registry).
+    Feeds run out of step (weather published a day ahead of the orders, a forecast
+    issued this morning); the online store must hold, for every view, the row the
+    offline join uses at this instant, not a newer one that would replace it.
+    """
+    sales = pq.read_table(
+        settings.feature_dir / "store_product_daily.parquet", columns=["event_timestamp"]
+    )
+    newest = sales.column("event_timestamp").to_pandas().max().to_pydatetime()
+    closed = last_closed_day(now or datetime.now(UTC), settings.closed_day_lag_hours)
+    return min(newest, datetime.combine(closed + timedelta(days=1), time(), UTC))
+
+
+def materialize(settings: Settings, incremental: bool = False, end: datetime | None = None):
+    """Load the online store with each key's latest row known by ``end``.
+
+    ``end`` defaults to the newest origin's close (:func:`origin_close`), so a feed
+    running ahead of the orders reaches the online store when the orders catch up,
+    and serving reads exactly the rows training joins. Full: every row since the
+    start of time. Incremental: only rows newer than what each view last
+    materialized (Feast keeps that interval in its registry).
     """
     _require_feature_tables(settings)
     store = open_store(settings)
     # +1 s: Feast's interval is end-exclusive for the newest rows
-    end = end or latest_feature_time(settings) + timedelta(seconds=1)
+    end = end or origin_close(settings) + timedelta(seconds=1)
     if incremental:
         store.materialize_incremental(end_date=end)
     else:

@@ -149,7 +149,7 @@ def run(
     else:
         progress("feast apply skipped: the feature definitions are those of the last night")
     clock.step("materialize", lambda: _materialize(settings, progress))
-    report.materialized_through = f"{feature_store.latest_feature_time(settings):%Y-%m-%d %H:%M}"
+    report.materialized_through = f"{feature_store.origin_close(settings):%Y-%m-%d %H:%M}"
 
     from training import train
 

@@ -10,10 +10,13 @@ feeds look after a nightly load):
 * region B: observed weather stopped three days before the orders (past its 2-day
   TTL), forecasts in step except one issued on D+1 for D+3 (after the origin).
 
-Built, applied and materialized like any data dir (materialization runs to the
-newest row of any table, as the nightly does). For the origin D, every item is
-compared with the offline training row at D: equal wherever the online store still
-holds the row training used, null and named in ``stale`` where it does not.
+Built, applied and materialized like any data dir: materialization runs to the
+close of the newest origin, so region A's rows from D+1 stay out of the online
+store until the orders catch up. For the origin D, every item is compared with the
+offline training row at D and must equal it: a stalled feed is null on both sides
+(and named in ``stale``). The last test then loads everything, the newest row of
+every table (what a hand-run load could do), and shows the lookup's own check keeps
+the newer rows out: null and named in ``stale``, never the target day's weather.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from mlflow import MlflowClient
 
 from demand.contract import FeatureContract
 from demand.featurestore import open_store
-from features import generator, pipeline, raw
+from features import feature_store, generator, pipeline, raw
 from serving.lookup import OnlineLookup
 from serving.service import DemandForecast, Item
 from tests.leakage import close_of
@@ -80,6 +83,14 @@ def cases(skewed):
     keys = sorted(set(latest[["store_id", "product_id"]].itertuples(index=False, name=None)))
     keys = keys[:: max(1, len(keys) // 28)]
     horizons = [1 + i % 7 for i in range(len(keys))]
+    # region A's rows ahead are not loaded; region B's observed weather stalled past its TTL
+    stale = [[] if store in stores_a else [OBSERVED] for store, _ in keys]
+    assert {s for s, _ in keys} & set(stores_a) and {s for s, _ in keys} & set(stores_b)
+    assert LATE_TARGET in [h for (s, _), h in zip(keys, horizons, strict=True) if s in stores_b]
+    return keys, horizons, stale
+
+
+def _stale_once_everything_is_loaded(keys, horizons, stores_a) -> list[list[str]]:
     stale = []
     for (store, _), h in zip(keys, horizons, strict=True):
         if store in stores_a:
@@ -88,9 +99,7 @@ def cases(skewed):
             stale.append([OBSERVED, FORECAST])  # stalled past its TTL; issued after the origin
         else:
             stale.append([OBSERVED])  # stalled past its TTL
-    assert {s for s, _ in keys} & set(stores_a) and {s for s, _ in keys} & set(stores_b)
-    assert LATE_TARGET in [h for (s, _), h in zip(keys, horizons, strict=True) if s in stores_b]
-    return keys, horizons, stale
+    return stale
 
 
 @pytest.fixture(scope="module")
@@ -114,19 +123,17 @@ def test_online_equals_offline_with_feeds_out_of_step(skewed, cases, store):
     assert offline.loc[late, "forecast_temperature_c"].notna().all()
 
 
-def test_the_store_holds_rows_newer_than_the_origin(skewed, cases, store):
-    """What the check guards against: without it, the target day's own observed weather."""
-    settings, origin, stores_a, _ = skewed
+def test_the_store_holds_no_row_newer_than_the_origin(skewed, cases, store):
+    """Materialization stops at the origin's close, whichever feed runs ahead."""
+    settings, origin, _, _ = skewed
     keys, horizons, _ = cases
     lookup = OnlineLookup.from_store(store, settings.feature_service)
     targets = [origin + dt.timedelta(days=h) for h in horizons]
     vectors = lookup.fetch([s for s, _ in keys], [p for _, p in keys], targets)
     close = dt.datetime.combine(origin + dt.timedelta(days=1), dt.time(), dt.UTC)
-    in_a = [i for i, (s, _) in enumerate(keys) if s in stores_a]
-    assert all(vectors.event_time[OBSERVED][i] > close for i in in_a)
-    assert all(vectors.event_time[FORECAST][i] > close for i in in_a)
-    assert all(vectors.columns["temperature_c"][i] is None for i in in_a)
-    assert vectors.newest[OBSERVED] == close + dt.timedelta(days=1)
+    for view, times in vectors.event_time.items():
+        assert all(t is None or t <= close for t in times), view
+    assert vectors.newest[OBSERVED] == close
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +191,8 @@ def test_metadata_and_metrics_show_each_views_newest_row_against_the_origin(
     metrics = client.get("/metrics").text
     assert fresh["origin"] == origin.isoformat()
     views = fresh["views"]
-    assert views[OBSERVED]["state"] == "ahead" and views[OBSERVED]["age_hours"] == -24
-    assert views[FORECAST]["state"] == "ahead"  # issued on D+1
+    assert views[OBSERVED]["state"] == "ok" and views[OBSERVED]["age_hours"] == 0
+    assert views[FORECAST]["state"] == "ok"  # issued on D, before D closed
     assert views["store_product_sales"] == {
         "ttl_hours": 48.0,
         "newest_event_time": f"{origin + dt.timedelta(days=1)}T00:00:00+00:00",
@@ -193,7 +200,7 @@ def test_metadata_and_metrics_show_each_views_newest_row_against_the_origin(
         "state": "ok",
     }
     assert views["store_attributes"]["ttl_hours"] is None  # never expires
-    assert 'demand_feature_age_seconds{view="region_weather_observed"} -86400.0' in metrics
+    assert 'demand_feature_age_seconds{view="region_weather_observed"} 0.0' in metrics
     assert 'demand_stale_items_total{view="region_weather_observed"}' in metrics
 
 
@@ -223,3 +230,38 @@ def test_a_day_not_closed_yet_is_not_an_origin(skewed, cases, store):
         assert lookup.fetch([keys[0][0]], [keys[0][1]]).origin == [expected]
     lookup.clock = lambda: midnight + dt.timedelta(hours=1)
     assert lookup.fetch([keys[0][0]], [keys[0][1]]).origin == [day]
+
+
+def test_rows_newer_than_the_origin_are_never_served(skewed, cases, store, skewed_service, client):
+    """Runs last: load the newest row of every table, past the origin (a hand-run load).
+
+    The online store then holds region A's weather of D+1 and region B's forecast issued
+    after the origin; the lookup's check keeps them out (null, named in ``stale``), where
+    without it the model would read the target day's own observed weather as yesterday's.
+    """
+    settings, origin, stores_a, _ = skewed
+    keys, horizons, _ = cases
+    everything = feature_store.latest_feature_time(settings) + dt.timedelta(seconds=1)
+    feature_store.materialize(settings, end=everything)
+    stale = _stale_once_everything_is_loaded(keys, horizons, stores_a)
+    lookup = OnlineLookup.from_store(store, settings.feature_service)
+    assert_online_equals_offline(lookup, store, settings, keys, origin, horizons, stale)
+
+    targets = [origin + dt.timedelta(days=h) for h in horizons]
+    vectors = lookup.fetch([s for s, _ in keys], [p for _, p in keys], targets)
+    close = dt.datetime.combine(origin + dt.timedelta(days=1), dt.time(), dt.UTC)
+    in_a = [i for i, (s, _) in enumerate(keys) if s in stores_a]
+    assert all(vectors.event_time[OBSERVED][i] > close for i in in_a)
+    assert all(vectors.event_time[FORECAST][i] > close for i in in_a)
+    assert all(vectors.columns["temperature_c"][i] is None for i in in_a)
+
+    items = [
+        Item(store_id=s, product_id=p, date=t) for (s, p), t in zip(keys, targets, strict=True)
+    ]
+    answer = skewed_service.forecast(items=items)
+    assert [sorted(f.stale) for f in answer.forecasts] == [sorted(v) for v in stale]
+    views = skewed_service.metadata()["freshness"]["views"]
+    assert views[OBSERVED]["state"] == "ahead" and views[OBSERVED]["age_hours"] == -24
+    assert views[FORECAST]["state"] == "ahead"  # issued on D+1
+    metrics = client.get("/metrics").text
+    assert 'demand_feature_age_seconds{view="region_weather_observed"} -86400.0' in metrics
