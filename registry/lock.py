@@ -71,12 +71,31 @@ def lock_url(settings: Settings) -> str | None:
     if uri.startswith(("postgresql:", "postgresql+")):
         return uri
     if settings.profile is Profile.team:
-        return settings.mlflow_backend_store_uri
+        default = settings.mlflow_backend_store_uri
+        if _loopback(_host(default)) and not _loopback(_host(uri)):
+            # 127.0.0.1 is each machine's own PostgreSQL: no lock shared across hosts
+            raise LockUnavailable(
+                f"the tracking server {redact(uri)} is on another host but the registry lock "
+                f"would be in this machine's PostgreSQL ({redact(default)}); set "
+                "DEMAND_REGISTRY_LOCK_URL (or DEMAND_MLFLOW_BACKEND_STORE_URI) to the team's "
+                "PostgreSQL"
+            )
+        return default
     raise LockUnavailable(
         f"the registry at {redact(uri)} is shared, so moves must be serialised across "
         "machines: set DEMAND_REGISTRY_LOCK_URL to a PostgreSQL database every client "
         "reaches (e.g. the tracking server's), or use DEMAND_PROFILE=team"
     )
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or "127.0.0.1"
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 @contextmanager

@@ -69,12 +69,23 @@ def on_server(base, server, name: str, versions=(GOOD, BAD)):
 
 
 def test_the_lock_lives_in_the_teams_postgresql_for_every_shared_registry():
-    http = get_settings(profile=Profile.team, mlflow_tracking_uri="http://mlflow.internal:5000")
-    assert lock_url(http) == http.mlflow_backend_store_uri
-    direct = get_settings(mlflow_tracking_uri=http.mlflow_backend_store_uri)
-    assert lock_url(direct) == http.mlflow_backend_store_uri  # the same database, so one lock
+    team_db = "postgresql+psycopg://postgres@db.internal:5432/demand_mlflow"
+    http = get_settings(
+        profile=Profile.team,
+        mlflow_tracking_uri="http://mlflow.internal:5000",
+        mlflow_backend_store_uri=team_db,
+    )
+    assert lock_url(http) == team_db
+    direct = get_settings(mlflow_tracking_uri=team_db)
+    assert lock_url(direct) == team_db  # the same database, so the same lock
     named = http.model_copy(update={"registry_lock_url": "postgresql://postgres@db/locks"})
     assert lock_url(named) == "postgresql://postgres@db/locks"
+    local = get_settings(profile=Profile.team, mlflow_server_port=5001)
+    assert lock_url(local) == local.mlflow_backend_store_uri  # server and database both here
+    # a remote server with the lock defaulting to this machine's own PostgreSQL: refused
+    remote = http.model_copy(update={"mlflow_backend_store_uri": local.mlflow_backend_store_uri})
+    with pytest.raises(LockUnavailable, match="this machine's PostgreSQL"):
+        lock_url(remote)
     assert lock_url(get_settings(mlflow_tracking_uri="sqlite:////tmp/x/mlflow.db")) is None
     with pytest.raises(LockUnavailable, match="DEMAND_REGISTRY_LOCK_URL"):
         lock_url(get_settings(mlflow_tracking_uri="http://mlflow.internal:5000"))
