@@ -20,3 +20,14 @@ def feature_env(tmp_path_factory) -> Settings:
     settings = get_settings(data_dir=tmp_path_factory.mktemp("data"), scale="tiny", seed=7)
     pipeline.run(settings, progress=lambda _: None)
     return settings
+
+
+@pytest.fixture
+def clean_demand_env(monkeypatch):
+    """No DEMAND_* variables for this test: session fixtures (the in-process service) and
+    ``open_store`` (Feast reads its yaml's ${DEMAND_…} from the environment) set some,
+    and settings built from scratch must not pick them up."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("DEMAND_")]:
+        monkeypatch.delenv(name)

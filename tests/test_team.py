@@ -22,6 +22,7 @@ from serving.cli import free_port
 from tests.servers import drop_database, require_servers
 
 DEMAND = str(Path(sys.executable).with_name("demand"))
+pytestmark = pytest.mark.usefixtures("clean_demand_env")
 SECRET = "s3cret-pw"  # trust auth ignores it; it must still never be printed or recorded
 
 
@@ -53,10 +54,15 @@ def test_an_unreachable_tracking_server_is_one_error_within_seconds():
     assert time.monotonic() - started < 10
 
 
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without DEMAND_* (session fixtures set some)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DEMAND_")}
+
+
 def _team_env(tmp_path: Path, suffix: str, **more: str) -> dict[str, str]:
     base = f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:5432/demand_test_{suffix}"
     return {
-        **os.environ,
+        **_clean_environ(),
         "DEMAND_PROFILE": "team",
         "DEMAND_DATA_DIR": str(tmp_path / "data"),
         "DEMAND_SCALE": "tiny",
@@ -186,7 +192,7 @@ def test_status_creates_and_starts_nothing(tmp_path):
 
 def test_serve_with_the_tracking_server_down_is_one_error_within_seconds(tmp_path):
     env = {
-        **os.environ,
+        **_clean_environ(),
         "DEMAND_DATA_DIR": str(tmp_path),
         "DEMAND_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
     }

@@ -24,7 +24,7 @@ from serving.batch import TABLE
 from serving.cli import free_port, post_json, start_server, stop, wait_ready
 from tests.servers import drop_database, require_servers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_demand_env")]
 
 
 def quiet(_: str) -> None:
