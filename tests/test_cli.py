@@ -2,7 +2,7 @@
 
 import pytest
 
-from demand.cli import main
+from cli.main import main
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from demand.cli import main
+from cli.main import main
 from registry import audit, lifecycle, state
 from registry.gates import Rescore, Stage
 from tests.registry.helpers import GOOD, assert_consistent, fresh, snapshot

@@ -15,8 +15,8 @@ import uuid
 import pytest
 from mlflow import MlflowClient
 
+from cli.main import main
 from demand import team
-from demand.cli import main
 from demand.settings import Profile, get_settings
 from registry import lifecycle, state, transfer
 from registry.gates import Stage

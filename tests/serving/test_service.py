@@ -251,7 +251,7 @@ def test_served_units_equal_the_model_on_the_offline_row(
 
 @pytest.mark.parametrize("args", [["--version", "99"], ["--alias", "staging"]])
 def test_serve_without_such_a_model_says_what_to_do(serving_env, monkeypatch, capsys, args):
-    from demand.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("DEMAND_DATA_DIR", str(serving_env.data_dir))
     monkeypatch.setenv("DEMAND_MLFLOW_TRACKING_URI", serving_env.tracking_uri)
