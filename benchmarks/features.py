@@ -24,7 +24,7 @@ import pandas as pd
 
 from benchmarks.common import console, peak_rss_gib, report, team_store, timed
 from demand.settings import Scale, get_settings
-from features import feature_store, pipeline
+from features import pipeline, publish
 
 VIEW_TABLES = {
     "store_product_sales": "store_product_daily",
@@ -114,9 +114,9 @@ def online_keys(store, view_name: str, keys: pd.DataFrame, batch: int = 10_000) 
 
 def materialization_row(label: str, settings, keys: dict[str, pd.DataFrame], t: dict) -> dict:
     """Apply, materialize everything (timed), then check every key is online."""
-    store, _ = feature_store.apply(settings)
+    store, _ = publish.apply(settings)
     with timed(t, label):
-        feature_store.materialize(settings)
+        publish.materialize(settings)
     written, missing = 0, {}
     for view_name, expected in keys.items():
         online = online_keys(store, view_name, expected)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(f"  {built.input_lines:,} order lines → {grid_rows:,} store×product×day rows")
 
-    store, _ = feature_store.apply(settings)
+    store, _ = publish.apply(settings)
     refs = [f"{v}:{f.name}" for v in VIEW_TABLES for f in store.get_feature_view(v).features]
     rng = np.random.default_rng(0)
     for n in args.entity_rows:

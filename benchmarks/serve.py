@@ -186,7 +186,7 @@ def redis_copy(settings: Settings):
     from sqlalchemy.engine import make_url
 
     from demand.servers import Database, redact, redis_ping
-    from features import feature_store
+    from features import publish
 
     url = make_url(settings.feast_registry_url).set(database="demand_bench_serve")
     registry = url.render_as_string(hide_password=False)
@@ -202,8 +202,8 @@ def redis_copy(settings: Settings):
     )
     console.print(f"materializing into Redis at {redact(settings.redis_url)} …")
     try:
-        feature_store.apply(team)
-        feature_store.materialize(team)
+        publish.apply(team)
+        publish.materialize(team)
         yield team
     finally:
         open_store(team).teardown()

@@ -109,9 +109,9 @@ def build_features() -> None:
 @friendly
 def apply() -> None:
     """Register the feature repo's definitions with Feast (`feast apply`, in-process)."""
-    from features import feature_store
+    from features import publish
 
-    store, changes = feature_store.apply(_settings())
+    store, changes = publish.apply(_settings())
     for change in changes:
         step(change)
     console.print(f"feast project [bold]{store.project}[/bold] applied ({len(changes)} changes)")
@@ -125,9 +125,9 @@ def materialize(
     ] = False,
 ) -> None:
     """Load the online store with the latest feature rows."""
-    from features import feature_store
+    from features import publish
 
-    feature_store.materialize(_settings(), incremental=incremental)
+    publish.materialize(_settings(), incremental=incremental)
     console.print("online store loaded")
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from demand.console import UserError
 from demand.settings import Settings
-from features import build, feature_store, generator, raw
+from features import build, generator, publish, raw
 
 Progress = Callable[[str], None]
 
@@ -80,7 +80,7 @@ def run(settings: Settings, progress: Progress = print, regenerate: bool = True)
     else:
         steps.run("validate", progress, lambda: raw.validate_raw(settings.raw_dir))
     steps.run("build features", progress, lambda: build_features(settings, progress))
-    _, changes = steps.run("feast apply", progress, lambda: feature_store.apply(settings))
+    _, changes = steps.run("feast apply", progress, lambda: publish.apply(settings))
     progress(f"{len(changes)} Feast objects created or updated")
-    steps.run("materialize", progress, lambda: feature_store.materialize(settings))
+    steps.run("materialize", progress, lambda: publish.materialize(settings))
     return steps

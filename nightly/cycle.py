@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from demand.settings import Settings
-from features import build, feature_store, pipeline, raw
+from features import build, pipeline, publish, raw
 from registry import lifecycle
 from registry.gates import Stage
 from registry.state import aliases, connect, model_version, stage_of
@@ -145,11 +145,11 @@ def run(
     report.new_feature_rows = _rows_after(settings, previous)
     definitions = definitions_fingerprint(settings)
     if last.get("definitions") != definitions or not _registered(settings):
-        clock.step("feast apply", lambda: feature_store.apply(settings))
+        clock.step("feast apply", lambda: publish.apply(settings))
     else:
         progress("feast apply skipped: the feature definitions are those of the last night")
     clock.step("materialize", lambda: _materialize(settings, progress))
-    report.materialized_through = f"{feature_store.origin_close(settings):%Y-%m-%d %H:%M}"
+    report.materialized_through = f"{publish.origin_close(settings):%Y-%m-%d %H:%M}"
 
     from training import train
 
@@ -212,7 +212,7 @@ def _materialize(settings: Settings, progress: Progress) -> None:
     never = [v.name for v in views if not v.most_recent_end_time]
     if never:
         progress(f"first load of {', '.join(never)}: materializing everything")
-    feature_store.materialize(settings, incremental=not never)
+    publish.materialize(settings, incremental=not never)
 
 
 def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:

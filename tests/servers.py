@@ -66,7 +66,7 @@ def team_feast_project(settings, redis_url: str = REDIS, materialize: bool = Tru
     """
     from demand.featurestore import open_store
     from demand.settings import Profile
-    from features import feature_store
+    from features import publish
 
     require_servers(redis=redis_url == REDIS)
     suffix = uuid.uuid4().hex[:10]
@@ -88,9 +88,9 @@ def team_feast_project(settings, redis_url: str = REDIS, materialize: bool = Tru
         }
     )
     try:
-        feature_store.apply(team)
+        publish.apply(team)
         if materialize:
-            feature_store.materialize(team)
+            publish.materialize(team)
         yield team
     finally:
         try:

@@ -135,7 +135,7 @@ def test_unknown_key_comes_back_empty(lookup):
 
 
 def test_incremental_materialization_is_a_no_op_when_nothing_is_new(feature_env):
-    from features.feature_store import materialize
+    from features.publish import materialize
 
     before = _online_rows(feature_env)
     materialize(feature_env, incremental=True)
@@ -153,7 +153,7 @@ def test_apply_registers_each_data_dirs_own_tables(feature_env, tmp_path):
     """A second apply in the same process, for another data dir, points at that dir."""
     import shutil
 
-    from features.feature_store import apply
+    from features.publish import apply
 
     other = feature_env.model_copy(update={"data_dir": tmp_path})
     shutil.copytree(feature_env.feature_dir, other.feature_dir)

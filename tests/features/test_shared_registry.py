@@ -23,7 +23,7 @@ import pytest
 from demand.console import UserError
 from demand.featurestore import open_store
 from demand.settings import REPO_ROOT, Profile
-from features import feature_store
+from features import publish
 
 psycopg = pytest.importorskip("psycopg")
 redis = pytest.importorskip("redis")
@@ -99,7 +99,7 @@ APPLY = textwrap.dedent(
     from pathlib import Path
     import feast  # the slow imports before the first meeting point
     from demand.settings import get_settings
-    from features import feature_store
+    from features import publish
 
     barrier, name, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     for round in range(rounds):
@@ -109,7 +109,7 @@ APPLY = textwrap.dedent(
         deadline = time.time() + 120
         while len(list(meeting.iterdir())) < 2 and time.time() < deadline:
             time.sleep(0.01)
-        _, changes = feature_store.apply(get_settings())
+        _, changes = publish.apply(get_settings())
         print("CHANGES", json.dumps(changes), flush=True)
     """
 )
@@ -220,12 +220,10 @@ def test_registry_holds_both_repos_once(shared, feature_env):
     assert sources == sorted({*_names(platform.list_data_sources()), "store_footfall_daily"})
     assert _names(store.list_feature_services()) == _names(platform.list_feature_services())
     for name in FOOTFALL_VIEWS:
-        assert store.get_feature_view(name).tags[feature_store.OWNER_TAG] == "footfall_repo"
-    assert store.get_feature_view("store_product_sales").tags[feature_store.OWNER_TAG] == (
-        "feature_repo"
-    )
+        assert store.get_feature_view(name).tags[publish.OWNER_TAG] == "footfall_repo"
+    assert store.get_feature_view("store_product_sales").tags[publish.OWNER_TAG] == ("feature_repo")
     # the entity both repos declare has one owner, whichever process came first
-    owner = store.get_entity("store").tags[feature_store.OWNER_TAG]
+    owner = store.get_entity("store").tags[publish.OWNER_TAG]
     assert owner in {"feature_repo", "footfall_repo"}
 
 
@@ -247,7 +245,7 @@ def test_a_repo_updates_and_deletes_only_its_own(shared):
         )
     )
     try:
-        store, changes = feature_store.apply(settings)
+        store, changes = publish.apply(settings)
         assert changes == [
             "Updated feature view store_footfall",
             "Deleted feature view store_footfall_weekly",
@@ -258,7 +256,7 @@ def test_a_repo_updates_and_deletes_only_its_own(shared):
         assert store.get_entity("store").name == "store"  # still there for repo A's views
     finally:
         _write_repo(shared["repo_b"], shared["parquet"], weekly=True)
-        feature_store.apply(settings)
+        publish.apply(settings)
 
 
 def test_a_repo_may_not_redefine_another_repos_object(shared, tmp_path):
@@ -273,7 +271,7 @@ def test_a_repo_may_not_redefine_another_repos_object(shared, tmp_path):
     )
     settings = shared["settings"].model_copy(update={"feature_repo": repo_c})
     with pytest.raises(UserError, match=r"redefines objects another repo owns.*entity 'store'"):
-        feature_store.apply(settings)
+        publish.apply(settings)
     store = open_store(shared["settings"])
     assert store.get_entity("store").description.startswith("A store or fulfilment")
     assert "shop_footfall" not in _names(store.list_feature_views())
@@ -329,7 +327,7 @@ def test_combined_service_offline(shared, combined):
 def test_combined_service_online_from_redis(shared, combined):
     store, service = combined
     settings = shared["settings"]
-    end = feature_store.latest_feature_time(settings) + timedelta(seconds=1)
+    end = publish.latest_feature_time(settings) + timedelta(seconds=1)
     store.materialize(
         start_date=datetime(1970, 1, 2, tzinfo=UTC),
         end_date=end,

@@ -19,7 +19,7 @@ import pytest
 
 from demand.featurestore import open_store
 from demand.servers import ServerUnavailable, redis_ping
-from features import feature_store
+from features import publish
 from serving import cli, model_loader
 from serving.cli import free_port
 from serving.service import DemandForecast, Item
@@ -177,7 +177,7 @@ def test_redis_down_is_503_and_serving_resumes_when_it_is_back(
                 model_loader.load(team)
 
             private_redis.start()  # the same port; it kept nothing, so load it again
-            feature_store.materialize(team)
+            publish.materialize(team)
             assert _status(f"{url}/readyz") == 200
             status, after = cli.post_json(f"{url}/forecast", body)
             assert (status, after) == (200, before)

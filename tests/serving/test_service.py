@@ -206,7 +206,7 @@ def test_refuses_a_model_whose_features_the_store_lacks(serving_env):
 
 def test_refuses_views_never_materialized_and_never_creates_a_store(serving_env, tmp_path):
     """A data dir whose views were applied but never materialized, then one without a store."""
-    from features.feature_store import apply
+    from features.publish import apply
 
     fresh = serving_env.model_copy(update={"data_dir": tmp_path})
     shutil.copytree(serving_env.feature_dir, fresh.feature_dir)

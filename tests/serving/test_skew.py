@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 
 from demand.contract import FeatureContract
 from demand.featurestore import open_store
-from features import feature_store, generator, pipeline, raw
+from features import generator, pipeline, publish, raw
 from serving.lookup import OnlineLookup
 from serving.service import DemandForecast, Item
 from tests.leakage import close_of
@@ -241,8 +241,8 @@ def test_rows_newer_than_the_origin_are_never_served(skewed, cases, store, skewe
     """
     settings, origin, stores_a, _ = skewed
     keys, horizons, _ = cases
-    everything = feature_store.latest_feature_time(settings) + dt.timedelta(seconds=1)
-    feature_store.materialize(settings, end=everything)
+    everything = publish.latest_feature_time(settings) + dt.timedelta(seconds=1)
+    publish.materialize(settings, end=everything)
     stale = _stale_once_everything_is_loaded(keys, horizons, stores_a)
     lookup = OnlineLookup.from_store(store, settings.feature_service)
     assert_online_equals_offline(lookup, store, settings, keys, origin, horizons, stale)

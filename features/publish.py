@@ -1,4 +1,8 @@
-"""Register the feature repo with Feast and load the online store from the offline tables."""
+"""Publish the features: register the feature repo with Feast (apply) and load the online
+store from the offline tables (materialize).
+
+(Opening the store itself is ``demand.featurestore.open_store``, shared by every part.)
+"""
 
 from __future__ import annotations
 
