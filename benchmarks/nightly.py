@@ -17,7 +17,7 @@ import time
 import warnings
 
 from benchmarks.common import console, peak_rss_gib, report
-from demand.settings import get_settings
+from demand.settings import Scale, get_settings
 from features import pipeline
 from nightly import cycle
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = base.data_dir / "bench" / f"nightly-{args.scale}"
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = base.model_copy(
-        update={"data_dir": data_dir, "scale": args.scale, "iterations": args.iterations}
+        update={"data_dir": data_dir, "scale": Scale(args.scale), "iterations": args.iterations}
     )
 
     def progress(message: str) -> None:
