@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import console, report
-from demand.featurestore import open_store
+from demand.featurestore import feast_environ, open_store
 from demand.settings import REPO_ROOT, Profile, Settings, get_settings
 from serving import cli, model_loader
 from serving.lookup import OnlineLookup
@@ -170,14 +170,7 @@ def start_feast(settings, port: int, log: Path) -> subprocess.Popen:
 
 def store_env(settings: Settings) -> dict[str, str]:
     """This process's environment pointed at ``settings``' Feast store (profile, project …)."""
-    return {
-        **os.environ,
-        "DEMAND_PROFILE": settings.profile.value,
-        "DEMAND_DATA_DIR": str(settings.data_dir),
-        "DEMAND_FEAST_PROJECT": settings.feast_project,
-        "DEMAND_FEAST_REGISTRY_URL": settings.feast_registry_url,
-        "DEMAND_REDIS_URL": settings.redis_url,
-    }
+    return {**os.environ, "DEMAND_PROFILE": settings.profile.value, **feast_environ(settings)}
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from demand.featurestore import open_store
+from demand.featurestore import feast_environ, open_store
 from demand.servers import ServerUnavailable, redis_ping
 from features import publish
 from serving import cli, model_loader
@@ -33,10 +33,7 @@ def _environ(settings) -> dict[str, str]:
     """The DEMAND_* variables a service started for ``settings`` reads."""
     return {
         "DEMAND_PROFILE": settings.profile.value,
-        "DEMAND_DATA_DIR": str(settings.data_dir),
-        "DEMAND_FEAST_PROJECT": settings.feast_project,
-        "DEMAND_FEAST_REGISTRY_URL": settings.feast_registry_url,
-        "DEMAND_REDIS_URL": settings.redis_url,
+        **feast_environ(settings),
         "DEMAND_MLFLOW_TRACKING_URI": settings.tracking_uri,
         "DEMAND_SERVE_RELOAD_SECONDS": "0",
         "BENTOML_HOME": str(settings.bentoml_home),
