@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -67,6 +68,31 @@ def signal_and_check_stopped(
     assert not left, f"process groups {left} outlived the command (ports held: {held})"
     assert not held, f"ports {held} are still held"
     assert code == 128 + signum
+
+
+@contextlib.contextmanager
+def launched(command: list[str], env: dict[str, str], cwd: Path, log: Path):
+    """``command`` in a session of its own (as from a terminal: a signal reaches it alone,
+    and its groups are told apart from pytest's), output in ``log``.
+
+    Yields the process and a list for the test to fill with the groups to clean up. On a
+    failure the log's tail is printed; whatever happens, nothing started is left running.
+    """
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    groups: list[int] = []
+    try:
+        yield process, groups
+    except BaseException:
+        print(log.read_text()[-3000:])
+        raise
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        kill_groups(groups)
 
 
 def kill_groups(groups: list[int]) -> None:

@@ -18,7 +18,7 @@ from demand.settings import Profile
 from tests.children import (
     free_port,
     groups_of,
-    kill_groups,
+    launched,
     signal_and_check_stopped,
     wait_for_output,
 )
@@ -100,31 +100,13 @@ def test_demand_ui_serves_both_uis_until_sigterm(feature_env, tmp_path):
     mlflow_port, feast_port = free_port(), free_port()
     log = tmp_path / "ui.log"
     command = [DEMAND, "ui", "--mlflow-port", str(mlflow_port), "--feast-port", str(feast_port)]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command,
-            env=embedded_env(feature_env),
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group, as from a terminal
-        )
-    groups: list[int] = []
-    try:
+    with launched(command, embedded_env(feature_env), tmp_path, log) as (process, groups):
         printed = wait_for_output(process, log, "ready;", timeout=300)
         mlflow, feast = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{feast_port}"
         assert mlflow in printed and feast in printed
         assert answers(f"{mlflow}/") == 200
         assert answers(f"{feast}/") == 200
-        groups = groups_of(process)
+        groups += groups_of(process)
         assert len(groups) == 3  # demand's own, the MLflow UI's, the Feast UI's
         signal_and_check_stopped(process, groups, [mlflow_port, feast_port], signal.SIGTERM)
         assert "stopping the UIs" in log.read_text()
-    except BaseException:
-        print(log.read_text()[-3000:])
-        raise
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        kill_groups(groups)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from tests.children import (
     children_of,
     free_port,
     groups_of,
-    kill_groups,
+    launched,
     signal_and_check_stopped,
 )
 
@@ -28,30 +27,10 @@ def test_a_signal_to_demand_serve_stops_the_server(serving_env, tmp_path, signum
     port = free_port()
     log = tmp_path / "serve.log"
     command = [DEMAND, "serve", "--port", str(port), "--threads", "1", "--no-access-log"]
-    with open(log, "wb") as out:
-        # its own session, as from a terminal: the signal reaches `demand` alone, and the
-        # test can tell its group from pytest's
-        process = subprocess.Popen(
-            command,
-            env=cli.server_env(serving_env),
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    groups: list[int] = []
-    try:
+    with launched(command, cli.server_env(serving_env), tmp_path, log) as (process, groups):
         cli.wait_ready(f"http://127.0.0.1:{port}", process, timeout=150)
-        groups = groups_of(process)
+        groups += groups_of(process)
         signal_and_check_stopped(process, groups, [port], signum)
-    except BaseException:
-        print(log.read_text()[-3000:])
-        raise
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        kill_groups(groups)
 
 
 DEMO = """
@@ -66,29 +45,12 @@ def test_a_signal_during_the_demos_serving_stops_the_service(serving_env, tmp_pa
     """The serving part of `demand demo`: signalled as soon as its service is starting."""
     port = free_port()
     log = tmp_path / "demo.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", DEMO, str(port)],
-            env=cli.server_env(serving_env),
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    groups: list[int] = []
-    try:
+    command = [sys.executable, "-c", DEMO, str(port)]
+    with launched(command, cli.server_env(serving_env), tmp_path, log) as (process, groups):
         deadline = time.monotonic() + 60
         while not children_of(process.pid) and process.poll() is None:
             assert time.monotonic() < deadline, "the demo started no service"
             time.sleep(0.1)
-        groups = groups_of(process)
+        groups += groups_of(process)
         signal_and_check_stopped(process, groups, [port], signal.SIGTERM)
         assert "service stopped" in log.read_text()
-    except BaseException:
-        print(log.read_text()[-3000:])
-        raise
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        kill_groups(groups)
