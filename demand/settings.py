@@ -185,6 +185,22 @@ class Settings(BaseSettings):
         default=None,
         description="Serve this Bento model store tag instead of the registry (set in Bentos).",
     )
+    # containers (`demand bento containerize`, `make base-image`, `make container-smoke`)
+    container_image: str = Field(
+        default="localhost/demand-forecast-service:latest",
+        description="Name and tag of the service image `demand bento containerize` builds.",
+    )
+    container_base_image: str | None = Field(
+        default=None,
+        description="The Bento's base image (it must carry Python 3.11). Default: BentoML's "
+        "own (a python:3.11-slim from Docker Hub); `make base-image` builds "
+        "localhost/demand-base:bookworm from Debian's packages, for machines without Docker "
+        "Hub.",
+    )
+    container_debian_mirror: str = Field(
+        default="http://deb.debian.org/debian",
+        description="Debian mirror `make base-image` bootstraps the base image from.",
+    )
 
     @field_validator("data_dir", "feature_repo", mode="after")
     @classmethod
