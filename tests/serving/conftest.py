@@ -7,6 +7,7 @@ from mlflow import MlflowClient
 
 from demand.featurestore import open_store
 from demand.settings import Settings
+from serving import cli
 from training import train
 
 
@@ -70,3 +71,20 @@ def client(service_environ):
 
     with TestClient(DemandForecast.to_asgi(), raise_server_exceptions=False) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def server(serving_env, tmp_path_factory):
+    """One real `bentoml serve` of the tiny model, shared by the modules that talk to one."""
+    port = cli.free_port()
+    log = tmp_path_factory.mktemp("serve") / "bentoml.log"
+    process = cli.start_server(serving_env, port, log=log, threads=2, access_log=False)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        cli.wait_ready(url, process, timeout=150)
+    except Exception:
+        cli.stop(process)
+        pytest.fail(f"bentoml serve did not start:\n{log.read_text()[-3000:]}")
+    yield url
+    cli.stop(process)
+    assert process.poll() is not None

@@ -1,29 +1,12 @@
-"""One real `bentoml serve` process: health, Prometheus metrics, a forecast over TCP."""
+"""One real `bentoml serve` process (the `server` fixture): health, Prometheus metrics, a
+forecast over TCP."""
 
 from __future__ import annotations
 
 import datetime as dt
 import urllib.request
 
-import pytest
-
 from serving import cli
-
-
-@pytest.fixture(scope="module")
-def server(serving_env, tmp_path_factory):
-    port = cli.free_port()
-    log = tmp_path_factory.mktemp("serve") / "bentoml.log"
-    process = cli.start_server(serving_env, port, log=log, threads=2, access_log=False)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        cli.wait_ready(url, process, timeout=150)
-    except Exception:
-        cli.stop(process)
-        pytest.fail(f"bentoml serve did not start:\n{log.read_text()[-3000:]}")
-    yield url
-    cli.stop(process)
-    assert process.poll() is not None
 
 
 def get(url: str) -> tuple[int, str]:
