@@ -169,6 +169,13 @@ class Settings(BaseSettings):
     serve_max_items: int = Field(
         default=5000, ge=1, description="Items one /forecast request may carry."
     )
+    serve_max_body_bytes: int = Field(
+        # 5,000 items with 64-character ids, a price and a promo are about 1.2 MB
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the service reads; a larger one is answered 413 "
+        "before it is read. Raise it with DEMAND_SERVE_MAX_ITEMS.",
+    )
     serve_alias: str = Field(
         default="production", description="Registry alias whose model version is served."
     )

@@ -21,17 +21,19 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
+import re
 import threading
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 import bentoml
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse
 
 from demand.settings import get_settings
 from serving import model_loader
+from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable
 from serving.predict import score
 
@@ -45,15 +47,65 @@ EXAMPLE_ITEMS = [
 ]
 
 
-class Item(BaseModel):
-    # strict: "1" is not a number, 20230730 is not a date; unknown fields are typos
-    model_config = ConfigDict(extra="forbid", strict=True)
+# An id is printable and carries no stray space at either end: a key read with a trailing
+# newline would only ever answer missing_features. (No \s: ECMA, Rust and Python disagree on it.)
+ID_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+Key = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
-    store_id: Annotated[str, Field(min_length=1, max_length=64)]
-    product_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+def _nullable(schema: dict[str, Any]) -> None:
+    """``X | None`` as OpenAPI 3.0 (what BentoML publishes) spells it: ``nullable: true``."""
+    for field in schema["properties"].values():
+        variants = field.get("anyOf", [])
+        if len(variants) == 2 and {"type": "null"} in variants:
+            del field["anyOf"]
+            field.update(next(v for v in variants if v != {"type": "null"}), nullable=True)
+
+
+class Item(BaseModel):
+    """A store, a product and the day forecast."""
+
+    # A new per-item field is declared here, strict and with its limits (the published
+    # document is made from this class); what it means for the model served is checked in
+    # DemandForecast.forecast and answered 422 naming the field.
+    # strict: "1" is not a number, 20230730 is not a date; unknown fields are typos
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_nullable)
+
+    store_id: Key
+    product_id: Key
     date: dt.date = Field(description="The day forecast (YYYY-MM-DD).")
-    price: float | None = Field(default=None, description="Planned price, if the model uses it.")
+    price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Planned price, if the model uses it."
+    )
     promo: bool | None = Field(default=None, description="Planned promotion, if the model uses it.")
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        # pydantic alone also reads "1690675200" as a date (epoch seconds); parsed here, as
+        # strict mode takes a date object but no str once a validator has run
+        if not isinstance(value, str):
+            return value
+        if not ISO_DATE.fullmatch(value):
+            raise ValueError("a date is YYYY-MM-DD")
+        return dt.date.fromisoformat(value)  # ValueError for 2023-02-30
+
+
+def _publish_max_items(schema: dict[str, Any]) -> None:
+    # The configured cap, read when the document is generated (in the serving process),
+    # so that a generated client knows it; more items are answered 422 (see forecast).
+    schema["properties"]["items"]["maxItems"] = get_settings().serve_max_items
+
+
+class ForecastRequest(BaseModel):
+    """The items to forecast, answered in this order."""
+
+    # the body of POST /forecast; a field for the whole request goes here
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_publish_max_items)
+
+    items: Annotated[list[Item], Field(min_length=1, examples=[EXAMPLE_ITEMS])]
 
 
 class ModelRef(BaseModel):
@@ -173,10 +225,8 @@ class DemandForecast:
 
     # -- forecasts ---------------------------------------------------------------------------
 
-    @bentoml.api(route="/forecast")
-    def forecast(
-        self, items: Annotated[list[Item], Field(examples=[EXAMPLE_ITEMS])]
-    ) -> ForecastResponse:
+    @bentoml.api(route="/forecast", input_spec=ForecastRequest)
+    def forecast(self, items: list[Item]) -> ForecastResponse:
         """Units per item (store, product, target day), in request order."""
         loaded = self.loaded  # one bundle for the whole request, even if a reload swaps it
         if len(items) > self.settings.serve_max_items:
@@ -306,6 +356,12 @@ class DemandForecast:
                 self._reload()
             except Exception as error:  # a failed reload keeps the current model serving
                 logger.warning("reload check failed, keeping v%s: %s", self.loaded.version, error)
+
+
+# size and Content-Type checked before BentoML reads a body (serving/guard.py)
+DemandForecast.add_asgi_middleware(
+    RequestGuard, json_routes=[api.route for api in DemandForecast.apis.values()]
+)
 
 
 def _close(origin: dt.date) -> datetime:

@@ -139,7 +139,8 @@ def test_unknown_keys_are_answered_without_a_number(client, known_keys):
     forecasts = response.json()["forecasts"]
     assert [f["status"] for f in forecasts] == ["ok", "missing_features", "missing_features"]
     assert forecasts[1]["units"] is None and forecasts[2]["units"] is None
-    assert client.post("/forecast", json={"items": []}).json()["forecasts"] == []
+    empty = client.post("/forecast", json={"items": []})  # nothing asked: a client's mistake
+    assert empty.status_code == 400 and empty.json()["detail"][0]["type"] == "too_short"
 
 
 def test_store_unreachable_is_503_and_recovers(client, serving_env, known_keys):
