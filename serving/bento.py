@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from demand.settings import REPO_ROOT, Settings
 from serving import model_loader
+from serving.container import PYTHON, PipIndex, pip_index
 
 BENTO_NAME = "demand_forecast_service"
 SOURCES = [
@@ -21,12 +22,16 @@ SOURCES = [
     "demand/*.py",
     "feature_repo/*.py",
     "feature_repo/feature_store.yaml",
+    "feature_repo/feature_store.team.yaml",
 ]
+REQUIREMENTS = "serving/requirements.txt"  # see serving/requirements.py
+DOCKERFILE_TEMPLATE = "deploy/Dockerfile.template"
 
 
 @dataclass(frozen=True)
 class Built:
     bento: str
+    base_image: str | None
     model: str
     mlflow_name: str
     mlflow_version: str
@@ -39,7 +44,42 @@ def use_bentoml_home(settings: Settings) -> None:
     os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
 
 
-def build(settings: Settings, alias: str | None = None, version: str | None = None) -> Built:
+def python_options(index: PipIndex) -> dict[str, object]:
+    """Serving's own requirements (no test or training tools), from pip's index of this machine."""
+    options: dict[str, object] = {
+        "requirements_txt": REQUIREMENTS,
+        "lock_packages": False,  # the file is pinned already, from requirements.lock
+        # the file is the whole closure; --no-deps keeps what it leaves out out
+        "pip_args": "--no-deps",
+    }
+    if index.index_url:
+        options["index_url"] = index.index_url
+    if index.extra_index_urls:
+        options["extra_index_url"] = list(index.extra_index_urls)
+    if index.trusted_hosts:
+        options["trusted_host"] = list(index.trusted_hosts)
+    return options
+
+
+def docker_options(base_image: str | None) -> dict[str, object]:
+    """None: BentoML's default base image (Python from Docker Hub's python image)."""
+    options: dict[str, object] = {"dockerfile_template": DOCKERFILE_TEMPLATE}
+    if base_image:
+        options["base_image"] = base_image
+    else:
+        options["python_version"] = PYTHON
+    return options
+
+
+def build(
+    settings: Settings,
+    alias: str | None = None,
+    version: str | None = None,
+    base_image: str | None = None,
+    index: PipIndex | None = None,
+) -> Built:
+    """A Bento of the model ``version`` (default: the alias's); ``base_image`` default:
+    the settings' ``container_base_image``; ``index``: pip's on this machine."""
     use_bentoml_home(settings)
     import bentoml
     from bentoml._internal.bento.build_config import BentoEnvSchema  # build() wants this type
@@ -68,10 +108,16 @@ def build(settings: Settings, alias: str | None = None, version: str | None = No
         labels=labels,
         include=SOURCES,  # paths relative to build_ctx, as BentoML requires
         models=[str(model.tag)],
-        python={"requirements_txt": "requirements.lock", "lock_packages": False},
+        python=python_options(index or pip_index()),
+        docker=docker_options(base_image or settings.container_base_image),
         envs=[BentoEnvSchema(name="DEMAND_SERVE_BENTO_MODEL", value=str(model.tag))],
         build_ctx=str(REPO_ROOT),
     )
     return Built(
-        str(bento.tag), str(model.tag), found.name, str(found.version), str(settings.bentoml_home)
+        str(bento.tag),
+        base_image or settings.container_base_image,
+        str(model.tag),
+        found.name,
+        str(found.version),
+        str(settings.bentoml_home),
     )

@@ -1,4 +1,4 @@
-"""`demand serve`, `demand bento build`, and the serving part of `demand demo`.
+"""`demand serve`, `demand bento …` (build, containerize, base-image), the serving part of the demo.
 
 The service always runs under ``bentoml serve`` (a subprocess with the settings
 in its environment), the same way a Bento runs it, so there is one way to start it.
@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from demand.console import console, friendly
+from demand.console import UserError, console, friendly
 from demand.processes import Children, exit_code, stop_group
 from demand.settings import REPO_ROOT, Settings, get_settings
 
@@ -215,4 +215,78 @@ def bento_build(
         f"built Bento {built.bento} with model {built.model} "
         f"({built.mlflow_name} v{built.mlflow_version}) in {built.bentoml_home}\n"
         f"run it: BENTOML_HOME={built.bentoml_home} bentoml serve {built.bento}"
+    )
+
+
+@bento_app.command("containerize")
+@friendly
+def bento_containerize(
+    backend: Annotated[
+        str, typer.Option(help="docker (BentoML's default), buildah or podman")
+    ] = "docker",
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            help="The Bento's base image (Python 3.11); default: DEMAND_CONTAINER_BASE_IMAGE"
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Image name; default: DEMAND_CONTAINER_IMAGE")
+    ] = None,
+    alias: Annotated[str | None, typer.Option(help="Package this alias's version")] = None,
+    version: Annotated[str | None, typer.Option(help="Package this version")] = None,
+) -> None:
+    """Build an OCI image of the production Bento with `bentoml containerize`."""
+    from serving import bento, container, model_loader
+
+    settings = get_settings()
+    base = base_image or settings.container_base_image
+    image = tag or settings.container_image
+    # what is missing, cheapest first and all before any build: the model, the engine, the base
+    model_loader.resolve_version(
+        settings, None if version else alias or settings.serve_alias, version
+    )
+    container.require_backend(backend)
+    if base:
+        container.check_base_image(backend, base)
+    console.print(f"› building the Bento ({base or 'BentoML default base image'})")
+    built = bento.build(settings, alias=alias, version=version, base_image=base)
+    console.print(f"› built Bento {built.bento} ({built.mlflow_name} v{built.mlflow_version})")
+    seconds = container.containerize(
+        built.bento, image, backend, settings.bentoml_home, progress=console.print
+    )
+    size = ""
+    if backend != "docker":
+        size = f", {container.image_size(container.runner(backend), image) / 1e9:.2f} GB"
+    console.print(
+        f"built image {image} from Bento {built.bento} in {seconds:.0f} s{size}\n"
+        f"run it: podman run --rm --network host {image}  (see README, Deploy as a container)"
+    )
+
+
+@bento_app.command("base-image")
+@friendly
+def bento_base_image(
+    name: Annotated[str, typer.Option(help="Image name")] = "localhost/demand-base:bookworm",
+    if_missing: Annotated[
+        bool, typer.Option(help="Keep an existing image that has Python 3.11")
+    ] = False,
+) -> None:
+    """Build the Bento's base image from Debian bookworm's packages (debootstrap, no registry)."""
+    from serving import container
+
+    settings = get_settings()
+    if if_missing:
+        try:
+            container.check_base_image("podman", name)
+            console.print(f"base image {name} is there (Python {container.PYTHON}); kept")
+            return
+        except UserError:
+            pass  # missing or wrong: build it
+    seconds = container.build_base_image(
+        name, settings.container_debian_mirror, progress=lambda m: console.print(f"› {m}")
+    )
+    console.print(
+        f"built {name} in {seconds:.0f} s; use it: DEMAND_CONTAINER_BASE_IMAGE={name} "
+        "demand bento containerize --backend buildah"
     )
