@@ -47,9 +47,10 @@ EXAMPLE_ITEMS = [
 ]
 
 
-# An id is printable and carries no stray space at either end: a key read with a trailing
-# newline would only ever answer missing_features. (No \s: ECMA, Rust and Python disagree on it.)
-ID_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+# An id has no control characters (C0, DEL, C1) and no space at either end: a key read with a
+# trailing newline would only ever answer missing_features. (No \s: ECMA, Rust and Python
+# disagree on what it matches.)
+ID_PATTERN = r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
 Key = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -98,7 +99,7 @@ def _publish_max_items(schema: dict[str, Any]) -> None:
     schema["properties"]["items"]["maxItems"] = get_settings().serve_max_items
 
 
-class ForecastRequest(BaseModel):
+class ForecastRequest(bentoml.IODescriptor):
     """The items to forecast, answered in this order."""
 
     # the body of POST /forecast; a field for the whole request goes here

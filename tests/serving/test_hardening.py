@@ -9,11 +9,13 @@ import contextlib
 import datetime as dt
 import http.client
 import json
+import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
 
 from demand.settings import Settings
+from serving.service import ID_PATTERN
 
 MAX_BODY = Settings.model_fields["serve_max_body_bytes"].default  # the server runs the default
 ITEM = {"store_id": "S000", "product_id": "P0000", "date": "2023-07-30"}
@@ -87,6 +89,7 @@ CASES = {
     "unknown top-level field": (b'{"items": [], "horizon": 3}', JSON, 400, "horizon"),
     "unknown item field": (with_item(qty=1), JSON, 400, "qty | extra_forbidden"),
     "id with a trailing newline": (with_item(store_id="S000\n"), JSON, 400, "store_id"),
+    "id with a C1 control character": (with_item(store_id="S\u0085000"), JSON, 400, "store_id"),
     "id too long": (with_item(product_id="P" * 65), JSON, 400, "product_id | string_too_long"),
     "date as epoch seconds": (with_item(date="1690675200"), JSON, 400, "date | value_error"),
     "date not a day": (with_item(date="2023-02-30"), JSON, 400, "date"),
@@ -136,3 +139,35 @@ def test_the_ends_of_the_calendar_are_outside_the_horizon(server, known_keys, da
     body = json.dumps({"items": [{"store_id": keys[0][0], "product_id": keys[0][1], "date": day}]})
     status, _, payload = send(server, body.encode())
     assert status == 422 and payload["field"] == "items[0].date", payload
+
+
+def test_published_document_states_the_limits(server):
+    """What /docs.json says a request is: what the table above refuses otherwise."""
+
+    def get(path: str):
+        with urllib.request.urlopen(f"{server}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    document = get("/docs.json")
+    body = document["paths"]["/forecast"]["post"]["requestBody"]["content"]
+    assert list(body) == ["application/json"]
+    request = body["application/json"]["schema"]
+    assert request["additionalProperties"] is False and request["required"] == ["items"]
+    items = request["properties"]["items"]
+    # the cap the serving process runs with, not the default of the process importing it
+    assert (items["minItems"], items["maxItems"]) == (1, get("/metadata")["max_items"])
+    item = document["components"]["schemas"]["Item"]
+    assert item["additionalProperties"] is False
+    assert item["required"] == ["store_id", "product_id", "date"]
+    for key in ("store_id", "product_id"):
+        assert item["properties"][key] | {"title": None} == {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": ID_PATTERN,
+            "title": None,
+        }
+    assert item["properties"]["date"]["format"] == "date"
+    price = item["properties"]["price"]
+    assert (price["type"], price["minimum"], price["nullable"]) == ("number", 0, True)
+    assert "anyOf" not in price  # OpenAPI 3.0 has no null type
