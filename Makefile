@@ -12,7 +12,8 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-serve bench-nightly lock clean nightly forecast team-up team-down team-status ui
+        bench-features bench-train bench-serve bench-nightly lock clean nightly forecast team-up team-down team-status ui \
+        container-tools base-image container container-smoke bench-container serving-requirements
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -98,6 +99,32 @@ serve: $(INSTALLED) ## Serve forecasts for the production model over HTTP (ARGS=
 bento: $(INSTALLED) ## Build a Bento with the service, the production model and the feature repo config
 	$(DEMAND) bento build $(ARGS)
 
+# Containers (README, Deploy as a container). buildah builds and podman runs here: these
+# machines have no Docker daemon; ARGS="--backend docker" where one answers.
+BASE_IMAGE ?= localhost/demand-base:bookworm
+CONTAINER_TOOLS := buildah podman runc debootstrap
+
+container-tools: ## Install buildah, podman, runc and debootstrap when one is missing (apt-get, as root)
+	@for tool in $(CONTAINER_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "› installing $(CONTAINER_TOOLS)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CONTAINER_TOOLS); \
+	fi
+
+base-image: $(INSTALLED) container-tools ## Build the Bento's base image BASE_IMAGE from Debian bookworm (debootstrap, no Docker Hub)
+	$(DEMAND) bento base-image --name $(BASE_IMAGE) $(ARGS)
+
+container: $(INSTALLED) container-tools ## Build the production Bento's OCI image (buildah, on BASE_IMAGE, built if missing)
+	$(DEMAND) bento base-image --name $(BASE_IMAGE) --if-missing
+	DEMAND_CONTAINER_BASE_IMAGE=$(BASE_IMAGE) $(DEMAND) bento containerize --backend buildah $(ARGS)
+
+container-smoke: $(INSTALLED) container-tools ## Build the image, serve it against the team and embedded profiles, compare with bentoml serve
+	$(DEMAND) bento base-image --name $(BASE_IMAGE) --if-missing
+	$(BIN)/python -m serving.smoke --base-image $(BASE_IMAGE) $(ARGS)
+
+serving-requirements: $(INSTALLED) ## Rewrite serving/requirements.txt (the image's packages) from requirements.lock
+	$(BIN)/python -m serving.requirements
+
 feast: $(INSTALLED) ## Run the feast CLI on the profile's feature repo and registry (ARGS="feature-views list")
 	$(DEMAND) feast $(ARGS)
 
@@ -116,9 +143,14 @@ bench-serve: $(INSTALLED) ## Benchmark /forecast against feast serve and mlflow 
 bench-nightly: $(INSTALLED) ## Benchmark the nightly cycle per step: a first night, then nights of one new day (ARGS="--scale default")
 	$(BIN)/python -m benchmarks.nightly $(ARGS)
 
+bench-container: $(INSTALLED) container-tools ## Benchmark /forecast inside the service image against bentoml serve outside it
+	$(DEMAND) bento base-image --name $(BASE_IMAGE) --if-missing
+	$(BIN)/python -m benchmarks.container --base-image $(BASE_IMAGE) $(ARGS)
+
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv; }
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	@echo "› then: make serving-requirements (the image's part of the lock)"
 
 clean: ## Remove generated data (DEMAND_DATA_DIR) and caches, keep .venv
 	rm -rf data .pytest_cache .ruff_cache
