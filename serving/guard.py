@@ -14,15 +14,17 @@ looks at it. Malformed JSON, non-UTF-8 bytes and deep nesting are already answer
   charset other than UTF-8): 415.
 
 Each answer is a JSON body ``{"error": "…"}`` naming the problem, as the service's
-own 4xx answers are.
+own 4xx answers are; Starlette's plain-text 404 and 405 (an unknown path, GET on
+/forecast) are given one too.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 
 from demand.settings import get_settings
@@ -66,7 +68,7 @@ class RequestGuard:
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
 
-        await self.app(scope, replay, send)
+        await self.app(scope, replay, _json_errors(scope, send))
 
     def _too_large(self) -> str:
         return (
@@ -95,3 +97,32 @@ class RequestGuard:
             if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
                 return 415, f"charset {charset!r} is not accepted: JSON is sent as UTF-8"
         return None
+
+
+def _json_errors(scope: dict[str, Any], send: Send) -> Send:
+    """``send``, with Starlette's plain-text 404 and 405 answered as JSON naming the route."""
+    held: dict[str, Any] = {}
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] in (404, 405):
+            headers = MutableHeaders(raw=list(message["headers"]))
+            if headers.get("content-type", "").startswith("text/plain"):
+                held.update(start=message, headers=headers)
+                return
+        if "start" not in held or message["type"] != "http.response.body":
+            await send(message)
+            return
+        # a plain-text error is one body message; it is replaced whole
+        start, headers = held.pop("start"), held.pop("headers")
+        route = f"{scope['method']} {scope['path']}"
+        if start["status"] == 404:
+            error = f"no such route: {route}"
+        else:
+            error = f"{route} is not allowed; allowed: {headers.get('allow', 'none')}"
+        body = json.dumps({"error": error}).encode()
+        headers["content-type"] = "application/json"
+        headers["content-length"] = str(len(body))
+        await send({**start, "headers": headers.raw})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped

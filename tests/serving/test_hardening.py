@@ -113,6 +113,21 @@ def test_malformed_request_is_a_4xx_naming_the_problem(server, body, content_typ
     assert says in names(payload)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "says"),
+    [
+        ("GET", "/forecast", 405, "GET /forecast is not allowed; allowed: POST"),
+        ("PUT", "/forecast", 405, "allowed: POST"),
+        ("GET", "/forecasts", 404, "no such route: GET /forecasts"),
+        ("POST", "/metadata", 405, "Method Not Allowed"),  # FastAPI's own JSON
+    ],
+)
+def test_wrong_route_or_method_is_answered_in_json(server, method, path, status, says):
+    answered, media, payload = send(server, None, None, method=method, path=path)
+    assert (answered, media) == (status, "application/json")
+    assert says in json.dumps(payload)
+
+
 def test_body_limit_holds_on_every_route(server):
     status, _, payload = send(server, b" " * (MAX_BODY + 1), None, path="/reload")
     assert status == 413 and "DEMAND_SERVE_MAX_BODY_BYTES" in payload["error"]
