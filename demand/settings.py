@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -203,6 +204,11 @@ class Settings(BaseSettings):
         "own (a python:3.11-slim from Docker Hub); `make base-image` builds "
         "localhost/demand-base:bookworm from Debian's packages, for machines without Docker "
         "Hub.",
+    )
+    container_storage_driver: Literal["auto", "overlay", "vfs"] = Field(
+        default="auto",
+        description="Image storage of buildah and podman (deploy/storage*.conf). auto: overlay "
+        "where the kernel mounts it (a container starts without copying its image), else vfs.",
     )
     container_debian_mirror: str = Field(
         default="http://deb.debian.org/debian",
