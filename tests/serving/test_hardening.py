@@ -81,6 +81,12 @@ CASES = {
     "not UTF-8": ('{"items": [{"store_id": "Sé"}]}'.encode("latin-1"), JSON, 400, "json_invalid"),
     "a byte-order mark": (b"\xef\xbb\xbf" + VALID, JSON, 400, "json_invalid"),
     "deeply nested": (nested(100_000), JSON, 400, "recursion limit exceeded"),
+    "too many errors to list": (
+        b'{"items": [' + b",".join([b"{}"] * 600_000) + b"]}",
+        JSON,
+        400,
+        "1800000 errors, more than the 10000 an answer lists",
+    ),
     "empty body": (b"", JSON, 400, "items | missing"),
     "not an object": (b"[1, 2]", JSON, 400, "model_type"),
     "null": (b"null", JSON, 400, "model_type"),
