@@ -1,12 +1,14 @@
 """OCI images of the Bento: the base image, `bentoml containerize`, and running the image.
 
 Every engine setting comes from the project's own files in ``deploy/`` (through
-CONTAINERS_CONF and CONTAINERS_STORAGE_CONF), never the machine's global configuration.
+CONTAINERS_CONF and CONTAINERS_STORAGE_CONF), never the machine's global configuration;
+the storage driver is overlay where the kernel mounts it, vfs elsewhere.
 buildah builds and podman runs share that storage, so an image one builds the other runs.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -18,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from demand.console import UserError
-from demand.settings import REPO_ROOT
+from demand.settings import REPO_ROOT, get_settings
 
 DEPLOY = REPO_ROOT / "deploy"
 CONTAINERS_CONF = DEPLOY / "containers.conf"
-STORAGE_CONF = DEPLOY / "storage.conf"
+STORAGE_CONFS = {"overlay": DEPLOY / "storage.conf", "vfs": DEPLOY / "storage-vfs.conf"}
 BASE_CONTAINERFILE = DEPLOY / "Containerfile.base"
 BACKENDS = ("docker", "buildah", "podman")
 PYTHON = "3.11"  # the Python of the venv the lock was resolved for (pyproject, `make lock`)
@@ -39,9 +41,41 @@ BASE_HINT = "build one with `make base-image` (Debian bookworm's Python 3.11, no
 def engine_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment every buildah/podman call runs in: the project's engine config."""
     env = dict(os.environ)
-    env.update(CONTAINERS_CONF=str(CONTAINERS_CONF), CONTAINERS_STORAGE_CONF=str(STORAGE_CONF))
+    env.update(
+        CONTAINERS_CONF=str(CONTAINERS_CONF),
+        CONTAINERS_STORAGE_CONF=str(STORAGE_CONFS[storage_driver()]),
+    )
     env.update(extra or {})
     return env
+
+
+@functools.cache
+def storage_driver() -> str:
+    """DEMAND_CONTAINER_STORAGE_DRIVER, or (auto) overlay where this kernel mounts it."""
+    chosen = get_settings().container_storage_driver
+    if chosen != "auto":
+        return chosen
+    return "overlay" if _overlay_mounts() else "vfs"
+
+
+def _overlay_mounts() -> bool:
+    """Mount an empty overlay and unmount it: what the overlay driver needs of the kernel."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    with tempfile.TemporaryDirectory(prefix="demand-overlay-", dir="/var/tmp") as tmp:
+        parts = {name: Path(tmp) / name for name in ("lower", "upper", "work", "merged")}
+        for path in parts.values():
+            path.mkdir()
+        options = f"lowerdir={parts['lower']},upperdir={parts['upper']},workdir={parts['work']}"
+        done = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(parts["merged"])],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            return False
+        subprocess.run(["umount", str(parts["merged"])], capture_output=True, check=False)
+        return True
 
 
 def require_tool(name: str, hint: str = TOOLS_HINT) -> str:
@@ -316,11 +350,12 @@ def containerize(
     bentoml = Path(sys.executable).with_name("bentoml")
     command = [str(bentoml), "containerize", bento_tag, "--backend", backend, "-t", image]
     if backend in ("buildah", "podman"):
-        # vfs and chroot: what builds inside these hosts' containers (no overlay, no userns)
+        # chroot: these hosts run inside containers, where the default (a user namespace,
+        # runc) cannot start; the storage driver comes from CONTAINERS_STORAGE_CONF
         command += ["--opt", "isolation=chroot"]
-    if backend == "buildah":
-        command += ["--opt", "storage-driver=vfs"]
     progress(" ".join(command[1:]))
+    tool = runner(backend)
+    previous = _image_id(tool, image)
     start = time.monotonic()
     env = engine_environ({"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"})
     # cwd "/": BentoML refuses a Dockerfile template outside the working directory, and its
@@ -330,7 +365,16 @@ def containerize(
         raise UserError(
             f"`bentoml containerize` failed with code {done.returncode} (its output is above)"
         )
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    if previous and previous != _image_id(tool, image):
+        # the image this name had is untagged now: gigabytes on vfs after a few builds
+        engine(tool, "rmi", previous, check=False)
+    return seconds
+
+
+def _image_id(tool: str, image: str) -> str | None:
+    done = engine(tool, "image", "inspect", "--format", "{{.Id}}", image, check=False)
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 @dataclass

@@ -229,3 +229,25 @@ def test_containerize_refuses_an_unknown_backend(serving_env):
     done = _containerize(_model_env(serving_env), "--backend", "kaniko")
     assert done.returncode == 1
     assert "unknown backend 'kaniko'" in done.stderr and "buildah" in done.stderr
+
+
+def test_engine_configuration_is_the_projects_own(monkeypatch):
+    import tomllib
+
+    conf = tomllib.loads(container.CONTAINERS_CONF.read_text())
+    assert conf["containers"]["default_ulimits"] == []
+    assert (conf["engine"]["runtime"], conf["engine"]["cgroup_manager"]) == ("runc", "cgroupfs")
+    roots = set()
+    for driver, path in container.STORAGE_CONFS.items():
+        storage = tomllib.loads(path.read_text())["storage"]
+        assert storage["driver"] == driver
+        roots.add(storage["graphroot"])
+    assert len(roots) == 2  # one storage root holds one driver's layers
+    monkeypatch.setenv("DEMAND_CONTAINER_STORAGE_DRIVER", "vfs")
+    container.storage_driver.cache_clear()
+    try:
+        env = container.engine_environ()
+        assert env["CONTAINERS_STORAGE_CONF"] == str(container.STORAGE_CONFS["vfs"])
+        assert env["CONTAINERS_CONF"] == str(container.CONTAINERS_CONF)
+    finally:
+        container.storage_driver.cache_clear()
