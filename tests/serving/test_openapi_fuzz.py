@@ -26,7 +26,7 @@ EXAMPLES = {"POST /forecast": 1100}  # the operation with a body; the others hav
 OTHERS = 20
 
 
-@pytest.mark.slow  # ~35 s for 1,100 requests here
+@pytest.mark.slow  # 35–52 s for 1,100 requests here
 def test_generated_requests_are_never_a_server_error(server):
     schema = schemathesis.openapi.from_url(f"{server}/docs.json")
     sent: Counter[tuple[str, int]] = Counter()
