@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from demand.settings import Settings
+from demand.settings import get_settings
 from serving.service import ID_PATTERN
 
-MAX_BODY = Settings.model_fields["serve_max_body_bytes"].default  # the server runs the default
+MAX_BODY = get_settings().serve_max_body_bytes  # the server inherits this environment
 ITEM = {"store_id": "S000", "product_id": "P0000", "date": "2023-07-30"}
 VALID = json.dumps({"items": [ITEM]}).encode()
 JSON = "application/json"
