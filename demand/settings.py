@@ -67,6 +67,18 @@ class Settings(BaseSettings):
         default="demand_forecast_v1", description="Feast feature service models use."
     )
 
+    # importing a retailer's files (`demand import DIR`)
+    promo_known_days_before: int = Field(
+        default=14,
+        ge=0,
+        description="A planned promotion or price without planned_at is known this many days "
+        "before its period starts.",
+    )
+    import_earliest_date: date = Field(
+        default=date(2000, 1, 1),
+        description="Imported rows dated before this day are quarantined (date_out_of_range).",
+    )
+
     # training
     model_name: str = Field(default="demand_forecast", description="Registered model name.")
     horizon: int = Field(

@@ -82,11 +82,41 @@ STORES = pa.DataFrameSchema(
     name="stores",
 )
 
-_WEATHER_MEASURES = {
-    "temperature_c": _measure("Mean air temperature, °C.", pa.Check.in_range(-60, 60)),
-    "precipitation_mm": _measure("Precipitation, mm per day.", pa.Check.ge(0)),
-    "sunshine_hours": _measure("Hours of sunshine.", pa.Check.in_range(0, 24)),
+# Plausible ranges of the weather measures; the importer quarantines values outside them.
+WEATHER_RANGES: dict[str, tuple[float, float]] = {
+    "temperature_c": (-60.0, 60.0),
+    "precipitation_mm": (0.0, 2000.0),
+    "sunshine_hours": (0.0, 24.0),
 }
+WEATHER_MEASURES = tuple(WEATHER_RANGES)
+
+# Any non-empty subset of the measures may be given (absent measures are absent columns).
+_WEATHER_MEASURES = {
+    "temperature_c": _measure(
+        "Mean air temperature, °C.",
+        pa.Check.in_range(*WEATHER_RANGES["temperature_c"]),
+        optional=True,
+    ),
+    "precipitation_mm": _measure(
+        "Precipitation, mm per day.",
+        pa.Check.in_range(*WEATHER_RANGES["precipitation_mm"]),
+        optional=True,
+    ),
+    "sunshine_hours": _measure(
+        "Hours of sunshine.", pa.Check.in_range(*WEATHER_RANGES["sunshine_hours"]), optional=True
+    ),
+}
+
+
+def _some_measure(df: pd.DataFrame) -> bool:
+    return any(m in df.columns for m in WEATHER_MEASURES)
+
+
+_HAS_A_MEASURE = pa.Check(
+    _some_measure,
+    name="at_least_one_weather_measure",
+    error=f"weather needs at least one of {', '.join(WEATHER_MEASURES)}",
+)
 
 WEATHER_OBSERVED = pa.DataFrameSchema(
     {
@@ -94,6 +124,7 @@ WEATHER_OBSERVED = pa.DataFrameSchema(
         "date": pa.Column("datetime64[ns]", nullable=False, description="Day observed."),
         **_WEATHER_MEASURES,
     },
+    checks=[_HAS_A_MEASURE],
     unique=["region_id", "date"],
     coerce=True,
     name="weather_observed",
@@ -116,16 +147,75 @@ WEATHER_FORECAST = pa.DataFrameSchema(
         pa.Check(
             lambda df: df["valid_date"] >= df["issued_at"].dt.tz_localize(None).dt.normalize(),
             name="valid_date_not_before_issue",
-        )
+        ),
+        _HAS_A_MEASURE,
     ],
     unique=["region_id", "issued_at", "valid_date"],
     coerce=True,
     name="weather_forecast",
 )
 
+SALES = pa.DataFrameSchema(
+    {
+        "store_id": _key("Store."),
+        "product_id": _key("Product."),
+        "date": pa.Column(
+            "datetime64[ns]",
+            nullable=False,
+            description="First day of the period (the day, or the first day of the week).",
+        ),
+        "units": pa.Column(
+            float,
+            pa.Check.ge(0),
+            nullable=False,
+            description="Units sold in the period; fractional allowed (kilograms, litres, value).",
+        ),
+        "price": _measure("Optional: average price paid.", pa.Check.ge(0), optional=True),
+        "promo": pa.Column(
+            "boolean", nullable=True, required=False, description="Optional: sold on promotion."
+        ),
+    },
+    unique=["store_id", "product_id", "date"],
+    coerce=True,
+    name="sales",
+)
+
+PROMOTIONS = pa.DataFrameSchema(
+    {
+        "store_id": _key("Store."),
+        "product_id": _key("Product."),
+        "date": pa.Column(
+            "datetime64[ns]", nullable=False, description="First day of the planned period."
+        ),
+        "promo": pa.Column(
+            "boolean", nullable=True, required=False, description="Optional: planned promotion."
+        ),
+        "price": _measure("Optional: planned price.", pa.Check.ge(0), optional=True),
+        "planned_at": pa.Column(
+            "datetime64[ns, UTC]",
+            nullable=False,
+            description="When the plan became known (UTC); the importer fills a missing one "
+            "with the period's first day minus DEMAND_PROMO_KNOWN_DAYS_BEFORE days.",
+        ),
+    },
+    unique=["store_id", "product_id", "date"],
+    coerce=True,
+    name="promotions",
+)
+
 RAW_TABLES: dict[str, pa.DataFrameSchema] = {
-    schema.name: schema for schema in (ORDERS, PRODUCTS, STORES, WEATHER_OBSERVED, WEATHER_FORECAST)
+    schema.name: schema
+    for schema in (
+        ORDERS,
+        SALES,
+        PRODUCTS,
+        STORES,
+        WEATHER_OBSERVED,
+        WEATHER_FORECAST,
+        PROMOTIONS,
+    )
 }
+GENERATED_TABLES = ("orders", "products", "stores", "weather_observed", "weather_forecast")
 
 
 @dataclass(frozen=True)

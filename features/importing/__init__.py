@@ -1,0 +1,1 @@
+"""The parts of `demand import`: tables, reading, checks, storing."""
