@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-serve bench-nightly lock clean nightly forecast team-up team-down team-status ui \
+        bench-features bench-train bench-serve bench-nightly lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
 help: ## List the targets
@@ -56,6 +56,10 @@ features: $(INSTALLED) ## Generate data, build features, feast apply, materializ
 
 generate: $(INSTALLED) ## Generate the synthetic retailer's raw tables (DEMAND_SCALE=tiny|default|large)
 	$(DEMAND) generate $(ARGS)
+
+import: $(INSTALLED) ## Import a retailer's files from a folder (make import DIR=shop ARGS="--grain week --delimiter ';'")
+	@test -n "$(DIR)" || { echo "usage: make import DIR=folder [ARGS=...]"; exit 2; }
+	$(DEMAND) import "$(DIR)" $(ARGS)
 
 validate: $(INSTALLED) ## Check the raw tables against the data contract
 	$(DEMAND) validate
