@@ -8,6 +8,7 @@ are printed as one clear message with a non-zero exit code, never a traceback
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +49,13 @@ ScaleOption = Annotated[
     Scale | None, typer.Option(help="Size of the generated retailer [env: DEMAND_SCALE].")
 ]
 SeedOption = Annotated[int | None, typer.Option(help="Generator seed [env: DEMAND_SEED].")]
+ReplaceImportedOption = Annotated[
+    bool,
+    typer.Option(
+        help="Delete imported raw data (from `demand import`) and generate in its place; "
+        "without it, imported data is never overwritten."
+    ),
+]
 
 
 @app.command()
@@ -61,19 +69,109 @@ def generate(
             min=0, help="Extend the same retailer by N later days (nothing earlier changes)."
         ),
     ] = 0,
+    replace_imported: ReplaceImportedOption = False,
 ) -> None:
     """Generate a synthetic retailer's raw tables (validated) into DATA_DIR/raw."""
     from features import pipeline
 
     settings = _settings(scale, seed)
-    rows = pipeline.generate(settings, step, append_days=append_days)
+    rows = pipeline.generate(
+        settings, step, append_days=append_days, replace_imported=replace_imported
+    )
     _print_counts(f"raw tables in {settings.raw_dir}", rows)
+
+
+@app.command("import")
+@friendly
+def import_files(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of files named orders or sales, products, stores, weather_observed "
+            "(and optionally weather_forecast, promotions or prices), .csv or .parquet."
+        ),
+    ],
+    delimiter: Annotated[str, typer.Option(help="CSV field separator, e.g. ';'.")] = ",",
+    decimal: Annotated[str, typer.Option(help="Decimal separator of CSV numbers: . or ,")] = ".",
+    date_format: Annotated[
+        str | None,
+        typer.Option(help="strptime format of dates, e.g. %d/%m/%Y (default ISO, 2024-01-31)."),
+    ] = None,
+    rename: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="THEIR_NAME=OUR_NAME: rename a column; repeat for several."),
+    ] = None,
+    grain: Annotated[
+        str | None, typer.Option(help="day | week (default: detected from the sales dates).")
+    ] = None,
+    week_start: Annotated[
+        str | None,
+        typer.Option(help="Weekday weeks start on, e.g. sunday (default: detected)."),
+    ] = None,
+) -> None:
+    """Import a retailer's files into DATA_DIR/raw: checked, bad rows quarantined."""
+    from features.grain import WEEKDAYS, Grain
+    from features.importer import ImportOptions, run_import
+    from features.importing.read import ReadOptions
+
+    renames = {}
+    for item in rename or []:
+        theirs, sep, ours = item.partition("=")
+        if not sep or not theirs.strip() or not ours.strip():
+            raise UserError(f"--map {item!r}: expected THEIR_NAME=OUR_NAME, e.g. qty=units")
+        renames[theirs.strip()] = ours.strip()
+    if grain is not None and grain not in {g.value for g in Grain}:
+        raise UserError(f"--grain {grain!r}: expected day or week")
+    if week_start is not None and week_start.lower() not in WEEKDAYS:
+        raise UserError(f"--week-start {week_start!r}: expected one of {', '.join(WEEKDAYS)}")
+    if len(delimiter) != 1 or decimal not in {".", ","} or decimal == delimiter:
+        raise UserError(
+            f"--delimiter {delimiter!r} --decimal {decimal!r}: one character each, decimal . "
+            "or , and not the delimiter"
+        )
+    settings = _settings()
+    options = ImportOptions(
+        read=ReadOptions(delimiter, decimal, date_format, renames),
+        grain=Grain(grain) if grain else None,
+        week_start=week_start.lower() if week_start else None,
+        earliest=settings.import_earliest_date,
+        promo_known_days_before=settings.promo_known_days_before,
+    )
+    report = run_import(folder, settings.raw_dir, options, progress=step)
+    _print_import(report, settings)
+
+
+def _print_import(report, settings: Settings) -> None:
+    table = Table(title=f"import · {report.sales_table} at the {report.grain} grain")
+    for column in ("file", "table", "read", "accepted", "quarantined", "reasons"):
+        table.add_column(column, justify="right" if column in {"read", "accepted"} else "left")
+    for f in report.files:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in f.reasons.items()) or "—"
+        table.add_row(
+            f.file, f.table, f"{f.read:,}", f"{f.accepted:,}", f"{f.quarantined:,}", reasons
+        )
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if report.replaced_generated:
+        console.print("the generated data that was in the raw directory is replaced")
+    if any(f.quarantined for f in report.files):
+        console.print(
+            f"quarantined rows, with file, line and reason: {settings.raw_dir / 'quarantine'}"
+        )
+    if not report.changed:
+        console.print(f"nothing changed: {settings.raw_dir} already holds exactly these rows")
+        return
+    if report.replaced:
+        replaced = ", ".join(f"{k} {v:,}" for k, v in report.replaced.items())
+        console.print(f"rows replaced by newer ones (kept in {report.history}): {replaced}")
+    _print_counts(f"raw tables in {settings.raw_dir}", report.written)
 
 
 @app.command()
 @friendly
 def validate() -> None:
-    """Check the raw tables in DATA_DIR/raw against the data contract."""
+    """Check the raw tables in DATA_DIR/raw against the data contract, and across tables."""
     from features import raw
 
     settings = _settings()
@@ -93,7 +191,7 @@ def contract() -> None:
 @app.command("build-features")
 @friendly
 def build_features() -> None:
-    """Build the offline feature tables (parquet, DuckDB) from the raw tables."""
+    """Validate the raw tables, then build the offline feature tables (parquet, DuckDB)."""
     from features import pipeline
 
     settings = _settings()
@@ -220,15 +318,21 @@ def features(
     scale: ScaleOption = None,
     seed: SeedOption = None,
     regenerate: Annotated[
-        bool, typer.Option(help="Generate the raw data first (off: use DATA_DIR/raw as is).")
+        bool,
+        typer.Option(
+            help="Generate the raw data first (off: use DATA_DIR/raw as is; imported data is "
+            "always used as is)."
+        ),
     ] = True,
+    replace_imported: ReplaceImportedOption = False,
 ) -> None:
-    """The feature pipeline: generate → validate → build → feast apply → materialize."""
+    """The feature pipeline: generate (or use imported data) → validate → build → feast apply
+    → materialize."""
     from features import pipeline
 
     settings = _settings(scale, seed)
     console.rule(f"features · data in {settings.data_dir}")
-    steps = pipeline.run(settings, step, regenerate=regenerate)
+    steps = pipeline.run(settings, step, regenerate=regenerate, replace_imported=replace_imported)
     _print_counts("seconds per step", {k: round(v, 1) for k, v in steps.seconds.items()})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from demand.console import UserError
 from demand.settings import Settings
 from features import build, generator, publish, raw
+from features.grain import DESCRIPTION_FILE, RawDescription, Source
 
 Progress = Callable[[str], None]
 
@@ -39,14 +41,41 @@ def generated_state(settings: Settings) -> dict[str, object] | None:
         return None
 
 
+def imported(settings: Settings) -> bool:
+    """Whether the raw dir holds imported data (`demand import`), never overwritten by
+    generated data unless asked."""
+    return (
+        RawDescription.read(settings.raw_dir).source is Source.imported
+        and (settings.raw_dir / DESCRIPTION_FILE).exists()
+    )
+
+
+def refuse_over_imported(settings: Settings) -> None:
+    if imported(settings):
+        raise UserError(
+            f"{settings.raw_dir} holds imported data (`demand import`); generated data never "
+            "replaces it. Build from it with `demand features --no-regenerate` (or `demand "
+            "build-features`), import newer files with `demand import DIR`, or start over with "
+            "--replace-imported (deletes the imported raw tables, their quarantine and history)"
+        )
+
+
 def generate(
-    settings: Settings, progress: Progress = print, append_days: int = 0
+    settings: Settings,
+    progress: Progress = print,
+    append_days: int = 0,
+    replace_imported: bool = False,
 ) -> dict[str, int]:
     """Write the generated retailer's raw tables; ``append_days`` more days than last time.
 
     The same scale and seed keep the days earlier runs appended (a rebuild never
-    moves the data backwards); another scale or seed starts over.
+    moves the data backwards); another scale or seed starts over. Imported data is
+    never overwritten unless ``replace_imported``.
     """
+    if replace_imported and imported(settings):
+        progress(f"deleting the imported raw data in {settings.raw_dir}")
+        shutil.rmtree(settings.raw_dir)
+    refuse_over_imported(settings)
     state = generated_state(settings)
     same = bool(state) and (state["scale"], state["seed"]) == (settings.scale.value, settings.seed)
     if append_days and not same:
@@ -62,24 +91,51 @@ def generate(
         data = generator.generate(settings.scale, settings.seed, extra_days=extra)
     except ValueError as error:
         raise UserError(str(error)) from None
-    rows = raw.write_raw(data.tables(), settings.raw_dir)
+    rows = raw.write_raw(
+        data.tables(), settings.raw_dir, scale=settings.scale.value, seed=settings.seed
+    )
     state = {"scale": settings.scale.value, "seed": settings.seed, "extra_days": extra}
     (settings.raw_dir / GENERATED).write_text(json.dumps(state))
     return rows
 
 
-def build_features(settings: Settings, progress: Progress = print) -> build.BuildReport:
+def build_features(
+    settings: Settings, progress: Progress = print, validated: bool = False
+) -> build.BuildReport:
+    """Validate the raw tables (each, and across tables), then build; refuse tables that fail.
+
+    ``validated``: the caller has just validated them (the gate is passed once, not twice).
+    """
+    if not validated:
+        raw.validate_raw(settings.raw_dir)
     return build.build(settings.raw_dir, settings.feature_dir, progress=progress)
 
 
-def run(settings: Settings, progress: Progress = print, regenerate: bool = True) -> StepTimes:
-    """generate → validate → build feature tables → feast apply → materialize."""
+def run(
+    settings: Settings,
+    progress: Progress = print,
+    regenerate: bool = True,
+    replace_imported: bool = False,
+) -> StepTimes:
+    """generate → validate → build feature tables → feast apply → materialize.
+
+    Imported raw data is built from as it is (not regenerated) unless ``replace_imported``.
+    """
     steps = StepTimes()
+    if regenerate and imported(settings) and not replace_imported:
+        progress(f"{settings.raw_dir} holds imported data: building from it (not generating)")
+        regenerate = False
     if regenerate:
-        steps.run("generate + validate", progress, lambda: generate(settings, progress))
+        steps.run(
+            "generate + validate",
+            progress,
+            lambda: generate(settings, progress, replace_imported=replace_imported),
+        )
     else:
         steps.run("validate", progress, lambda: raw.validate_raw(settings.raw_dir))
-    steps.run("build features", progress, lambda: build_features(settings, progress))
+    steps.run(
+        "build features", progress, lambda: build_features(settings, progress, validated=True)
+    )
     _, changes = steps.run("feast apply", progress, lambda: publish.apply(settings))
     progress(f"{len(changes)} Feast objects created or updated")
     steps.run("materialize", progress, lambda: publish.materialize(settings))

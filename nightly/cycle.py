@@ -4,6 +4,7 @@
 Each step leaves what it changes consistent when the next one fails:
 
 * new raw data is validated whole before anything is written (a bad night stops here);
+  imported data (`demand import`) is used as the import wrote it, never generated over;
 * the feature tables are built aside and swapped in only once all are built;
 * the online store is loaded incrementally after the swap, from the new tables;
 * the registry changes only by registering a version and by gated promotions
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from demand.console import UserError
 from demand.settings import Settings
 from features import build, pipeline, publish, raw
 from registry import lifecycle
@@ -93,12 +95,9 @@ def definitions_fingerprint(settings: Settings) -> str:
 
 
 def last_raw_day(settings: Settings) -> pd.Timestamp:
-    """The last day the raw order book covers."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    ordered = pq.read_table(settings.raw_dir / "orders.parquet", columns=["ordered_at"])
-    return pd.Timestamp(pc.max(ordered.column("ordered_at")).as_py()).tz_convert(None).normalize()
+    """The last day the raw order book covers (the first day of the last period of
+    aggregated sales)."""
+    return raw.last_period_start(settings.raw_dir)
 
 
 class _Clock:
@@ -126,6 +125,11 @@ def run(
     last = _last_state(settings)
 
     if append_days:
+        if pipeline.imported(settings):
+            raise UserError(
+                f"{settings.raw_dir} holds imported data: new data comes from `demand import "
+                "DIR` (then `demand nightly`); --append-days extends generated data only"
+            )
         clock.step("new data", lambda: pipeline.generate(settings, progress, append_days))
     report.raw_rows = clock.step("validate", lambda: raw.validate_raw(settings.raw_dir))
     fingerprint = raw_fingerprint(settings)
