@@ -346,7 +346,7 @@ def _write(
 ) -> ImportReport:
     required = [sales_table.value, *REQUIRED_TABLES]
     for name in required:
-        rows = con.execute(f"SELECT count(*) FROM {finals[name]}").fetchone()[0]
+        rows = con.execute(f"SELECT count(*) FROM {finals[name]}").fetchall()[0][0]
         if rows == 0:
             raise UserError(
                 f"no row of {name} was accepted; nothing written (see the reasons above, or "
@@ -373,7 +373,7 @@ def _write(
                 progress(f"wrote {name}: {written[name]:,} rows")
             else:
                 store.link_or_copy(raw_dir / f"{name}.parquet", target)
-                written[name] = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
+                written[name] = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
         for source in sources.values():
             _write_quarantine(
                 con, source, next_dir / store.QUARANTINE / f"{source.spec.name}.parquet"
@@ -389,7 +389,7 @@ def _write(
             next_dir, raw_dir, [*tables, *quarantined]
         )
         counts = {
-            name: con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
+            name: con.execute(f"SELECT count(*) FROM {rel}").fetchall()[0][0]
             for name, rel in replaced.items()
         }
         report = ImportReport(
