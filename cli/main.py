@@ -142,15 +142,17 @@ def import_files(
 
 
 def _print_import(report, settings: Settings) -> None:
-    table = Table(title=f"import · {report.sales_table} at the {report.grain} grain")
-    for column in ("file", "table", "read", "accepted", "quarantined", "reasons"):
-        table.add_column(column, justify="right" if column in {"read", "accepted"} else "left")
+    # plain lines, not a table: file names and reasons must never be cut to fit the terminal
+    console.print(f"[bold]import · {report.sales_table} at the {report.grain} grain[/bold]")
+    width = max(len(f.file) for f in report.files)
+    console.print(f"  {'file':<{width}}  {'read':>10}  {'accepted':>10}  {'quarantined':>11}")
     for f in report.files:
-        reasons = ", ".join(f"{k} {v:,}" for k, v in f.reasons.items()) or "—"
-        table.add_row(
-            f.file, f.table, f"{f.read:,}", f"{f.accepted:,}", f"{f.quarantined:,}", reasons
+        console.print(
+            f"  {f.file:<{width}}  {f.read:>10,}  {f.accepted:>10,}  {f.quarantined:>11,}",
+            markup=False,
         )
-    console.print(table)
+        for reason, rows in f.reasons.items():
+            console.print(f"  {'':<{width}}    {reason} {rows:,}", markup=False)
     for note in report.notes:
         console.print(f"note: {note}")
     if report.replaced_generated:
