@@ -239,23 +239,28 @@ def judge(
     values = [c for c in columns if c not in (*spec.key, "_line", "_reason")]
     key = ", ".join(q(k) for k in spec.key)
     digest = f"hash({', '.join(q(v) for v in values)})" if values else "0"
-    first = f"coalesce(_reason, {_case(rules)})"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE judged_{spec.name} AS "
+        f"SELECT * EXCLUDE (_reason), coalesce(_reason, {_case(rules)}) AS _reason FROM {typed}"
+    )
+    # keys held by more than one passing row (few): a hash aggregate, no sort of every row
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE repeated_{spec.name} AS
+        SELECT {key}, min({digest}) <> max({digest}) AS _conflict, min(_line) AS _first
+        FROM judged_{spec.name} WHERE _reason IS NULL
+        GROUP BY {key} HAVING count(*) > 1
+        """
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE checked_{spec.name} AS
-        WITH judged AS (SELECT * EXCLUDE (_reason), {first} AS _reason FROM {typed}),
-        windowed AS (
-            SELECT *,
-                   min({digest}) OVER w AS _lo, max({digest}) OVER w AS _hi,
-                   row_number() OVER (w ORDER BY _line) AS _nth
-            FROM judged
-            WINDOW w AS (PARTITION BY {key}, _reason IS NULL)
-        )
-        SELECT * EXCLUDE (_lo, _hi, _nth, _reason),
-               CASE WHEN _reason IS NOT NULL THEN _reason
-                    WHEN _lo <> _hi THEN 'conflicting_duplicate|'
-                    WHEN _nth > 1 THEN 'duplicate_row|' END AS _reason
-        FROM windowed
+        SELECT j.* EXCLUDE (_reason),
+               CASE WHEN j._reason IS NOT NULL THEN j._reason
+                    WHEN r._conflict THEN 'conflicting_duplicate|'
+                    WHEN r._first <> j._line THEN 'duplicate_row|' END AS _reason
+        FROM judged_{spec.name} j LEFT JOIN repeated_{spec.name} r USING ({key})
         """
     )
+    con.execute(f"DROP TABLE judged_{spec.name}")
     return f"checked_{spec.name}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 
+from features import raw
 from features.grain import Grain
 from features.importer import ImportOptions, run_import
 from features.importing.tables import SPECS
@@ -275,6 +276,7 @@ def test_case(tmp_path, case: Case):
     assert got == expected
     assert set(quarantine["source_file"]) == {case.file}
 
+    raw.validate_raw(raw_dir)  # what the import wrote meets the contract every build checks
     for summary in report.files:  # no row lost anywhere
         lines = [x for x in files[summary.file][1:] if x.strip()]
         assert summary.read == len(lines), summary
