@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from demand.console import UserError
 from features.grain import DESCRIPTION_FILE, WEEKDAYS, Grain, RawDescription, SalesTable, Source
@@ -95,6 +96,7 @@ def run_import(
             )
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     try:
         return _import(con, files, raw_dir, options, clock, earlier, sales_table, progress)
     finally:
@@ -123,13 +125,16 @@ def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress)
             checked = checks.judge(con, spec, calendar, known)
             accepted = f"accepted_{name}"
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {accepted} AS "
+                f"CREATE OR REPLACE TEMP VIEW {accepted} AS "
                 + store.contract_select(
-                    spec, source.columns, f"(SELECT * FROM {checked} WHERE _reason IS NULL)"
+                    spec,
+                    source.columns,
+                    f"(SELECT * FROM {checked} WHERE _reason IS NULL)",
+                    order="_line",
                 )
             )
             if name == "promotions":
-                _plan_known_at(con, accepted, options.promo_known_days_before)
+                accepted = _plan_known_at(con, accepted, options.promo_known_days_before)
             previous = raw_dir / f"{name}.parquet" if earlier is not None else None
             finals[name], swapped = store.merge(con, spec, accepted, previous)
             if swapped:
@@ -265,18 +270,18 @@ def _know(con, name: str, finals: dict[str, str], known: dict[str, str]) -> None
         known[alias] = relation
 
 
-def _plan_known_at(con, accepted: str, days: int) -> None:
+def _plan_known_at(con, accepted: str, days: int) -> str:
     """A plan without planned_at is known ``days`` days before its period starts."""
     columns = [r[0] for r in con.execute(f"DESCRIBE {accepted}").fetchall()]
     fill = f"CAST(date AS TIMESTAMPTZ) - INTERVAL {int(days)} DAY"
     if "planned_at" in columns:
         value = f"coalesce(planned_at, {fill})"
         select = f"SELECT * REPLACE ({value} AS planned_at) FROM {accepted}"
-    else:
-        select = f"SELECT *, {fill} AS planned_at FROM {accepted}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {accepted}_known AS {select}")
-    con.execute(f"DROP TABLE {accepted}")
-    con.execute(f"ALTER TABLE {accepted}_known RENAME TO {accepted}")
+    else:  # after price and promo, before _order: the contract's column order
+        listed = ", ".join(c for c in columns if c != "_order")
+        select = f"SELECT {listed}, {fill} AS planned_at, _order FROM {accepted}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {accepted}_known AS {select}")
+    return f"{accepted}_known"
 
 
 def _summarise(con, source: SourceFile, checked: str) -> FileSummary:
@@ -324,8 +329,6 @@ def _write_quarantine(con, source: SourceFile, target: Path) -> None:
         )
     table = con.sql(f"SELECT * FROM ({query}) ORDER BY line").to_arrow_table()
     if table.num_rows:
-        import pyarrow.parquet as pq
-
         target.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, target)
 
@@ -343,14 +346,6 @@ def _write(
     earlier,
     progress,
 ) -> ImportReport:
-    required = [sales_table.value, *REQUIRED_TABLES]
-    for name in required:
-        rows = con.execute(f"SELECT count(*) FROM {finals[name]}").fetchall()[0][0]
-        if rows == 0:
-            raise UserError(
-                f"no row of {name} was accepted; nothing written (see the reasons above, or "
-                "run again after fixing the file)"
-            )
     measures = con.execute(f"DESCRIBE {finals['weather_observed']}").fetchall()
     description = RawDescription(
         source=Source.imported,
@@ -372,11 +367,17 @@ def _write(
                 progress(f"wrote {name}: {written[name]:,} rows")
             else:
                 store.link_or_copy(raw_dir / f"{name}.parquet", target)
-                written[name] = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+                written[name] = pq.read_metadata(target).num_rows
+        for name in (sales_table.value, *REQUIRED_TABLES):
+            if written[name] == 0:
+                raise UserError(
+                    f"no row of {name} was accepted; nothing written (see the reasons above)"
+                )
+        rejected = {f.table for f in summaries if f.quarantined}
         for source in sources.values():
-            _write_quarantine(
-                con, source, next_dir / store.QUARANTINE / f"{source.spec.name}.parquet"
-            )
+            if source.spec.name in rejected:
+                target = next_dir / store.QUARANTINE / f"{source.spec.name}.parquet"
+                _write_quarantine(con, source, target)
         # (no second pass through the pandera contract here: every rule it checks was
         # applied above, row by row, and the tests hold the two together)
         description.write(next_dir)

@@ -241,26 +241,33 @@ def judge(
     digest = f"hash({', '.join(q(v) for v in values)})" if values else "0"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE judged_{spec.name} AS "
-        f"SELECT * EXCLUDE (_reason), coalesce(_reason, {_case(rules)}) AS _reason FROM {typed}"
+        f"SELECT * EXCLUDE (_reason), coalesce(_reason, {_case(rules)}) AS _reason, "
+        f"hash({key}) AS _key_hash FROM {typed}"
     )
-    # keys held by more than one passing row (few): a hash aggregate, no sort of every row
+    con.execute(f"DROP TABLE {typed}")  # judged holds it all now: free the memory
+    # keys held by more than one passing row (few): grouped by one integer first (cheap),
+    # then by the real key among those candidates only
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE candidates_{spec.name} AS SELECT _key_hash "
+        f"FROM judged_{spec.name} WHERE _reason IS NULL GROUP BY _key_hash HAVING count(*) > 1"
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE repeated_{spec.name} AS
         SELECT {key}, min({digest}) <> max({digest}) AS _conflict, min(_line) AS _first
-        FROM judged_{spec.name} WHERE _reason IS NULL
+        FROM judged_{spec.name} SEMI JOIN candidates_{spec.name} USING (_key_hash)
+        WHERE _reason IS NULL
         GROUP BY {key} HAVING count(*) > 1
         """
     )
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE checked_{spec.name} AS
-        SELECT j.* EXCLUDE (_reason),
+        CREATE OR REPLACE TEMP VIEW checked_{spec.name} AS
+        SELECT j.* EXCLUDE (_reason, _key_hash),
                CASE WHEN j._reason IS NOT NULL THEN j._reason
                     WHEN r._conflict THEN 'conflicting_duplicate|'
                     WHEN r._first <> j._line THEN 'duplicate_row|' END AS _reason
         FROM judged_{spec.name} j LEFT JOIN repeated_{spec.name} r USING ({key})
         """
     )
-    con.execute(f"DROP TABLE judged_{spec.name}")
     return f"checked_{spec.name}"

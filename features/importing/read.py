@@ -164,12 +164,13 @@ def _read_csv(
     if unsplittable:
         lines = np.setdiff1d(lines, np.array([n for n, _ in unsplittable]), assume_unique=True)
     table = table.append_column("_line", pa.array(lines))
-    # a blank line is no row: every field empty
-    blank = None
-    for name in columns:
-        empty = pc.equal(table.column(name), "")
-        blank = empty if blank is None else pc.and_(blank, empty)
-    table = table.filter(pc.invert(blank))
+    # a blank line is no row: every field empty (looked for only if a first field is empty)
+    if pc.any(pc.equal(table.column(columns[0]), "")).as_py():
+        blank = None
+        for name in columns:
+            empty = pc.equal(table.column(name), "")
+            blank = empty if blank is None else pc.and_(blank, empty)
+        table = table.filter(pc.invert(blank))
     unsplittable = [(n, text) for n, text in unsplittable if text.strip()]
     if table.num_rows + len(unsplittable) == 0:
         raise UserError(f"{path.name} has a header but no rows")

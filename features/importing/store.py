@@ -45,45 +45,51 @@ _ARROW_TYPES = {
 }
 
 
-def contract_select(spec: TableSpec, columns: list[str], relation: str) -> str:
-    """SELECT casting ``columns`` of ``relation`` to the raw contract's types, in spec order."""
+def contract_select(spec: TableSpec, columns: list[str], relation: str, order: str = "") -> str:
+    """SELECT casting ``columns`` of ``relation`` to the raw contract's types, in spec order;
+    ``order`` (SQL) adds the column ``_order`` the rows are written in."""
     parts = [
         f"CAST({q(c.name)} AS {_DUCK_TYPES[c.kind]}) AS {q(c.name)}"
         for c in spec.columns
         if c.name in columns
     ]
+    if order:
+        parts.append(f"{order} AS _order")
     return f"SELECT {', '.join(parts)} FROM {relation}"
 
 
 def merge(
     con: duckdb.DuckDBPyConnection, spec: TableSpec, new: str, existing: Path | None
 ) -> tuple[str, str | None]:
-    """Create ``final_<table>`` = the new rows, plus earlier rows whose key they lack.
+    """``final_<table>`` = earlier rows whose key the new rows lack, then the new rows.
 
+    Rows keep their order (earlier rows as stored, new rows as in their file; column
+    ``_order``), so the same files give the same bytes without sorting every row.
     Returns the final relation and the relation of earlier rows replaced by
     different ones (None without earlier rows).
     """
     final = f"final_{spec.name}"
     if existing is None or not existing.exists():
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {final} AS SELECT * FROM {new}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {final} AS SELECT * FROM {new}")
         return final, None
     literal = str(existing).replace("'", "''")
     old_columns = pq.read_schema(existing).names
+    source = f"read_parquet('{literal}', file_row_number = true)"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE old_{spec.name} AS "
-        + contract_select(spec, old_columns, f"read_parquet('{literal}')")
+        + contract_select(spec, old_columns, source, order="file_row_number - (1::BIGINT << 62)")
     )
     key = ", ".join(q(k) for k in spec.key)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {final} AS SELECT * FROM {new} UNION ALL BY NAME "
-        f"SELECT * FROM old_{spec.name} ANTI JOIN {new} USING ({key})"
+        f"CREATE OR REPLACE TEMP TABLE {final} AS "
+        f"SELECT * FROM old_{spec.name} ANTI JOIN {new} USING ({key}) "
+        f"UNION ALL BY NAME SELECT * FROM {new}"
     )
     new_columns = [r[0] for r in con.execute(f"DESCRIBE {new}").fetchall()]
-    kept = [c for c in con.execute(f"DESCRIBE old_{spec.name}").fetchall()]
-    same = all(c[0] in new_columns for c in kept)
-    listed = ", ".join(q(c[0]) for c in kept)
+    kept = [r[0] for r in con.execute(f"DESCRIBE old_{spec.name}").fetchall() if r[0] != "_order"]
+    listed = ", ".join(q(c) for c in kept)
     replaced = f"replaced_{spec.name}"
-    unchanged = f" EXCEPT ALL SELECT {listed} FROM {new}" if same else ""
+    unchanged = f" EXCEPT ALL SELECT {listed} FROM {new}" if set(kept) <= set(new_columns) else ""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {replaced} AS "
         f"SELECT {listed} FROM old_{spec.name} SEMI JOIN {new} USING ({key}){unchanged}"
@@ -92,17 +98,24 @@ def merge(
 
 
 def write_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, relation: str, path: Path) -> int:
-    """Write ``relation`` sorted by its key, in the contract's Arrow types; rows written.
+    """Write ``relation`` in its ``_order`` (else by key), in the contract's Arrow types,
+    batch by batch (memory stays bounded); rows written.
 
-    Sorted and typed the same way every time, so the same rows give the same bytes.
+    Ordered and typed the same way every time, so the same rows give the same bytes.
     """
-    key = ", ".join(q(k) for k in spec.key)
-    table = con.sql(f"SELECT * FROM {relation} ORDER BY {key}").to_arrow_table()
-    schema = pa.schema([pa.field(n, _ARROW_TYPES[spec.column(n).kind]) for n in table.column_names])
-    table = table.cast(schema).combine_chunks()
+    columns = [r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()]
+    order = "_order" if "_order" in columns else ", ".join(q(k) for k in spec.key)
+    data = [c for c in columns if c != "_order"]
+    schema = pa.schema([pa.field(n, _ARROW_TYPES[spec.column(n).kind]) for n in data])
+    listed = ", ".join(q(c) for c in data)
+    reader = con.sql(f"SELECT {listed} FROM {relation} ORDER BY {order}").to_arrow_reader(1 << 20)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, row_group_size=1 << 20)
-    return table.num_rows
+    rows = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch.cast(schema), row_group_size=1 << 20)
+            rows += batch.num_rows
+    return rows
 
 
 def link_or_copy(source: Path, target: Path) -> None:
