@@ -1,8 +1,11 @@
 """Benchmark the feature pipeline on the large scale.
 
     python -m benchmarks.features [--scale large] [--entity-rows 100000 1000000] [--no-redis]
+                                  [--import-rows 5000000] [--only-import]
 
-Reports feature build time and order lines/s; Feast's ``get_historical_features``
+Reports the import of a large aggregated sales export (``--import-rows``, written by
+the benchmark itself as Parquet and as CSV) in rows/s with validation and peak memory;
+feature build time and order lines/s; Feast's ``get_historical_features``
 (DuckDB offline store) for N entity rows against the lower bound, a plain
 ``pandas.merge_asof`` of the same point-in-time join, with the share of values
 on which the two agree; and stock Feast materialization of the same rows into
@@ -22,6 +25,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from benchmarks import imports
 from benchmarks.common import console, peak_rss_gib, report, team_store, timed
 from demand.settings import Scale, get_settings
 from features import pipeline, publish
@@ -145,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="also materialize into Redis (DEMAND_REDIS_URL; registry on PostgreSQL)",
     )
+    parser.add_argument(
+        "--import-rows",
+        type=int,
+        default=5_000_000,
+        help="sales rows of the export `demand import` reads (0: no import measurement)",
+    )
+    parser.add_argument("--only-import", action="store_true", help="measure the import only")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -152,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings(data_dir=base.data_dir / "bench" / args.scale, scale=args.scale)
     t: dict[str, float] = {}
     rows: list[dict] = []
+    if args.import_rows:
+        rows += imports.rows(base.data_dir / "bench" / "import", args.import_rows, console)
+    if args.only_import:
+        report("bench-features (import)", rows, base.data_dir / "bench" / "bench-import.json")
+        return 0
     if args.regenerate or not (settings.raw_dir / "orders.parquet").exists():
         with timed(t, "generate"):
             pipeline.generate(settings, console.print)
