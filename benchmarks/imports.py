@@ -34,7 +34,8 @@ def write_export(folder: Path, rows: int, fmt: str) -> int:
                    'P' || lpad(CAST(p AS VARCHAR), 5, '0') AS product_id,
                    CAST(DATE '2023-01-02' + INTERVAL (7 * w) DAY AS DATE) AS date,
                    -- one row in a thousand is quarantined (negative units)
-                   CASE WHEN random() < 0.001 THEN -1 ELSE round(random() * 20, 1) END AS units, round(5 + random() * 20, 2) AS price,
+                   CASE WHEN random() < 0.001 THEN -1 ELSE round(random() * 20, 1) END AS units,
+                   round(5 + random() * 20, 2) AS price,
                    random() < 0.1 AS promo
             FROM range({STORES}) a(s), range({PRODUCTS}) b(p), range({weeks}) c(w)""",
         "stores": f"""
