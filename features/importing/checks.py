@@ -119,7 +119,7 @@ def type_rows(
     parsed = {c.name: _parse(c, source.types[c.name], options) for c in present}
     flags = []  # computed once per row, next to the typed values the rules read
     rules: list[tuple[str, str, str | None]] = []
-    for col in (c for c in present if c.required):
+    for col in (c for c in present if c.required or not c.nullable):
         flag = q(f"_null_{col.name}")
         flags.append(f"NULLIF(trim(CAST({q(col.name)} AS VARCHAR)), '') IS NULL AS {flag}")
         rules.append((flag, "null_key" if col.kind is Kind.key else "missing_value", col.name))

@@ -22,7 +22,8 @@ class Kind(StrEnum):
 class Column:
     name: str
     kind: Kind
-    required: bool = True
+    required: bool = True  # the file must have the column
+    nullable: bool = True  # an optional column, when given, may have empty values
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ ORDERS = TableSpec(
         Column("product_id", Kind.key),
         Column("quantity", Kind.integer),
         Column("unit_price", Kind.number),
-        Column("promo", Kind.flag, required=False),
+        Column("promo", Kind.flag, required=False, nullable=False),
     ),
     key=("order_id", "product_id"),
 )

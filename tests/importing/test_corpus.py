@@ -35,6 +35,7 @@ class Case:
     earlier: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # base lines too
     grain: Grain | None = None
     promotions: bool = False
+    promo_column: bool = False  # order lines with the optional promo column
 
 
 CASES = [
@@ -224,6 +225,14 @@ CASES = [
         [("wrong_type", "ordered_at")],
         kind="orders",
     ),
+    Case(
+        "order line with an empty promo flag",
+        "orders.csv",
+        ["O99,C1,S1,2024-01-03T10:00:00Z,P1,2,20,"],
+        [("missing_value", "promo")],
+        kind="orders",
+        promo_column=True,
+    ),
     # planned promotions
     Case(
         "plan recorded in the future",
@@ -261,6 +270,11 @@ def test_case(tmp_path, case: Case):
     files = base(case.kind if case.kind != "weekly" else "sales", weekly=case.kind == "weekly")
     if case.promotions:
         files["promotions.csv"] = list(PROMOTIONS)
+    if case.promo_column:
+        lines = files["orders.csv"]
+        files["orders.csv"] = [lines[0] + ",promo"] + [
+            f"{x},{i % 2}" for i, x in enumerate(lines[1:])
+        ]
     first = len(files[case.file]) + 1  # the line number of the first appended line
     files[case.file] = files[case.file] + case.add
     report, raw_dir = _run(tmp_path, files, grain=case.grain)
