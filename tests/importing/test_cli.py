@@ -103,3 +103,20 @@ def test_a_store_without_weather_fails_the_build(data_dir, capsys):
     stores.to_parquet(path, index=False)
     assert main(["build-features"]) == 1
     assert "has observed weather" in capsys.readouterr().err
+
+
+def test_features_builds_from_imported_data_without_generating(tmp_path, data_dir, capsys):
+    from features import generator
+
+    export = tmp_path / "export"
+    export.mkdir()
+    for name, frame in generator.generate("tiny", seed=7).tables().items():
+        frame.to_parquet(export / f"{name}.parquet", index=False)
+    assert main(["import", str(export)]) == 0
+    before = (data_dir / "raw" / "orders.parquet").read_bytes()
+    capsys.readouterr()
+    assert main(["features"]) == 0
+    assert "holds imported data: building from it" in capsys.readouterr().out
+    assert (data_dir / "raw" / "orders.parquet").read_bytes() == before
+    assert not (data_dir / "raw" / "generated.json").exists()
+    assert (data_dir / "features" / "store_product_daily.parquet").exists()
