@@ -97,10 +97,14 @@ def run_import(
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
+    # what does not fit in memory spills next to the data, not into the working directory
+    spill = raw_dir.with_name(raw_dir.name + ".spill")
+    con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
     try:
         return _import(con, files, raw_dir, options, clock, earlier, sales_table, progress)
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress) -> ImportReport:
