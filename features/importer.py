@@ -30,7 +30,15 @@ import duckdb
 import pyarrow.parquet as pq
 
 from demand.console import UserError
-from features.grain import DESCRIPTION_FILE, WEEKDAYS, Grain, RawDescription, SalesTable, Source
+from features.grain import (
+    DESCRIPTION_FILE,
+    WEEKDAYS,
+    Calendar,
+    Grain,
+    RawDescription,
+    SalesTable,
+    Source,
+)
 from features.importing import checks, read, store
 from features.importing.read import ReadOptions, SourceFile
 from features.importing.tables import OPTIONAL_TABLES, REQUIRED_TABLES, SPECS
@@ -107,6 +115,20 @@ def run_import(
         shutil.rmtree(spill, ignore_errors=True)
 
 
+@dataclass
+class _Checked:
+    """Everything checked, not yet written: the relations the raw tables are written from."""
+
+    sources: dict[str, SourceFile]
+    finals: dict[str, str]  # raw table → relation of its rows after this import
+    replaced: dict[str, str]  # raw table → relation of earlier rows replaced by other ones
+    summaries: list[FileSummary]
+    calendar: Calendar
+    sales_table: SalesTable
+    earlier: RawDescription | None
+    notes: list[str]
+
+
 def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress) -> ImportReport:
     sources: dict[str, SourceFile] = {}
     for name in (n for n in SPECS if n in files):
@@ -116,53 +138,40 @@ def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress)
         checks.type_rows(con, source, options.read, clock)
     calendar, notes = _calendar(con, sources, options, earlier, sales_table)
     progress(f"grain: {calendar.grain.value}" + _week(calendar))
+    done = _Checked(sources, {}, {}, [], calendar, sales_table, earlier, notes)
 
     known: dict[str, str] = {}
-    finals: dict[str, str] = {}
-    replaced: dict[str, str] = {}
-    summaries: list[FileSummary] = []
-    for name in SPECS:
-        if name not in sources and earlier is not None and (raw_dir / f"{name}.parquet").exists():
-            finals[name] = _earlier_relation(con, name, raw_dir)
-        elif name in sources:
-            spec, source = SPECS[name], sources[name]
-            checked = checks.judge(con, spec, calendar, known)
-            accepted = f"accepted_{name}"
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW {accepted} AS "
-                + store.contract_select(
-                    spec,
-                    source.columns,
-                    f"(SELECT * FROM {checked} WHERE _reason IS NULL)",
-                    order="_line",
-                )
-            )
-            if name == "promotions":
-                accepted = _plan_known_at(con, accepted, options.promo_known_days_before)
-            previous = raw_dir / f"{name}.parquet" if earlier is not None else None
-            finals[name], swapped = store.merge(con, spec, accepted, previous)
-            if swapped:
-                replaced[name] = swapped
-            summaries.append(_summarise(con, source, checked))
-        _know(con, name, finals, known)
-    for summary in summaries:
+    for name in SPECS:  # what a table refers to comes before it
+        if name in sources:
+            _check(con, name, raw_dir, options, known, done)
+        elif earlier is not None and (raw_dir / f"{name}.parquet").exists():
+            done.finals[name] = _earlier_relation(con, name, raw_dir)
+        _know(con, name, done.finals, known)
+    for summary in done.summaries:
         progress(
             f"checked {summary.file}: {summary.accepted:,} accepted, "
             f"{summary.quarantined:,} quarantined"
         )
-    return _write(
-        con,
-        raw_dir,
-        sources,
-        finals,
-        replaced,
-        summaries,
-        calendar,
-        sales_table,
-        notes,
-        earlier,
-        progress,
+    return _write(con, raw_dir, done, progress)
+
+
+def _check(con, name: str, raw_dir: Path, options, known: dict[str, str], done: _Checked):
+    """Judge one file's rows, then merge the accepted ones with an earlier import's."""
+    spec, source = SPECS[name], done.sources[name]
+    checked = checks.judge(con, spec, done.calendar, known)
+    accepted = f"accepted_{name}"
+    passing = f"(SELECT * FROM {checked} WHERE _reason IS NULL)"
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {accepted} AS "
+        + store.contract_select(spec, source.columns, passing, order="_line")
     )
+    if name == "promotions":
+        accepted = _plan_known_at(con, accepted, options.promo_known_days_before)
+    previous = raw_dir / f"{name}.parquet" if done.earlier is not None else None
+    done.finals[name], replaced = store.merge(con, spec, accepted, previous)
+    if replaced:
+        done.replaced[name] = replaced
+    done.summaries.append(_summarise(con, source, checked))
 
 
 def _week(calendar) -> str:
@@ -194,8 +203,6 @@ def _sales_table(files: dict[str, Path], earlier: RawDescription | None) -> Sale
 
 def _calendar(con, sources, options: ImportOptions, earlier, sales_table):
     """The grain and week start: declared, earlier, or detected from the dates."""
-    from features.grain import Calendar
-
     notes: list[str] = []
     if sales_table is SalesTable.orders:
         if options.grain is Grain.week:
@@ -337,25 +344,15 @@ def _write_quarantine(con, source: SourceFile, target: Path) -> None:
         pq.write_table(table, target)
 
 
-def _write(
-    con,
-    raw_dir,
-    sources,
-    finals,
-    replaced,
-    summaries,
-    calendar,
-    sales_table,
-    notes,
-    earlier,
-    progress,
-) -> ImportReport:
+def _write(con, raw_dir: Path, done: _Checked, progress) -> ImportReport:
+    """Write the raw directory aside, then swap it in (unless nothing changed)."""
+    finals, sources, summaries = done.finals, done.sources, done.summaries
     measures = con.execute(f"DESCRIBE {finals['weather_observed']}").fetchall()
     description = RawDescription(
         source=Source.imported,
-        grain=calendar.grain,
-        week_start=calendar.week_start,
-        sales_table=sales_table,
+        grain=done.calendar.grain,
+        week_start=done.calendar.week_start,
+        sales_table=done.sales_table,
         optional_tables=tuple(t for t in OPTIONAL_TABLES if t in finals),
         weather_measures=tuple(m for m in WEATHER_MEASURES if m in {r[0] for r in measures}),
     )
@@ -372,7 +369,7 @@ def _write(
             else:
                 store.link_or_copy(raw_dir / f"{name}.parquet", target)
                 written[name] = pq.read_metadata(target).num_rows
-        for name in (sales_table.value, *REQUIRED_TABLES):
+        for name in (done.sales_table.value, *REQUIRED_TABLES):
             if written[name] == 0:
                 raise UserError(
                     f"no row of {name} was accepted; nothing written (see the reasons above)"
@@ -387,28 +384,28 @@ def _write(
         description.write(next_dir)
         tables = [f"{n}.parquet" for n in {*finals, *SPECS}] + [DESCRIPTION_FILE]
         quarantined = [f"{store.QUARANTINE}/{n}.parquet" for n in SPECS]
-        changed = earlier is None or not store.same_files(
+        changed = done.earlier is None or not store.same_files(
             next_dir, raw_dir, [*tables, *quarantined]
         )
         counts = {
             name: con.execute(f"SELECT count(*) FROM {rel}").fetchall()[0][0]
-            for name, rel in replaced.items()
+            for name, rel in done.replaced.items()
         }
         report = ImportReport(
             files=summaries,
-            grain=calendar.grain.value,
-            week_start=calendar.week_start,
-            sales_table=sales_table.value,
+            grain=done.calendar.grain.value,
+            week_start=done.calendar.week_start,
+            sales_table=done.sales_table.value,
             written=written,
             replaced={k: v for k, v in counts.items() if v},
             changed=changed,
-            replaced_generated=earlier is None and (raw_dir / "orders.parquet").exists(),
-            notes=notes,
+            replaced_generated=done.earlier is None and (raw_dir / "orders.parquet").exists(),
+            notes=done.notes,
         )
         if not changed:
             shutil.rmtree(next_dir)
             return report
-        history = _record(con, raw_dir, next_dir, replaced, report)
+        history = _record(con, raw_dir, next_dir, done.replaced, report)
         report.history = str(raw_dir / store.IMPORTS / history.name)
         store.swap(next_dir, raw_dir)
         return report
