@@ -75,26 +75,44 @@ def merge(
     literal = str(existing).replace("'", "''")
     old_columns = pq.read_schema(existing).names
     source = f"read_parquet('{literal}', file_row_number = true)"
+    # earlier rows keep their stored order, before every new row
+    earlier = "file_row_number - (1::BIGINT << 62)"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE old_{spec.name} AS "
-        + contract_select(spec, old_columns, source, order="file_row_number - (1::BIGINT << 62)")
+        f"CREATE OR REPLACE TEMP VIEW old_{spec.name} AS "
+        + contract_select(spec, old_columns, source, order=earlier)
     )
     key = ", ".join(q(k) for k in spec.key)
+    new_columns = {r[0] for r in con.execute(f"DESCRIBE {new}").fetchall()} - {"_order"}
+    values = [c for c in old_columns if c in spec_names(spec) and c not in spec.key]
+    same_columns = set(values) | set(spec.key) == new_columns
+    differs = (
+        f"hash({', '.join('o.' + q(v) for v in values)}) <> "
+        f"hash({', '.join('n.' + q(v) for v in values)})"
+        if same_columns and values
+        else ("false" if same_columns else "true")
+    )
+    # one join on the key: which earlier rows the new ones hit, and whether they differ
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {final} AS "
-        f"SELECT * FROM old_{spec.name} ANTI JOIN {new} USING ({key}) "
+        f"CREATE OR REPLACE TEMP TABLE hit_{spec.name} AS "
+        f"SELECT o._order, {differs} AS _differs "
+        f"FROM old_{spec.name} o JOIN {new} n USING ({key})"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {final} AS "
+        f"SELECT * FROM old_{spec.name} ANTI JOIN hit_{spec.name} USING (_order) "
         f"UNION ALL BY NAME SELECT * FROM {new}"
     )
-    new_columns = [r[0] for r in con.execute(f"DESCRIBE {new}").fetchall()]
-    kept = [r[0] for r in con.execute(f"DESCRIBE old_{spec.name}").fetchall() if r[0] != "_order"]
-    listed = ", ".join(q(c) for c in kept)
+    listed = ", ".join(q(c) for c in old_columns if c in spec_names(spec))
     replaced = f"replaced_{spec.name}"
-    unchanged = f" EXCEPT ALL SELECT {listed} FROM {new}" if set(kept) <= set(new_columns) else ""
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {replaced} AS "
-        f"SELECT {listed} FROM old_{spec.name} SEMI JOIN {new} USING ({key}){unchanged}"
+        f"CREATE OR REPLACE TEMP VIEW {replaced} AS SELECT {listed} FROM old_{spec.name} "
+        f"SEMI JOIN (SELECT _order FROM hit_{spec.name} WHERE _differs) USING (_order)"
     )
     return final, replaced
+
+
+def spec_names(spec: TableSpec) -> set[str]:
+    return {c.name for c in spec.columns}
 
 
 def write_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, relation: str, path: Path) -> int:
