@@ -135,7 +135,7 @@ feast: $(INSTALLED) ## Run the feast CLI on the profile's feature repo and regis
 ui: $(INSTALLED) ## Start the MLflow UI and the Feast UI, print both addresses; Ctrl-C stops them (ARGS="--feast-port 8889")
 	$(DEMAND) ui $(ARGS)
 
-bench-features: $(INSTALLED) ## Benchmark feature build, retrieval and materialization on the large scale
+bench-features: $(INSTALLED) ## Benchmark import (ARGS=--only-import), feature build, retrieval and materialization on the large scale
 	$(BIN)/python -m benchmarks.features $(ARGS)
 
 bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (default, large; ARGS=--compare-losses)
