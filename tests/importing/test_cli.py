@@ -120,3 +120,33 @@ def test_features_builds_from_imported_data_without_generating(tmp_path, data_di
     assert (data_dir / "raw" / "orders.parquet").read_bytes() == before
     assert not (data_dir / "raw" / "generated.json").exists()
     assert (data_dir / "features" / "store_product_daily.parquet").exists()
+
+
+def test_an_import_replaces_generated_data(tmp_path, data_dir, capsys):
+    assert main(["generate"]) == 0
+    folder = write(tmp_path / "export", base())
+    capsys.readouterr()
+    assert main(["import", str(folder)]) == 0
+    assert "generated data that was in the raw directory is replaced" in capsys.readouterr().out
+    assert not (data_dir / "raw" / "orders.parquet").exists()
+    assert not (data_dir / "raw" / "generated.json").exists()
+    assert main(["validate"]) == 0
+
+
+def test_validate_reports_imported_rows_that_break_the_links(tmp_path, data_dir, capsys):
+    files = base()
+    files["promotions.csv"] = ["store_id,product_id,date,promo", "S1,P1,2024-06-10,true"]
+    assert main(["import", str(write(tmp_path / "export", files))]) == 0
+    raw_dir = data_dir / "raw"
+    sales = pd.read_parquet(raw_dir / "sales.parquet")
+    sales.iloc[[0]].assign(product_id="P-GONE").pipe(
+        lambda bad: pd.concat([sales, bad]).to_parquet(raw_dir / "sales.parquet", index=False)
+    )
+    plans = pd.read_parquet(raw_dir / "promotions.parquet")
+    plans.assign(store_id="S-GONE").to_parquet(raw_dir / "promotions.parquet", index=False)
+    capsys.readouterr()
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err
+    assert "sales: column 'product_id' failed exists in products" in err and "P-GONE" in err
+    assert "promotions: column 'store_id' failed exists in stores" in err
+    assert main(["build-features"]) == 1
