@@ -414,7 +414,8 @@ def _write(con, raw_dir: Path, done: _Checked, progress) -> ImportReport:
 
 
 def _record(con, raw_dir: Path, next_dir: Path, replaced: dict[str, str], report) -> Path:
-    """Carry the earlier records over, add this import's: summary and replaced rows."""
+    """Carry the earlier records over, add this import's: summary, quarantined and replaced
+    rows (``quarantine/`` next to the raw tables holds the latest import's only)."""
     earlier = raw_dir / store.IMPORTS
     if earlier.exists():
         shutil.copytree(
@@ -426,6 +427,8 @@ def _record(con, raw_dir: Path, next_dir: Path, replaced: dict[str, str], report
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = next_dir / store.IMPORTS / f"{number:04d}-{stamp}"
     folder.mkdir(parents=True)
+    for path in sorted((next_dir / store.QUARANTINE).glob("*.parquet")):
+        store.link_or_copy(path, folder / store.QUARANTINE / path.name)  # kept with the record
     for name, relation in replaced.items():
         if report.replaced.get(name):
             store.write_table(con, SPECS[name], relation, folder / f"replaced_{name}.parquet")

@@ -36,6 +36,9 @@ def test_the_same_files_twice_change_nothing(tmp_path):
     history = sorted(p.name for p in (raw_dir / "imports").iterdir())
     second = _import(folder, raw_dir)
     assert first.changed and not second.changed
+    (record,) = (raw_dir / "imports").iterdir()
+    kept = pd.read_parquet(record / "quarantine" / "sales.parquet")
+    assert kept["reason"].tolist() == ["negative_units"]
     assert _bytes(raw_dir) == before
     assert sorted(p.name for p in (raw_dir / "imports").iterdir()) == history
     assert [f.accepted for f in second.files] == [f.accepted for f in first.files]
@@ -90,6 +93,7 @@ def test_a_later_import_appends_and_wins_per_key(tmp_path):
     expected = old.loc[[("S1", "P1", pd.Timestamp("2024-01-07"))]].reset_index()
     pd.testing.assert_frame_equal(replaced, expected)
     assert (records[-1] / "summary.json").exists()
+    assert not (raw_dir / "quarantine").exists()  # the latest import quarantined nothing
 
 
 def test_a_failed_import_leaves_the_previous_raw_tables(tmp_path):
