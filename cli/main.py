@@ -81,7 +81,18 @@ def generate(
     _print_counts(f"raw tables in {settings.raw_dir}", rows)
 
 
-@app.command("import")
+IMPORT_HELP = (
+    "Import a retailer's files into DATA_DIR/raw: checked, bad rows quarantined.\n\n"
+    "A row that fails a check goes to DATA_DIR/raw/quarantine/<table>.parquet with its file, "
+    "line and reason; a file that cannot be read, is not UTF-8, is empty or lacks a required "
+    "column stops the import and nothing is written. A later import appends: the newer row "
+    "wins per key (store, product, period for sales) and the rows it replaces are kept in "
+    "DATA_DIR/raw/imports/. The same files imported again change nothing. To start over, "
+    "delete DATA_DIR/raw."
+)
+
+
+@app.command("import", help=IMPORT_HELP)
 @friendly
 def import_files(
     folder: Annotated[
@@ -109,15 +120,6 @@ def import_files(
         typer.Option(help="Weekday weeks start on, e.g. sunday (default: detected)."),
     ] = None,
 ) -> None:
-    """Import a retailer's files into DATA_DIR/raw: checked, bad rows quarantined.
-
-    A row that fails a check goes to DATA_DIR/raw/quarantine/<table>.parquet with its
-    file, line and reason; a file that cannot be read, is not UTF-8, is empty or lacks
-    a required column stops the import and nothing is written. A later import appends:
-    the newer row wins per key (store, product, period for sales), the rows it replaces
-    are kept in DATA_DIR/raw/imports/. The same files imported again change nothing.
-    To start over, delete DATA_DIR/raw.
-    """
     from features.grain import WEEKDAYS, Grain
     from features.importer import ImportOptions, run_import
     from features.importing.read import ReadOptions
