@@ -161,3 +161,17 @@ def test_plans_without_planned_at_are_known_fourteen_days_before(tmp_path):
     plans = pd.read_parquet(tmp_path / "data" / "raw" / "promotions.parquet")
     assert plans["planned_at"].tolist() == [pd.Timestamp("2024-05-27", tz="UTC")]
     assert str(plans["promo"].dtype) == "bool" and plans["price"].tolist() == [7.5]
+
+
+def test_prices_is_another_name_for_promotions(tmp_path):
+    files = base()
+    files["prices.csv"] = ["store_id,product_id,date,price", "S1,P1,2024-06-10,7.5"]
+    report = _import(tmp_path, files)
+    assert ("promotions", "prices.csv") in {(f.table, f.file) for f in report.files}
+    assert RawDescription.read(tmp_path / "data" / "raw").optional_tables == ("promotions",)
+
+
+def test_orders_and_sales_together_are_refused(tmp_path):
+    files = base()
+    files["orders.csv"] = base("orders")["orders.csv"]
+    _refused(tmp_path, files, "bring one of them")
