@@ -163,6 +163,16 @@ def test_the_bento_carries_the_base_image_and_serving_requirements(serving_env):
         base_image="localhost/demand-base:bookworm",
         index=container.PipIndex("https://mirror.example/simple"),
     )
+    try:
+        _check_bento(serving_env, built)
+    finally:  # the session's Bento store stays as other tests expect it (one Bento, one model)
+        import bentoml
+
+        bentoml.bentos.delete(built.bento)
+        bentoml.models.delete(built.model)
+
+
+def _check_bento(serving_env, built) -> None:
     (home,) = serving_env.bentoml_home.glob(
         f"bentos/{bento.BENTO_NAME}/{built.bento.split(':')[1]}"
     )
