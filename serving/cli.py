@@ -255,12 +255,12 @@ def bento_containerize(
     seconds = container.containerize(
         built.bento, image, backend, settings.bentoml_home, progress=console.print
     )
-    size = ""
-    if backend != "docker":
-        size = f", {container.image_size(container.runner(backend), image) / 1e9:.2f} GB"
+    engine = container.runner(backend)
+    size = container.image_size(engine, image) / 1e9
     console.print(
-        f"built image {image} from Bento {built.bento} in {seconds:.0f} s{size}\n"
-        f"run it: podman run --rm --network host {image}  (see README, Deploy as a container)"
+        f"built image {image} from Bento {built.bento} in {seconds:.0f} s, {size:.2f} GB\n"
+        f"run it: {engine} run --rm --network host -e DEMAND_DATA_DIR=/data "
+        f"-v $DEMAND_DATA_DIR:/data:ro {image}  (README, Deploy as a container)"
     )
 
 
