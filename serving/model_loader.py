@@ -31,6 +31,29 @@ class ServingError(UserError, RuntimeError):
     """The service cannot start (or reload) with this model; the message says why."""
 
 
+class StoresUnreachable(ServingError):
+    """A server or store the model needs does not answer now; it may later.
+
+    Unlike the rest of ServingError (no such model, an incomplete feature service),
+    waiting can cure this, so a running service reports not-ready and retries
+    instead of exiting (a container would otherwise restart in a loop).
+    """
+
+
+def _unreachable(error: BaseException) -> bool:
+    """A connection failure (database, Redis, HTTP), as opposed to missing or wrong data."""
+    seen: BaseException | None = error
+    while seen is not None:
+        kind = type(seen)
+        if isinstance(seen, ConnectionError | TimeoutError) or (
+            kind.__name__ in {"OperationalError", "InterfaceError"}  # SQLAlchemy, psycopg
+            and kind.__module__.split(".")[0] in {"sqlalchemy", "psycopg", "psycopg2"}
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @dataclass(frozen=True)
 class Loaded:
     name: str
@@ -51,7 +74,7 @@ def resolve_version(settings: Settings, alias: str | None, version: str | None):
         # checks the server answers first: seconds, not MLflow's minutes of retries
         client = tracking.connect(settings)
     except ServerUnavailable as error:
-        raise ServingError(str(error)) from None
+        raise StoresUnreachable(str(error)) from None
     name = settings.model_name
     try:
         if version:
@@ -82,16 +105,24 @@ def _lookup(settings: Settings, contract: FeatureContract, where: str):
     if settings.feature_service != contract.feature_service:
         # the contract decides; the setting is only the default for new models
         settings = settings.model_copy(update={"feature_service": contract.feature_service})
-    store = open_store(settings)
+    store = None
     try:
+        store = open_store(settings)
         lookup = OnlineLookup.from_store(
             store, contract.feature_service, settings.closed_day_lag_hours
         )
     except Exception as error:
+        registry = _registry(store, settings)
+        reason = (scrub(str(error)).splitlines() or [type(error).__name__])[0]
+        if _unreachable(error):
+            raise StoresUnreachable(
+                f"{where}: cannot reach the Feast registry at {registry} ({reason}); start it "
+                "(`make team-up` checks the team's servers) or point DEMAND_FEAST_REGISTRY_URL "
+                "at one that runs"
+            ) from None
         raise ServingError(
             f"{where}: cannot read feature service {contract.feature_service!r} from the Feast "
-            f"registry at {_registry(store)} ({scrub(str(error))}); run `demand features` "
-            "(or `demand apply`)"
+            f"registry at {registry} ({reason}); run `demand features` (or `demand apply`)"
         ) from None
     missing = lookup.missing_features(contract.features)
     if missing:
@@ -103,17 +134,21 @@ def _lookup(settings: Settings, contract: FeatureContract, where: str):
     try:
         lookup.check()
     except StoreUnavailable as error:
-        raise ServingError(f"{where}: {unavailable_advice(lookup, error)}") from None
+        raise StoresUnreachable(f"{where}: {unavailable_advice(lookup, error)}") from None
     never = lookup.unmaterialized_views(contract.features)
     if never:
         raise ServingError(
-            f"{where}: the Feast registry at {_registry(store)} has no materialization of "
-            f"{', '.join(never)} into the {lookup.where}; run `demand materialize`"
+            f"{where}: the Feast registry at {_registry(store, settings)} has no "
+            f"materialization of {', '.join(never)} into the {lookup.where}; "
+            "run `demand materialize`"
         )
     return store, lookup
 
 
-def _registry(store) -> str:
+def _registry(store, settings: Settings) -> str:
+    if store is None:  # the store could not even be opened: say what the settings name
+        team = settings.profile.value == "team"
+        return redact(settings.feast_registry_url) if team else str(settings.feast_dir)
     return redact(str(store.config.registry.path))
 
 

@@ -99,6 +99,7 @@ class Item(BaseModel):
         return dt.date.fromisoformat(value)  # ValueError for 2023-02-30
 
 
+STORES_RETRY_SECONDS = 5.0  # a service whose stores do not answer yet tries again this often
 LISTED_ERRORS = 10_000  # 5,000 items with two mistakes each: listed in 0.08 s, 1.6 MB
 
 
@@ -231,23 +232,52 @@ def _freshness_metrics() -> tuple[Any, Any]:
 class DemandForecast:
     def __init__(self) -> None:
         self.settings = get_settings()
-        self.loaded = model_loader.load(self.settings)  # ServingError: refuse to start
-        _settle_garbage_collector()
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._age, self._stale = _freshness_metrics()
+        self.loaded: model_loader.Loaded | None = None
+        self.unready: str | None = None  # why there is no model yet: a store does not answer
+        try:
+            self._start()  # any other ServingError: no such model, an incomplete store: exit
+        except model_loader.StoresUnreachable as error:
+            # waiting can cure this one: not ready, the reason in the log, retried
+            self.unready = str(error)
+            logger.error("not ready: %s (retrying every %.0fs)", error, STORES_RETRY_SECONDS)
+            threading.Thread(target=self._retry_start, name="stores-retry", daemon=True).start()
+
+    def _start(self) -> None:
+        self.loaded = model_loader.load(self.settings)
+        self.unready = None
+        _settle_garbage_collector()
         if self.settings.serve_reload_seconds > 0 and self._follows_alias:
             threading.Thread(target=self._poll, name="alias-poll", daemon=True).start()
         logger.info("serving %s v%s", self.loaded.name, self.loaded.version)
 
+    def _retry_start(self) -> None:
+        while not self._stop.wait(STORES_RETRY_SECONDS):
+            try:
+                self._start()
+                return
+            except Exception as error:  # unreachable still, or the stores now say it cannot serve
+                if str(error) != self.unready:  # one log line per new reason, not per try
+                    logger.error("not ready: %s (retrying)", error)
+                self.unready = str(error)
+
     @property
     def _follows_alias(self) -> bool:
-        return self.loaded.alias is not None and not self.settings.serve_bento_model
+        loaded = self.loaded
+        return (
+            loaded is not None and loaded.alias is not None and not self.settings.serve_bento_model
+        )
+
+    def _not_ready(self) -> Any:
+        return JSONResponse({"error": f"not ready: {self.unready}"}, status_code=503)
 
     # -- health ------------------------------------------------------------------------------
 
     def __is_ready__(self) -> bool:
-        return self.loaded.lookup.ping()
+        loaded = self.loaded
+        return loaded is not None and loaded.lookup.ping()
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
@@ -259,6 +289,8 @@ class DemandForecast:
     def forecast(self, items: list[Item]) -> ForecastResponse:
         """Units per item (store, product, target day), in request order."""
         loaded = self.loaded  # one bundle for the whole request, even if a reload swaps it
+        if loaded is None:
+            return self._not_ready()
         if len(items) > self.settings.serve_max_items:
             return _reject(
                 422,
@@ -333,8 +365,10 @@ class DemandForecast:
     # -- metadata and reload (plain GET/POST routes, next to BentoML's POST-only APIs) -------
 
     @routes.get("/metadata")
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> Any:
         loaded = self.loaded
+        if loaded is None:
+            return self._not_ready()
         contract = loaded.contract
         return {
             "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias},
@@ -357,6 +391,8 @@ class DemandForecast:
     @routes.post("/reload")
     def reload(self) -> Any:
         """Serve the version the alias points at now; the old one serves until the new is ready."""
+        if self.loaded is None:
+            return self._not_ready()
         if not self._follows_alias:
             return _reject(409, "alias", "this service serves a pinned version; nothing to reload")
         try:

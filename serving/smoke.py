@@ -337,14 +337,14 @@ def check_profile(stage: Stage, profile: Profile) -> dict[str, float]:
 
 
 def check_unreachable_stores(stage: Stage) -> None:
-    """A container whose Redis does not answer never serves, and its log says why."""
+    """A container whose Redis does not answer stays up, not ready, and its log says why."""
     say("a container whose stores do not answer")
     env = {**stage.team.container_env, "DEMAND_REDIS_URL": f"127.0.0.1:{free_port()}"}
     name = f"demand-smoke-unreachable-{uuid.uuid4().hex[:6]}"
     running = container.run(stage.image, name, free_port(), env)
     try:
         deadline = time.monotonic() + 90
-        state = ""
+        state, code = "", None
         while time.monotonic() < deadline:
             state = container.engine(
                 "podman", "inspect", "--format", "{{.State.Status}}", name, check=False
@@ -356,13 +356,19 @@ def check_unreachable_stores(stage: Stage) -> None:
                 break
             time.sleep(1)
         log = running.logs()
-        # the service refuses to start without its stores (serving/model_loader.py): the
-        # container exits with the reason; a service that waits for them would answer 503
+        # the service waits for its stores (serving/service.py): not ready, retrying, never
+        # a restart loop; the log names the store and the setting that points at it
         check(
-            "cannot reach the redis online store" in log and "DEMAND_REDIS_URL" in log,
-            f"no Redis: the container is {state or 'running'} "
-            f"(/readyz {_status(f'{running.url}/readyz') or 'closed'}) and its log says "
-            "it cannot reach Redis and which setting points at it",
+            code == 503 and state == "running",
+            f"no Redis: the container runs and answers /readyz 503 (it is "
+            f"{state or 'unknown'}, /readyz {code or 'closed'})",
+        )
+        check(
+            "not ready: " in log
+            and "cannot reach the redis online store" in log
+            and "DEMAND_REDIS_URL" in log,
+            "no Redis: the container's log says it is not ready, that it cannot reach Redis "
+            "and which setting points at it",
         )
     finally:
         (stage.workdir / "logs" / "container-unreachable.log").write_text(running.logs())

@@ -136,15 +136,32 @@ def _status(url: str) -> int:
         return error.code
 
 
+def _wait_live(url: str, process, timeout: float = 150) -> None:
+    """Until ``url``/livez answers: the process serves HTTP, ready or not."""
+    deadline = time.monotonic() + timeout
+    while _status_or_none(f"{url}/livez") != 200:
+        assert process.poll() is None, f"the service exited with code {process.returncode}"
+        assert time.monotonic() < deadline, f"{url} not live after {timeout:.0f}s"
+        time.sleep(0.3)
+
+
+def _status_or_none(url: str) -> int | None:
+    try:
+        return _status(url)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
 def test_redis_down_is_503_and_serving_resumes_when_it_is_back(
     serving_env, private_redis, known_keys, monkeypatch, tmp_path
 ):
-    """A real `bentoml serve` on a private Redis: killed, then back, with no service restart."""
+    """A real `bentoml serve` on a private Redis: killed, then back, with no service restart;
+    one started while it is down waits, not ready, instead of exiting."""
     keys, origin = known_keys
     days = [str(origin + dt.timedelta(days=1 + i)) for i in range(3)]
     items = zip(keys[:3], days, strict=True)
     body = {"items": [{"store_id": s, "product_id": p, "date": d} for (s, p), d in items]}
-    port = free_port()
+    port, late_port, late = free_port(), free_port(), None
     url, log = f"http://127.0.0.1:{port}", tmp_path / "bentoml.log"
     with (
         team_feast_project(serving_env, redis_url=private_redis.url) as team,
@@ -173,11 +190,28 @@ def test_redis_down_is_503_and_serving_resumes_when_it_is_back(
             ):
                 model_loader.load(team)
 
+            # ... but a *service* starting now stays up, not ready, saying why in its log
+            # (a container must not restart in a loop), and serves once the store is back
+            late_url, late_log = f"http://127.0.0.1:{late_port}", tmp_path / "late.log"
+            late = cli.start_server(team, late_port, log=late_log, threads=2, access_log=False)
+            _wait_live(late_url, late)
+            assert _status(f"{late_url}/readyz") == 503
+            status, refused = cli.post_json(f"{late_url}/forecast", body)
+            assert status == 503
+            assert refused["error"].startswith("not ready: ")
+            assert f"redis online store at {private_redis.url}" in refused["error"]
+            assert _status(f"{late_url}/metadata") == 503
+            assert f"not ready: model {before['model']['name']}" in late_log.read_text()
+
             private_redis.start()  # the same port; it kept nothing, so load it again
             publish.materialize(team)
             assert _status(f"{url}/readyz") == 200
             status, after = cli.post_json(f"{url}/forecast", body)
             assert (status, after) == (200, before)
             assert process.poll() is None  # the same service process throughout
+            cli.wait_ready(late_url, late, timeout=30)  # its retry found the store
+            assert cli.post_json(f"{late_url}/forecast", body) == (200, before)
         finally:
             cli.stop(process)
+            if late is not None:
+                cli.stop(late)
