@@ -20,7 +20,7 @@ takes about a minute. The same seed gives the same tables, bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import holidays
 import numpy as np
@@ -131,6 +131,10 @@ class RetailData:
     weather_observed: pd.DataFrame
     weather_forecast: pd.DataFrame
     true_lifespan: pd.Series = field(repr=False)  # product_id → days (NaN: not re-bought)
+    # the promotion calendar the orders were drawn from: (store_id, product_id, date) of
+    # every promotion day of a stocked pair; a retailer knows its plan, the order lines
+    # show it only on the days something sold (features/aggregate.py plans from it)
+    promotion_days: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {
@@ -142,15 +146,21 @@ class RetailData:
         }
 
 
-def generate(scale: Scale | str = Scale.default, seed: int = 7, extra_days: int = 0) -> RetailData:
+def generate(
+    scale: Scale | str = Scale.default, seed: int = 7, extra_days: int = 0, days: int | None = None
+) -> RetailData:
     """Generate a retailer at ``scale``; the same ``(scale, seed)`` gives the same data.
 
     ``extra_days`` releases that many more days of the same retailer, the way new
     nights of data arrive: the generator always simulates APPEND_RESERVE_DAYS past
     the history and releases only what was known by the end of the last day, so
     the days before are identical, row for row, whatever ``extra_days`` is.
+    ``days`` replaces the scale's history length (tests that need two years of weeks
+    from the tiny retailer); other days give another retailer.
     """
     spec = SCALES[Scale(scale)]
+    if days is not None:
+        spec = replace(spec, days=days)
     if not 0 <= extra_days <= APPEND_RESERVE_DAYS:
         raise ValueError(
             f"{extra_days} extra days: the generated retailer can be extended by 0 to "
@@ -163,7 +173,7 @@ def generate(scale: Scale | str = Scale.default, seed: int = 7, extra_days: int 
     products, categories = _products(spec, rng)
     weather = _weather(spec, days, rng)  # runs FORECAST_LEADS days past the history
     forecast = _forecasts(weather, days, rng)
-    orders = _orders(spec, days, stores, products, categories, weather, rng)
+    orders, promo = _orders(spec, days, stores, products, categories, weather, rng)
     true_lifespan = pd.Series(
         [c.lifespan if c.lifespan else np.nan for c in categories],
         index=products["product_id"],
@@ -178,6 +188,21 @@ def generate(scale: Scale | str = Scale.default, seed: int = 7, extra_days: int 
         weather[weather["date"] <= last_day].reset_index(drop=True),
         forecast[forecast["issued_at"] < closed].reset_index(drop=True),
         true_lifespan,
+        # the whole calendar, the reserve days too: a retailer plans its promotions ahead
+        _promotion_days(promo, stores, products, days),
+    )
+
+
+def _promotion_days(
+    promo: np.ndarray, stores: pd.DataFrame, products: pd.DataFrame, days: pd.DatetimeIndex
+) -> pd.DataFrame:
+    s, p, d = np.nonzero(promo[:, :, : len(days)])
+    return pd.DataFrame(
+        {
+            "store_id": stores["store_id"].to_numpy()[s],
+            "product_id": products["product_id"].to_numpy()[p],
+            "date": days[d],
+        }
     )
 
 
@@ -294,7 +319,8 @@ def _orders(
     categories: list[Category],
     weather: pd.DataFrame,
     rng: np.random.Generator,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The order lines, and the promotion calendar (store, product, day) they were drawn from."""
     n_s, n_p, n_d = len(stores), len(products), len(days)
 
     # (store, day) weather drivers, scaled to about 0..2
@@ -371,7 +397,7 @@ def _orders(
     ).tz_localize("UTC")
     lines = lines.sort_values(["ordered_at", "basket", "p"], kind="stable").reset_index(drop=True)
     basket_codes, _ = pd.factorize(lines["basket"])
-    return pd.DataFrame(
+    orders = pd.DataFrame(
         {
             "order_id": _ids("O", basket_codes, 8),
             "customer_id": _ids("C", lines["customer"].to_numpy(), 7),
@@ -383,6 +409,7 @@ def _orders(
             "promo": lines["promo"].to_numpy(),
         }
     )
+    return orders, promo
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
