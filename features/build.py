@@ -14,18 +14,48 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from features import transforms as t
+from features.grain import Calendar, Grain, RawDescription, SalesTable
 
 RAW_TABLES = ("orders", "products", "stores", "weather_observed", "weather_forecast")
+MEASURES = ("temperature_c", "precipitation_mm", "sunshine_hours")
 
-# intermediate relations, in dependency order
-_STEPS: tuple[tuple[str, Callable[[t.Windows], str]], ...] = (
+# Lineage written into every feature table's parquet metadata: the grain the table is
+# at, and the features it has no data for (NULL columns kept so that the feature view's
+# schema holds; training leaves them out of models, serving never reads them).
+META_GRAIN, META_WEEK_START, META_SALES_TABLE, META_ABSENT = (
+    "demand.grain",
+    "demand.week_start",
+    "demand.sales_table",
+    "demand.absent_features",
+)
+# what order lines give and aggregated sales cannot (no customer ids, no baskets)
+CUSTOMER_FEATURES = {
+    "store_product_daily": (
+        "customers_7",
+        "customers_28",
+        "copurchase_partner_id",
+        "partner_units_lag_1",
+        "partner_units_mean_7",
+    ),
+    "product_lifespan": (
+        "replacement_interval_iqr_days",
+        "repeat_pairs",
+        "repeat_buyer_share",
+    ),
+}
+# the sales and observed-weather tables of each grain (their views differ in feature names)
+SALES_TABLE = {Grain.day: "store_product_daily", Grain.week: "store_product_weekly"}
+WEATHER_TABLE = {Grain.day: "region_weather_daily", Grain.week: "region_weather_weekly"}
+
+Step = tuple[str, Callable[[t.Windows], str]]
+ORDER_LINE_STEPS: tuple[Step, ...] = (
     ("sales_daily", lambda w: t.sales_daily()),
     ("sales_grid", lambda w: t.sales_grid()),
     ("purchase_features", t.purchase_features),
@@ -44,53 +74,181 @@ _STEPS: tuple[tuple[str, Callable[[t.Windows], str]], ...] = (
     ("copurchase_partners", t.copurchase_partners),
     ("store_product_daily", t.store_product_daily),
     ("store_product_replenishment", t.store_product_replenishment),
-    ("region_weather_daily", t.region_weather_daily),
-    ("region_weather_forecast", lambda w: t.region_weather_forecast()),
+)
+# aggregated sales: ``sales_daily`` is staged from the retailer's periods
+AGGREGATED_STEPS: tuple[Step, ...] = (
+    ("sales_grid", lambda w: t.sales_grid()),
+    ("purchase_features", t.purchase_features),
+    ("lifespan_snapshots", t.lifespan_snapshots),
+    ("product_lifespan", t.declared_lifespan),
+    ("store_product_daily", t.sales_features),
 )
 
 
-def _known_at(period: str) -> str:
-    """The instant a row as of ``period`` became known: the end of that day, UTC."""
-    return f"to_timestamp(CAST(({period} + 1) AS BIGINT) * 86400)"
+@dataclass(frozen=True)
+class Plan:
+    """What one raw data set builds: at which grain, with which windows, into which tables."""
 
+    description: RawDescription = field(default_factory=RawDescription)
+    windows: t.Windows | None = None  # None: the grain's defaults
 
-def _as_of_day(relation: str, known_at: str) -> str:
-    """Every column of a per-day relation, stamped with when its row became known."""
-    stamp = _known_at("day")
-    return f"SELECT *, {stamp} AS event_timestamp, {stamp} AS {known_at} FROM {relation}"
+    @property
+    def calendar(self) -> Calendar:
+        return self.description.calendar
 
+    @property
+    def grain(self) -> Grain:
+        return self.description.grain
 
-def _outputs() -> dict[str, str]:
-    """Offline feature tables: name → SELECT over the intermediate relations."""
-    history_start = "(SELECT to_timestamp(CAST(MIN(day) AS BIGINT) * 86400) FROM periods)"
-    return {
-        "store_product_daily": _as_of_day("store_product_daily", "sales_known_at"),
-        "store_product_replenishment": _as_of_day(
-            "store_product_replenishment", "replenishment_known_at"
-        ),
-        "product_lifespan": _as_of_day("product_lifespan", "lifespan_known_at"),
-        "region_weather_daily": _as_of_day("region_weather_daily", "weather_known_at"),
-        "region_weather_forecast": """
+    @property
+    def w(self) -> t.Windows:
+        return self.windows or t.for_grain(self.grain)
+
+    @property
+    def order_lines(self) -> bool:
+        return self.description.sales_table is SalesTable.orders
+
+    @property
+    def forecasts(self) -> bool:
+        # Forecasts are daily: at the weekly grain they are not used yet (a week's
+        # forecast would mix issues of several mornings); the weekly service has none.
+        return "weather_forecast" in self.description.optional_tables and self.grain is Grain.day
+
+    @property
+    def promotions(self) -> bool:
+        return "promotions" in self.description.optional_tables
+
+    @property
+    def raw_tables(self) -> tuple[str, ...]:
+        sales = "orders" if self.order_lines else "sales"
+        optional = [
+            n for n in ("weather_forecast", "promotions") if n in self.description.optional_tables
+        ]
+        return (sales, "products", "stores", "weather_observed", *optional)
+
+    @property
+    def sales_table(self) -> str:
+        return SALES_TABLE[self.grain]
+
+    def steps(self) -> list[Step]:
+        steps = list(ORDER_LINE_STEPS if self.order_lines else AGGREGATED_STEPS)
+        days = self.calendar.days
+        period = self.calendar.period_sql("day")
+        steps += [
+            ("weather_periods", lambda w: t.weather_periods(period)),
+            ("region_weather_daily", lambda w: t.region_weather_daily(w, days)),
+        ]
+        if self.forecasts:
+            steps.append(("region_weather_forecast", lambda w: t.region_weather_forecast()))
+        if self.promotions:
+            steps.append(("planned_promotions", lambda w: t.planned_promotions()))
+        return steps
+
+    def absent(self) -> dict[str, tuple[str, ...]]:
+        """Per output table, the features this data set has no data for."""
+        out: dict[str, list[str]] = {}
+        if not self.order_lines:
+            for table, names in CUSTOMER_FEATURES.items():
+                out.setdefault(self.output_name(table), []).extend(
+                    n for n in names if self.grain is Grain.day or table != "store_product_daily"
+                )
+        missing = [m for m in MEASURES if m not in self.description.weather_measures]
+        w = self.w
+        derived = {
+            "temperature_c": [f"temperature_mean_{w.short}{w.suffix}"],
+            "precipitation_mm": [
+                f"precipitation_sum_{w.short}{w.suffix}",
+                f"rainy_days_{w.short}{w.suffix}",
+            ],
+            "sunshine_hours": [],
+        }
+        for m in missing:
+            out.setdefault(WEATHER_TABLE[self.grain], []).extend([m, *derived[m]])
+            if self.forecasts:
+                out.setdefault("region_weather_forecast", []).append(f"forecast_{m}")
+        return {k: tuple(v) for k, v in out.items() if v}
+
+    def output_name(self, table: str) -> str:
+        """The file a table of the daily plan is written to at this grain."""
+        return {
+            "store_product_daily": self.sales_table,
+            "region_weather_daily": WEATHER_TABLE[self.grain],
+        }.get(table, table)
+
+    def outputs(self) -> dict[str, str]:
+        """Offline feature tables: file name → SELECT over the intermediate relations."""
+        cal = self.calendar
+        history_start = (
+            f"(SELECT to_timestamp(CAST(MIN(day) * {cal.days} + {cal.offset} AS BIGINT) * 86400)"
+            " FROM periods)"
+        )
+        out = {
+            self.sales_table: _as_of("store_product_daily", "sales_known_at", cal),
+        }
+        if self.order_lines:
+            out["store_product_replenishment"] = _as_of(
+                "store_product_replenishment", "replenishment_known_at", cal
+            )
+        out["product_lifespan"] = _as_of("product_lifespan", "lifespan_known_at", cal)
+        out[WEATHER_TABLE[self.grain]] = _as_of("region_weather_daily", "weather_known_at", cal)
+        if self.forecasts:
+            out["region_weather_forecast"] = """
             SELECT region_id, strftime(to_timestamp(CAST(valid_day AS BIGINT) * 86400),
                                        '%Y-%m-%d') AS target_date,
                    forecast_lead_days, forecast_temperature_c, forecast_precipitation_mm,
                    forecast_sunshine_hours,
                    issued_at AS event_timestamp, issued_at AS forecast_issued_at
-            FROM region_weather_forecast""",
+            FROM region_weather_forecast"""
         # attributes are valid from the first day of the history on
-        "store_attributes": f"""
+        out["store_attributes"] = f"""
             SELECT store_id, region_id AS store_region_id, latitude, longitude,
-                   {history_start} AS event_timestamp FROM stores""",
-        "product_attributes": f"""
+                   {history_start} AS event_timestamp FROM stores"""
+        out["product_attributes"] = f"""
             SELECT product_id, category, list_price,
-                   {history_start} AS event_timestamp FROM products""",
-    }
+                   {history_start} AS event_timestamp FROM products"""
+        if self.promotions:
+            # a plan is known from its planned_at; it is keyed by the period it is for
+            start = f"CAST(target_day * {cal.days} + {cal.offset} AS BIGINT) * 86400"
+            out["planned_promotions"] = f"""
+            SELECT store_id, product_id,
+                   strftime(to_timestamp({start}), '%Y-%m-%d') AS target_date,
+                   planned_promo, planned_price,
+                   planned_at AS event_timestamp, planned_at AS plan_known_at
+            FROM planned_promotions"""
+        return out
+
+    def metadata(self, table: str) -> dict[str, str]:
+        return {
+            META_GRAIN: self.grain.value,
+            META_WEEK_START: self.description.week_start,
+            META_SALES_TABLE: self.description.sales_table.value,
+            META_ABSENT: ",".join(self.absent().get(table, ())),
+        }
 
 
-FEATURE_TABLES = tuple(_outputs())
+def _known_at(period: str, calendar: Calendar) -> str:
+    """The instant a row as of ``period`` became known: the start of the next period, UTC."""
+    next_start = f"({period} + 1) * {calendar.days} + {calendar.offset}"
+    return f"to_timestamp(CAST(({next_start}) AS BIGINT) * 86400)"
+
+
+def _as_of(relation: str, known_at: str, calendar: Calendar) -> str:
+    """Every column of a per-period relation, stamped with when its row became known."""
+    stamp = _known_at("day", calendar)
+    return f"SELECT *, {stamp} AS event_timestamp, {stamp} AS {known_at} FROM {relation}"
+
+
+DAILY = Plan()
+FEATURE_TABLES = tuple(DAILY.outputs())  # the generated order lines' tables
 DEFAULT_WINDOWS = t.Windows()
+ALL_FEATURE_TABLES = (
+    *FEATURE_TABLES,
+    "store_product_weekly",
+    "region_weather_weekly",
+    "planned_promotions",
+)
 _INTEGER_FEATURES = {"forecast_lead_days"}
-_PERIOD_COLUMNS = {"day", "issue_day", "valid_day"}
+_PERIOD_COLUMNS = {"day", "issue_day", "valid_day", "target_day"}
 
 
 def _finish(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
@@ -114,6 +272,7 @@ def _finish(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
             "BIGINT",
             "HUGEINT",
             "DECIMAL",
+            '"NULL"',
         } or dtype.startswith("DECIMAL"):
             columns.append(f"CAST({column} AS DOUBLE) AS {column}")
         else:
@@ -128,15 +287,31 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def stage(con: duckdb.DuckDBPyConnection) -> None:
+def stage(con: duckdb.DuckDBPyConnection, plan: Plan = DAILY) -> None:
     """Turn the relations ``raw_<table>`` into the inputs ``transforms`` expects."""
     day = "CAST(date_diff('day', DATE '1970-01-01', CAST({} AS DATE)) AS INTEGER)"
-    con.execute(f"""
-        CREATE OR REPLACE TABLE lines AS
-        SELECT order_id, customer_id, store_id, product_id, {day.format("ordered_at")} AS day,
-               quantity, quantity * unit_price AS revenue,
-               {"promo" if _has_column(con, "raw_orders", "promo") else "FALSE"} AS promo
-        FROM raw_orders""")
+    period = plan.calendar.period_sql
+    if plan.order_lines:  # order lines are daily
+        con.execute(f"""
+            CREATE OR REPLACE TABLE lines AS
+            SELECT order_id, customer_id, store_id, product_id,
+                   {day.format("ordered_at")} AS day,
+                   quantity, quantity * unit_price AS revenue,
+                   {"promo" if _has_column(con, "raw_orders", "promo") else "FALSE"} AS promo
+            FROM raw_orders""")
+        first_last = "SELECT MIN(day), MAX(day) FROM lines"
+    else:
+        price = "price" if _has_column(con, "raw_sales", "price") else "NULL"
+        promo = "promo" if _has_column(con, "raw_sales", "promo") else "NULL"
+        con.execute(f"""
+            CREATE OR REPLACE TABLE sales_daily AS
+            SELECT store_id, product_id, {period(day.format("date"))} AS day,
+                   CAST(units AS DOUBLE) AS units,
+                   CAST(units * {price} AS DOUBLE) AS revenue,
+                   CAST(CASE WHEN {price} IS NOT NULL THEN units END AS DOUBLE) AS priced_units,
+                   CASE WHEN {promo} THEN 1 ELSE 0 END AS promo
+            FROM raw_sales""")
+        first_last = "SELECT MIN(day), MAX(day) FROM sales_daily"
     lifespan = "lifespan_days" if _has_column(con, "raw_products", "lifespan_days") else "NULL"
     price = "list_price" if _has_column(con, "raw_products", "list_price") else "NULL"
     con.execute(f"""
@@ -154,19 +329,42 @@ def stage(con: duckdb.DuckDBPyConnection) -> None:
         f"CREATE OR REPLACE TABLE stores AS "
         f"SELECT store_id, region_id, {coordinates} FROM raw_stores"
     )
-    measures = "temperature_c, precipitation_mm, sunshine_hours"
+    # a measure the data set does not give is a NULL column (and an absent feature)
+    observed = _measures(con, "raw_weather_observed")
     con.execute(f"""
         CREATE OR REPLACE TABLE weather_observed AS
-        SELECT region_id, {day.format("date")} AS day, {measures} FROM raw_weather_observed""")
+        SELECT region_id, {day.format("date")} AS day, {observed} FROM raw_weather_observed""")
+    if plan.forecasts:
+        forecast = _measures(con, "raw_weather_forecast")
+        con.execute(f"""
+            CREATE OR REPLACE TABLE weather_forecast AS
+            SELECT region_id, {day.format("issued_at")} AS issue_day,
+                   CAST(issued_at AS TIMESTAMPTZ) AS issued_at,
+                   {day.format("valid_date")} AS valid_day, {forecast}
+            FROM raw_weather_forecast""")
+    if plan.promotions:
+        has = {c: _has_column(con, "raw_promotions", c) for c in ("promo", "price")}
+        con.execute(f"""
+            CREATE OR REPLACE TABLE plans AS
+            SELECT store_id, product_id, {period(day.format("date"))} AS day,
+                   {"promo" if has["promo"] else "CAST(NULL AS BOOLEAN)"} AS promo,
+                   {"CAST(price AS DOUBLE)" if has["price"] else "CAST(NULL AS DOUBLE)"} AS price,
+                   CAST(planned_at AS TIMESTAMPTZ) AS planned_at
+            FROM raw_promotions""")
     con.execute(f"""
-        CREATE OR REPLACE TABLE weather_forecast AS
-        SELECT region_id, {day.format("issued_at")} AS issue_day,
-               CAST(issued_at AS TIMESTAMPTZ) AS issued_at,
-               {day.format("valid_date")} AS valid_day, {measures} FROM raw_weather_forecast""")
-    con.execute("""
         CREATE OR REPLACE TABLE periods AS
         SELECT CAST(range AS INTEGER) AS day
-        FROM range((SELECT MIN(day) FROM lines), (SELECT MAX(day) FROM lines) + 1)""")
+        FROM (SELECT * FROM ({first_last}) t(first, last)),
+             range(first, last + 1)""")
+
+
+def _measures(con: duckdb.DuckDBPyConnection, relation: str) -> str:
+    return ", ".join(
+        f"CAST({m} AS DOUBLE) AS {m}"
+        if _has_column(con, relation, m)
+        else f"CAST(NULL AS DOUBLE) AS {m}"
+        for m in MEASURES
+    )
 
 
 def _has_column(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> bool:
@@ -175,11 +373,13 @@ def _has_column(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> b
 
 def transform(
     con: duckdb.DuckDBPyConnection,
-    windows: t.Windows,
+    windows: t.Windows | None = None,
     progress: Callable[[str], None] | None = None,
+    plan: Plan = DAILY,
 ) -> None:
     """Create every intermediate relation, in order."""
-    for name, sql in _STEPS:
+    windows = windows or plan.w
+    for name, sql in plan.steps():
         name = name.replace("SHORT", str(windows.short)).replace("LONG", str(windows.long))
         started = time.perf_counter()
         con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql(windows)}")
@@ -188,15 +388,18 @@ def transform(
 
 
 def compute(
-    frames: Mapping[str, pd.DataFrame], windows: t.Windows = DEFAULT_WINDOWS
+    frames: Mapping[str, pd.DataFrame],
+    windows: t.Windows | None = None,
+    description: RawDescription | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Raw frames in, feature tables out, all in memory: the function tests call."""
+    plan = Plan(description or RawDescription(), windows)
     con = connect()
-    for name in RAW_TABLES:
+    for name in plan.raw_tables:
         con.register(f"raw_{name}", frames[name])
-    stage(con)
-    transform(con, windows)
-    return {name: con.execute(_finish(con, name, sql)).df() for name, sql in _outputs().items()}
+    stage(con, plan)
+    transform(con, plan.w, plan=plan)
+    return {name: con.execute(_finish(con, name, sql)).df() for name, sql in plan.outputs().items()}
 
 
 @dataclass(frozen=True)
@@ -209,11 +412,16 @@ class BuildReport:
 def build(
     raw_dir: Path,
     feature_dir: Path,
-    windows: t.Windows = DEFAULT_WINDOWS,
+    windows: t.Windows | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BuildReport:
-    """Read ``raw_dir/<table>.parquet``, write ``feature_dir/<table>.parquet``."""
-    missing = [n for n in RAW_TABLES if not (raw_dir / f"{n}.parquet").exists()]
+    """Read ``raw_dir/<table>.parquet``, write ``feature_dir/<table>.parquet``.
+
+    What to build follows ``raw_dir/dataset.json`` (grain, sales table, optional
+    tables, weather measures); without one, the generator's daily order lines.
+    """
+    plan = Plan(RawDescription.read(raw_dir), windows)
+    missing = [n for n in plan.raw_tables if not (raw_dir / f"{n}.parquet").exists()]
     if missing:
         raise FileNotFoundError(
             f"raw tables missing in {raw_dir}: {', '.join(missing)}; "
@@ -222,20 +430,70 @@ def build(
     started = time.perf_counter()
     feature_dir.mkdir(parents=True, exist_ok=True)
     con = connect()
-    for name in RAW_TABLES:
+    for name in plan.raw_tables:
         path = (raw_dir / f"{name}.parquet").as_posix().replace("'", "''")
         con.execute(f"CREATE VIEW raw_{name} AS SELECT * FROM read_parquet('{path}')")
-    stage(con)
-    transform(con, windows, progress)
+    stage(con, plan)
+    transform(con, plan.w, progress, plan)
     rows = {}
-    for name, sql in _outputs().items():
+    for name, sql in plan.outputs().items():
         target = feature_dir / f"{name}.parquet"
         tmp = target.with_suffix(".parquet.tmp")
+        metadata = ", ".join(f"'{k}': '{v}'" for k, v in plan.metadata(name).items())
         # write then rename: a reader (Feast, a running materialization) never sees half a file
-        con.execute(f"COPY ({_finish(con, name, sql)}) TO '{tmp.as_posix()}' (FORMAT PARQUET)")
+        con.execute(
+            f"COPY ({_finish(con, name, sql)}) TO '{tmp.as_posix()}' "
+            f"(FORMAT PARQUET, KV_METADATA {{{metadata}}})"
+        )
         tmp.replace(target)
         rows[name] = con.execute(
             f"SELECT COUNT(*) FROM read_parquet('{target.as_posix()}')"
         ).fetchone()[0]
-    input_lines = con.execute("SELECT COUNT(*) FROM lines").fetchone()[0]
+    # tables of another grain or contract left by an earlier build would be read as this one's
+    for stale in set(ALL_FEATURE_TABLES) - set(rows):
+        (feature_dir / f"{stale}.parquet").unlink(missing_ok=True)
+    source = "lines" if plan.order_lines else "sales_daily"
+    input_lines = con.execute(f"SELECT COUNT(*) FROM {source}").fetchone()[0]
     return BuildReport(rows, time.perf_counter() - started, input_lines)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What the feature tables in a directory were built from, as their metadata says."""
+
+    calendar: Calendar
+    sales_table: SalesTable
+    tables: tuple[str, ...]
+    absent: frozenset[str]  # features with no data in this data set
+
+    @property
+    def grain(self) -> Grain:
+        return self.calendar.grain
+
+    @property
+    def sales_features_table(self) -> str:
+        return SALES_TABLE[self.grain]
+
+
+def lineage(feature_dir: Path) -> Lineage:
+    """The grain, contract and absent features recorded in ``feature_dir``'s tables.
+
+    Raises FileNotFoundError when there is no purchase feature table.
+    """
+    import pyarrow.parquet as pq
+
+    present = [n for n in ALL_FEATURE_TABLES if (feature_dir / f"{n}.parquet").exists()]
+    sales = [n for n in present if n in SALES_TABLE.values()]
+    if not sales:
+        raise FileNotFoundError(f"no purchase feature table in {feature_dir}")
+    absent: set[str] = set()
+    meta: dict[bytes, bytes] = {}
+    for name in present:
+        meta = pq.read_schema(feature_dir / f"{name}.parquet").metadata or {}
+        found = meta.get(META_ABSENT.encode(), b"").decode()
+        absent |= {f for f in found.split(",") if f}
+    head = pq.read_schema(feature_dir / f"{sales[0]}.parquet").metadata or {}
+    grain = Grain(head.get(META_GRAIN.encode(), b"day").decode())
+    week_start = head.get(META_WEEK_START.encode(), b"monday").decode()
+    sales_table = SalesTable(head.get(META_SALES_TABLE.encode(), b"orders").decode())
+    return Lineage(Calendar(grain, week_start), sales_table, tuple(present), frozenset(absent))

@@ -9,12 +9,18 @@ turning periods into timestamps) live in ``features/build.py``.
 Input relations, staged by ``build.py``:
 
 * ``lines(order_id, customer_id, store_id, product_id, day, quantity, revenue, promo)``
+  (order lines: daily only), or, for aggregated sales, ``sales_daily`` itself
+  (see :func:`sales_daily`) staged from the retailer's units per period
 * ``products(product_id, category, lifespan_days, list_price)``
 * ``stores(store_id, region_id, latitude, longitude)``
-* ``weather_observed(region_id, day, temperature_c, precipitation_mm, sunshine_hours)``
+* ``weather_observed(region_id, day, temperature_c, precipitation_mm, sunshine_hours)``:
+  daily at every grain (an absent measure is a NULL column); :func:`weather_periods`
+  aggregates it to the grain
 * ``weather_forecast(region_id, issue_day, issued_at, valid_day, <the same measures>)``
+* ``plans(store_id, product_id, day, promo, price, planned_at)``: planned promotions
 * ``periods(day)``: every period of the history, gaps included
 
+``day`` is the period number at every grain (the day number at the daily grain).
 A feature row "as of" period ``d`` uses data up to the end of ``d`` and no later.
 """
 
@@ -25,11 +31,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Windows:
-    """Window lengths, in periods of the grain (days at the daily grain)."""
+    """Window lengths, in periods of the grain (days at the daily grain).
+
+    ``unit`` names the period in feature names (``days_since_last_sale``,
+    ``promo_weeks_4``, ``temperature_mean_4w``). :func:`for_grain` gives each grain's
+    defaults.
+    """
 
     lags: tuple[int, ...] = (1, 7, 14, 28)
     short: int = 7
     long: int = 28
+    unit: str = "day"  # "day" | "week"
     replacement_due: int = 7  # "customers due within the next N periods"
     lifespan_every: int = 28  # lifespan estimates are refreshed every N periods
     lifespan_lookback: int = 365  # ... from the repeat purchases of the last N periods
@@ -50,12 +62,46 @@ class Windows:
                 f"copurchase_every ({self.copurchase_every}): the window is whole periods"
             )
 
+    @property
+    def suffix(self) -> str:
+        """The one-letter unit of window names: ``temperature_mean_7d``, ``…_4w``."""
+        return self.unit[0]
+
+    @property
+    def since_last_sale(self) -> str:
+        return f"{self.unit}s_since_last_sale"
+
+    @property
+    def promo_periods(self) -> str:
+        return f"promo_{self.unit}s_{self.short}"
+
+    @property
+    def promo_now(self) -> str:
+        return "promo_today" if self.unit == "day" else f"promo_this_{self.unit}"
+
+
+# Weekly: last week, the two before, a month, and the same week last year (null until
+# the history has a year); level and spread over a month and a quarter; the declared
+# lifespan re-stamped every four weeks (its view's TTL is 56 days).
+WEEKLY = Windows(lags=(1, 2, 4, 52), short=4, long=13, unit="week", lifespan_every=4)
+
+
+def for_grain(grain: str) -> Windows:
+    """Each grain's default windows, in its periods."""
+    return WEEKLY if grain == "week" else Windows()
+
 
 def sales_daily() -> str:
+    """Units, revenue, units with a known price and promotion per store, product and period.
+
+    From order lines; aggregated sales are staged in this shape directly (a unit
+    without a price adds to ``units`` but not to ``priced_units``).
+    """
     return """
     SELECT store_id, product_id, day,
            SUM(quantity) AS units,
            SUM(revenue) AS revenue,
+           SUM(quantity) AS priced_units,
            MAX(CASE WHEN promo THEN 1 ELSE 0 END) AS promo
     FROM lines
     GROUP BY store_id, product_id, day
@@ -72,6 +118,7 @@ def sales_grid() -> str:
     SELECT g.store_id, g.product_id, p.day,
            COALESCE(s.units, 0) AS units,
            COALESCE(s.revenue, 0) AS revenue,
+           COALESCE(s.priced_units, 0) AS priced_units,
            COALESCE(s.promo, 0) AS promo
     FROM (SELECT store_id, product_id, MIN(day) AS first_day
           FROM sales_daily GROUP BY store_id, product_id) g
@@ -104,11 +151,11 @@ def purchase_features(w: Windows) -> str:
            AVG(units) OVER (w {short}) - AVG(units) OVER (w {long}) AS units_trend,
            day - MAX(CASE WHEN units > 0 THEN day END)
                OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-               AS days_since_last_sale,
-           SUM(revenue) OVER (w {long}) / NULLIF(SUM(units) OVER (w {long}), 0)
+               AS {w.since_last_sale},
+           SUM(revenue) OVER (w {long}) / NULLIF(SUM(priced_units) OVER (w {long}), 0)
                AS avg_price_{w.long},
-           SUM(promo) OVER (w {short}) AS promo_days_{w.short},
-           promo AS promo_today
+           SUM(promo) OVER (w {short}) AS {w.promo_periods},
+           promo AS {w.promo_now}
     FROM sales_grid
     WINDOW w AS (PARTITION BY store_id, product_id ORDER BY day)
     """
@@ -416,19 +463,42 @@ def store_product_replenishment(w: Windows) -> str:
     """
 
 
-def region_weather_daily(w: Windows) -> str:
-    """Observed weather per region and period, with the last ``short`` periods summed up."""
+def weather_periods(period: str) -> str:
+    """Observed weather per region and whole period: mean temperature, summed rain and sun.
+
+    ``period`` is the SQL turning ``day`` (a day number) into the period number
+    (``Calendar.period_sql``). A period the feed covers only in part is left out:
+    its sums would be short. An absent measure stays NULL (SUM of NULLs is NULL).
+    """
+    return f"""
+    SELECT region_id, {period} AS day,
+           AVG(temperature_c) AS temperature_c,
+           SUM(precipitation_mm) AS precipitation_mm,
+           SUM(sunshine_hours) AS sunshine_hours,
+           SUM(CASE WHEN precipitation_mm IS NULL THEN NULL
+                    WHEN precipitation_mm >= 1 THEN 1 ELSE 0 END) AS rainy_days,
+           COUNT(*) AS days
+    FROM weather_observed
+    GROUP BY region_id, {period}
+    """
+
+
+def region_weather_daily(w: Windows, days: int = 1) -> str:
+    """Observed weather per region and period, with the last ``short`` periods summed up.
+
+    ``days``: days in a period (only whole periods have a row).
+    """
     frame = (
         f"OVER (PARTITION BY region_id ORDER BY day ROWS BETWEEN {w.short - 1} PRECEDING "
         "AND CURRENT ROW)"
     )
     return f"""
     SELECT region_id, day, temperature_c, precipitation_mm, sunshine_hours,
-           AVG(temperature_c) {frame} AS temperature_mean_{w.short}d,
-           SUM(precipitation_mm) {frame} AS precipitation_sum_{w.short}d,
-           SUM(CASE WHEN precipitation_mm >= 1 THEN 1 ELSE 0 END) {frame}
-               AS rainy_days_{w.short}d
-    FROM weather_observed
+           AVG(temperature_c) {frame} AS temperature_mean_{w.short}{w.suffix},
+           SUM(precipitation_mm) {frame} AS precipitation_sum_{w.short}{w.suffix},
+           SUM(rainy_days) {frame} AS rainy_days_{w.short}{w.suffix}
+    FROM weather_periods
+    WHERE days = {days}
     """
 
 
@@ -441,4 +511,53 @@ def region_weather_forecast() -> str:
            precipitation_mm AS forecast_precipitation_mm,
            sunshine_hours AS forecast_sunshine_hours
     FROM weather_forecast
+    """
+
+
+def declared_lifespan(w: Windows) -> str:
+    """Aggregated sales: no repeat purchases to estimate from, so the declared lifespan.
+
+    Re-stamped at the lifespan schedule so that its view's TTL holds; the estimate's
+    other columns are absent (NULL here, left out of models).
+    """
+    return """
+    SELECT s.day, p.product_id,
+           p.lifespan_days AS replacement_interval_days,
+           CAST(NULL AS DOUBLE) AS replacement_interval_iqr_days,
+           CAST(NULL AS DOUBLE) AS repeat_pairs,
+           CAST(NULL AS DOUBLE) AS repeat_buyer_share,
+           p.lifespan_days AS declared_lifespan_days
+    FROM lifespan_snapshots s
+    CROSS JOIN products p
+    """
+
+
+def sales_features(w: Windows) -> str:
+    """Aggregated sales: the purchase features, without what needs customer ids.
+
+    At the daily grain the table keeps the order-line table's columns (its feature
+    view declares them) as NULLs, recorded as absent: no model reads them.
+    """
+    if w.unit != "day":
+        return "SELECT * FROM purchase_features"
+    return f"""
+    SELECT *,
+           CAST(NULL AS DOUBLE) AS customers_{w.short},
+           CAST(NULL AS DOUBLE) AS customers_{w.long},
+           CAST(NULL AS VARCHAR) AS copurchase_partner_id,
+           CAST(NULL AS DOUBLE) AS partner_units_lag_1,
+           CAST(NULL AS DOUBLE) AS partner_units_mean_{w.short}
+    FROM purchase_features
+    """
+
+
+def planned_promotions() -> str:
+    """Each plan per store, product and target period, as planned (stamped in build.py)."""
+    return """
+    SELECT store_id, product_id, day AS target_day,
+           CAST(CASE WHEN promo THEN 1 WHEN promo IS NULL THEN NULL ELSE 0 END AS DOUBLE)
+               AS planned_promo,
+           CAST(price AS DOUBLE) AS planned_price,
+           planned_at
+    FROM plans
     """

@@ -86,9 +86,9 @@ def _plant(monkeypatch, step: str, old: str, new: str) -> None:
 
     steps = tuple(
         (name, (lambda w, sql=sql: edit(sql(w))) if name == step else sql)
-        for name, sql in build._STEPS
+        for name, sql in build.ORDER_LINE_STEPS
     )
-    monkeypatch.setattr(build, "_STEPS", steps)
+    monkeypatch.setattr(build, "ORDER_LINE_STEPS", steps)
 
 
 def test_a_planted_lead_is_caught(monkeypatch, frames, first_day):
