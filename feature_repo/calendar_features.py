@@ -10,8 +10,9 @@ from feature_views import store_product_replenishment
 forecast_request = RequestSource(
     name="forecast_request",
     schema=[
-        Field(name="forecast_date", dtype=String),  # YYYY-MM-DD, the day forecast
-        Field(name="horizon", dtype=Int64),  # days from the origin to forecast_date
+        # YYYY-MM-DD, the day forecast (at the weekly grain: the week's first day)
+        Field(name="forecast_date", dtype=String),
+        Field(name="horizon", dtype=Int64),  # periods (days, weeks) from the origin to it
     ],
     description="What the client asks for: a target day, and how far ahead it lies.",
 )
@@ -51,6 +52,42 @@ def target_day_calendar(inputs: pd.DataFrame) -> pd.DataFrame:
     out["target_is_holiday"] = day.isin(dates).astype("int64")
     out["target_days_to_holiday"] = (next_holiday - day.to_numpy()).days.astype("int64")
     calendar_columns = out.columns.drop("horizon_days")
+    out.loc[parsed.isna().to_numpy(), calendar_columns] = -1
+    return out
+
+
+@on_demand_feature_view(
+    sources=[forecast_request],
+    schema=[
+        Field(name="horizon_weeks", dtype=Int64),
+        Field(name="target_week_of_year", dtype=Int64),
+        Field(name="target_month", dtype=Int64),
+        Field(name="target_holidays_in_week", dtype=Int64),
+        Field(name="target_days_to_holiday", dtype=Int64),
+    ],
+    mode="pandas",
+    description="Week of the year, month and public holidays of the week forecast "
+    "(forecast_date is the week's first day).",
+)
+def target_week_calendar(inputs: pd.DataFrame) -> pd.DataFrame:
+    import holidays
+    import pandas as pd
+
+    parsed = pd.to_datetime(inputs["forecast_date"], format="%Y-%m-%d", errors="coerce")
+    start = parsed.fillna(pd.Timestamp("1970-01-01"))
+    years = range(int(start.dt.year.min()), int(start.dt.year.max()) + 2)
+    dates = pd.DatetimeIndex(sorted(holidays.country_holidays("US", years=years)))
+    first = dates.searchsorted(start.to_numpy())
+    after_week = dates.searchsorted((start + pd.Timedelta(days=7)).to_numpy())
+    next_holiday = dates[first.clip(max=len(dates) - 1)]
+    out = pd.DataFrame(index=inputs.index)
+    out["horizon_weeks"] = inputs["horizon"].astype("int64")
+    out["target_week_of_year"] = start.dt.isocalendar().week.astype("int64").to_numpy()
+    # the month most of the week lies in
+    out["target_month"] = (start + pd.Timedelta(days=3)).dt.month.astype("int64")
+    out["target_holidays_in_week"] = (after_week - first).astype("int64")
+    out["target_days_to_holiday"] = (next_holiday - start.to_numpy()).days.astype("int64")
+    calendar_columns = out.columns.drop("horizon_weeks")
     out.loc[parsed.isna().to_numpy(), calendar_columns] = -1
     return out
 

@@ -39,3 +39,15 @@ region_weather_forecast = _table(
 )
 store_attributes = _table("store_attributes", "Where each store is.")
 product_attributes = _table("product_attributes", "What each product is.")
+
+# Aggregated sales at the weekly grain, and planned promotions (any grain): written only
+# when the raw data set has them; `demand apply` registers only views whose table exists.
+store_product_weekly = _table(
+    "store_product_weekly", "Units per store, product and week, from aggregated sales."
+)
+region_weather_weekly = _table(
+    "region_weather_weekly", "Observed weather per region and week (mean temperature, sums)."
+)
+planned_promotions = _table(
+    "planned_promotions", "Planned price and promotion per store, product and target period."
+)

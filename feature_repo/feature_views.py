@@ -152,3 +152,75 @@ product_attributes = FeatureView(
     source=sources.product_attributes,
     tags={"domain": "master_data"},
 )
+
+
+# -- aggregated sales at the weekly grain, and planned promotions ---------------------------
+# A weekly row describes a whole week and is known when the week closes (00:00 UTC of the
+# next week's first day). Lags and windows count weeks: last week, the two before, four
+# weeks, the same week last year; level and spread over 4 and 13 weeks.
+
+store_product_sales_weekly = FeatureView(
+    name="store_product_sales_weekly",
+    description="Recent weekly sales of a product in a store: lags in weeks (52: the same "
+    "week last year), level, spread, trend, recency, price and promotion.",
+    entities=[store, product],
+    # One missed weekly load still serves last week's row; two are stale.
+    ttl=timedelta(days=14),
+    schema=[
+        *_floats(
+            "units_lag_1",
+            "units_lag_2",
+            "units_lag_4",
+            "units_lag_52",
+            "units_mean_4",
+            "units_mean_13",
+            "units_std_4",
+            "units_std_13",
+            "units_trend",
+            "weeks_since_last_sale",
+            "avg_price_13",
+            "promo_weeks_4",
+            "promo_this_week",
+        ),
+        Field(name="sales_known_at", dtype=UnixTimestamp),
+    ],
+    source=sources.store_product_weekly,
+    tags={"domain": "purchases", "grain": "week"},
+)
+
+region_weather_observed_weekly = FeatureView(
+    name="region_weather_observed_weekly",
+    description="The weather a region had in the last complete week, and over four weeks. "
+    "Measures the data set lacks are null and left out of models.",
+    entities=[region],
+    ttl=timedelta(days=14),
+    schema=[
+        *_floats(
+            "temperature_c",
+            "precipitation_mm",
+            "sunshine_hours",
+            "temperature_mean_4w",
+            "precipitation_sum_4w",
+            "rainy_days_4w",
+        ),
+        Field(name="weather_known_at", dtype=UnixTimestamp),
+    ],
+    source=sources.region_weather_weekly,
+    tags={"domain": "weather", "grain": "week"},
+)
+
+planned_promotions = FeatureView(
+    name="planned_promotions",
+    description="The price and promotion planned for a store, product and target period, "
+    "as the newest plan known at the origin (a plan counts from its planned_at). "
+    "A client's price/promo for the target replaces it at serving time.",
+    entities=[store, product, target_day],
+    # Plans are made weeks ahead and stay valid until revised: they do not expire.
+    ttl=timedelta(0),
+    schema=[
+        *_floats("planned_promo", "planned_price"),
+        Field(name="plan_known_at", dtype=UnixTimestamp),
+    ],
+    source=sources.planned_promotions,
+    tags={"domain": "promotions"},
+)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from demand.console import UserError
 from demand.featurestore import open_store
 from demand.settings import Settings, last_closed_day
-from features.build import FEATURE_TABLES
+from features.build import lineage
 
 # Feast's own `feast apply` makes the project equal to the repo being applied: it
 # deletes every registered object that repo does not declare, so with two repos in
@@ -49,7 +49,7 @@ def apply(settings: Settings, owner: str | None = None):
         sys.path.insert(0, str(repo))
     _forget_repo_modules(repo)
     with contextlib.chdir(repo):  # Feast names the repo's modules relative to the cwd
-        contents = parse_repo(repo)
+        contents = _with_tables(parse_repo(repo))
     for source in {v.batch_source for v in contents.feature_views if v.batch_source}:
         store.provider.validate_data_source(store.config, source)
     declared = _declared(contents)
@@ -61,6 +61,42 @@ def apply(settings: Settings, owner: str | None = None):
         store.apply(to_apply, objects_to_delete=list(to_delete.values()), partial=False)
         after = _registered(store)
     return store, _changes(before, after, sorted({*declared, *to_delete}))
+
+
+def _with_tables(contents):
+    """The repo's objects this data set can serve: views whose feature table exists.
+
+    A daily order-line data set has every daily table; aggregated sales have no
+    replenishment table, a weekly set no daily tables, a set without forecasts or
+    plans no forecast or plan table. An on-demand view goes with the views it reads;
+    a service keeps the views that exist and is left out when its first view (its
+    sales) does not, so no registered service requires an absent view.
+    """
+
+    def present(source) -> bool:
+        path = getattr(source, "path", None)
+        return not path or Path(path).exists()
+
+    views = [v for v in contents.feature_views if v.batch_source is None or present(v.batch_source)]
+    kept = {v.name for v in views}
+    on_demand = [
+        o
+        for o in contents.on_demand_feature_views
+        if set(o.source_feature_view_projections) <= kept
+    ]
+    kept |= {o.name for o in on_demand}
+    services = []
+    for service in contents.feature_services:
+        projections = service.feature_view_projections
+        if projections and projections[0].name in kept:
+            service.feature_view_projections = [p for p in projections if p.name in kept]
+            services.append(service)
+    return contents._replace(
+        data_sources=[d for d in contents.data_sources if present(d)],
+        feature_views=views,
+        on_demand_feature_views=on_demand,
+        feature_services=services,
+    )
 
 
 def _declared(contents) -> dict[tuple[str, str], object]:
@@ -212,13 +248,14 @@ def _forget_repo_modules(repo: Path) -> None:
             del sys.modules[name]
 
 
-def _require_feature_tables(settings: Settings) -> None:
-    missing = [t for t in FEATURE_TABLES if not (settings.feature_dir / f"{t}.parquet").exists()]
-    if missing:
+def _require_feature_tables(settings: Settings):
+    """What the feature tables were built from; FileNotFoundError when there are none."""
+    try:
+        return lineage(settings.feature_dir)
+    except FileNotFoundError:
         raise FileNotFoundError(
-            f"feature tables missing in {settings.feature_dir}: {', '.join(missing)}; "
-            "run `demand build-features` first"
-        )
+            f"feature tables missing in {settings.feature_dir}; run `demand build-features` first"
+        ) from None
 
 
 def latest_feature_time(settings: Settings) -> datetime:
@@ -228,24 +265,30 @@ def latest_feature_time(settings: Settings) -> datetime:
         .column("event_timestamp")
         .to_pandas()
         .max()
-        for t in FEATURE_TABLES
+        for t in _require_feature_tables(settings).tables
     )
     return latest.to_pydatetime()
 
 
 def origin_close(settings: Settings, now: datetime | None = None) -> datetime:
-    """The close of the newest closed day the order book covers: the newest serving origin.
+    """The close of the newest closed period the sales cover: the newest serving origin.
 
     Feeds run out of step (weather published a day ahead of the orders, a forecast
     issued this morning); the online store must hold, for every view, the row the
-    offline join uses at this instant, not a newer one that would replace it.
+    offline join uses at this instant, not a newer one that would replace it. A
+    period closes when its last day has (at the weekly grain: the whole week).
     """
+    built = _require_feature_tables(settings)
     sales = pq.read_table(
-        settings.feature_dir / "store_product_daily.parquet", columns=["event_timestamp"]
+        settings.feature_dir / f"{built.sales_features_table}.parquet",
+        columns=["event_timestamp"],
     )
     newest = sales.column("event_timestamp").to_pandas().max().to_pydatetime()
     closed = last_closed_day(now or datetime.now(UTC), settings.closed_day_lag_hours)
-    return min(newest, datetime.combine(closed + timedelta(days=1), time(), UTC))
+    calendar = built.calendar
+    # the first period that has not closed yet starts at the close of the newest closed one
+    open_period = calendar.period(closed + timedelta(days=1))
+    return min(newest, datetime.combine(calendar.start(open_period), time(), UTC))
 
 
 def materialize(settings: Settings, incremental: bool = False, end: datetime | None = None):
