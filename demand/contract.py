@@ -39,6 +39,10 @@ class FeatureContract:
     train_end: str
     training_set_hash: str
     device: str
+    # the periods horizons count: day, or week starting on week_start (versions before
+    # grains lack both and are daily)
+    grain: str = "day"
+    week_start: str = "monday"
     # optional facts, all str; older versions lack the later ones:
     #   backtest_start, backtest_end, backtest_hash: the backtest window and its rows' hash
     #   backtest_model: path of the backtest model inside the version's model (absent: the
@@ -68,8 +72,11 @@ class FeatureContract:
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> FeatureContract:
+        optional = {"extra", "grain", "week_start"}
         missing = [
-            f.name for f in fields(cls) if f.name != "extra" and TAG_PREFIX + f.name not in tags
+            f.name
+            for f in fields(cls)
+            if f.name not in optional and TAG_PREFIX + f.name not in tags
         ]
         if missing:
             raise IncompleteContract(missing)

@@ -64,7 +64,10 @@ class Settings(BaseSettings):
     seed: int = Field(default=7, description="Seed of the synthetic generator.")
     scale: Scale = Field(default=Scale.default, description="Size of the generated data.")
     feature_service: str = Field(
-        default="demand_forecast_v1", description="Feast feature service models use."
+        default="demand_forecast_v1",
+        description="Feast feature service models use. Unset, training picks it from the "
+        "feature tables: demand_forecast_v1 for daily order lines, demand_forecast_v2 for "
+        "daily aggregated sales or planned promotions, demand_forecast_weekly_v1 for weeks.",
     )
 
     # importing a retailer's files (`demand import DIR`)
@@ -102,6 +105,24 @@ class Settings(BaseSettings):
     test_days: int = Field(default=56, ge=7, description="Backtest: origins in the last N days.")
     validation_days: int = Field(
         default=42, ge=7, description="Early stopping: the N days before the backtest."
+    )
+    # the same schedule at the weekly grain, in weeks (the daily settings above are days)
+    weekly_horizon: int = Field(
+        default=4, ge=1, le=13, description="Weekly grain: weeks ahead a model forecasts."
+    )
+    weekly_origin_every: int = Field(
+        default=1, ge=1, description="Weekly grain: an origin every N weeks (every week)."
+    )
+    weekly_warmup: int = Field(
+        default=8, ge=0, description="Weekly grain: weeks of history before the first origin."
+    )
+    weekly_test: int = Field(
+        default=13,
+        ge=2,
+        description="Weekly grain: backtest origins in the last N weeks (about a quarter).",
+    )
+    weekly_validation: int = Field(
+        default=8, ge=2, description="Weekly grain: early stopping on the N weeks before it."
     )
     iterations: int = Field(
         default=600,

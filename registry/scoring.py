@@ -27,7 +27,17 @@ from training.metrics import scores
 Progress = Callable[[str], None]
 KEYS = ["store_id", "product_id", "origin", "horizon"]
 # run parameters that decide which rows a training set has (training logs them)
-ROW_PARAMS = ("origin_every_days", "warmup_days", "test_days", "validation_days")
+ROW_PARAMS = (
+    "origin_every_days",
+    "warmup_days",
+    "test_days",
+    "validation_days",
+    # the weekly grain's schedule (training.periods), in weeks
+    "weekly_origin_every",
+    "weekly_warmup",
+    "weekly_test",
+    "weekly_validation",
+)
 # the fewest rows two versions are compared on when a champion saw part of the window;
 # on fewer the gate refuses. On the tiny retailer a week of targets is ~800 rows, and the
 # WAPE of one model over single weeks moves by ±0.05 from week to week (measured), as
@@ -109,8 +119,9 @@ def backtest_rows(
     start, end = contract.extra.get("backtest_start"), contract.extra.get("backtest_end")
     if not start or not end:
         raise ScoringProblem("the contract records no backtest window (backtest_start/end)")
+    horizon = "weekly_horizon" if contract.grain == "week" else "horizon"
     update: dict[str, object] = {
-        "horizon": contract.horizon,
+        horizon: contract.horizon,
         "feature_service": contract.feature_service,
     }
     update.update({p: int(run_params[p]) for p in ROW_PARAMS if p in run_params})

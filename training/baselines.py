@@ -1,8 +1,14 @@
 """Simple forecasts a model must beat, as scikit-learn estimators over the sales history.
 
-Both are fitted on the daily sales history and predict for rows that carry
-``store_id``, ``product_id``, ``origin`` and ``target``: the same rows the model
-is scored on. Neither looks past the origin.
+Each is fitted on the sales history (units per store, product and period, ``date``
+the period's first day) and predicts for rows that carry ``store_id``,
+``product_id``, ``origin`` and ``target``: the same rows the model is scored on.
+None looks past the origin. Seasons and windows count periods of the grain.
+
+Daily: seasonal naive (same weekday last week, else the 28-day moving average),
+the 28-day moving average, naive (the origin day). Weekly: seasonal naive (the same
+week last year when the history has it, else naive), the 4-week moving average
+(28 days, the gate's ``moving_average_28`` at either grain), naive (last week).
 """
 
 from __future__ import annotations
@@ -15,24 +21,47 @@ def _series(history: pd.DataFrame) -> pd.Series:
     return history.set_index(["store_id", "product_id", "date"])["units"].sort_index()
 
 
-class SeasonalNaive(RegressorMixin, BaseEstimator):
-    """Units of the same weekday in the week before the target day (known for h ≤ 7).
-
-    Where that day is after the origin (h > season) or before the pair's history,
-    the moving average stands in.
-    """
-
-    def __init__(self, season: int = 7, fallback_window: int = 28):
-        self.season = season
-        self.fallback_window = fallback_window
+class Naive(RegressorMixin, BaseEstimator):
+    """Units of the origin period (yesterday, last week) for every horizon."""
 
     def fit(self, history: pd.DataFrame, y=None):
         self.units_ = _series(history)
-        self.fallback_ = MovingAverage(self.fallback_window).fit(history)
         return self
 
     def predict(self, rows: pd.DataFrame):
-        day = rows["target"] - pd.Timedelta(days=self.season)
+        index = pd.MultiIndex.from_arrays([rows["store_id"], rows["product_id"], rows["origin"]])
+        return self.units_.reindex(index).fillna(0.0).to_numpy()
+
+
+class SeasonalNaive(RegressorMixin, BaseEstimator):
+    """Units of the same period one season before the target (a week of days, a year of
+    weeks), known when that period is at or before the origin.
+
+    Where it is after the origin (h > season) or before the pair's history, the
+    fallback stands in: the moving average (daily) or naive (weekly).
+    """
+
+    def __init__(
+        self,
+        season: int = 7,
+        fallback_window: int = 28,
+        period_days: int = 1,
+        fallback: str = "moving_average",
+    ):
+        self.season = season
+        self.fallback_window = fallback_window
+        self.period_days = period_days
+        self.fallback = fallback
+
+    def fit(self, history: pd.DataFrame, y=None):
+        self.units_ = _series(history)
+        self.fallback_ = (
+            Naive() if self.fallback == "naive" else MovingAverage(self.fallback_window)
+        ).fit(history)
+        return self
+
+    def predict(self, rows: pd.DataFrame):
+        day = rows["target"] - pd.Timedelta(days=self.season * self.period_days)
         usable = day <= rows["origin"]
         index = pd.MultiIndex.from_arrays([rows["store_id"], rows["product_id"], day])
         values = self.units_.reindex(index).to_numpy()
@@ -46,7 +75,7 @@ class SeasonalNaive(RegressorMixin, BaseEstimator):
 
 
 class MovingAverage(RegressorMixin, BaseEstimator):
-    """Mean daily units over the ``window`` days up to and including the origin."""
+    """Mean units per period over the ``window`` periods up to and including the origin."""
 
     def __init__(self, window: int = 28):
         self.window = window
@@ -61,3 +90,18 @@ class MovingAverage(RegressorMixin, BaseEstimator):
     def predict(self, rows: pd.DataFrame):
         index = pd.MultiIndex.from_arrays([rows["store_id"], rows["product_id"], rows["origin"]])
         return self.means_.reindex(index).fillna(0.0).to_numpy()
+
+
+def for_grain(grain: str) -> dict[str, BaseEstimator]:
+    """The baselines of a grain, by the names their metrics are logged under."""
+    if grain == "week":
+        return {
+            "seasonal_naive": SeasonalNaive(52, period_days=7, fallback="naive"),
+            "moving_average_28": MovingAverage(4),
+            "naive": Naive(),
+        }
+    return {
+        "seasonal_naive": SeasonalNaive(7),
+        "moving_average_28": MovingAverage(28),
+        "naive": Naive(),
+    }

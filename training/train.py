@@ -17,11 +17,12 @@ import pandas as pd
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Settings
-from training import dataset, tracking
+from features.grain import Calendar
+from training import baselines, dataset, tracking
 from training import device as devices
 from training import model as demand_model
-from training.baselines import MovingAverage, SeasonalNaive
 from training.metrics import METRICS, breakdown, metric_key, poisson_floor_wape, scores
+from training.periods import Schedule
 
 Progress = Callable[[str], None]
 BASELINES = ("seasonal_naive", "moving_average_28")
@@ -37,25 +38,29 @@ class Split:
     refit: pd.Series  # every row whose target is a day of the history: what the refit sees
 
 
-def time_split(frame: pd.DataFrame, settings: Settings) -> Split:
-    """Train before the validation window, stop early on it, backtest on the weeks after.
+def time_split(frame: pd.DataFrame, settings: Settings, schedule: Schedule | None = None) -> Split:
+    """Train before the validation window, stop early on it, backtest on the periods after.
 
     No label of one part falls inside a later part: a row belongs to a window
-    only when its target day does too. The model that serves is then refit on
-    ``refit``: every row through the last day of the history, the held-out ones too.
+    only when its target period does too. The model that serves is then refit on
+    ``refit``: every row through the last period of the history, the held-out ones too.
+    Windows count periods of the schedule's grain (default: the daily settings).
     """
+    schedule = schedule or Schedule.of(settings, Calendar())
+    days = schedule.calendar.days
     last = frame["target"].max()
-    cutoff = last - pd.Timedelta(days=settings.test_days - 1)
-    valid_start = cutoff - pd.Timedelta(days=settings.validation_days)
+    cutoff = last - pd.Timedelta(days=(schedule.test - 1) * days)
+    valid_start = cutoff - pd.Timedelta(days=schedule.validation * days)
     test = frame["origin"] >= cutoff
     valid = (frame["origin"] >= valid_start) & (frame["target"] < cutoff)
     train = frame["target"] < valid_start
     for name, mask in (("training", train), ("validation", valid), ("backtest", test)):
         if not mask.any():
+            unit = schedule.unit
             raise dataset.TrainingDataError(
                 f"the {name} window is empty: the history is too short for "
-                f"{settings.test_days} backtest + {settings.validation_days} validation days; "
-                "lower DEMAND_TEST_DAYS / DEMAND_VALIDATION_DAYS or add history"
+                f"{schedule.test} backtest + {schedule.validation} validation {unit}s; "
+                f"lower {' / '.join(list(schedule.params())[3:])} (DEMAND_…) or add history"
             )
     return Split(train, valid, test, cutoff, valid_start, refit=frame["target"] <= last)
 
@@ -74,6 +79,7 @@ def feature_contract(
     saw through early stopping) and is recorded beside its path in ``extra``.
     """
     frame = training_set.frame
+    schedule = training_set.schedule or Schedule.of(settings, Calendar())
     train_targets = frame.loc[split.train, "target"]
     refit_targets = frame.loc[split.refit, "target"]
     return FeatureContract(
@@ -88,11 +94,13 @@ def feature_contract(
         categorical=training_set.categorical,
         entity_keys=["store_id", "product_id"],
         request_features=training_set.request_features,
-        horizon=settings.horizon,
+        horizon=schedule.horizon,
         train_start=f"{refit_targets.min():%Y-%m-%d}",
         train_end=f"{refit_targets.max():%Y-%m-%d}",
         training_set_hash=training_set.digest,
         device=task_type,
+        grain=schedule.calendar.grain.value,
+        week_start=schedule.calendar.week_start,
         extra={
             "backtest_start": f"{split.cutoff:%Y-%m-%d}",
             "backtest_end": f"{frame['target'].max():%Y-%m-%d}",
@@ -145,8 +153,13 @@ def run(
     store = open_store(settings)
     training_set = dataset.build(store, settings, progress)
     seconds["training set"] = time.perf_counter() - started
+    schedule = training_set.schedule
+    # the service the data set implies, unless the settings name one (training.periods)
+    settings = settings.model_copy(
+        update={"feature_service": dataset.chosen_service(settings, training_set)}
+    )
     frame = training_set.frame
-    split = time_split(frame, settings)
+    split = time_split(frame, settings, schedule)
     progress(
         f"{len(frame):,} rows in {seconds['training set']:.0f}s · train "
         f"{split.train.sum():,} · validation {split.valid.sum():,} · backtest "
@@ -191,11 +204,8 @@ def run(
         mlflow.log_params(
             {
                 **params,
-                "horizon": settings.horizon,
-                "origin_every_days": settings.origin_every_days,
-                "warmup_days": settings.warmup_days,
-                "test_days": settings.test_days,
-                "validation_days": settings.validation_days,
+                **schedule.params(),
+                "grain": schedule.calendar.grain.value,
                 "training_rows": int(split.train.sum()),
                 "refit_rows": int(split.refit.sum()),
                 "device": task_type,
@@ -219,11 +229,9 @@ def run(
 
         test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
         history = training_set.history
-        predictions = {
-            "model": demand_model.predict(model, x[split.test]),
-            "seasonal_naive": SeasonalNaive(7).fit(history).predict(test),
-            "moving_average_28": MovingAverage(28).fit(history).predict(test),
-        }
+        predictions = {"model": demand_model.predict(model, x[split.test])}
+        for name, baseline in baselines.for_grain(schedule.calendar.grain.value).items():
+            predictions[name] = baseline.fit(history).predict(test)
         summary = pd.DataFrame({p: scores(test["label"], v) for p, v in predictions.items()}).T
         by_horizon = breakdown(test, predictions, "horizon")
         by_category = breakdown(test, predictions, "category")
