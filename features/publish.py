@@ -84,13 +84,29 @@ def _with_tables(contents):
         for o in contents.on_demand_feature_views
         if set(o.source_feature_view_projections) <= kept
     ]
-    kept |= {o.name for o in on_demand}
+    from feast import FeatureService
+
+    # rebuilt rather than edited: a FeatureService keeps its declared views beside its
+    # projections, and Feast's inference at apply walks both in step (an edited
+    # projection list fails there with an IndexError). The repo's services list whole
+    # views, so each kept view stands for its projection.
+    by_name = {v.name: v for v in [*views, *on_demand]}
     services = []
     for service in contents.feature_services:
-        projections = service.feature_view_projections
-        if projections and projections[0].name in kept:
-            service.feature_view_projections = [p for p in projections if p.name in kept]
-            services.append(service)
+        names = [p.name for p in service.feature_view_projections]
+        if names and set(names) <= set(by_name):
+            services.append(service)  # as declared
+        elif names and names[0] in by_name:
+            services.append(
+                FeatureService(
+                    name=service.name,
+                    features=[by_name[n] for n in names if n in by_name],
+                    tags=service.tags,
+                    description=service.description,
+                    owner=service.owner,
+                    logging_config=service.logging_config,
+                )
+            )
     return contents._replace(
         data_sources=[d for d in contents.data_sources if present(d)],
         feature_views=views,

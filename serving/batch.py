@@ -12,7 +12,7 @@ replaced whole, so a second run leaves one set of rows per origin.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -37,14 +37,26 @@ Progress = Callable[[str], None]
 
 def keys(settings: Settings) -> list[tuple[str, str]]:
     """Every (store, product) the feature tables describe, sorted."""
+    table = "store_product_weekly" if _weekly(settings) else "store_product_daily"
     frame = pd.read_parquet(
-        settings.feature_dir / "store_product_daily.parquet", columns=["store_id", "product_id"]
+        settings.feature_dir / f"{table}.parquet", columns=["store_id", "product_id"]
     ).drop_duplicates()
     return sorted(frame.itertuples(index=False, name=None))
 
 
+def _weekly(settings: Settings) -> bool:
+    # the purchase table of the grain built last (features.build removes the other one)
+    return (settings.feature_dir / "store_product_weekly.parquet").exists()
+
+
 def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print) -> pd.DataFrame:
-    """One row per key and target day (origin + 1 … origin + horizon), in key order."""
+    """One row per key and target period (origin + 1 … origin + horizon periods of the
+    model's grain), in key order."""
+    calendar = loaded.lookup.calendar
+
+    def target(origin, h: int):
+        return calendar.start(calendar.period(origin) + h)
+
     pairs = keys(settings)
     stores, products = [s for s, _ in pairs], [p for _, p in pairs]
     origins = loaded.lookup.fetch(stores, products).origin
@@ -57,7 +69,7 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
     ]
     progress(
         f"forecasting {len(items):,} rows ({len(items) // max(horizon, 1):,} keys × {horizon} "
-        f"days) with {loaded.name} v{loaded.version}"
+        f"{calendar.grain.value}s) with {loaded.name} v{loaded.version}"
     )
     units: list[float | None] = []
     step = settings.serve_max_items  # the batches a client of /forecast would send
@@ -65,7 +77,7 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
         chunk = items[start : start + step]
         chunk_stores = [i[0] for i in chunk]
         chunk_products = [i[1] for i in chunk]
-        targets = [i[2] + timedelta(days=i[3]) for i in chunk]
+        targets = [target(i[2], i[3]) for i in chunk]
         vectors = loaded.lookup.fetch(chunk_stores, chunk_products, targets)
         units += score(loaded, chunk_stores, chunk_products, vectors)
     return pd.DataFrame(
@@ -75,7 +87,7 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
             "store_id": [i[0] for i in items],
             "product_id": [i[1] for i in items],
             "origin_date": [i[2] for i in items],
-            "target_date": [i[2] + timedelta(days=i[3]) for i in items],
+            "target_date": [target(i[2], i[3]) for i in items],
             "horizon": [i[3] for i in items],
             "units": units,
         },

@@ -39,11 +39,13 @@ import pandas as pd
 
 from demand.servers import redact
 from demand.settings import get_settings, last_closed_day
+from features.grain import Calendar
 
 # How a client's key reaches every view: the store's region keys the weather
 # views; the day sales are known up to is the origin.
 REGION = ("store_attributes", "store_region_id")
-KNOWN_AT = ("store_product_sales", "sales_known_at")  # the view whose rows give the origin
+# the view whose rows give the origin (at the weekly grain: the one with the same field)
+KNOWN_AT = ("store_product_sales", "sales_known_at")
 CLIENT_KEYS = ("store_id", "product_id")
 REQUEST_FIELDS = ("forecast_date", "horizon")  # what a forecast request supplies
 MEMO_ROWS = 200_000  # on-demand outputs (and entity-key protos) remembered
@@ -175,9 +177,13 @@ class OnlineLookup:
         request_fields: tuple[str, ...],
         closed_day_lag_hours: float | None = None,
         clock: Callable[[], datetime] | None = None,
+        calendar: Calendar | None = None,
     ):
         from feast.infra.online_stores.helpers import get_online_store_from_config
 
+        # periods of the model's grain: origins, closes and horizons count them
+        self.calendar = calendar or Calendar()
+        self.known_at_view = next((v.name for v in views if KNOWN_AT[1] in v.features), KNOWN_AT[0])
         if closed_day_lag_hours is None:  # the one setting (demand.settings), read now
             closed_day_lag_hours = get_settings().closed_day_lag_hours
         self.closed_day_lag_hours = closed_day_lag_hours
@@ -203,7 +209,11 @@ class OnlineLookup:
 
     @classmethod
     def from_store(
-        cls, store, feature_service: str, closed_day_lag_hours: float | None = None
+        cls,
+        store,
+        feature_service: str,
+        closed_day_lag_hours: float | None = None,
+        calendar: Calendar | None = None,
     ) -> OnlineLookup:
         """What the feature service reads (views, their TTLs), resolved once from the registry."""
         service = store.get_feature_service(feature_service)
@@ -227,7 +237,9 @@ class OnlineLookup:
         unknown = set(request) - set(REQUEST_FIELDS)
         if unknown:
             raise ValueError(f"the feature service asks for request data serving lacks: {unknown}")
-        return cls(store.config, views, on_demand, tuple(request), closed_day_lag_hours)
+        return cls(
+            store.config, views, on_demand, tuple(request), closed_day_lag_hours, calendar=calendar
+        )
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -363,9 +375,11 @@ class OnlineLookup:
     ) -> Vectors:
         """Every feature of the service for each key at its origin, for its target day.
 
-        A key's origin is the day its newest purchase row describes, or the last
-        closed day when that one has not closed yet; its target day defaults to the
-        day after, and ``horizon`` is the days between them. Each view's row is used
+        A key's origin is the period its newest purchase row describes, or the last
+        closed period when that one has not closed yet; its target defaults to the
+        period after, and ``horizon`` is the periods between them (days at the daily
+        grain; at the weekly grain origins and targets are weeks, named by their first
+        day, and a week closes when its last day has). Each view's row is used
         only when the offline join at the origin would use it (module docstring);
         otherwise its features are null and ``stale`` names the view. Keys the store
         lacks get None.
@@ -378,24 +392,29 @@ class OnlineLookup:
         first = [v for v in self.views if set(v.join_keys) <= set(CLIENT_KEYS)]
         read = {view.name: self._read(view, rows) for view in first}
         # the origin: the day the newest purchase row describes, if that day has closed
+        cal = self.calendar
         closed = last_closed_day(self.clock(), self.closed_day_lag_hours)
-        if KNOWN_AT[0] in read:
-            keys, decoded = read[KNOWN_AT[0]]
-            origin_of = {k: min(_origin(d[1]), closed) for k, d in decoded.items()}
+        closed = cal.start(cal.period(closed + timedelta(days=1)) - 1)  # the last whole one
+        if self.known_at_view in read:
+            keys, decoded = read[self.known_at_view]
+            origin_of = {k: min(_origin(d[1], cal), closed) for k, d in decoded.items()}
             origin = [origin_of.get(k) for k in keys]
         else:
             origin = [None] * n
-        close_of = {o: _close(o) for o in set(origin) if o is not None}
+        close_of = {o: _close(o, cal) for o in set(origin) if o is not None}
         closes = [close_of.get(o) for o in origin]
         for view in first:
             self._place(view, *read[view.name], closes, vectors)
         region = self._routing(first, read, n)
         wanted = list(targets) if targets is not None else [None] * n
         target = [
-            t if t is not None else (o + timedelta(days=1) if o else None)
+            t if t is not None else (cal.start(cal.period(o) + 1) if o else None)
             for t, o in zip(wanted, origin, strict=True)
         ]
-        horizon = [(t - o).days if t and o else 0 for t, o in zip(target, origin, strict=True)]
+        horizon = [
+            cal.period(t) - cal.period(o) if t and o else 0
+            for t, o in zip(target, origin, strict=True)
+        ]
         for row, r, t in zip(rows, region, target, strict=True):
             row["region_id"] = r if r is not None else ""
             row["target_date"] = t.isoformat() if t else ""
@@ -474,17 +493,20 @@ def _epoch(stamp: datetime) -> float:
     return stamp.timestamp()
 
 
-def _close(origin: date) -> float:
-    """The instant an origin day closes, 00:00 UTC of the next day, in epoch seconds."""
-    return datetime.combine(origin + timedelta(days=1), time(), UTC).timestamp()
+def _close(origin: date, calendar: Calendar | None = None) -> float:
+    """The instant an origin period closes, 00:00 UTC of the next period, in epoch seconds."""
+    cal = calendar or Calendar()
+    return datetime.combine(cal.start(cal.period(origin) + 1), time(), UTC).timestamp()
 
 
-def _origin(known_at: datetime | int | None) -> date | None:
+def _origin(known_at: datetime | int | None, calendar: Calendar | None = None) -> date | None:
+    """The period a row known at ``known_at`` describes (the one that closed then)."""
     if known_at is None:
         return None
     if not isinstance(known_at, datetime):  # epoch seconds
         known_at = datetime.fromtimestamp(known_at, UTC)
-    return (known_at.astimezone(UTC) - timedelta(days=1)).date()
+    cal = calendar or Calendar()
+    return cal.start(cal.period(known_at.astimezone(UTC).date()) - 1)
 
 
 def _isnan(value: Any) -> bool:

@@ -20,6 +20,7 @@ from demand.contract import FeatureContract, IncompleteContract
 from demand.featurestore import open_store
 from demand.servers import ServerUnavailable, redact
 from demand.settings import Settings
+from features.grain import Calendar, Grain
 from serving.lookup import OnlineLookup, StoreUnavailable, scrub, unavailable_advice
 
 # labels a Bento model carries, so it can be traced to the registry version it came from
@@ -109,7 +110,10 @@ def _lookup(settings: Settings, contract: FeatureContract, where: str):
     try:
         store = open_store(settings)
         lookup = OnlineLookup.from_store(
-            store, contract.feature_service, settings.closed_day_lag_hours
+            store,
+            contract.feature_service,
+            settings.closed_day_lag_hours,
+            calendar=Calendar(Grain(contract.grain), contract.week_start),
         )
     except Exception as error:
         registry = _registry(store, settings)

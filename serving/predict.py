@@ -66,12 +66,17 @@ def score(
 
     ``loaded`` is the serving bundle (model and contract), ``vectors`` what its
     lookup fetched for these keys, ``planned`` request-time values of contract
-    features (a planned price). The service and the batch forecasts both score
+    features (a planned price, a promotion): where an item gives one it replaces
+    the plan read from the store (``planned_promotions``), where it gives None the
+    plan stands. The service and the batch forecasts both score
     through here, so a published forecast is what ``/forecast`` answers.
     """
     known = [i for i, origin in enumerate(vectors.origin) if origin is not None]
     columns = {"store_id": store_ids, "product_id": product_ids, **vectors.columns}
-    columns.update(planned or {})
+    for name, values in (planned or {}).items():
+        # a client's planned value replaces the plan the store holds; None keeps the plan
+        held = columns.get(name, [None] * len(values))
+        columns[name] = [v if v is not None else h for v, h in zip(values, held, strict=True)]
     subset = {name: [columns[name][i] for i in known] for name in loaded.contract.features}
     units = predict_units(loaded.model, loaded.contract, subset, len(known)).tolist()
     answers: list[float | None] = [None] * len(store_ids)

@@ -41,6 +41,7 @@ from demand.settings import get_settings
 from serving import model_loader
 from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable
+from serving.periods import refusal
 from serving.predict import score
 
 logger = logging.getLogger("demand.serving")
@@ -311,18 +312,10 @@ class DemandForecast:
             vectors = loaded.lookup.fetch(stores, products, [item.date for item in items])
         except StoreUnavailable as error:
             return _unavailable(error)
-        horizon = loaded.contract.horizon
-        for i, (item, origin, h) in enumerate(
-            zip(items, vectors.origin, vectors.horizon, strict=True)
-        ):
-            if origin is not None and not 1 <= h <= horizon:
-                first, last = origin + dt.timedelta(days=1), origin + dt.timedelta(days=horizon)
-                return _reject(
-                    422,
-                    f"items[{i}].date",
-                    f"{item.date} is outside the model's horizon: forecasts from the origin "
-                    f"{origin} cover {first} to {last} ({horizon} days)",
-                )
+        dates = [item.date for item in items]
+        refused = refusal(loaded.contract, dates, vectors.origin, vectors.horizon)
+        if refused:  # not a period of the model's grain, or outside its horizon
+            return _reject(422, *refused)
         planned = {
             feature: [getattr(item, field) for item in items]
             for field, feature in PLANNED.items()

@@ -203,6 +203,9 @@ def build(store, settings: Settings, progress=print) -> TrainingSet:
     )
     settings = settings.model_copy(update={"feature_service": service_name})
     schedule = Schedule.of(settings, built.calendar)
+    history = sales_history(settings)
+    # too short for the schedule's windows: say how much is needed, before any retrieval
+    schedule.check_history(history["date"].min().date(), history["date"].max().date())
     try:
         features, categorical, request, views = model_inputs(
             store, settings.feature_service, built.absent
@@ -212,9 +215,6 @@ def build(store, settings: Settings, progress=print) -> TrainingSet:
             f"no feature service {settings.feature_service!r} in the Feast registry; "
             "run `demand features` (or `demand apply`)"
         ) from None
-    history = sales_history(settings)
-    # too short for the schedule's windows: say how much is needed, before any retrieval
-    schedule.check_history(history["date"].min().date(), history["date"].max().date())
     rows = origins_and_labels(history, settings, schedule=schedule)
     entities = entity_frame(rows, settings, built.calendar)
     progress(

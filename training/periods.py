@@ -90,7 +90,8 @@ class Schedule:
         prefix = "DEMAND_WEEKLY_" if unit == "week" else "DEMAND_"
         suffix = "" if unit == "week" else "_DAYS"
         raise TrainingDataError(
-            f"the history has {have} {unit}s ({first} to {last}); training at the {unit}ly "
+            f"the history has {have} {unit}s ({first} to {last}); training at the "
+            f"{'weekly' if unit == 'week' else 'daily'} "
             f"grain needs at least {need}: warm-up {self.warmup} + 1 to train on + early "
             f"stopping {self.validation} + backtest {self.test} + horizon {self.horizon}, "
             f"i.e. data from {cal.start(cal.period(last) - need + 1)} to {last}. Add history, "
