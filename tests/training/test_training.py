@@ -220,7 +220,7 @@ def test_failed_run_is_marked_failed_and_registers_nothing(settings, trained, mo
 def test_empty_training_window_fails_before_training(settings):
     short = settings.model_copy(update={"warmup_days": 10_000})
     # 10,000 + 1 + 42 + 56 + 7 days, and the date the history would have to start on
-    with pytest.raises(dataset.TrainingDataError, match="needs at least 10106: .* data from"):
+    with pytest.raises(dataset.TrainingDataError, match=r"needs at least 10106: .* data from"):
         train.run(short, progress=lambda _: None)
 
 
