@@ -282,9 +282,25 @@ def _online_vectors(settings: Settings, keys: list[str], target_date: str | None
         if parsed_date is pd.NaT:
             raise UserError(f"--target-date {target_date!r}: expected YYYY-MM-DD")
         target = parsed_date.date()
+    from features.build import lineage
+    from training.periods import feature_service
+
+    try:  # the grain and service of the data set built
+        built = lineage(settings.feature_dir)
+    except FileNotFoundError:
+        raise UserError(
+            f"no feature tables in {settings.feature_dir}; run `demand features`"
+        ) from None
+    settings = settings.model_copy(
+        update={
+            "feature_service": feature_service(
+                settings, built, "planned_promotions" in built.tables
+            )
+        }
+    )
     store = open_store(settings)
     try:
-        lookup = OnlineLookup.from_store(store, settings.feature_service)
+        lookup = OnlineLookup.from_store(store, settings.feature_service, calendar=built.calendar)
     except Exception as error:
         raise UserError(
             f"cannot read feature service {settings.feature_service!r} from the Feast registry "
@@ -312,10 +328,11 @@ def _online_vectors(settings: Settings, keys: list[str], target_date: str | None
 def _sample_keys(settings: Settings, limit: int) -> list[tuple[str, str]]:
     import pyarrow.parquet as pq
 
+    from features.build import lineage
+
+    table = lineage(settings.feature_dir).sales_features_table
     keys = (
-        pq.read_table(
-            settings.feature_dir / "store_product_daily.parquet", columns=["store_id", "product_id"]
-        )
+        pq.read_table(settings.feature_dir / f"{table}.parquet", columns=["store_id", "product_id"])
         .to_pandas()
         .drop_duplicates()
         .sort_values(["store_id", "product_id"])

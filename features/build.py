@@ -483,7 +483,13 @@ def lineage(feature_dir: Path) -> Lineage:
     import pyarrow.parquet as pq
 
     present = [n for n in ALL_FEATURE_TABLES if (feature_dir / f"{n}.parquet").exists()]
-    sales = [n for n in present if n in SALES_TABLE.values()]
+    # newest first: a build into a directory aside (the nightly cycle) swaps in its own
+    # tables and may leave the other grain's purchase table behind
+    sales = sorted(
+        (n for n in present if n in SALES_TABLE.values()),
+        key=lambda n: (feature_dir / f"{n}.parquet").stat().st_mtime_ns,
+        reverse=True,
+    )
     if not sales:
         raise FileNotFoundError(f"no purchase feature table in {feature_dir}")
     absent: set[str] = set()

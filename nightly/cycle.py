@@ -221,13 +221,16 @@ def _materialize(settings: Settings, progress: Progress) -> None:
 
 def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:
     """Purchase feature rows about days after ``previous`` (all rows on the first night)."""
+    built = build.lineage(settings.feature_dir)  # daily or weekly purchase rows
     daily = pd.read_parquet(
-        settings.feature_dir / "store_product_daily.parquet", columns=["event_timestamp"]
+        settings.feature_dir / f"{built.sales_features_table}.parquet",
+        columns=["event_timestamp"],
     )["event_timestamp"]
     if previous is None:
         return len(daily)
-    # a row known at 00:00 of d + 1 describes day d
-    return int((daily > (previous + pd.Timedelta(days=1)).tz_localize("UTC")).sum())
+    # a row known at the start of period p + 1 describes period p
+    after = previous + pd.Timedelta(days=built.calendar.days)
+    return int((daily > after.tz_localize("UTC")).sum())
 
 
 def _promote(settings: Settings, report: NightReport, to: Stage) -> str:

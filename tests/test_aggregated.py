@@ -268,3 +268,14 @@ def test_a_history_too_short_says_how_much_is_needed(tmp_path):
     assert Calendar(Grain.week, "monday").starts_period(
         dt.date.fromisoformat(message.split("data from ")[1][:10])
     )
+
+
+def test_demand_online_reads_the_grain_built(promoted, monkeypatch, capsys):
+    spec, settings, *_ = promoted
+    from cli.main import main
+
+    monkeypatch.setenv("DEMAND_DATA_DIR", str(settings.data_dir))
+    assert main(["online", "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ("units_lag_52" if spec["grain"] == "week" else "units_lag_7") in out
+    assert "planned_price" in out
