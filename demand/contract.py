@@ -39,10 +39,6 @@ class FeatureContract:
     train_end: str
     training_set_hash: str
     device: str
-    # the periods horizons count: day, or week starting on week_start (versions before
-    # grains lack both and are daily)
-    grain: str = "day"
-    week_start: str = "monday"
     # optional facts, all str; older versions lack the later ones:
     #   backtest_start, backtest_end, backtest_hash: the backtest window and its rows' hash
     #   backtest_model: path of the backtest model inside the version's model (absent: the
@@ -50,6 +46,10 @@ class FeatureContract:
     #   backtest_model_train_start, backtest_model_train_end: its training targets
     #   loss: the CatBoost loss
     extra: dict[str, str] = field(default_factory=dict)
+    # the periods horizons count: day, or week starting on week_start (versions before
+    # grains lack both and are daily)
+    grain: str = "day"
+    week_start: str = "monday"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
