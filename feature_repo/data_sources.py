@@ -51,3 +51,7 @@ region_weather_weekly = _table(
 planned_promotions = _table(
     "planned_promotions", "Planned price and promotion per store, product and target period."
 )
+region_weather_forecast_weekly = _table(
+    "region_weather_forecast_weekly",
+    "Weather forecasts per region and whole target week, as issued.",
+)

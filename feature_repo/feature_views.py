@@ -224,3 +224,18 @@ planned_promotions = FeatureView(
     source=sources.planned_promotions,
     tags={"domain": "promotions"},
 )
+
+region_weather_forecast_weekly = FeatureView(
+    name="region_weather_forecast_weekly",
+    description="The latest forecast of a whole target week (mean temperature, summed rain "
+    "and sun) issued before the origin. Ten-day forecasts cover the next week only.",
+    entities=[region, target_day],
+    ttl=timedelta(days=10),
+    schema=[
+        Field(name="forecast_lead_days", dtype=Int64),
+        *_floats("forecast_temperature_c", "forecast_precipitation_mm", "forecast_sunshine_hours"),
+        Field(name="forecast_issued_at", dtype=UnixTimestamp),
+    ],
+    source=sources.region_weather_forecast_weekly,
+    tags={"domain": "weather", "grain": "week"},
+)

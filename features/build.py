@@ -53,6 +53,10 @@ CUSTOMER_FEATURES = {
 # the sales and observed-weather tables of each grain (their views differ in feature names)
 SALES_TABLE = {Grain.day: "store_product_daily", Grain.week: "store_product_weekly"}
 WEATHER_TABLE = {Grain.day: "region_weather_daily", Grain.week: "region_weather_weekly"}
+FORECAST_TABLE = {
+    Grain.day: "region_weather_forecast",
+    Grain.week: "region_weather_forecast_weekly",
+}
 
 Step = tuple[str, Callable[[t.Windows], str]]
 ORDER_LINE_STEPS: tuple[Step, ...] = (
@@ -110,9 +114,7 @@ class Plan:
 
     @property
     def forecasts(self) -> bool:
-        # Forecasts are daily: at the weekly grain they are not used yet (a week's
-        # forecast would mix issues of several mornings); the weekly service has none.
-        return "weather_forecast" in self.description.optional_tables and self.grain is Grain.day
+        return "weather_forecast" in self.description.optional_tables
 
     @property
     def promotions(self) -> bool:
@@ -138,8 +140,16 @@ class Plan:
             ("weather_periods", lambda w: t.weather_periods(period)),
             ("region_weather_daily", lambda w: t.region_weather_daily(w, days)),
         ]
-        if self.forecasts:
+        if self.forecasts and self.grain is Grain.day:
             steps.append(("region_weather_forecast", lambda w: t.region_weather_forecast()))
+        elif self.forecasts:  # whole target weeks, one issue at a time
+            valid = self.calendar.period_sql("valid_day")
+            steps.append(
+                (
+                    "region_weather_forecast",
+                    lambda w: t.region_weather_forecast_periods(valid, days),
+                )
+            )
         if self.promotions:
             steps.append(("planned_promotions", lambda w: t.planned_promotions()))
         return steps
@@ -165,7 +175,7 @@ class Plan:
         for m in missing:
             out.setdefault(WEATHER_TABLE[self.grain], []).extend([m, *derived[m]])
             if self.forecasts:
-                out.setdefault("region_weather_forecast", []).append(f"forecast_{m}")
+                out.setdefault(FORECAST_TABLE[self.grain], []).append(f"forecast_{m}")
         return {k: tuple(v) for k, v in out.items() if v}
 
     def output_name(self, table: str) -> str:
@@ -191,7 +201,15 @@ class Plan:
             )
         out["product_lifespan"] = _as_of("product_lifespan", "lifespan_known_at", cal)
         out[WEATHER_TABLE[self.grain]] = _as_of("region_weather_daily", "weather_known_at", cal)
-        if self.forecasts:
+        if self.forecasts and self.grain is Grain.week:
+            start = f"CAST(target_period * {cal.days} + {cal.offset} AS BIGINT) * 86400"
+            out[FORECAST_TABLE[Grain.week]] = f"""
+            SELECT region_id, strftime(to_timestamp({start}), '%Y-%m-%d') AS target_date,
+                   forecast_lead_days, forecast_temperature_c, forecast_precipitation_mm,
+                   forecast_sunshine_hours,
+                   issued_at AS event_timestamp, issued_at AS forecast_issued_at
+            FROM region_weather_forecast"""
+        elif self.forecasts:
             out["region_weather_forecast"] = """
             SELECT region_id, strftime(to_timestamp(CAST(valid_day AS BIGINT) * 86400),
                                        '%Y-%m-%d') AS target_date,
@@ -245,10 +263,11 @@ ALL_FEATURE_TABLES = (
     *FEATURE_TABLES,
     "store_product_weekly",
     "region_weather_weekly",
+    "region_weather_forecast_weekly",
     "planned_promotions",
 )
 _INTEGER_FEATURES = {"forecast_lead_days"}
-_PERIOD_COLUMNS = {"day", "issue_day", "valid_day", "target_day"}
+_PERIOD_COLUMNS = {"day", "issue_day", "valid_day", "target_day", "target_period"}
 
 
 def _finish(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:

@@ -561,3 +561,23 @@ def planned_promotions() -> str:
            planned_at
     FROM plans
     """
+
+
+def region_weather_forecast_periods(period: str, days: int) -> str:
+    """Forecasts of whole target periods (weeks), per region and issue.
+
+    One issue's forecasts for the days of a period: mean temperature, summed rain and
+    sun, when the issue covers every day of it (a ten-day forecast covers the week
+    after the origin, not the one after that). ``forecast_lead_days``: days from the
+    issue day to the period's first day. ``period`` turns ``valid_day`` into periods.
+    """
+    return f"""
+    SELECT region_id, issued_at, issue_day, {period} AS target_period,
+           MIN(valid_day) - issue_day AS forecast_lead_days,
+           AVG(temperature_c) AS forecast_temperature_c,
+           SUM(precipitation_mm) AS forecast_precipitation_mm,
+           SUM(sunshine_hours) AS forecast_sunshine_hours
+    FROM weather_forecast
+    GROUP BY region_id, issued_at, issue_day, {period}
+    HAVING COUNT(*) = {days}
+    """

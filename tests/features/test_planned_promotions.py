@@ -20,7 +20,7 @@ from training import dataset
 @pytest.fixture(scope="module")
 def export():
     data = generator.generate("tiny", seed=7, days=400)
-    return aggregate.aggregate(data, "week", "sunday", measures=("temperature_c",), forecasts=False)
+    return aggregate.aggregate(data, "week", "sunday", measures=("temperature_c",), forecasts=True)
 
 
 def test_plans_made_after_t_change_no_row_known_at_t(export):
@@ -97,6 +97,9 @@ def test_the_join_uses_the_newest_plan_known_at_the_origin(revised_store):
     assert pd.isna(prices[0])
     assert prices[1] == pytest.approx(key["price"]) and prices[2] == pytest.approx(key["price"])
     assert prices[3] == pytest.approx(0.5 * key["price"])
-    # and the model's inputs include the plan (the weekly service carries it)
-    features = dataset.model_inputs(store, "demand_forecast_weekly_v1")[0]
-    assert {"planned_price", "planned_promo"} <= set(features)
+    # and the model's inputs include the plan and the week's forecast (the weekly service
+    # carries both), not the measures the data set lacks
+    built = build.lineage(settings.feature_dir)
+    features = dataset.model_inputs(store, "demand_forecast_weekly_v1", built.absent)[0]
+    assert {"planned_price", "planned_promo", "forecast_temperature_c"} <= set(features)
+    assert not {"forecast_sunshine_hours", "precipitation_mm"} & set(features)
