@@ -28,7 +28,7 @@ import gc
 import logging
 import re
 import threading
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 
 import bentoml
@@ -38,6 +38,7 @@ from pydantic_core import PydanticCustomError
 from starlette.responses import JSONResponse
 
 from demand.settings import get_settings
+from features.grain import Calendar
 from serving import model_loader
 from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable
@@ -346,7 +347,7 @@ class DemandForecast:
         origins = [o for o in vectors.origin if o is not None]
         if not origins:
             return
-        close = _close(max(origins))
+        close = _close(max(origins), self.loaded.lookup.calendar)
         for view, newest in vectors.newest.items():
             if newest is not None:
                 self._age.labels(view=view).set((close - newest).total_seconds())
@@ -423,8 +424,10 @@ DemandForecast.add_asgi_middleware(
 )
 
 
-def _close(origin: dt.date) -> datetime:
-    return datetime.combine(origin + timedelta(days=1), time(), UTC)
+def _close(origin: dt.date, calendar: Calendar | None = None) -> datetime:
+    """When the origin period closes: the start of the next period of the model's grain."""
+    cal = calendar or Calendar()
+    return datetime.combine(cal.start(cal.period(origin) + 1), time(), UTC)
 
 
 def _freshness(lookup) -> dict[str, Any]:
@@ -435,7 +438,7 @@ def _freshness(lookup) -> dict[str, Any]:
     ``expired`` when older than the TTL allows (a stalled feed), ``none`` before any row.
     """
     origin = lookup.last_origin
-    close = _close(origin) if origin is not None else None
+    close = _close(origin, lookup.calendar) if origin is not None else None
     views = {}
     for view in lookup.views:
         newest = lookup.last_seen.get(view.name)

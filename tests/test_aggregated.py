@@ -198,6 +198,19 @@ def test_the_service_forecasts_the_next_period_as_training_would(promoted, servi
     assert np.allclose(served, expected, rtol=1e-9, atol=1e-9)
 
 
+def test_metadata_measures_freshness_against_the_periods_close(promoted, service):
+    """After the forecast above: every view's newest row is in step with the origin's close,
+    which at the weekly grain is the start of the next week, not the next day."""
+    _, settings, *_ = promoted
+    _, origin, calendar = _keys_and_origin(settings)
+    freshness = service.metadata()["freshness"]
+    assert freshness["origin"] == str(origin)
+    assert freshness["origin_close"].startswith(str(calendar.start(calendar.period(origin) + 1)))
+    states = {view: v["state"] for view, v in freshness["views"].items()}
+    sales = "store_product_sales_weekly" if calendar.grain is Grain.week else "store_product_sales"
+    assert states[sales] == "ok", states
+
+
 def test_a_date_that_starts_no_period_is_refused_with_the_nearest_valid_dates(promoted, service):
     spec, settings, *_ = promoted
     from serving.service import Item
