@@ -55,3 +55,7 @@ region_weather_forecast_weekly = _table(
     "region_weather_forecast_weekly",
     "Weather forecasts per region and whole target week, as issued.",
 )
+region_weather_climate = _table(
+    "region_weather_climate",
+    "The mean weather of a target period in the years before it, per region.",
+)

@@ -239,3 +239,24 @@ region_weather_forecast_weekly = FeatureView(
     source=sources.region_weather_forecast_weekly,
     tags={"domain": "weather", "grain": "week"},
 )
+
+region_weather_climate = FeatureView(
+    name="region_weather_climate",
+    description="The climate of the target period: the mean of the same period (52 weeks "
+    "apart) in every past year of the feed. Known a year ahead, so usable where only observed "
+    "weather exists; never the observed weather of the target period itself.",
+    entities=[region, target_day],
+    # a target's row is known 52 weeks before it; an origin reads it up to then
+    ttl=timedelta(days=400),
+    schema=[
+        *_floats(
+            "climate_temperature_c",
+            "climate_precipitation_mm",
+            "climate_sunshine_hours",
+            "climate_years",
+        ),
+        Field(name="climate_known_at", dtype=UnixTimestamp),
+    ],
+    source=sources.region_weather_climate,
+    tags={"domain": "weather"},
+)

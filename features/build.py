@@ -139,6 +139,7 @@ class Plan:
         steps += [
             ("weather_periods", lambda w: t.weather_periods(period)),
             ("region_weather_daily", lambda w: t.region_weather_daily(w, days)),
+            ("region_weather_climate", lambda w: t.weather_climate(days)),
         ]
         if self.forecasts and self.grain is Grain.day:
             steps.append(("region_weather_forecast", lambda w: t.region_weather_forecast()))
@@ -174,6 +175,7 @@ class Plan:
         }
         for m in missing:
             out.setdefault(WEATHER_TABLE[self.grain], []).extend([m, *derived[m]])
+            out.setdefault("region_weather_climate", []).append(f"climate_{m}")
             if self.forecasts:
                 out.setdefault(FORECAST_TABLE[self.grain], []).append(f"forecast_{m}")
         return {k: tuple(v) for k, v in out.items() if v}
@@ -201,6 +203,14 @@ class Plan:
             )
         out["product_lifespan"] = _as_of("product_lifespan", "lifespan_known_at", cal)
         out[WEATHER_TABLE[self.grain]] = _as_of("region_weather_daily", "weather_known_at", cal)
+        # the climate of a target period, known a year ahead, keyed by that period
+        target = f"CAST(target_period * {cal.days} + {cal.offset} AS BIGINT) * 86400"
+        stamp = _known_at("day", cal)
+        out["region_weather_climate"] = f"""
+            SELECT region_id, strftime(to_timestamp({target}), '%Y-%m-%d') AS target_date,
+                   climate_temperature_c, climate_precipitation_mm, climate_sunshine_hours,
+                   climate_years, {stamp} AS event_timestamp, {stamp} AS climate_known_at
+            FROM region_weather_climate"""
         if self.forecasts and self.grain is Grain.week:
             start = f"CAST(target_period * {cal.days} + {cal.offset} AS BIGINT) * 86400"
             out[FORECAST_TABLE[Grain.week]] = f"""

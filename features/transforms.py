@@ -581,3 +581,27 @@ def region_weather_forecast_periods(period: str, days: int) -> str:
     GROUP BY region_id, issued_at, issue_day, {period}
     HAVING COUNT(*) = {days}
     """
+
+
+def weather_climate(days: int) -> str:
+    """The climate of each period: the mean of the same period in the years before.
+
+    Known in advance, so a forecast may use it for its target period, unlike the
+    observed weather of that period. The row as of period ``d`` (known when ``d``
+    closes) is for the target period a year later, ``d + season``, and averages ``d``,
+    ``d - season``, … : the same period of every past year in the feed. A season is 52
+    weeks (364 days: the same weekday, at either grain). A running mean per region and
+    phase of the season: linear, no range join. Only whole periods count.
+    """
+    season = 364 // days
+    partition = f"PARTITION BY region_id, MOD(day, {season}) ORDER BY day"
+    frame = f"OVER ({partition} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    return f"""
+    SELECT region_id, day, day + {season} AS target_period,
+           AVG(temperature_c) {frame} AS climate_temperature_c,
+           AVG(precipitation_mm) {frame} AS climate_precipitation_mm,
+           AVG(sunshine_hours) {frame} AS climate_sunshine_hours,
+           COUNT(*) {frame} AS climate_years
+    FROM weather_periods
+    WHERE days = {days}
+    """

@@ -36,6 +36,7 @@ FEATURE_KEYS: dict[str, tuple[str, ...]] = {
     "product_lifespan": ("product_id",),
     "region_weather_daily": ("region_id",),
     "region_weather_forecast": ("region_id", "target_date"),
+    "region_weather_climate": ("region_id", "target_date"),
     "store_attributes": ("store_id",),
     "product_attributes": ("product_id",),
 }

@@ -90,3 +90,46 @@ def test_the_grain_and_absent_features_are_in_each_tables_metadata(export, tmp_p
     assert meta[b"demand.grain"] == b"week"
     # no daily tables: the weekly set is a set of its own
     assert not (tmp_path / "features" / "store_product_daily.parquet").exists()
+
+
+def test_the_climate_of_a_week_is_known_a_year_ahead_from_past_years_only(export, tables):
+    observed = export.tables["weather_observed"]
+    climate = tables["region_weather_climate"]
+    row = climate.iloc[3]
+    target = pd.Timestamp(row["target_date"])
+    year_before = target - pd.Timedelta(days=364)
+    days = observed[
+        (observed["region_id"] == row["region_id"])
+        & (observed["date"] >= year_before)
+        & (observed["date"] < year_before + pd.Timedelta(days=7))
+    ]
+    # the feed has less than a year: the climate is the one week a year earlier
+    assert row["climate_years"] == 1
+    assert row["climate_temperature_c"] == pytest.approx(days["temperature_c"].mean())
+    # known when that week closed, 51 weeks before the target starts
+    assert row["event_timestamp"].tz_convert(None) == year_before + pd.Timedelta(days=7)
+    assert climate["climate_sunshine_hours"].isna().all()
+
+
+def test_climate_rows_known_at_t_ignore_the_weather_after_t():
+    """Two years of weeks, the weather after T warmed by 10 °C: no climate row known at T
+    changes (the prefix rule of tests/features/test_prefix.py, over several years)."""
+    data = generator.generate("tiny", seed=7, days=735)
+    export = aggregate.aggregate(data, "week", "sunday", measures=("temperature_c",))
+    close = pd.Timestamp("2024-06-02", tz="UTC")  # a Sunday: a week's close
+    observed = export.tables["weather_observed"]
+    warmer = observed.assign(
+        temperature_c=observed["temperature_c"].where(
+            observed["date"] < close.tz_convert(None), observed["temperature_c"] + 10
+        )
+    )
+
+    def known(weather):
+        tables = {**export.tables, "weather_observed": weather}
+        climate = build.compute(tables, description=export.description)["region_weather_climate"]
+        rows = climate[climate["event_timestamp"] <= close]
+        return rows.sort_values(["region_id", "target_date"]).reset_index(drop=True)
+
+    full = known(observed)
+    assert (full["climate_years"] == 2).any()  # rows over two years: the rule has teeth
+    pd.testing.assert_frame_equal(full, known(warmer))

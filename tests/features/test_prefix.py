@@ -73,6 +73,7 @@ def test_the_perturbation_reaches_every_dated_table(frames, full, first_day):
         "store_product_replenishment",
         "product_lifespan",
         "region_weather_daily",
+        "region_weather_climate",
         "region_weather_forecast",
     }
 
