@@ -20,6 +20,9 @@ BENTO_NAME = "demand_forecast_service"
 SOURCES = [
     "serving/*.py",
     "demand/*.py",
+    # the grain's calendar (periods, their first days): serving counts horizons with it
+    "features/__init__.py",
+    "features/grain.py",
     "feature_repo/*.py",
     "feature_repo/feature_store.yaml",
     "feature_repo/feature_store.team.yaml",

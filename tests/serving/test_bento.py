@@ -29,6 +29,7 @@ def test_bento_build_packages_the_production_model(serving_env):
     assert [m["tag"].split(":")[0] for m in bento["models"]] == [serving_env.model_name]
     packaged = bento_yaml.parent / "src"
     assert (packaged / "serving" / "service.py").exists()
+    assert (packaged / "features" / "grain.py").exists()  # serving counts periods with it
     assert (packaged / "feature_repo" / "feature_store.yaml").exists()
     (model_yaml,) = home.glob(f"models/{serving_env.model_name}/*/model.yaml")
     model = yaml.safe_load(model_yaml.read_text())

@@ -20,7 +20,7 @@ from serving import bento, container, requirements
 
 DEMAND = str(Path(sys.executable).with_name("demand"))
 PROJECT_MODULES = {"demand", "serving", "data_sources", "entities", "feature_views"}
-PROJECT_MODULES |= {"calendar_features", "feature_services"}
+PROJECT_MODULES |= {"calendar_features", "feature_services", "features"}
 
 
 def _listed() -> dict[str, str]:
@@ -63,8 +63,9 @@ def _imported(path: Path) -> set[str]:
 
 
 def test_every_package_the_bento_sources_import_is_in_the_image():
-    """A new import in serving/, demand/ or feature_repo/ must reach serving/requirements.txt
-    (through ROOTS), or the image fails at start while the venv works."""
+    """A new import in serving/, demand/, features/grain.py or feature_repo/ must reach
+    serving/requirements.txt (through ROOTS), or the image fails at start while the venv
+    works; a module of features/ they import must be one of the Bento's sources."""
     provided = metadata.packages_distributions()
     listed = set(_listed())
     missing = {}
@@ -76,6 +77,12 @@ def test_every_package_the_bento_sources_import_is_in_the_image():
             if not dists & listed:
                 missing[f"{path.relative_to(REPO_ROOT)}: {module}"] = sorted(dists)
     assert not missing, f"imported but not in serving/requirements.txt: {missing}"
+    sources = set(_bento_sources())
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("features."):
+                module = REPO_ROOT / f"{node.module.replace('.', '/')}.py"
+                assert module in sources, f"{path.name} imports {node.module}, not in the Bento"
 
 
 SERVE_WITHOUT = """
