@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEMAND := $(BIN)/demand
 ARGS ?=
 
-.PHONY: help install demo test lint format features generate validate build-features apply \
+.PHONY: help install demo test lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
         bench-features bench-train bench-serve bench-nightly lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
@@ -60,6 +60,9 @@ generate: $(INSTALLED) ## Generate the synthetic retailer's raw tables (DEMAND_S
 import: $(INSTALLED) ## Import a retailer's files from a folder (make import DIR=shop ARGS="--grain week --delimiter ';'")
 	@test -n "$(DIR)" || { echo "usage: make import DIR=folder [ARGS=...]"; exit 2; }
 	$(DEMAND) import "$(DIR)" $(ARGS)
+
+examples: $(INSTALLED) ## Rewrite the example retailer exports in examples/ (weekly and daily aggregated sales)
+	$(BIN)/python examples/generate.py
 
 validate: $(INSTALLED) ## Check the raw tables against the data contract
 	$(DEMAND) validate

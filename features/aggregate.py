@@ -182,3 +182,32 @@ def write(aggregated: Aggregated, raw_dir: Path) -> dict[str, int]:
         tmp.replace(raw_dir / f"{name}.parquet")
     aggregated.description.write(raw_dir)
     return {name: len(frame) for name, frame in aggregated.tables.items()}
+
+
+def export_files(aggregated: Aggregated, folder: Path) -> dict[str, int]:
+    """The tables as a retailer would export them: one CSV per table in ``folder``.
+
+    What ``demand import`` reads: ISO dates, instants in UTC with an offset, prices to
+    the cent, weather to a tenth, whole units written as integers. Rows per file.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for name, frame in aggregated.tables.items():
+        out = frame.copy()
+        for column in out.columns:
+            values = out[column]
+            if isinstance(values.dtype, pd.DatetimeTZDtype):
+                out[column] = values.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+            elif pd.api.types.is_datetime64_any_dtype(values):
+                out[column] = values.dt.strftime("%Y-%m-%d")
+            elif pd.api.types.is_bool_dtype(values):
+                out[column] = values.map({True: "true", False: "false"})
+            elif pd.api.types.is_float_dtype(values):
+                whole = values.dropna()
+                if len(whole) and (whole == whole.round()).all():
+                    out[column] = values.astype("Int64")
+                else:
+                    out[column] = values.round(2 if column in ("price", "list_price") else 1)
+        out.to_csv(folder / f"{name}.csv", index=False)
+        rows[name] = len(out)
+    return rows
