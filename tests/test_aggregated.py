@@ -73,7 +73,11 @@ def test_the_shipped_examples_are_what_make_examples_writes(name, tmp_path):
 
 
 def _contract(settings, version: str = "1") -> FeatureContract:
-    tags = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, version).tags
+    tags = (
+        MlflowClient(settings.tracking_uri, settings.tracking_uri)
+        .get_model_version(settings.model_name, version)
+        .tags
+    )
     return FeatureContract.from_tags(tags)
 
 
@@ -137,7 +141,7 @@ def promoted(trained):
 def test_the_version_passes_the_gates(promoted):
     _, settings, staging, production = promoted
     assert staging.gates.passed and production.gates.passed
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     assert str(client.get_model_version_by_alias(settings.model_name, "production").version) == "1"
 
 

@@ -86,7 +86,7 @@ def test_nights_in_a_row(tmp_path):
     )
     weak = settings.model_copy(update={"iterations": 1})  # a challenger the gates refuse
     pipeline.generate(settings, quiet)
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     process = None
     try:
         # night 1: the first version reaches staging; production is not asked for

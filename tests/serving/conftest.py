@@ -24,7 +24,7 @@ def serving_env(feature_env, tmp_path_factory) -> Settings:
         }
     )
     result = train.run(settings, progress=lambda _: None)
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     client.set_registered_model_alias(settings.model_name, "production", result.version)
     return settings
 

@@ -66,7 +66,9 @@ def test_health_metadata_and_metrics(client, serving_env):
     meta = client.get("/metadata").json()
     assert meta["model"] == {"name": serving_env.model_name, "version": "1", "alias": "production"}
     assert meta["feature_service"] == "demand_forecast_v1"
-    version = MlflowClient(serving_env.tracking_uri).get_model_version(serving_env.model_name, "1")
+    version = MlflowClient(serving_env.tracking_uri, serving_env.tracking_uri).get_model_version(
+        serving_env.model_name, "1"
+    )
     assert meta["features"] == FeatureContract.from_tags(version.tags).features
     assert meta["training_range"]["start"] < meta["training_range"]["end"]
     assert meta["materialized_at"].startswith("20")
@@ -165,7 +167,7 @@ def test_store_unreachable_is_503_and_recovers(client, serving_env, known_keys):
 
 def test_reload_follows_the_alias(client, serving_env, known_keys):
     keys, origin = known_keys
-    registry = MlflowClient(serving_env.tracking_uri)
+    registry = MlflowClient(serving_env.tracking_uri, serving_env.tracking_uri)
     name = serving_env.model_name
     v1 = registry.get_model_version(name, "1")
     v2 = registry.create_model_version(name, v1.source, run_id=v1.run_id, tags=v1.tags)
@@ -186,7 +188,7 @@ def test_reload_follows_the_alias(client, serving_env, known_keys):
 
 
 def test_refuses_a_model_whose_features_the_store_lacks(serving_env):
-    registry = MlflowClient(serving_env.tracking_uri)
+    registry = MlflowClient(serving_env.tracking_uri, serving_env.tracking_uri)
     v1 = registry.get_model_version(serving_env.model_name, "1")
     contract = FeatureContract.from_tags(v1.tags)
     bad = FeatureContract(
@@ -243,7 +245,9 @@ def test_served_units_equal_the_model_on_the_offline_row(
     mlflow.set_tracking_uri(serving_env.tracking_uri)
     model = mlflow.catboost.load_model(f"models:/{serving_env.model_name}/1")
     contract = FeatureContract.from_tags(
-        MlflowClient(serving_env.tracking_uri).get_model_version(serving_env.model_name, "1").tags
+        MlflowClient(serving_env.tracking_uri, serving_env.tracking_uri)
+        .get_model_version(serving_env.model_name, "1")
+        .tags
     )
     expected = model.predict(contract.model_frame(offline)).clip(min=0)
     assert [f["status"] for f in served] == ["ok"] * len(sample)

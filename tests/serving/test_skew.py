@@ -171,7 +171,11 @@ def test_the_service_names_stale_views_and_scores_the_training_row(
     expected = expected_online(lookup, offline_rows(store, settings, keys, origin, horizons), stale)
     mlflow.set_tracking_uri(settings.tracking_uri)
     model = mlflow.catboost.load_model(f"models:/{settings.model_name}/1")
-    tags = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, "1").tags
+    tags = (
+        MlflowClient(settings.tracking_uri, settings.tracking_uri)
+        .get_model_version(settings.model_name, "1")
+        .tags
+    )
     units = model.predict(FeatureContract.from_tags(tags).model_frame(expected)).clip(min=0)
     assert np.allclose([f.units for f in answer.forecasts], units, rtol=1e-9, atol=1e-9)
 

@@ -81,7 +81,7 @@ def test_time_split_never_overlaps(training_set, settings):
 
 
 def test_registered_version_carries_the_contract(trained, settings):
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     version = client.get_model_version(settings.model_name, trained.version)
     contract = FeatureContract.from_tags(version.tags)
     assert contract.problems() == []
@@ -110,7 +110,7 @@ def test_registered_version_carries_the_contract(trained, settings):
 
 
 def _contract(settings, version) -> FeatureContract:
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     return FeatureContract.from_tags(client.get_model_version(settings.model_name, version).tags)
 
 
@@ -133,7 +133,11 @@ def test_the_served_model_is_refit_through_the_last_closed_day(trained, settings
     served = mlflow.catboost.load_model(uri)
     backtested = mlflow.catboost.load_model(f"{uri}/backtest_model")
     assert served.tree_count_ == backtested.tree_count_  # the backtest chose the trees
-    params = MlflowClient(settings.tracking_uri).get_run(trained.run_id).data.params
+    params = (
+        MlflowClient(settings.tracking_uri, settings.tracking_uri)
+        .get_run(trained.run_id)
+        .data.params
+    )
     assert int(params["refit_rows"]) == len(training_set.frame) > int(params["training_rows"])
     assert trained.seconds["refit"] > 0
 
@@ -187,7 +191,7 @@ def test_pyfunc_predicts_units(trained, settings):
 def test_feast_resolves_the_feature_service_from_the_version(trained, settings):
     from feast.mlflow_integration.model_resolver import FeastMlflowModelResolver
 
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     resolver = FeastMlflowModelResolver(open_store(settings), mlflow, client)
     uri = f"models:/{settings.model_name}/{trained.version}"
     assert resolver.resolve(uri) == "demand_forecast_v1"
@@ -200,7 +204,7 @@ def test_same_data_same_seed_same_result(trained, settings):
 
 
 def test_failed_run_is_marked_failed_and_registers_nothing(settings, trained, monkeypatch):
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     versions = len(client.search_model_versions(f"name='{settings.model_name}'"))
 
     def broken_fit(*args, **kwargs):
