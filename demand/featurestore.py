@@ -11,7 +11,12 @@ import os
 import warnings
 
 from demand.console import quiet_library_warnings
-from demand.settings import Settings
+from demand.settings import OfflineStore, Settings
+
+
+# Feast takes a custom offline store as the dotted path of its class (a name ending
+# in "OfflineStore"); its config class is the same name plus "Config".
+ASOF_OFFLINE_STORE = "features.offline_asof.AsofDuckDBOfflineStore"
 
 
 def feast_environ(settings: Settings) -> dict[str, str]:
@@ -38,6 +43,25 @@ def open_store(settings: Settings):
     # and Feast calls its on-demand views experimental each time they are used
     quiet_library_warnings()
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
-    return FeatureStore(
-        repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
-    )
+    if settings.offline_store is OfflineStore.duckdb:
+        return FeatureStore(
+            repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
+        )
+    return FeatureStore(repo_path=str(settings.feature_repo), config=_asof_config(settings))
+
+
+def _asof_config(settings: Settings):
+    """The profile's yaml with the ASOF offline store in place of Feast's DuckDB store.
+
+    Rendered here rather than in the yaml, so the yaml files (which `feast` children and
+    the Bento's containers read with their own environments) stay as they are.
+    """
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    text = os.path.expandvars(settings.feature_store_yaml.read_text())  # as Feast reads it
+    raw = yaml.safe_load(text)
+    raw["offline_store"] = {**raw.get("offline_store", {}), "type": ASOF_OFFLINE_STORE}
+    config = RepoConfig(**raw)
+    config.repo_path = settings.feature_repo
+    return config

@@ -33,6 +33,13 @@ class Profile(StrEnum):
     team = "team"
 
 
+class OfflineStore(StrEnum):
+    """Feast's offline store for point-in-time retrieval; see README, Performance."""
+
+    duckdb = "duckdb"
+    asof = "asof"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DEMAND_", env_file=".env", extra="ignore", validate_default=True
@@ -50,6 +57,11 @@ class Settings(BaseSettings):
         default=Profile.embedded,
         description="embedded: SQLite online store and registries, no servers; team: Redis "
         "online store, the Feast registry on PostgreSQL, an MLflow tracking server.",
+    )
+    offline_store: OfflineStore = Field(
+        default=OfflineStore.duckdb,
+        description="Feast offline store. duckdb: Feast's own; asof: the same results from "
+        "DuckDB's ASOF JOIN (features/offline_asof.py), faster on large entity frames.",
     )
     feast_project: str = Field(
         default="demand_forecasting", description="Feast project (team profile)."
