@@ -13,7 +13,6 @@ import warnings
 from demand.console import quiet_library_warnings
 from demand.settings import OfflineStore, Settings
 
-
 # Feast takes a custom offline store as the dotted path of its class (a name ending
 # in "OfflineStore"); its config class is the same name plus "Config".
 ASOF_OFFLINE_STORE = "features.offline_asof.AsofDuckDBOfflineStore"

@@ -143,7 +143,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                 full_feature_names,
                 filter_by_created_timestamp,
             )
-        schema = dict(zip(entity_df.columns, entity_df.dtypes))
+        schema = dict(zip(entity_df.columns, entity_df.dtypes, strict=True))
         ts = offline_utils.infer_event_timestamp_from_entity_df(schema)
         entity_df = _to_utc(entity_df, ts)
         # the same range Feast's DuckDB store reports (it reads the column as it is)
