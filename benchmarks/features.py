@@ -6,11 +6,13 @@
 Reports the import of a large aggregated sales export (``--import-rows``, written by
 the benchmark itself as Parquet and as CSV) in rows/s with validation and peak memory;
 feature build time and order lines/s; Feast's ``get_historical_features``
-(DuckDB offline store) for N entity rows against the lower bound, a plain
+for N entity rows through Feast's DuckDB offline store and through the platform's
+ASOF store (features/offline_asof.py), against the lower bound, a plain
 ``pandas.merge_asof`` of the same point-in-time join, with the share of values
-on which the two agree; and stock Feast materialization of the same rows into
-SQLite and into Redis (DEMAND_REDIS_URL) in entity keys/s, each with a check,
-through Feast's ``online_read``, that the online store holds every key. Data goes
+on which each agrees with it and whether the two stores return the same cells;
+and stock Feast materialization of the same rows into SQLite and into Redis
+(DEMAND_REDIS_URL) in entity keys/s, each with a check, through Feast's
+``online_read``, that the online store holds every key. Data goes
 to DEMAND_DATA_DIR/bench/<scale> so the user's own data is left alone; the Redis
 run uses a Feast project and a PostgreSQL registry database of its own (on the
 server of DEMAND_FEAST_REGISTRY_URL), removed with the project's keys afterwards.
@@ -27,7 +29,8 @@ import pandas as pd
 
 from benchmarks import imports
 from benchmarks.common import console, peak_rss_gib, report, team_store, timed
-from demand.settings import Scale, get_settings
+from demand.featurestore import open_store
+from demand.settings import OfflineStore, Scale, get_settings
 from features import pipeline, publish
 
 VIEW_TABLES = {
@@ -85,6 +88,19 @@ def agreement(feast_frame: pd.DataFrame, reference: pd.DataFrame, columns: list[
     b = reference.drop_duplicates(keys).set_index(keys).loc[a.index, columns]
     same = (a == b) | (a.isna() & b.isna())
     return float(same.to_numpy().mean())
+
+
+def identical(retrieved: dict[str, pd.DataFrame], columns: list[str]) -> str:
+    """Whether the ASOF store returned the DuckDB store's rows: every cell, in entity-key order."""
+    keys = ["store_id", "product_id", "target_date", "event_timestamp"]
+    a, b = (
+        retrieved[s].sort_values([*keys, *columns]).reset_index(drop=True)[[*keys, *columns]]
+        for s in ("DuckDB", "ASOF")
+    )
+    if a.shape != b.shape:
+        return f"{a.shape} ≠ {b.shape}"
+    differing = int((~((a == b) | (a.isna() & b.isna()))).to_numpy().sum())
+    return "every cell as DuckDB" if differing == 0 else f"{differing:,} cells differ from DuckDB"
 
 
 def latest_keys(settings, store) -> dict[str, pd.DataFrame]:
@@ -189,27 +205,32 @@ def main(argv: list[str] | None = None) -> int:
 
     store, _ = publish.apply(settings)
     refs = [f"{v}:{f.name}" for v in VIEW_TABLES for f in store.get_feature_view(v).features]
+    asof_store = open_store(settings.model_copy(update={"offline_store": OfflineStore.asof}))
+    columns = [r.split(":")[1] for r in refs]
     rng = np.random.default_rng(0)
     for n in args.entity_rows:
         entities = entity_rows(settings, n, rng)
         with timed(t, f"merge_asof {n}"):
             reference = merge_asof_join(settings, store, entities)
-        with timed(t, f"feast {n}"):
-            retrieved = store.get_historical_features(entity_df=entities, features=refs).to_df()
-        ratio = t[f"feast {n}"] / t[f"merge_asof {n}"]
-        columns = [r.split(":")[1] for r in refs]
-        agree = agreement(retrieved, reference, columns)
-        rows.append(
-            {
-                "step": f"get_historical_features {n:,}",
-                "rows": len(retrieved),
-                "seconds": t[f"feast {n}"],
-                "rows/s": n / t[f"feast {n}"],
-                "vs merge_asof": f"{ratio:.1f}×",
-                "agree": f"{agree:.2%}",
-                "peak GiB": peak_rss_gib(),
-            }
-        )
+        retrieved = {}
+        for label, feast_store in (("DuckDB", store), ("ASOF", asof_store)):
+            with timed(t, f"{label} {n}"):
+                retrieved[label] = feast_store.get_historical_features(
+                    entity_df=entities.copy(), features=refs
+                ).to_df()
+            agree = agreement(retrieved[label], reference, columns)
+            same = "" if label == "DuckDB" else f"; {identical(retrieved, columns)}"
+            rows.append(
+                {
+                    "step": f"get_historical_features ({label} store) {n:,}",
+                    "rows": len(retrieved[label]),
+                    "seconds": t[f"{label} {n}"],
+                    "rows/s": n / t[f"{label} {n}"],
+                    "vs merge_asof": f"{t[f'{label} {n}'] / t[f'merge_asof {n}']:.2f}×",
+                    "agree": f"{agree:.2%}{same}",
+                    "peak GiB": peak_rss_gib(),
+                }
+            )
         rows.append(
             {
                 "step": f"merge_asof {n:,}",
@@ -221,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 "peak GiB": peak_rss_gib(),
             }
         )
+        del retrieved, reference
 
     keys = latest_keys(settings, store)
     shutil.rmtree(settings.feast_dir)  # a fresh registry and an empty online store
