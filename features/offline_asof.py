@@ -82,23 +82,25 @@ def _view_join(view: FeatureView, refs: list[str], full_feature_names: bool, i: 
     def column(name: str) -> str:
         return _quote(renamed.get(name, name))
 
-    created_key = (
-        f"coalesce(CAST({column(created)} AS TIMESTAMPTZ), '-infinity'::TIMESTAMPTZ)"
-        if created
-        else "'-infinity'::TIMESTAMPTZ"
-    )
+    event_time = f"CAST({column(event)} AS TIMESTAMPTZ)"
+    entity_time = f"CAST(e.{_quote(ts)} AS TIMESTAMPTZ)"
+    if created:
+        # the newest (event, created) at or before the entity time; a missing created
+        # time ranks below any other, and any created time is within the entity's instant
+        created_time = f"coalesce(CAST({column(created)} AS TIMESTAMPTZ), '-infinity')"
+        key = f"{{'t': {event_time}, 'c': {created_time}}}"
+        entity_key = f"{{'t': {entity_time}, 'c': 'infinity'::TIMESTAMPTZ}}"
+    else:  # a plain timestamp key: a struct key costs more in the join
+        key, entity_key = event_time, entity_time
     selected = [f"{column(k)} AS {_quote(k)}" for k in keys] + [
         f"{column(f)} AS {_quote(f'_v_{j}')}" for j, f in enumerate(features)
     ]
     table = (
-        f"(SELECT {', '.join(selected)}, CAST({column(event)} AS TIMESTAMPTZ) AS _ts, "
-        f"{{'t': CAST({column(event)} AS TIMESTAMPTZ), 'c': {created_key}}} AS _key "
+        f"(SELECT {', '.join(selected)}, {event_time} AS _ts, {key} AS _key "
         f"FROM read_parquet({_literal(source.path)}))"
     )
     on = [f"e.{_quote(entity)} = {alias}.{_quote(k)}" for k, entity in keys.items()]
-    # the newest (event, created) at or before the entity time: any created time ranks below
-    entity_time = f"CAST(e.{_quote(ts)} AS TIMESTAMPTZ)"
-    on.append(f"{{'t': {entity_time}, 'c': 'infinity'::TIMESTAMPTZ}} >= {alias}._key")
+    on.append(f"{entity_key} >= {alias}._key")
     join = f"ASOF LEFT JOIN {table} AS {alias} ON {' AND '.join(on)}"
 
     ttl = view.ttl
