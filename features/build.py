@@ -256,7 +256,7 @@ class Plan:
 
 def _known_at(period: str, calendar: Calendar) -> str:
     """The instant a row as of ``period`` became known: the start of the next period, UTC."""
-    next_start = f"({period} + 1) * {calendar.days} + {calendar.offset}"
+    next_start = calendar.start_sql(f"{period} + 1")
     return f"to_timestamp(CAST(({next_start}) AS BIGINT) * 86400)"
 
 

@@ -80,6 +80,10 @@ class Calendar:
         period = self.period(day)
         return self.start(period), self.start(period + 1)
 
+    def start_sql(self, period: str) -> str:
+        """SQL turning a period number into the day number of its first day."""
+        return f"({period}) * {self.days} + {self.offset}"
+
     def period_sql(self, day_number: str) -> str:
         """SQL turning an integer day number (days since 1970-01-01) into a period number.
 

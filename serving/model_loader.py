@@ -20,8 +20,8 @@ from demand.contract import FeatureContract, IncompleteContract
 from demand.featurestore import open_store
 from demand.servers import ServerUnavailable, redact
 from demand.settings import Settings
-from features.grain import Calendar, Grain
 from serving.lookup import OnlineLookup, StoreUnavailable, scrub, unavailable_advice
+from serving.periods import calendar_of
 
 # labels a Bento model carries, so it can be traced to the registry version it came from
 LABEL_NAME, LABEL_VERSION = "mlflow_name", "mlflow_version"
@@ -113,7 +113,7 @@ def _lookup(settings: Settings, contract: FeatureContract, where: str):
             store,
             contract.feature_service,
             settings.closed_day_lag_hours,
-            calendar=Calendar(Grain(contract.grain), contract.week_start),
+            calendar=calendar_of(contract),
         )
     except Exception as error:
         registry = _registry(store, settings)

@@ -208,7 +208,7 @@ def starts_period_sql(column: str, calendar: Calendar) -> str:
     if calendar.grain is Grain.day:
         return "true"
     days = f"date_diff('day', DATE '1970-01-01', CAST({q(column)} AS DATE))"
-    return f"((({days} - {calendar.offset}) % 7) + 7) % 7 = 0"
+    return f"{calendar.start_sql(calendar.period_sql(days))} = {days}"
 
 
 def judge(

@@ -41,6 +41,8 @@ def test_period_sql_matches_python(tmp_path):
             sql = calendar.period_sql(str(day))
             got = duckdb.connect().execute(f"SELECT {sql}").fetchone()[0]
             assert got == calendar.period(dt.date(1970, 1, 1) + dt.timedelta(days=day))
+            start = duckdb.connect().execute(f"SELECT {calendar.start_sql(str(got))}").fetchone()[0]
+            assert dt.date(1970, 1, 1) + dt.timedelta(days=start) == calendar.start(got)
 
 
 def test_a_raw_dir_without_description_holds_generated_daily_order_lines(tmp_path):
