@@ -7,6 +7,7 @@ largest since the process started. Elsewhere both functions do nothing.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -15,10 +16,8 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 def reset_peak() -> None:
     """Start measuring a new peak from the current resident set."""
-    try:
+    with contextlib.suppress(OSError):  # not Linux, or /proc read-only: peaks since start
         _CLEAR_REFS.write_text("5")
-    except OSError:
-        pass
 
 
 def peak_gib() -> float | None:
