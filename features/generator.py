@@ -36,7 +36,7 @@ import pyarrow as pa
 from demand.settings import Scale
 from features.generating import daily_sales
 from features.generating.catalogue import CATEGORIES, Category
-from features.generating.drivers import PROMO_DISCOUNT, Drivers, drivers, holiday_dates
+from features.generating.drivers import PROMO_DISCOUNT, drivers, holiday_dates
 from features.generating.master import FORECAST_LEADS, forecasts, products, stores, weather
 from features.generating.orders import OrderModel, store_lines
 from features.grain import SalesTable

@@ -1,1 +1,1 @@
-"""The synthetic retailer's demand, one store or one run of days at a time (see features/generator.py)."""
+"""The synthetic retailer, one store or one run of days at a time (features/generator.py)."""
