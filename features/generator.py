@@ -137,7 +137,7 @@ class Stream:
     tables: dict[str, pd.DataFrame]  # products, stores, weather_observed, weather_forecast
     chunks: Iterator[Chunk]
     chunk_count: int
-    true_lifespan: pd.Series
+    true_lifespan: pd.Series | None  # product_id → days (NaN: not re-bought)
 
 
 def stream(
