@@ -32,8 +32,8 @@ from pandera.errors import SchemaErrors
 from features.generator import Chunk, Stream
 from features.grain import RawDescription, SalesTable, Source
 
-# _violations: the one reading of pandera's failure cases, for whole tables and batches
-from features.schemas import RAW_TABLES, DataContractError, Violation, _violations, validate
+# violations_of: the one reading of pandera's failure cases, for whole tables and batches
+from features.schemas import RAW_TABLES, DataContractError, Violation, validate, violations_of
 
 BATCH_ROWS = 2_000_000  # rows validated at a time (about 0.5 GiB as pandas frames)
 KEY_COLUMNS = ("store_id", "product_id", "region_id")  # what the cross-table checks count
@@ -193,7 +193,7 @@ def _validate_file(name: str, path: Path, batch_rows: int, keys: KeyCounts) -> i
         try:
             _unkeyed_schema(name).validate(batch.to_pandas(), lazy=True)
         except SchemaErrors as errors:
-            for v in _violations(name, errors.failure_cases):
+            for v in violations_of(name, errors.failure_cases):
                 seen = found.get((v.column, v.check))
                 rows = v.rows + (seen.rows if seen else 0)
                 found[(v.column, v.check)] = Violation(
