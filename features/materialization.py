@@ -22,7 +22,7 @@ what stock Feast writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,12 +122,15 @@ class SerializedOutputNode(LocalOutputNode):
         config = context.repo_config
         size = config.materialization_config.online_write_batch_size or DEFAULT_BATCH
         bar = self.tqdm_builder(table.num_rows) if self.tqdm_builder and table.num_rows else None
-        # every batch: Feast's own path keeps only the first chunk when the size is unset
-        for batch in table.to_batches(max_chunksize=size):
-            rows = serialize(batch, self.feature_view, config.entity_key_serialization_version)
-            store.write_serialized(config, self.feature_view, rows)
-            if bar is not None:
-                bar.update(batch.num_rows)
+
+        def batches():
+            # every batch: Feast's own path keeps only the first chunk when the size is unset
+            for batch in table.to_batches(max_chunksize=size):
+                yield serialize(batch, self.feature_view, config.entity_key_serialization_version)
+                if bar is not None:
+                    bar.update(batch.num_rows)
+
+        store.write_serialized(config, self.feature_view, batches())
         if bar is not None:
             bar.close()
         if self.feature_view.offline and table.num_rows:
@@ -173,9 +176,9 @@ class PlatformSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
 
 
 class PlatformSqliteOnlineStore(SqliteOnlineStore):
-    """Feast's SQLite store; serialized batches go in with Feast's upsert."""
+    """Feast's SQLite store; serialized batches go in with Feast's upsert, one transaction."""
 
-    def write_serialized(self, config, table, rows: SerializedRows) -> None:
+    def write_serialized(self, config, table, batches: Iterable[SerializedRows]) -> None:
         store = config.online_store
         if store.vector_enabled or getattr(store, "enable_openai_compatible_store", False):
             raise ValueError(
@@ -192,32 +195,37 @@ class PlatformSqliteOnlineStore(SqliteOnlineStore):
             "value = excluded.value, value_text = excluded.value_text, "
             "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
         )
-
-        # what Feast's adapter (registered with sqlite3 by Feast's store) makes of the
-        # naive UTC datetime Feast binds: whole seconds, once per distinct time
-        def stored(moment):
-            return adapt_datetime_epoch(to_naive_utc(moment))
-
-        event = rows.datetimes(rows.event_ts, stored)
-        created = (
-            rows.datetimes(rows.created_ts, stored)
-            if rows.created_ts is not None
-            else [None] * len(rows.keys)
-        )
-        names = sorted(rows.features)  # the primary key's order within a key
-        columns = [(n, rows.features[n].values, rows.features[n].texts()) for n in names]
-        # stable: should a key come twice, its later row is written last, as in Feast
-        order = sorted(range(len(rows.keys)), key=rows.keys.__getitem__)
         conn = self._get_conn(config)
-        with conn:
-            conn.executemany(
-                upsert,
-                (
-                    (rows.keys[i], n, values[i], texts[i], event[i], created[i])
-                    for i in order
-                    for n, values, texts in columns
-                ),
-            )
+        with conn:  # one transaction: all of the view's rows or none
+            for rows in batches:
+                conn.executemany(upsert, _sqlite_rows(rows))
+
+
+def _sqlite_rows(rows: SerializedRows) -> Iterator[tuple]:
+    """Feast's row per key and feature: (entity_key, feature_name, value, value_text,
+    event_ts, created_ts), keys in byte order and features by name (the primary key's)."""
+
+    # what Feast's adapter (registered with sqlite3 by Feast's store) makes of the
+    # naive UTC datetime Feast binds: whole seconds, once per distinct time
+    def stored(moment):
+        return adapt_datetime_epoch(to_naive_utc(moment))
+
+    event = rows.datetimes(rows.event_ts, stored)
+    created = (
+        rows.datetimes(rows.created_ts, stored)
+        if rows.created_ts is not None
+        else [None] * len(rows.keys)
+    )
+    columns = [
+        (n, rows.features[n].values, rows.features[n].texts()) for n in sorted(rows.features)
+    ]
+    # stable: should a key come twice, its later row is written last, as in Feast
+    order = sorted(range(len(rows.keys)), key=rows.keys.__getitem__)
+    return (
+        (rows.keys[i], n, values[i], texts[i], event[i], created[i])
+        for i in order
+        for n, values, texts in columns
+    )
 
 
 class PlatformRedisOnlineStoreConfig(RedisOnlineStoreConfig):
@@ -227,7 +235,11 @@ class PlatformRedisOnlineStoreConfig(RedisOnlineStoreConfig):
 class PlatformRedisOnlineStore(RedisOnlineStore):
     """Feast's Redis store; serialized batches go in as Feast's hashes, pipelined."""
 
-    def write_serialized(self, config, table, rows: SerializedRows) -> None:
+    def write_serialized(self, config, table, batches: Iterable[SerializedRows]) -> None:
+        for rows in batches:
+            self._write_batch(config, table, rows)
+
+    def _write_batch(self, config, table, rows: SerializedRows) -> None:
         from google.protobuf.timestamp_pb2 import Timestamp
 
         store = config.online_store
