@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Literal
 
 import numpy as np
@@ -263,11 +264,11 @@ class PlatformRedisOnlineStore(RedisOnlineStore):
                 newer = range(len(keys))
             else:
                 newer = self._newer(pipe, keys, ts_field, [n for _, n in stamps])
+            by_row = list(zip(*columns, strict=True))  # each row's values, feature order
             for i in newer:
-                command = ["HSET", keys[i], ts_field, stamps[i][0]]
-                for field, values in zip(fields, columns, strict=True):
-                    command += (field, values[i])
-                pipe.execute_command(*command)
+                # HSET key _ts:<view> <ts> <field> <value> …, as Feast's hset(mapping=…)
+                pairs = chain.from_iterable(zip(fields, by_row[i], strict=True))
+                pipe.execute_command("HSET", keys[i], ts_field, stamps[i][0], *pairs)
                 if ttl:
                     pipe.expire(name=keys[i], time=ttl)
             pipe.execute()
