@@ -95,9 +95,9 @@ def typed_rows(rng: np.random.Generator, when: list[pd.Timestamp], n_keys: int) 
                 + pd.to_timedelta(rng.integers(0, 10**6, n), "s"),
                 "datetime64[us, UTC]",
             ),
-            "event_timestamp": np.repeat(np.array(when, dtype="datetime64[us]"), n_keys),
+            "event_timestamp": pd.DatetimeIndex(when).repeat(n_keys).as_unit("us"),
         }
-    ).assign(event_timestamp=lambda f: f["event_timestamp"].dt.tz_localize("UTC"))
+    )
 
 
 def toy_views(path: str):
