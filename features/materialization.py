@@ -186,16 +186,24 @@ class PlatformSqliteOnlineStore(SqliteOnlineStore):
                 "the platform's materializer writes SQLite without vectors or value_num; "
                 "set DEMAND_MATERIALIZER=feast for this online store"
             )
+        if not table.features:  # Feast writes no row for a view without features either
+            for _ in batches:
+                pass
+            return
         name = compute_table_id(
             config.project, table, config.registry.enable_online_feature_view_versioning
         )
         # Feast's upsert, one statement per key with a row per feature: ~1.4x the rows/s of
-        # a statement per row measured here (SQLite allows 32,766 parameters a statement)
-        per_key = len(table.features) if 0 < len(table.features) * 6 <= 32_766 else 1
+        # a statement per row measured here; SQLite takes 32,766 parameters a statement
+        if len(table.features) * 6 > 32_766:
+            raise ValueError(
+                f"{table.name} has {len(table.features)} features, more than the platform's "
+                "SQLite writer puts in one statement; set DEMAND_MATERIALIZER=feast"
+            )
         upsert = (
             f'INSERT INTO "{name.replace(chr(34), chr(34) * 2)}" '
             "(entity_key, feature_name, value, value_text, event_ts, created_ts) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?)"] * per_key)
+            + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(table.features))
             + " ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
             "value = excluded.value, value_text = excluded.value_text, "
             "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
@@ -203,13 +211,13 @@ class PlatformSqliteOnlineStore(SqliteOnlineStore):
         conn = self._get_conn(config)
         with conn:  # one transaction: all of the view's rows or none
             for rows in batches:
-                conn.executemany(upsert, _sqlite_rows(rows, per_key > 1))
+                conn.executemany(upsert, _sqlite_rows(rows))
 
 
-def _sqlite_rows(rows: SerializedRows, by_key: bool) -> Iterator[tuple]:
-    """Feast's row per key and feature: (entity_key, feature_name, value, value_text,
-    event_ts, created_ts), keys in byte order and features by name (the primary key's);
-    ``by_key``: one flat tuple of a key's rows."""
+def _sqlite_rows(rows: SerializedRows) -> Iterator[tuple]:
+    """Each key's rows as one flat tuple, Feast's row per feature: (entity_key,
+    feature_name, value, value_text, event_ts, created_ts); keys in byte order, features
+    by name (the primary key's order)."""
 
     # what Feast's adapter (registered with sqlite3 by Feast's store) makes of the
     # naive UTC datetime Feast binds: whole seconds, once per distinct time
@@ -227,20 +235,14 @@ def _sqlite_rows(rows: SerializedRows, by_key: bool) -> Iterator[tuple]:
     ]
     # stable: should a key come twice, its later row is written last, as in Feast
     order = sorted(range(len(rows.keys)), key=rows.keys.__getitem__)
-    if by_key:
-        return (
-            tuple(
-                chain.from_iterable(
-                    (rows.keys[i], n, values[i], texts[i], event[i], created[i])
-                    for n, values, texts in columns
-                )
-            )
-            for i in order
-        )
     return (
-        (rows.keys[i], n, values[i], texts[i], event[i], created[i])
+        tuple(
+            chain.from_iterable(
+                (rows.keys[i], n, values[i], texts[i], event[i], created[i])
+                for n, values, texts in columns
+            )
+        )
         for i in order
-        for n, values, texts in columns
     )
 
 
