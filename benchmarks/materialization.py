@@ -122,7 +122,9 @@ def redis_keys(url: str, project: str, sample: list[bytes]) -> tuple[int, list]:
     return count, [client.hgetall(k + suffix) for k in sample]
 
 
-def materialization_bench(data_dir: Path, keys: int, redis_url: str | None) -> list[dict]:
+def materialization_bench(
+    data_dir: Path, keys: int, redis_url: str | None, paths: tuple[str, ...] = ("Feast", "platform")
+) -> list[dict]:
     """Stock Feast and the platform's path, SQLite then Redis, at ``keys`` keys; report rows."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -151,6 +153,8 @@ def materialization_bench(data_dir: Path, keys: int, redis_url: str | None) -> l
     for target, url in targets:
         seen = {}
         for label, platform in (("Feast", False), ("platform", True)):
+            if label not in paths:
+                continue
             project = f"bench_{label.lower()}_{uuid.uuid4().hex[:6]}"
             online = (
                 {"type": "sqlite", "path": str(root / f"{project}.db")}
@@ -174,23 +178,20 @@ def materialization_bench(data_dir: Path, keys: int, redis_url: str | None) -> l
             finally:
                 if url is not None:
                     store.teardown()
+            agree = "all keys" if count == keys else f"{keys - count:,} keys missing"
+            versus = ""
+            if platform and "Feast" in seen:
+                versus = f"{t[name.replace('platform', 'Feast')] / t[name]:.1f}× Feast"
+                same = seen["platform"] == seen["Feast"]
+                agree += "; sample as Feast" if same else "; SAMPLE DIFFERS"
             rows.append(
                 {
                     "step": name,
                     "rows": count,
                     "seconds": t[name],
                     "rows/s": count / t[name],
-                    "vs merge_asof": ""
-                    if not platform
-                    else f"{t[name.replace('platform', 'Feast')] / t[name]:.1f}× Feast",
-                    "agree": ("all keys" if count == keys else f"{keys - count:,} keys missing")
-                    + (
-                        ""
-                        if not platform
-                        else "; sample as Feast"
-                        if seen["platform"] == seen["Feast"]
-                        else "; SAMPLE DIFFERS"
-                    ),
+                    "vs merge_asof": versus,
+                    "agree": agree,
                     "peak GiB": peak_rss_gib(),
                 }
             )
@@ -201,11 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--redis", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--paths", nargs="+", default=["Feast", "platform"], choices=["Feast", "platform"]
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     settings = get_settings()
     rows = materialization_bench(
-        settings.data_dir, args.keys, settings.redis_url if args.redis else None
+        settings.data_dir, args.keys, settings.redis_url if args.redis else None, args.paths
     )
     report(
         "bench-materialization", rows, settings.data_dir / "bench" / "bench-materialization.json"
