@@ -54,8 +54,8 @@ def open_store(settings: Settings, materializing: bool = False):
     # and Feast calls its on-demand views experimental each time they are used
     quiet_library_warnings()
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
-    asof = settings.offline_store is OfflineStore.asof
-    platform = materializing and settings.materializer is Materializer.platform
+    asof = settings.offline_store == OfflineStore.asof
+    platform = materializing and settings.materializer == Materializer.platform
     if not (asof or platform):
         return FeatureStore(
             repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
