@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-materialization bench-train bench-serve bench-nightly lock clean import nightly forecast team-up team-down team-status ui \
+        bench-features bench-train bench-serve bench-nightly lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
 help: ## List the targets
@@ -141,6 +141,7 @@ ui: $(INSTALLED) ## Start the MLflow UI and the Feast UI, print both addresses; 
 bench-features: $(INSTALLED) ## Benchmark import (ARGS=--only-import), feature build, retrieval and materialization on the large scale
 	$(BIN)/python -m benchmarks.features $(ARGS)
 
+.PHONY: bench-materialization
 bench-materialization: $(INSTALLED) ## Benchmark materialization at 1 M keys, stock Feast vs the platform, SQLite and Redis (ARGS="--keys 200000")
 	$(BIN)/python -m benchmarks.materialization $(ARGS)
 
