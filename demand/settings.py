@@ -41,6 +41,13 @@ class OfflineStore(StrEnum):
     asof = "asof"
 
 
+class Materializer(StrEnum):
+    """How the online store is loaded; see README, Performance."""
+
+    platform = "platform"
+    feast = "feast"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DEMAND_", env_file=".env", extra="ignore", validate_default=True
@@ -63,6 +70,12 @@ class Settings(BaseSettings):
         default=OfflineStore.duckdb,
         description="Feast offline store. duckdb: Feast's own; asof: the same results from "
         "DuckDB's ASOF JOIN (features/offline_asof.py), faster on large entity frames.",
+    )
+    materializer: Materializer = Field(
+        default=Materializer.platform,
+        description="How materialization writes the online store. platform: Feast's engine "
+        "with values serialized a column at a time (features/materialization.py), the bytes "
+        "stock Feast writes, SQLite and Redis; feast: Feast's own local engine.",
     )
     feast_project: str = Field(
         default="demand_forecasting", description="Feast project (team profile)."
