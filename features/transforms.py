@@ -63,6 +63,11 @@ class Windows:
             )
 
     @property
+    def lookback(self) -> int:
+        """Periods before a row that its purchase features read (the longest lag or window)."""
+        return max(*self.lags, self.short, self.long)
+
+    @property
     def suffix(self) -> str:
         """The one-letter unit of window names: ``temperature_mean_7d``, ``…_4w``."""
         return self.unit[0]
@@ -108,21 +113,53 @@ def sales_daily() -> str:
     """
 
 
-def sales_grid() -> str:
+# DuckDB evaluates a sliding window frame as a tree of partial aggregates, 16 rows to a
+# node, counted from the first row of the partition; a floating-point sum or variance
+# therefore depends, in its last bits, on where the partition starts. An incremental
+# build starts each series a whole number of nodes after its first period, so that
+# every frame is summed as the full build sums it (tests/features/test_incremental.py
+# fails first when a DuckDB release changes this).
+WINDOW_ALIGNMENT = 16
+
+
+def sales_grid(since: str | None = None) -> str:
     """Every (store, product, period) from the pair's first sale on; no sale means 0 units.
 
-    A store that carries a product and sold none of it on a day sold zero: these
+    A store that carries a product and sold none of it on a period sold zero: these
     rows are real observations, and windows count them.
+
+    ``since`` (incremental builds: SQL of a period number): each pair's rows start at
+    the latest period at or before it that lies a whole number of
+    :data:`WINDOW_ALIGNMENT` periods after the pair's first sale, and
+    ``last_sale_before`` carries the pair's last period with units sold before its
+    first row (NULL when the grid starts at the first sale).
     """
-    return """
+    if since is None:
+        pairs = """(SELECT store_id, product_id, MIN(day) AS start_day,
+                 CAST(NULL AS INTEGER) AS last_sale_before
+          FROM sales_daily GROUP BY store_id, product_id)"""
+    else:
+        a = WINDOW_ALIGNMENT
+        start = (
+            f"CASE WHEN MIN(day) >= {since} THEN MIN(day) "
+            f"ELSE {since} - MOD({since} - MIN(day), {a}) END"
+        )
+        pairs = f"""(SELECT f.store_id, f.product_id, f.start_day,
+                 MAX(CASE WHEN s.units > 0 AND s.day < f.start_day THEN s.day END)
+                     AS last_sale_before
+          FROM (SELECT store_id, product_id, {start} AS start_day
+                FROM sales_daily GROUP BY store_id, product_id) f
+          JOIN sales_daily s ON s.store_id = f.store_id AND s.product_id = f.product_id
+          GROUP BY f.store_id, f.product_id, f.start_day)"""
+    return f"""
     SELECT g.store_id, g.product_id, p.day,
            COALESCE(s.units, 0) AS units,
            COALESCE(s.revenue, 0) AS revenue,
            COALESCE(s.priced_units, 0) AS priced_units,
-           COALESCE(s.promo, 0) AS promo
-    FROM (SELECT store_id, product_id, MIN(day) AS first_day
-          FROM sales_daily GROUP BY store_id, product_id) g
-    JOIN periods p ON p.day >= g.first_day
+           COALESCE(s.promo, 0) AS promo,
+           g.last_sale_before
+    FROM {pairs} g
+    JOIN periods p ON p.day >= g.start_day
     LEFT JOIN sales_daily s
       ON s.store_id = g.store_id AND s.product_id = g.product_id AND s.day = p.day
     """
@@ -133,7 +170,8 @@ def purchase_features(w: Windows) -> str:
 
     ``units_lag_k`` is the units sold k periods before the period after ``d``:
     ``units_lag_1`` is ``d`` itself, ``units_lag_7`` the same weekday as ``d + 1``.
-    Windows at the start of a series average the periods that exist.
+    Windows at the start of a series average the periods that exist. Recency reaches
+    back before the grid's first row through ``last_sale_before`` (incremental builds).
     """
     lags = ",\n           ".join(
         f"LAG(units, {k - 1}) OVER w AS units_lag_{k}" if k > 1 else "units AS units_lag_1"
@@ -149,8 +187,9 @@ def purchase_features(w: Windows) -> str:
            STDDEV_SAMP(units) OVER (w {short}) AS units_std_{w.short},
            STDDEV_SAMP(units) OVER (w {long}) AS units_std_{w.long},
            AVG(units) OVER (w {short}) - AVG(units) OVER (w {long}) AS units_trend,
-           day - MAX(CASE WHEN units > 0 THEN day END)
-               OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+           day - COALESCE(MAX(CASE WHEN units > 0 THEN day END)
+                              OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+                          last_sale_before)
                AS {w.since_last_sale},
            SUM(revenue) OVER (w {long}) / NULLIF(SUM(priced_units) OVER (w {long}), 0)
                AS avg_price_{w.long},
