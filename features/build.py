@@ -520,7 +520,7 @@ def build(
             con.execute(f"CREATE VIEW raw_{name} AS SELECT * FROM read_parquet('{path}')")
         stage(con, plan)
         through, mode = _incremental_from(con, plan, previous)
-        since = None if through is None else str(through + 1 - plan.w.lookback)
+        since = None if through is None else str(grid_start(through, plan.w))
         if progress:
             progress(f"{mode} build")
         transform(con, plan.w, progress, plan, since)
@@ -576,12 +576,21 @@ def _write_outputs(
     return rows
 
 
+def grid_start(through: int, w: t.Windows) -> int:
+    """The first period an incremental build computes: the first new period's look-back.
+
+    The row of period ``through + 1`` reads ``w.lookback - 1`` periods before it (its
+    longest lag or window); earlier ones are read by no new row.
+    """
+    return through + 2 - w.lookback
+
+
 def _definition(plan: Plan) -> str:
     """A hash of everything that computes the purchase table besides the sales themselves."""
     w = plan.w
     parts = [
         INCREMENTAL_FORMAT,
-        duckdb.__version__,  # window arithmetic is DuckDB's (see transforms.WINDOW_ALIGNMENT)
+        duckdb.__version__,
         repr(w),
         repr(plan.calendar),
         plan.outputs()[plan.sales_table],

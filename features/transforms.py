@@ -113,37 +113,23 @@ def sales_daily() -> str:
     """
 
 
-# DuckDB evaluates a sliding window frame as a tree of partial aggregates, 16 rows to a
-# node, counted from the first row of the partition; a floating-point sum or variance
-# therefore depends, in its last bits, on where the partition starts. An incremental
-# build starts each series a whole number of nodes after its first period, so that
-# every frame is summed as the full build sums it (tests/features/test_incremental.py
-# fails first when a DuckDB release changes this).
-WINDOW_ALIGNMENT = 16
-
-
 def sales_grid(since: str | None = None) -> str:
     """Every (store, product, period) from the pair's first sale on; no sale means 0 units.
 
     A store that carries a product and sold none of it on a period sold zero: these
     rows are real observations, and windows count them.
 
-    ``since`` (incremental builds: SQL of a period number): each pair's rows start at
-    the latest period at or before it that lies a whole number of
-    :data:`WINDOW_ALIGNMENT` periods after the pair's first sale, and
-    ``last_sale_before`` carries the pair's last period with units sold before its
-    first row (NULL when the grid starts at the first sale).
+    ``since`` (incremental builds: SQL of a period number): each pair's rows start there
+    (or at its first sale, if later), and ``last_sale_before`` carries the pair's last
+    period with units sold before its first row (NULL when the grid starts at the first
+    sale).
     """
     if since is None:
         pairs = """(SELECT store_id, product_id, MIN(day) AS start_day,
                  CAST(NULL AS INTEGER) AS last_sale_before
           FROM sales_daily GROUP BY store_id, product_id)"""
     else:
-        a = WINDOW_ALIGNMENT
-        start = (
-            f"CASE WHEN MIN(day) >= {since} THEN MIN(day) "
-            f"ELSE {since} - MOD({since} - MIN(day), {a}) END"
-        )
+        start = f"CASE WHEN MIN(day) >= {since} THEN MIN(day) ELSE {since} END"
         pairs = f"""(SELECT f.store_id, f.product_id, f.start_day,
                  MAX(CASE WHEN s.units > 0 AND s.day < f.start_day THEN s.day END)
                      AS last_sale_before
@@ -165,6 +151,33 @@ def sales_grid(since: str | None = None) -> str:
     """
 
 
+# Window sums of fractional values are taken in DECIMAL, which adds exactly: a float sum
+# depends in its last bits on the order the engine adds a frame's rows in, and DuckDB's
+# order depends on where the partition starts and how long it is. An exact sum gives
+# every row the same value whatever else the build read, so an incremental build (which
+# starts each series just before its new periods) writes what a full build writes.
+_EXACT = "DECIMAL(38, 6)"
+
+
+def _exact_sum(column: str, frame: str, squared: bool = False) -> str:
+    value = f"CAST({column} AS {_EXACT})"
+    return f"SUM({value} * {value if squared else 1}) OVER (w {frame})"
+
+
+def _mean(column: str, frame: str) -> str:
+    return f"CAST({_exact_sum(column, frame)} AS DOUBLE) / COUNT({column}) OVER (w {frame})"
+
+
+def _std(column: str, frame: str) -> str:
+    """Sample standard deviation from exact sums: sqrt((n Σx² − (Σx)²) / (n (n − 1)))."""
+    n = f"COUNT({column}) OVER (w {frame})"
+    s1, s2 = _exact_sum(column, frame), _exact_sum(column, frame, squared=True)
+    return (
+        f"CASE WHEN {n} > 1 THEN SQRT(GREATEST(CAST({n} * {s2} - {s1} * {s1} AS DOUBLE), 0)"
+        f" / ({n} * ({n} - 1))) END"
+    )
+
+
 def purchase_features(w: Windows) -> str:
     """Lags, rolling level and spread, trend, recency, price and promotion per row of the grid.
 
@@ -182,17 +195,17 @@ def purchase_features(w: Windows) -> str:
     return f"""
     SELECT store_id, product_id, day,
            {lags},
-           AVG(units) OVER (w {short}) AS units_mean_{w.short},
-           AVG(units) OVER (w {long}) AS units_mean_{w.long},
-           STDDEV_SAMP(units) OVER (w {short}) AS units_std_{w.short},
-           STDDEV_SAMP(units) OVER (w {long}) AS units_std_{w.long},
-           AVG(units) OVER (w {short}) - AVG(units) OVER (w {long}) AS units_trend,
+           {_mean("units", short)} AS units_mean_{w.short},
+           {_mean("units", long)} AS units_mean_{w.long},
+           {_std("units", short)} AS units_std_{w.short},
+           {_std("units", long)} AS units_std_{w.long},
+           {_mean("units", short)} - {_mean("units", long)} AS units_trend,
            day - COALESCE(MAX(CASE WHEN units > 0 THEN day END)
                               OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
                           last_sale_before)
                AS {w.since_last_sale},
-           SUM(revenue) OVER (w {long}) / NULLIF(SUM(priced_units) OVER (w {long}), 0)
-               AS avg_price_{w.long},
+           CAST({_exact_sum("revenue", long)} AS DOUBLE)
+               / NULLIF(SUM(priced_units) OVER (w {long}), 0) AS avg_price_{w.long},
            SUM(promo) OVER (w {short}) AS {w.promo_periods},
            promo AS {w.promo_now}
     FROM sales_grid
