@@ -232,12 +232,10 @@ def _materialize(settings: Settings, progress: Progress) -> None:
 
 def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:
     """Purchase feature rows about days after ``previous`` (all rows on the first night)."""
-    import duckdb
-
     built = build.lineage(settings.feature_dir)  # daily or weekly purchase rows
     table = (settings.feature_dir / f"{built.sales_features_table}.parquet").as_posix()
     # counted by DuckDB: the purchase table can be tens of millions of rows
-    con = duckdb.connect(config={**settings.duckdb_config, "TimeZone": "UTC"})
+    con = build.connect(settings.duckdb_config)
     try:
         if previous is None:
             return con.execute("SELECT COUNT(*) FROM read_parquet(?)", [table]).fetchone()[0]
