@@ -20,7 +20,7 @@ DAILY = {"grain": "day", "days": 120, "extra": 1}
 WEEKLY = {"grain": "week", "days": 420, "extra": 14}
 
 
-def _write_raw(folder: Path, grain: str, days: int, extra: int = 0) -> Path:
+def write_aggregated(folder: Path, grain: str, days: int, extra: int = 0) -> Path:
     data = generator.generate("tiny", seed=7, days=days, extra_days=extra)
     aggregate.write(aggregate.aggregate(data, grain), folder)
     return folder
@@ -52,9 +52,9 @@ def appended(request, tmp_path_factory):
     """A build of an aggregated export, and the raw data of the same export one night on."""
     spec = request.param
     root = tmp_path_factory.mktemp(f"incremental_{spec['grain']}")
-    before = _write_raw(root / "raw_before", spec["grain"], spec["days"])
+    before = write_aggregated(root / "raw_before", spec["grain"], spec["days"])
     build.build(before, root / "previous")
-    after = _write_raw(root / "raw_after", spec["grain"], spec["days"], spec["extra"])
+    after = write_aggregated(root / "raw_after", spec["grain"], spec["days"], spec["extra"])
     full = build.build(after, root / "full")
     assert full.mode == "full"
     return root, after
