@@ -191,20 +191,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _same(left: Path, right: Path) -> bool:
-    """Every row of every table the same (compared in DuckDB, as sets of rows)."""
+    """Every table the same multiset of rows: equal row counts and equal sums of row hashes
+    (a streaming aggregate; an EXCEPT ALL of 36 M wide rows spilled for many minutes)."""
     import duckdb
 
-    con = duckdb.connect(
-        config={"memory_limit": "2GB", "temp_directory": str(left.parent / "spill")}
-    )
+    con = duckdb.connect(config={"memory_limit": "1GB"})
     for path in sorted(right.glob("*.parquet")):
-        a, b = (f"read_parquet('{(d / path.name).as_posix()}')" for d in (left, right))
-        differ = con.execute(
-            f"SELECT (SELECT COUNT(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})) + "
-            f"(SELECT COUNT(*) FROM (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))"
-        ).fetchone()[0]
-        if differ:
-            print(f"  {path.name}: {differ} rows differ")
+        digests = [
+            con.execute(
+                "SELECT COUNT(*), SUM(CAST(hash(t) AS HUGEINT)) FROM read_parquet(?) t",
+                [(d / path.name).as_posix()],
+            ).fetchone()
+            for d in (left, right)
+        ]
+        if digests[0] != digests[1]:
+            print(f"  {path.name}: {digests[0]} != {digests[1]}")
             return False
     return True
 
