@@ -195,7 +195,7 @@ def _same(left: Path, right: Path) -> bool:
     (a streaming aggregate; an EXCEPT ALL of 36 M wide rows spilled for many minutes)."""
     import duckdb
 
-    con = duckdb.connect(config={"memory_limit": "1GB"})
+    con = duckdb.connect(config={"memory_limit": "1GB", "enable_progress_bar": False})
     for path in sorted(right.glob("*.parquet")):
         digests = [
             con.execute(
