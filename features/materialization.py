@@ -30,6 +30,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import redis
 from feast.infra.common.materialization_job import MaterializationJobStatus
 from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
 from feast.infra.compute_engines.local.compute import (
@@ -287,6 +289,34 @@ class PlatformRedisOnlineStore(RedisOnlineStore):
 
         stamps = rows.datetimes(rows.event_ts, stamp)
         ttl = store.key_ttl_seconds
+        if isinstance(client, redis.Redis) and not isinstance(client, redis.RedisCluster):
+            # one server: the commands as one RESP payload built column-wise in Arrow
+            # (redis-py packs each command's arguments in Python: 1.9 s of 2.5 s per
+            # 100k keys measured here), the same commands a pipeline would send
+            connection = client.connection_pool.get_connection()
+            try:
+                if store.skip_dedup:
+                    newer = list(range(len(keys)))
+                else:
+                    stored = _send(connection, ["HGET"], [keys, [ts_field] * len(keys)])
+                    newer = _newer_than(stored, keys, [n for _, n in stamps])
+                if newer:
+                    pick = pa.array(newer, pa.int64())
+                    arguments = [pa.array(keys, pa.binary()).take(pick), ts_field]
+                    arguments.append(pa.array([t for t, _ in stamps], pa.binary()).take(pick))
+                    for name, values in zip(fields, columns, strict=True):
+                        arguments += [name, pa.array(values, pa.binary()).take(pick)]
+                    commands = [(["HSET"], arguments)]
+                    if ttl:
+                        commands.append((["EXPIRE"], [arguments[0], str(ttl).encode()]))
+                    for command, args in commands:
+                        _send(connection, command, args)
+            except BaseException:
+                connection.disconnect()  # replies may be left unread: never reuse it
+                raise
+            finally:
+                client.connection_pool.release(connection)
+            return
         with client.pipeline(transaction=False) as pipe:
             if store.skip_dedup:
                 newer = range(len(keys))
@@ -303,23 +333,57 @@ class PlatformRedisOnlineStore(RedisOnlineStore):
 
     @staticmethod
     def _newer(pipe, keys: list[bytes], ts_field: bytes, nanos: list[int]) -> list[int]:
-        """The rows to write: Feast's rule, a row overwrites only an older stored row (or
-        an older row of the same key earlier in the batch)."""
-        from google.protobuf.timestamp_pb2 import Timestamp
-
         for key in keys:
             pipe.hget(key, ts_field)
-        stored: dict[bytes | None, int] = {None: 0}
-        latest: dict[bytes, int] = {}
-        newer = []
-        for i, (key, previous) in enumerate(zip(keys, pipe.execute(), strict=True)):
-            if previous not in stored:
-                ts = Timestamp()
-                ts.ParseFromString(previous)
-                stored[previous] = ts.seconds * 1_000_000_000 + ts.nanos
-            seen = max(stored[previous], latest.get(key, 0))
-            if seen and nanos[i] <= seen:
-                continue
-            latest[key] = nanos[i]
-            newer.append(i)
-        return newer
+        return _newer_than(pipe.execute(), keys, nanos)
+
+
+def _newer_than(stored_ts: list[bytes | None], keys: list[bytes], nanos: list[int]) -> list[int]:
+    """The rows to write: Feast's rule, a row overwrites only an older stored row (or
+    an older row of the same key earlier in the batch)."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    stored: dict[bytes | None, int] = {None: 0}
+    latest: dict[bytes, int] = {}
+    newer = []
+    for i, (key, previous) in enumerate(zip(keys, stored_ts, strict=True)):
+        if previous not in stored:
+            ts = Timestamp()
+            ts.ParseFromString(previous)
+            stored[previous] = ts.seconds * 1_000_000_000 + ts.nanos
+        seen = max(stored[previous], latest.get(key, 0))
+        if seen and nanos[i] <= seen:
+            continue
+        latest[key] = nanos[i]
+        newer.append(i)
+    return newer
+
+
+_EMPTY = pa.scalar(b"", pa.binary())
+
+
+def _bulk(values: pa.Array) -> pa.Array:
+    """Each value as a RESP bulk string: ``$<length>\r\n<bytes>\r\n``."""
+    lengths = pc.cast(pc.cast(pc.binary_length(values), pa.string()), pa.binary())
+    dollar, end = pa.scalar(b"$", pa.binary()), pa.scalar(b"\r\n", pa.binary())
+    return pc.binary_join_element_wise(dollar, lengths, end, values, end, _EMPTY)
+
+
+def _send(connection, command: list[str], arguments: list) -> list:
+    """Send ``command`` once per row of the arguments (Arrow arrays of equal length, or
+    bytes the same for every row) as one RESP payload; the replies, in row order."""
+    rows = next(len(a) for a in arguments if not isinstance(a, bytes))
+    if not rows:
+        return []
+    head = b"*%d\r\n" % (len(command) + len(arguments))
+    head += b"".join(b"$%d\r\n%s\r\n" % (len(c), c.encode()) for c in command)
+    parts = [pa.scalar(head, pa.binary())]
+    for argument in arguments:
+        if isinstance(argument, bytes):
+            parts.append(pa.scalar(b"$%d\r\n%s\r\n" % (len(argument), argument), pa.binary()))
+        else:
+            parts.append(_bulk(pa.array(argument, pa.binary())))
+    commands = pc.binary_join_element_wise(*parts, _EMPTY)
+    whole = pa.ListArray.from_arrays(pa.array([0, rows], pa.int32()), commands)
+    connection.send_packed_command([pc.binary_join(whole, _EMPTY)[0].as_py()], check_health=False)
+    return [connection.read_response() for _ in range(rows)]
