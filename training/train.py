@@ -161,7 +161,13 @@ def run(
     frame = training_set.frame
     split = time_split(frame, settings, schedule)
     progress(
-        f"{len(frame):,} rows in {seconds['training set']:.0f}s · train "
+        f"{len(frame):,} rows in {seconds['training set']:.0f}s"
+        + (
+            f" (a {training_set.sampling.fraction:.2%} sample)"
+            if training_set.sampling and training_set.sampling.fraction < 1
+            else ""
+        )
+        + f" · train "
         f"{split.train.sum():,} · validation {split.valid.sum():,} · backtest "
         f"{split.test.sum():,} (origins from {split.cutoff:%Y-%m-%d})"
     )
@@ -205,6 +211,8 @@ def run(
             {
                 **params,
                 **schedule.params(),
+                # which (series, origin) pairs were kept: a rebuild needs the same
+                **(training_set.sampling.params() if training_set.sampling else {}),
                 "grain": schedule.calendar.grain.value,
                 "training_rows": int(split.train.sum()),
                 "refit_rows": int(split.refit.sum()),
