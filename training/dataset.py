@@ -365,9 +365,10 @@ def build(store, settings: Settings, progress=print) -> TrainingSet:
         else f", {sampling.fraction:.2%} of the {sampling.candidate_rows:,} candidate rows "
         f"(DEMAND_TRAIN_MAX_ROWS={sampling.max_rows or '-'}, seed {sampling.seed})"
     )
+    every = "weekly" if schedule.unit == "week" else "daily"
     progress(
-        f"retrieving features for {len(entities):,} rows ({rows['origin'].nunique()} "
-        f"{schedule.unit}ly origins × {schedule.horizon} horizons{sampled}) through Feast"
+        f"retrieving features for {len(entities):,} rows ({rows['origin'].nunique()} {every} "
+        f"origins × {schedule.horizon} horizons{sampled}) through Feast"
     )
     service = store.get_feature_service(settings.feature_service)
     frame = store.get_historical_features(entity_df=entities, features=service).to_df()
