@@ -92,6 +92,15 @@ def peer_forecasts(settings, loaded) -> pd.DataFrame:
     )
 
 
+def _warm(settings, loaded) -> None:
+    """One key looked up and scored: imports (holidays, CatBoost) paid before any timing."""
+    from serving import batch
+    from serving.predict import score
+
+    store, product = batch.keys(settings)[0]
+    score(loaded, [store], [product], loaded.lookup.fetch([store], [product]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=30_000)
@@ -147,15 +156,22 @@ def main(argv: list[str] | None = None) -> int:
         ]
 
     loaded = model_loader.load(settings, alias="production")
-    started = time.perf_counter()
+    _warm(settings, loaded)
+    # CPU seconds beside wall seconds: on a shared machine the wall clock counts the others
+    started, cpu = time.perf_counter(), time.process_time()
     frame = batch.forecast_all(settings, loaded, progress=console.print)
     fast = time.perf_counter() - started
     row = {"name": f"batch forecasts {len(frame):,} rows", "value": fast, "unit": "s"}
+    figures.append(
+        {"name": "batch forecasts, CPU", "value": time.process_time() - cpu, "unit": "s"}
+    )
     if not args.skip_peer:
         loaded = model_loader.load(settings, alias="production")  # no memo carried over
-        started = time.perf_counter()
+        _warm(settings, loaded)
+        started, cpu = time.perf_counter(), time.process_time()
         peer = peer_forecasts(settings, loaded)
         row["peer"] = time.perf_counter() - started
+        figures[-1]["peer"] = time.process_time() - cpu
         row["peer_name"] = f"lookups in batches of {settings.serve_max_items} items"
         mine = frame[["store_id", "product_id", "horizon", "units"]].reset_index(drop=True)
         row["same_units"] = bool(mine.equals(peer))
