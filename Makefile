@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-batch bench-serve bench-nightly lock clean import nightly forecast team-up team-down team-status ui \
+        bench-features bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
 help: ## List the targets
@@ -152,6 +152,9 @@ bench-serve: $(INSTALLED) ## Benchmark /forecast against feast serve and mlflow 
 
 bench-nightly: $(INSTALLED) ## Benchmark the nightly cycle per step: a first night, then nights of one new day (ARGS="--scale default")
 	$(BIN)/python -m benchmarks.nightly $(ARGS)
+
+bench-scale: $(INSTALLED) ## Benchmark the nightly cycle on the M5-sized retailer: the first night, then one new day (time and peak memory per step)
+	$(BIN)/python -m benchmarks.nightly --scale m5 --nights 1 $(ARGS)
 
 bench-container: $(INSTALLED) container-tools ## Benchmark /forecast inside the service image against bentoml serve outside it
 	$(DEMAND) bento base-image --name $(BASE_IMAGE) --if-missing

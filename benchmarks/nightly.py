@@ -6,7 +6,9 @@ A data dir of its own under DEMAND_DATA_DIR/bench/nightly-<scale>: the first nig
 builds and loads everything; each later night appends one day of the generated
 retailer and runs `demand nightly` in this process. The step times come from the
 night's own report, so the benchmark times exactly what a team's night runs; the
-incremental materialization of one new day is its own row.
+incremental materialization of one new day is its own row. Each step's peak memory
+comes from the report too (demand/memory.py); the table shows each night's largest.
+`make bench-scale` is this benchmark on the M5-sized retailer, one new day.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from nightly import cycle
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="default", choices=["tiny", "default", "large"])
+    parser.add_argument("--scale", default="default", choices=[s.value for s in Scale])
     parser.add_argument("--nights", type=int, default=2, help="nights of one new day")
     parser.add_argument("--iterations", type=int, default=600)
     args = parser.parse_args(argv)
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"  [dim]{message}[/dim]")
 
     rows = []
+    started = time.perf_counter()
     pipeline.generate(settings, progress)
+    generated = time.perf_counter() - started
     for night in range(args.nights + 1):
         started = time.perf_counter()
         night_report = cycle.run(
@@ -52,10 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             {
                 "night": "first (everything)" if night == 0 else f"+1 day ({night})",
+                "generate s": round(generated, 1) if night == 0 else "",
                 "last day": night_report.last_day,
                 "new feature rows": night_report.new_feature_rows,
                 **{name: round(seconds, 1) for name, seconds in steps.items()},
                 "total s": round(total, 1),
+                "peak GiB": max(night_report.peak_gib.values(), default=0.0),
+                "peak step": max(night_report.peak_gib, key=night_report.peak_gib.get, default=""),
                 "version": night_report.version,
                 "production": night_report.production_version,
             }

@@ -506,6 +506,8 @@ def _print_night(report) -> None:
     lines.update({f"service {i + 1}": s for i, s in enumerate(report.services)})
     lines.update({f"published to ({i + 1})": p for i, p in enumerate(report.published)})
     lines["seconds"] = ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items())
+    if report.peak_gib:
+        lines["peak memory GiB"] = ", ".join(f"{k} {v:.1f}" for k, v in report.peak_gib.items())
     _print_counts("the night", lines)
 
 

@@ -24,6 +24,7 @@ class Scale(StrEnum):
     tiny = "tiny"
     default = "default"
     large = "large"
+    m5 = "m5"  # aggregated daily sales of 30,000+ series (the M5 competition's size)
 
 
 class Profile(StrEnum):
@@ -74,7 +75,11 @@ class Settings(BaseSettings):
         description="Feast SQL registry (team profile).",
     )
     seed: int = Field(default=7, description="Seed of the synthetic generator.")
-    scale: Scale = Field(default=Scale.default, description="Size of the generated data.")
+    scale: Scale = Field(
+        default=Scale.default,
+        description="Size of the generated data: tiny, default, large (order lines) or m5 "
+        "(aggregated daily sales, 30,000+ series).",
+    )
     feature_service: str = Field(
         default="demand_forecast_v1",
         description="Feast feature service models use. Unset, training picks it from the "

@@ -14,27 +14,48 @@ What drives the generated demand, so that a model has something to find:
 * weather forecasts issued every morning for the next ten days, with an error
   that grows with the lead time.
 
-Everything is vectorised with numpy; the ``large`` scale (millions of order lines)
-takes about a minute. The same seed gives the same tables, bit for bit.
+Two kinds of retailer: the order-line scales (tiny, default, large) sell order
+lines with customers and baskets (features/generating/orders.py); the ``m5`` scale
+sells 30,000+ store × product series as aggregated daily units
+(features/generating/daily_sales.py). Either way the sales table is produced in
+chunks (a few stores, or a run of days) that :func:`stream` hands to the writer one
+at a time, so no scale holds its whole sales table; :func:`generate` gathers the
+chunks in memory for the small scales (tests, examples). The same seed gives the
+same tables, bit for bit, whatever the chunk size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-import holidays
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from demand.settings import Scale
+from features.generating import daily_sales
+from features.generating.catalogue import CATEGORIES, Category
+from features.generating.drivers import PROMO_DISCOUNT, drivers, holiday_dates
+from features.generating.master import FORECAST_LEADS, forecasts, products, stores, weather
+from features.generating.orders import OrderModel, store_lines
+from features.grain import SalesTable
+
+__all__ = [
+    "CATEGORIES",
+    "FORECAST_LEADS",
+    "PROMO_DISCOUNT",
+    "Category",
+    "holiday_dates",
+]
 
 HISTORY_START = pd.Timestamp("2023-01-01")
-FORECAST_LEADS = 10  # forecasts cover the issue day and the nine days after it
-FORECAST_ISSUE_HOUR = 6  # published at 06:00 UTC, before the stores open
-HOLIDAY_COUNTRY = "US"
 # Days simulated past every scale's history, so that `demand generate --append-days N`
 # can release later days of the same retailer without changing any earlier row.
 APPEND_RESERVE_DAYS = 120
+# Units per store and day of an average product: high enough that the drivers
+# above, not Poisson noise, decide most of a day's sales.
+VOLUME = 4.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,11 @@ class ScaleSpec:
     products_per_category: int
     days: int
     stock_share: float  # share of (store, product) pairs a store carries
+    sales_table: SalesTable = SalesTable.orders
+    volume: float = VOLUME
+    popularity_sd: float = 0.3  # spread of products' popularity (log scale)
+    chunk_stores: int = 4  # order lines: stores generated and written together
+    chunk_days: int = 28  # daily sales: days generated and written together
 
 
 SCALES: dict[Scale, ScaleSpec] = {
@@ -54,71 +80,20 @@ SCALES: dict[Scale, ScaleSpec] = {
     Scale.large: ScaleSpec(
         regions=8, stores=20, products_per_category=7, days=1095, stock_share=0.9
     ),
-}
-
-
-@dataclass(frozen=True)
-class Category:
-    """How a category sells. Weather coefficients act on log-demand."""
-
-    name: str
-    base: float  # units per store and day at an average store, before effects
-    price: float
-    lifespan: float | None = None  # days until a customer re-buys; None: not re-bought
-    rain: float = 0.0
-    heat: float = 0.0
-    sun: float = 0.0
-    cold: float = 0.0
-    partner: str | None = None  # category pulled into the same basket
-    partner_share: float = 0.0
-
-
-CATEGORIES: tuple[Category, ...] = (
-    Category("umbrella", base=0.5, price=18.0, rain=0.9),
-    Category("raincoat", base=0.25, price=60.0, rain=0.6, partner="umbrella", partner_share=0.3),
-    Category("sunglasses", base=0.4, price=35.0, sun=0.9, heat=0.3),
-    Category(
-        "sunscreen",
-        base=0.6,
-        price=12.0,
-        lifespan=45,
-        sun=0.7,
-        heat=0.4,
-        partner="sunglasses",
-        partner_share=0.15,
+    # The M5 competition's size: 50 stores × 624 products, 98% stocked = ~30,600 series,
+    # three years of days = ~33.6 M rows. Volume and popularity make most series sell
+    # less than a unit a day (intermittent, as M5 is).
+    Scale.m5: ScaleSpec(
+        regions=10,
+        stores=50,
+        products_per_category=52,
+        days=1100,
+        stock_share=0.98,
+        sales_table=SalesTable.sales,
+        volume=0.6,
+        popularity_sd=0.8,
     ),
-    Category("ice_cream", base=2.5, price=4.5, heat=0.6, sun=0.3),
-    Category("soup", base=1.8, price=3.0, cold=0.45, rain=0.15),
-    Category("printer_ink", base=0.8, price=30.0, lifespan=60),
-    Category("coffee_beans", base=2.0, price=11.0, lifespan=21, cold=0.1),
-    Category("razor_blades", base=1.0, price=15.0, lifespan=35),
-    Category("pet_food", base=1.5, price=25.0, lifespan=30),
-    Category("running_shoes", base=0.25, price=110.0, lifespan=240, sun=0.2),
-    Category("headphones", base=0.3, price=80.0),
-)
-
-#                  mean °C, seasonal amplitude, share of rainy days
-CLIMATES = (
-    ("coastal_rainy", 11.0, 6.0, 0.55),
-    ("mediterranean", 19.0, 8.0, 0.12),
-    ("continental", 10.0, 13.0, 0.30),
-    ("northern", 5.0, 10.0, 0.42),
-)
-
-WEEKDAY_EFFECT = np.array([0.90, 0.85, 0.90, 1.00, 1.15, 1.30, 1.00])  # Mon..Sun
-CYCLE_SHARE = 0.85  # share of a consumable's demand that comes from re-buying customers
-CHURN = 0.08  # chance a re-buying customer does not come back next time
-INTERVAL_NOISE = 0.08  # sd of log(interval / lifespan)
-PROMO_START_RATE = 1 / 45  # promotions start on about one day in 45
-PROMO_DISCOUNT = 0.2
-PROMO_LIFT = 1.8  # walk-in demand while on promotion
-# Most re-buying customers are recruited by promotions, so they come back together:
-# each promotion echoes one lifespan later, then two, as a wave the model can foresee
-# from "customers due" but a moving average cannot.
-PROMO_RECRUIT = 15.0  # recruitment rate while on promotion, relative to other days
-# Units per store and day of an average product: high enough that the drivers
-# above, not Poisson noise, decide most of a day's sales.
-VOLUME = 4.0
+}
 
 
 @dataclass
@@ -146,17 +121,41 @@ class RetailData:
         }
 
 
-def generate(
-    scale: Scale | str = Scale.default, seed: int = 7, extra_days: int = 0, days: int | None = None
-) -> RetailData:
-    """Generate a retailer at ``scale``; the same ``(scale, seed)`` gives the same data.
+@dataclass
+class Chunk:
+    label: str  # what the chunk covers, for progress output
+    rows: pd.DataFrame | pa.Table
+    promotion_days: pd.DataFrame | None = None  # order lines: the chunk's promotion calendar
+
+
+@dataclass
+class Stream:
+    """A generated retailer ready to be written: the small tables whole, the sales
+    table (``sales_table``) as chunks generated on demand, one at a time."""
+
+    sales_table: SalesTable
+    tables: dict[str, pd.DataFrame]  # products, stores, weather_observed, weather_forecast
+    chunks: Iterator[Chunk]
+    chunk_count: int
+    true_lifespan: pd.Series | None  # product_id → days (NaN: not re-bought)
+
+
+def stream(
+    scale: Scale | str = Scale.default,
+    seed: int = 7,
+    extra_days: int = 0,
+    days: int | None = None,
+    chunk: int | None = None,
+) -> Stream:
+    """The retailer at ``scale``; the same ``(scale, seed)`` gives the same data.
 
     ``extra_days`` releases that many more days of the same retailer, the way new
     nights of data arrive: the generator always simulates APPEND_RESERVE_DAYS past
     the history and releases only what was known by the end of the last day, so
     the days before are identical, row for row, whatever ``extra_days`` is.
     ``days`` replaces the scale's history length (tests that need two years of weeks
-    from the tiny retailer); other days give another retailer.
+    from the tiny retailer); other days give another retailer. ``chunk`` replaces
+    the scale's chunk size (stores, or days of daily sales); it changes no row.
     """
     spec = SCALES[Scale(scale)]
     if days is not None:
@@ -167,370 +166,149 @@ def generate(
             f"{APPEND_RESERVE_DAYS} days; regenerate (`demand generate`) to start over"
         )
     rng = np.random.default_rng(seed)
-    days = pd.date_range(HISTORY_START, periods=spec.days + APPEND_RESERVE_DAYS, freq="D")
+    all_days = pd.date_range(HISTORY_START, periods=spec.days + APPEND_RESERVE_DAYS, freq="D")
+    store_table = stores(spec.stores, spec.regions, rng)
+    product_table, categories = products(spec.products_per_category, rng)
+    observed = weather(spec.regions, all_days, rng)  # runs FORECAST_LEADS days past the history
+    forecast = forecasts(observed, all_days, rng)
+    store_size = rng.lognormal(0, 0.35, spec.stores)
+    popularity = rng.lognormal(0, spec.popularity_sd, len(categories))
+    base = np.array([c.base for c in categories])
+    mean = spec.volume * store_size[:, None] * popularity[None, :] * base[None, :]  # (s, p)
+    moved = drivers(store_table, observed, all_days)
 
-    stores = _stores(spec, rng)
-    products, categories = _products(spec, rng)
-    weather = _weather(spec, days, rng)  # runs FORECAST_LEADS days past the history
-    forecast = _forecasts(weather, days, rng)
-    orders, promo = _orders(spec, days, stores, products, categories, weather, rng)
+    n_history = spec.days + extra_days
+    last_day = all_days[n_history - 1]
+    closed = (last_day + pd.Timedelta(days=1)).tz_localize("UTC")  # the end of the last day
+    tables = {
+        "products": product_table,
+        "stores": store_table,
+        "weather_observed": observed[observed["date"] <= last_day].reset_index(drop=True),
+        "weather_forecast": forecast[forecast["issued_at"] < closed].reset_index(drop=True),
+    }
     true_lifespan = pd.Series(
         [c.lifespan if c.lifespan else np.nan for c in categories],
-        index=products["product_id"],
+        index=product_table["product_id"],
         name="true_lifespan_days",
     )
-    last_day = days[spec.days + extra_days - 1]
-    closed = (last_day + pd.Timedelta(days=1)).tz_localize("UTC")  # the end of the last day
-    return RetailData(
-        orders[orders["ordered_at"] < closed].reset_index(drop=True),
-        products,
-        stores,
-        weather[weather["date"] <= last_day].reset_index(drop=True),
-        forecast[forecast["issued_at"] < closed].reset_index(drop=True),
-        true_lifespan,
-        # the whole calendar, the reserve days too: a retailer plans its promotions ahead
-        _promotion_days(promo, stores, products, days),
-    )
-
-
-def _promotion_days(
-    promo: np.ndarray, stores: pd.DataFrame, products: pd.DataFrame, days: pd.DatetimeIndex
-) -> pd.DataFrame:
-    s, p, d = np.nonzero(promo[:, :, : len(days)])
-    return pd.DataFrame(
-        {
-            "store_id": stores["store_id"].to_numpy()[s],
-            "product_id": products["product_id"].to_numpy()[p],
-            "date": days[d],
-        }
-    )
-
-
-def _stores(spec: ScaleSpec, rng: np.random.Generator) -> pd.DataFrame:
-    region_of_store = np.arange(spec.stores) % spec.regions
-    return pd.DataFrame(
-        {
-            "store_id": [f"S{i:03d}" for i in range(spec.stores)],
-            "region_id": [f"R{r:02d}" for r in region_of_store],
-            "latitude": np.round(40 + 3 * region_of_store + rng.normal(0, 0.5, spec.stores), 4),
-            "longitude": np.round(-100 + 8 * region_of_store + rng.normal(0, 0.5, spec.stores), 4),
-        }
-    )
-
-
-def _products(spec: ScaleSpec, rng: np.random.Generator) -> tuple[pd.DataFrame, list[Category]]:
-    rows, cats = [], []
-    for c_index, cat in enumerate(CATEGORIES):
-        for k in range(spec.products_per_category):
-            # every third consumable has no declared lifespan: it must be estimated
-            declared = cat.lifespan if cat.lifespan and (c_index + k) % 3 != 2 else np.nan
-            rows.append(
-                {
-                    "product_id": f"P{c_index:02d}{k:02d}",
-                    "category": cat.name,
-                    "lifespan_days": declared,
-                    "list_price": round(cat.price * float(rng.lognormal(0, 0.15)), 2),
-                }
-            )
-            cats.append(cat)
-    return pd.DataFrame(rows), cats
-
-
-def _weather(spec: ScaleSpec, days: pd.DatetimeIndex, rng: np.random.Generator) -> pd.DataFrame:
-    """Daily weather per region, FORECAST_LEADS days past the history (forecasts need it)."""
-    n = len(days) + FORECAST_LEADS
-    all_days = pd.date_range(days[0], periods=n, freq="D")
-    doy = all_days.dayofyear.to_numpy()
-    season = -np.cos(2 * np.pi * (doy - 15) / 365.25)  # -1 mid-January, +1 mid-July
-    daylight = 12 + 3.5 * season
-    frames = []
-    for r in range(spec.regions):
-        _, mean, amplitude, rain_share = CLIMATES[r % len(CLIMATES)]
-        mean += rng.normal(0, 1.0)
-        anomaly = np.zeros(n)
-        shocks = rng.normal(0, 2.5, n)
-        for t in range(1, n):  # AR(1): warm and cold spells last several days
-            anomaly[t] = 0.7 * anomaly[t - 1] + shocks[t]
-        temperature = mean + amplitude * season + anomaly
-        wet = np.zeros(n, dtype=bool)
-        u = rng.random(n)
-        for t in range(1, n):  # rainy days cluster
-            p = min(0.95, rain_share + 0.25) if wet[t - 1] else max(0.02, rain_share - 0.1)
-            wet[t] = u[t] < p
-        precipitation = np.where(wet, rng.gamma(0.9, 6.0, n), 0.0)
-        cloud = rng.beta(2, 5, n)
-        sunshine = np.clip(daylight * (0.85 - 0.55 * wet - 0.5 * cloud), 0, 16)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "region_id": f"R{r:02d}",
-                    "date": all_days,
-                    "temperature_c": temperature.round(1),
-                    "precipitation_mm": precipitation.round(1),
-                    "sunshine_hours": sunshine.round(1),
-                }
-            )
+    if spec.sales_table is SalesTable.sales:
+        model = daily_sales.sales_model(
+            seed, all_days, store_table, product_table, categories, moved, mean, spec.stock_share
         )
-    return pd.concat(frames, ignore_index=True)
-
-
-def _forecasts(
-    weather: pd.DataFrame, days: pd.DatetimeIndex, rng: np.random.Generator
-) -> pd.DataFrame:
-    """Each history day, at 06:00 UTC, a forecast for that day and the next nine."""
-    issue = np.repeat(np.arange(len(days)), FORECAST_LEADS)
-    lead = np.tile(np.arange(FORECAST_LEADS), len(days))
-    frames = []
-    for region_id, obs in weather.groupby("region_id", sort=True):
-        truth = obs.reset_index(drop=True).iloc[issue + lead]
-        m = len(truth)
-        temp = truth["temperature_c"].to_numpy() + rng.normal(0, 0.7 + 0.45 * lead, m)
-        rain = truth["precipitation_mm"].to_numpy() * np.exp(rng.normal(0, 0.15 * (lead + 1), m))
-        flip = rng.random(m) < 0.03 * lead  # the further ahead, the more missed showers
-        rain = np.where(flip, np.where(rain > 0, 0.0, rng.gamma(0.9, 4.0, m)), rain)
-        sun = truth["sunshine_hours"].to_numpy() + rng.normal(0, 0.6 + 0.35 * lead, m)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "region_id": region_id,
-                    "issued_at": (
-                        days[issue] + pd.Timedelta(hours=FORECAST_ISSUE_HOUR)
-                    ).tz_localize("UTC"),
-                    "valid_date": truth["date"].to_numpy(),
-                    "temperature_c": temp.round(1),
-                    "precipitation_mm": np.clip(rain, 0, None).round(1),
-                    "sunshine_hours": np.clip(sun, 0, 16).round(1),
-                }
-            )
+        size = chunk or spec.chunk_days
+        starts = range(0, n_history, size)
+        chunks = _day_chunks(model, starts, size, n_history)
+    else:
+        model = OrderModel(
+            seed=seed,
+            stock_share=spec.stock_share,
+            per_category=spec.products_per_category,
+            categories=categories,
+            drivers=moved,
+            scale_sp=mean,
+            customers_per_store=np.maximum(200, (mean.sum(axis=1) * 400).astype(int)),
+            list_price=product_table["list_price"].to_numpy(),
         )
-    return pd.concat(frames, ignore_index=True)
+        size = chunk or spec.chunk_stores
+        starts = range(0, spec.stores, size)
+        chunks = _store_chunks(model, store_table, product_table, all_days, starts, size, closed)
+    return Stream(spec.sales_table, tables, chunks, len(starts), true_lifespan)
 
 
-def holiday_dates(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
-    years = range(start.year, end.year + 2)
-    return pd.DatetimeIndex(sorted(holidays.country_holidays(HOLIDAY_COUNTRY, years=years)))
+def _day_chunks(
+    model: daily_sales.SalesModel, starts: range, size: int, n_history: int
+) -> Iterator[Chunk]:
+    for first in starts:
+        stop = min(first + size, n_history)
+        label = f"days {model.days[first]:%Y-%m-%d} to {model.days[stop - 1]:%Y-%m-%d}"
+        yield Chunk(label, daily_sales.day_rows(model, first, stop))
+
+
+def _store_chunks(
+    model: OrderModel,
+    store_table: pd.DataFrame,
+    product_table: pd.DataFrame,
+    days: pd.DatetimeIndex,
+    starts: range,
+    size: int,
+    closed: pd.Timestamp,
+) -> Iterator[Chunk]:
+    store_ids = store_table["store_id"].to_numpy()
+    product_ids = product_table["product_id"].to_numpy()
+    baskets = 0  # order ids run on across stores and chunks
+    for first in starts:
+        frames, promos = [], []
+        for s in range(first, min(first + size, len(store_table))):
+            drawn = store_lines(model, s, len(days))
+            orders, baskets = _orders(drawn.lines, store_ids[s], product_ids, days, baskets)
+            frames.append(orders[orders["ordered_at"] < closed])
+            p, d = np.nonzero(drawn.promo)
+            # the whole calendar, the reserve days too: a retailer plans its promotions ahead
+            promos.append(
+                pd.DataFrame(
+                    {"store_id": store_ids[s], "product_id": product_ids[p], "date": days[d]}
+                )
+            )
+        label = f"stores {store_ids[first]} to {store_ids[s]}"
+        yield Chunk(
+            label, pd.concat(frames, ignore_index=True), pd.concat(promos, ignore_index=True)
+        )
 
 
 def _orders(
-    spec: ScaleSpec,
+    lines: pd.DataFrame,
+    store_id: str,
+    product_ids: np.ndarray,
     days: pd.DatetimeIndex,
-    stores: pd.DataFrame,
-    products: pd.DataFrame,
-    categories: list[Category],
-    weather: pd.DataFrame,
-    rng: np.random.Generator,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The order lines, and the promotion calendar (store, product, day) they were drawn from."""
-    n_s, n_p, n_d = len(stores), len(products), len(days)
-
-    # (store, day) weather drivers, scaled to about 0..2
-    region = stores["region_id"].to_numpy()
-    wx = weather.set_index(["region_id", "date"]).sort_index()
-    pick = pd.MultiIndex.from_product([region, days])
-    temp = wx["temperature_c"].reindex(pick).to_numpy().reshape(n_s, n_d)
-    rain = np.clip(wx["precipitation_mm"].reindex(pick).to_numpy().reshape(n_s, n_d) / 5, 0, 3)
-    sun = wx["sunshine_hours"].reindex(pick).to_numpy().reshape(n_s, n_d) / 6
-    heat = np.clip(temp - 18, 0, None) / 6
-    cold = np.clip(12 - temp, 0, None) / 6
-
-    coef = {
-        k: np.array([getattr(c, k) for c in categories]) for k in ("rain", "heat", "sun", "cold")
-    }
-    log_weather = (
-        coef["rain"][None, :, None] * rain[:, None, :]
-        + coef["heat"][None, :, None] * heat[:, None, :]
-        + coef["sun"][None, :, None] * (sun[:, None, :] - 1)
-        + coef["cold"][None, :, None] * cold[:, None, :]
-    )
-
-    # calendar: weekday, a mild yearly wave, holidays and the days before them
-    holiday_set = holiday_dates(days[0], days[-1])
-    is_holiday = days.isin(holiday_set)
-    pre_holiday = np.zeros(n_d, dtype=bool)
-    for lag in (1, 2, 3):
-        pre_holiday |= days.isin(holiday_set - pd.Timedelta(days=lag))
-    calendar = (
-        WEEKDAY_EFFECT[days.dayofweek]
-        * (1 + 0.1 * np.sin(2 * np.pi * days.dayofyear.to_numpy() / 365.25))
-        * np.where(is_holiday, 1.5, np.where(pre_holiday, 1.2, 1.0))
-    )
-    december_gifts = np.where(days.month == 12, 1.6, 1.0)
-
-    store_size = rng.lognormal(0, 0.35, n_s)
-    popularity = rng.lognormal(0, 0.3, n_p)
-    base = np.array([c.base for c in categories])
-    stocked = rng.random((n_s, n_p)) < spec.stock_share
-    promo = _promotions(n_s, n_p, n_d, rng) & stocked[:, :, None]
-
-    rebuy = np.array([c.lifespan is not None for c in categories])
-    walk_in_share = np.where(rebuy, 1 - CYCLE_SHARE, 1.0)
-    scale_sp = VOLUME * store_size[:, None] * popularity[None, :] * base[None, :]  # (s, p)
-    gifts = np.array([c.name == "headphones" for c in categories])
-    lam = (
-        scale_sp[:, :, None]
-        * walk_in_share[None, :, None]
-        * calendar[None, None, :]
-        * np.where(gifts[None, :, None], december_gifts[None, None, :], 1.0)
-        * np.exp(log_weather)
-        * np.where(promo, PROMO_LIFT, 1.0)
-        * stocked[:, :, None]
-    )
-    customers_per_store = np.maximum(200, (scale_sp.sum(axis=1) * 400).astype(int))
-
-    walk_in = _walk_in_lines(lam, customers_per_store, rng)
-    cycles = _cycle_lines(
-        scale_sp, rebuy, stocked, promo, calendar, categories, customers_per_store, n_d, rng
-    )
-    partners = _partner_lines(walk_in, categories, spec.products_per_category, stocked, rng)
-    lines = pd.concat([walk_in, cycles, partners], ignore_index=True)
-
-    lines["promo"] = promo[lines["s"], lines["p"], lines["d"]]
-    list_price = products["list_price"].to_numpy()
-    lines["unit_price"] = np.round(
-        list_price[lines["p"]] * np.where(lines["promo"], 1 - PROMO_DISCOUNT, 1.0), 2
-    )
-    seconds = rng.integers(8 * 3600, 21 * 3600, len(lines))
-    # lines of one basket share the basket's time
-    seconds = pd.Series(seconds).groupby(lines["basket"].to_numpy()).transform("first").to_numpy()
-    lines["ordered_at"] = (
-        days[lines["d"].to_numpy()] + pd.to_timedelta(seconds, unit="s")
+    baskets: int,
+) -> tuple[pd.DataFrame, int]:
+    """One store's lines as order-table rows, in time order; and the baskets numbered so far."""
+    ordered_at = (
+        days[lines["d"].to_numpy()] + pd.to_timedelta(lines["seconds"].to_numpy(), unit="s")
     ).tz_localize("UTC")
+    lines = lines.assign(ordered_at=ordered_at)
     lines = lines.sort_values(["ordered_at", "basket", "p"], kind="stable").reset_index(drop=True)
-    basket_codes, _ = pd.factorize(lines["basket"])
+    codes, uniques = pd.factorize(lines["basket"])
     orders = pd.DataFrame(
         {
-            "order_id": _ids("O", basket_codes, 8),
+            "order_id": _ids("O", baskets + codes, 8),
             "customer_id": _ids("C", lines["customer"].to_numpy(), 7),
-            "store_id": stores["store_id"].to_numpy()[lines["s"]],
+            "store_id": store_id,
             "ordered_at": lines["ordered_at"],
-            "product_id": products["product_id"].to_numpy()[lines["p"]],
+            "product_id": product_ids[lines["p"].to_numpy()],
             "quantity": lines["quantity"].to_numpy().astype("int64"),
             "unit_price": lines["unit_price"].to_numpy(),
             "promo": lines["promo"].to_numpy(),
         }
     )
-    return orders, promo
+    return orders, baskets + len(uniques)
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
     return np.char.add(prefix, np.char.zfill(numbers.astype(str), width)).astype(object)
 
 
-def _promotions(n_s: int, n_p: int, n_d: int, rng: np.random.Generator) -> np.ndarray:
-    """Promotion days per (store, product): runs of 3 to 7 days."""
-    starts = rng.random((n_s, n_p, n_d)) < PROMO_START_RATE
-    length = rng.integers(3, 8, (n_s, n_p, n_d))
-    promo = np.zeros((n_s, n_p, n_d), dtype=bool)
-    for offset in range(7):
-        active = starts & (length > offset)
-        promo[:, :, offset:] |= active[:, :, : n_d - offset]
-    return promo
+def generate(
+    scale: Scale | str = Scale.default,
+    seed: int = 7,
+    extra_days: int = 0,
+    days: int | None = None,
+    chunk: int | None = None,
+) -> RetailData:
+    """The order-line retailer at ``scale``, whole in memory (see :func:`stream`).
 
-
-def _walk_in_lines(
-    lam: np.ndarray, customers_per_store: np.ndarray, rng: np.random.Generator
-) -> pd.DataFrame:
-    """One basket per walk-in purchase; quantity 1, sometimes more."""
-    mean_quantity = 1.2
-    events = rng.poisson(lam / mean_quantity)
-    cells = np.repeat(np.arange(events.size), events.ravel())
-    s, p, d = np.unravel_index(cells, lam.shape)
-    n = len(cells)
-    return pd.DataFrame(
-        {
-            "s": s,
-            "p": p,
-            "d": d,
-            "quantity": 1 + rng.poisson(mean_quantity - 1, n),
-            "customer": _customer(s, customers_per_store, rng),
-            "basket": np.arange(n, dtype=np.int64),
-        }
-    )
-
-
-def _customer(s: np.ndarray, customers_per_store: np.ndarray, rng: np.random.Generator):
-    """Customers are numbered per store so that every store has its own clientele."""
-    offset = np.concatenate([[0], np.cumsum(customers_per_store)[:-1]])
-    return offset[s] + (rng.random(len(s)) * customers_per_store[s]).astype(np.int64)
-
-
-def _cycle_lines(
-    scale_sp: np.ndarray,
-    rebuy: np.ndarray,
-    stocked: np.ndarray,
-    promo: np.ndarray,
-    calendar: np.ndarray,
-    categories: list[Category],
-    customers_per_store: np.ndarray,
-    n_d: int,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    """Re-buying customers: a first purchase, then one every lifespan (± noise) until churn.
-
-    Some customers are already mid-cycle when the history starts; the rest are
-    recruited day by day, most of them by promotions.
+    For the small scales (tests, examples); the writer streams every scale.
     """
-    frames = []
-    for p in np.flatnonzero(rebuy):
-        lifespan = float(categories[p].lifespan)
-        boost = np.where(promo[:, p, :], PROMO_RECRUIT, 1.0)
-        # recruits per day such that re-buying demand is CYCLE_SHARE of the product's at
-        # steady state (each recruit buys 1 / CHURN times on average)
-        rate = CYCLE_SHARE * scale_sp[:, p] * CHURN / boost.mean(axis=1)
-        recruit = rng.poisson(rate[:, None] * calendar[None, :] * boost) * stocked[:, p, None]
-        s_new, d_new = np.nonzero(recruit)
-        s_new = np.repeat(s_new, recruit[s_new, d_new])
-        d_new = np.repeat(d_new, recruit[recruit > 0]).astype(float)
-        # the installed base at the start: steady state of recruits and churn
-        installed = rng.poisson(CYCLE_SHARE * scale_sp[:, p] * lifespan) * stocked[:, p]
-        s_old = np.repeat(np.arange(len(installed)), installed)
-        d_old = rng.random(len(s_old)) * lifespan
-        s_chain = np.concatenate([s_new, s_old])
-        first = np.concatenate([d_new, d_old])
-        max_k = int(np.ceil(n_d / (lifespan * 0.6))) + 1
-        intervals = lifespan * np.exp(rng.normal(0, INTERVAL_NOISE, (len(first), max_k)))
-        intervals[:, 0] = 0.0
-        when = first[:, None] + np.cumsum(intervals, axis=1)
-        purchases = rng.geometric(CHURN, len(first))  # how many times the customer buys
-        alive = np.arange(max_k)[None, :] < purchases[:, None]
-        keep = alive & (when < n_d)
-        chain, k = np.nonzero(keep)
-        customer = _customer(s_chain, customers_per_store, rng)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "s": s_chain[chain],
-                    "p": p,
-                    "d": when[chain, k].astype(np.int64),
-                    "quantity": 1,
-                    "customer": customer[chain],
-                }
-            )
+    if SCALES[Scale(scale)].sales_table is not SalesTable.orders:
+        raise ValueError(
+            f"the {Scale(scale).value} scale sells aggregated daily sales, too many rows to "
+            "hold in memory: write it with `demand generate`"
         )
-    lines = pd.concat(frames, ignore_index=True)
-    lines["basket"] = -1 - np.arange(len(lines), dtype=np.int64)  # baskets of their own
-    return lines
-
-
-def _partner_lines(
-    walk_in: pd.DataFrame,
-    categories: list[Category],
-    per_category: int,
-    stocked: np.ndarray,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    """Add the partner product to a share of the baskets that hold its lead product."""
-    names = [c.name for c in categories]
-    share = np.array([c.partner_share for c in categories])
-    partner = np.array(
-        [
-            names.index(c.partner) + i % per_category if c.partner else -1
-            for i, c in enumerate(categories)
-        ]
+    generated = stream(scale, seed, extra_days, days, chunk)
+    chunks = list(generated.chunks)
+    return RetailData(
+        pd.concat([c.rows for c in chunks], ignore_index=True),
+        true_lifespan=generated.true_lifespan,
+        promotion_days=pd.concat([c.promotion_days for c in chunks], ignore_index=True),
+        **generated.tables,
     )
-    take = (partner[walk_in["p"]] >= 0) & (rng.random(len(walk_in)) < share[walk_in["p"]])
-    lines = walk_in.loc[take].copy()
-    lines["p"] = partner[lines["p"]]
-    lines = lines[stocked[lines["s"], lines["p"]]]
-    lines["quantity"] = 1
-    return lines

@@ -88,11 +88,12 @@ def generate(
     more = f", {extra} days appended" if extra else ""
     progress(f"generating a {settings.scale.value} retailer (seed {settings.seed}{more})")
     try:
-        data = generator.generate(settings.scale, settings.seed, extra_days=extra)
+        generated = generator.stream(settings.scale, settings.seed, extra_days=extra)
     except ValueError as error:
         raise UserError(str(error)) from None
-    rows = raw.write_raw(
-        data.tables(), settings.raw_dir, scale=settings.scale.value, seed=settings.seed
+    # written chunk by chunk (a few stores, or a run of days): no scale is held whole
+    rows = raw.write_stream(
+        generated, settings.raw_dir, progress, scale=settings.scale.value, seed=settings.seed
     )
     state = {"scale": settings.scale.value, "seed": settings.seed, "extra_days": extra}
     (settings.raw_dir / GENERATED).write_text(json.dumps(state))

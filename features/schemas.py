@@ -254,10 +254,10 @@ def validate(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     try:
         return RAW_TABLES[table].validate(frame, lazy=True)
     except SchemaErrors as errors:
-        raise DataContractError(table, _violations(table, errors.failure_cases)) from None
+        raise DataContractError(table, violations_of(table, errors.failure_cases)) from None
 
 
-def _violations(table: str, cases: pd.DataFrame) -> list[Violation]:
+def violations_of(table: str, cases: pd.DataFrame) -> list[Violation]:
     out = []
     for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
         column = None if pd.isna(column) else str(column)

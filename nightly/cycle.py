@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from demand import memory
 from demand.console import UserError
 from demand.settings import Settings
 from features import build, pipeline, publish, raw
@@ -60,6 +61,7 @@ class NightReport:
     services: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_gib: dict[str, float] = field(default_factory=dict)  # peak memory of each step
 
 
 def _state_path(settings: Settings):
@@ -101,14 +103,21 @@ def last_raw_day(settings: Settings) -> pd.Timestamp:
 
 
 class _Clock:
+    """Times each step and measures its peak memory (the process's, DuckDB's and
+    CatBoost's threads included: they run in this process)."""
+
     def __init__(self, report: NightReport, progress: Progress):
         self.report, self.progress = report, progress
 
     def step(self, name: str, fn: Callable[[], object]) -> object:
         self.progress(f"{name} …")
+        memory.reset_peak()
         started = time.perf_counter()
         result = fn()
         self.report.seconds[name] = round(time.perf_counter() - started, 1)
+        peak = memory.peak_gib()
+        if peak is not None:
+            self.report.peak_gib[name] = round(peak, 2)
         return result
 
 
