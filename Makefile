@@ -141,6 +141,10 @@ ui: $(INSTALLED) ## Start the MLflow UI and the Feast UI, print both addresses; 
 bench-features: $(INSTALLED) ## Benchmark import (ARGS=--only-import), feature build, retrieval and materialization on the large scale
 	$(BIN)/python -m benchmarks.features $(ARGS)
 
+.PHONY: bench-materialization
+bench-materialization: $(INSTALLED) ## Benchmark materialization at 1 M keys, stock Feast vs the platform, SQLite and Redis (ARGS="--keys 200000")
+	$(BIN)/python -m benchmarks.materialization $(ARGS)
+
 bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (default, large; ARGS=--compare-losses)
 	$(BIN)/python -m benchmarks.train $(ARGS)
 

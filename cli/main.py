@@ -147,7 +147,9 @@ def import_files(
         earliest=settings.import_earliest_date,
         promo_known_days_before=settings.promo_known_days_before,
     )
-    report = run_import(folder, settings.raw_dir, options, progress=step)
+    report = run_import(
+        folder, settings.raw_dir, options, progress=step, duckdb_config=settings.duckdb_config
+    )
     _print_import(report, settings)
 
 

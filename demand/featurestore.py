@@ -11,11 +11,18 @@ import os
 import warnings
 
 from demand.console import quiet_library_warnings
-from demand.settings import OfflineStore, Settings
+from demand.settings import Materializer, OfflineStore, Settings
 
 # Feast takes a custom offline store as the dotted path of its class (a name ending
 # in "OfflineStore"); its config class is the same name plus "Config".
 ASOF_OFFLINE_STORE = "features.offline_asof.AsofDuckDBOfflineStore"
+# The same for the batch engine ("…Engine") and online stores of the platform's
+# materializer (features/materialization.py), by Feast's online store type
+PLATFORM_ENGINE = "features.materialization.PlatformComputeEngine"
+PLATFORM_ONLINE_STORES = {
+    "sqlite": "features.materialization.PlatformSqliteOnlineStore",
+    "redis": "features.materialization.PlatformRedisOnlineStore",
+}
 
 
 def feast_environ(settings: Settings) -> dict[str, str]:
@@ -32,8 +39,13 @@ def feast_environ(settings: Settings) -> dict[str, str]:
     }
 
 
-def open_store(settings: Settings):
-    """A FeatureStore over ``settings.feature_repo`` with its data under ``settings.data_dir``."""
+def open_store(settings: Settings, materializing: bool = False):
+    """A FeatureStore over ``settings.feature_repo`` with its data under ``settings.data_dir``.
+
+    ``materializing``: a store to materialize with, through the platform's engine and
+    online store (``DEMAND_MATERIALIZER=platform``); they write what Feast's own stores
+    read, so every other store stays Feast's.
+    """
     os.environ.update(feast_environ(settings))
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     from feast import FeatureStore  # heavy import, only when a store is needed
@@ -42,15 +54,20 @@ def open_store(settings: Settings):
     # and Feast calls its on-demand views experimental each time they are used
     quiet_library_warnings()
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
-    if settings.offline_store is OfflineStore.duckdb:
+    asof = settings.offline_store == OfflineStore.asof
+    platform = materializing and settings.materializer == Materializer.platform
+    if not (asof or platform):
         return FeatureStore(
             repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
         )
-    return FeatureStore(repo_path=str(settings.feature_repo), config=_asof_config(settings))
+    return FeatureStore(
+        repo_path=str(settings.feature_repo), config=_rendered_config(settings, asof, platform)
+    )
 
 
-def _asof_config(settings: Settings):
-    """The profile's yaml with the ASOF offline store in place of Feast's DuckDB store.
+def _rendered_config(settings: Settings, asof: bool, platform: bool):
+    """The profile's yaml with the ASOF offline store in place of Feast's DuckDB store
+    (``asof``) and the platform's engine and online store in place of Feast's (``platform``).
 
     Rendered here rather than in the yaml, so the yaml files (which `feast` children and
     the Bento's containers read with their own environments) stay as they are.
@@ -60,7 +77,12 @@ def _asof_config(settings: Settings):
 
     text = os.path.expandvars(settings.feature_store_yaml.read_text())  # as Feast reads it
     raw = yaml.safe_load(text)
-    raw["offline_store"] = {**raw.get("offline_store", {}), "type": ASOF_OFFLINE_STORE}
+    if asof:
+        raw["offline_store"] = {**raw.get("offline_store", {}), "type": ASOF_OFFLINE_STORE}
+    online = raw.get("online_store") or {}
+    if platform and online.get("type") in PLATFORM_ONLINE_STORES:
+        raw["online_store"] = {**online, "type": PLATFORM_ONLINE_STORES[online["type"]]}
+        raw["batch_engine"] = {"type": PLATFORM_ENGINE}
     config = RepoConfig(**raw)
     config.repo_path = settings.feature_repo
     return config

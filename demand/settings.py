@@ -7,6 +7,7 @@ read at import time: call :func:`get_settings` where the value is needed.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -41,6 +42,13 @@ class OfflineStore(StrEnum):
     asof = "asof"
 
 
+class Materializer(StrEnum):
+    """How the online store is loaded; see README, Performance."""
+
+    platform = "platform"
+    feast = "feast"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DEMAND_", env_file=".env", extra="ignore", validate_default=True
@@ -63,6 +71,12 @@ class Settings(BaseSettings):
         default=OfflineStore.duckdb,
         description="Feast offline store. duckdb: Feast's own; asof: the same results from "
         "DuckDB's ASOF JOIN (features/offline_asof.py), faster on large entity frames.",
+    )
+    materializer: Materializer = Field(
+        default=Materializer.platform,
+        description="How materialization writes the online store. platform: Feast's engine "
+        "with values serialized a column at a time (features/materialization.py), the bytes "
+        "stock Feast writes, SQLite and Redis; feast: Feast's own local engine.",
     )
     feast_project: str = Field(
         default="demand_forecasting", description="Feast project (team profile)."
@@ -97,6 +111,21 @@ class Settings(BaseSettings):
     import_earliest_date: date = Field(
         default=date(2000, 1, 1),
         description="Imported rows dated before this day are quarantined (date_out_of_range).",
+    )
+
+    # DuckDB (the feature build, the import): peak memory is a setting, not the data's size
+    duckdb_memory_limit: str = Field(
+        default_factory=lambda: _half_the_memory(),
+        description="Memory DuckDB may use before it spills to DUCKDB_TEMP_DIR, e.g. 8GB. "
+        "Default: half of the machine's memory.",
+    )
+    duckdb_temp_dir: Path | None = Field(
+        default=None,
+        description="Where DuckDB spills what does not fit in DUCKDB_MEMORY_LIMIT. "
+        "Default: DATA_DIR/duckdb-spill.",
+    )
+    duckdb_threads: int | None = Field(
+        default=None, ge=1, description="DuckDB worker threads. Default: one per core."
     )
 
     # training
@@ -292,6 +321,24 @@ class Settings(BaseSettings):
         return path.expanduser().resolve()
 
     @property
+    def duckdb_config(self) -> dict[str, str | int | bool]:
+        """The settings every DuckDB connection of a build or import opens with.
+
+        Passed as ``duckdb.connect(config=…)``; insertion order is not preserved (nothing
+        reads the rows of an output in the order they were written), which lets DuckDB
+        stream and spill more.
+        """
+        temp = self.duckdb_temp_dir or self.data_dir / "duckdb-spill"
+        config: dict[str, str | int | bool] = {
+            "memory_limit": self.duckdb_memory_limit,
+            "temp_directory": str(temp),
+            "preserve_insertion_order": False,
+        }
+        if self.duckdb_threads:
+            config["threads"] = self.duckdb_threads
+        return config
+
+    @property
     def feature_store_yaml(self) -> Path:
         name = (
             "feature_store.yaml"
@@ -354,6 +401,15 @@ class Settings(BaseSettings):
         if self.profile is Profile.team:
             return self.tracking_server_url
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+
+def _half_the_memory() -> str:
+    """Half of the machine's physical memory, in DuckDB's notation (MiB)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # not a POSIX machine: DuckDB's own default is 80 %
+        return "80%"
+    return f"{total // 2 // 2**20}MiB"
 
 
 def last_closed_day(now: datetime, lag_hours: float) -> date:

@@ -12,6 +12,7 @@ never sees a day that had not ended.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,17 @@ META_GRAIN, META_WEEK_START, META_SALES_TABLE, META_ABSENT = (
     "demand.sales_table",
     "demand.absent_features",
 )
+# Lineage of the purchase table, for the next incremental build: the last period it
+# holds, a digest of the staged sales through that period, and a hash of the
+# definitions that computed it. A later build whose sales through that period hash the
+# same, under the same definitions, recomputes only what can change (see `build`).
+META_THROUGH, META_SALES_DIGEST, META_DEFINITION = (
+    "demand.through_period",
+    "demand.sales_digest",
+    "demand.definition",
+)
+# bump when the build's output changes in a way the definition hash does not see
+INCREMENTAL_FORMAT = "1"
 # what order lines give and aggregated sales cannot (no customer ids, no baskets)
 CUSTOMER_FEATURES = {
     "store_product_daily": (
@@ -132,8 +144,24 @@ class Plan:
     def sales_table(self) -> str:
         return SALES_TABLE[self.grain]
 
-    def steps(self) -> list[Step]:
+    @property
+    def streamed(self) -> frozenset[str]:
+        """Steps created as views, not tables: each is read once, by the next step or an
+        output, so the rows flow (and spill) through the final COPY instead of being
+        held as one more copy of the largest table. Order lines read their grid and
+        purchase features several times; those stay tables."""
+        if self.order_lines:
+            return frozenset({"store_product_daily", "store_product_replenishment"})
+        return frozenset({"sales_grid", "purchase_features", "store_product_daily"})
+
+    def steps(self, since: str | None = None) -> list[Step]:
+        """The intermediate relations in order; ``since``: an incremental build's grid start."""
         steps = list(ORDER_LINE_STEPS if self.order_lines else AGGREGATED_STEPS)
+        if since is not None:
+            steps = [
+                (name, (lambda w: t.sales_grid(since)) if name == "sales_grid" else sql)
+                for name, sql in steps
+            ]
         days = self.calendar.days
         period = self.calendar.period_sql("day")
         steps += [
@@ -287,9 +315,9 @@ def _finish(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
     the views declare them Float64 so that a missing value is NaN, not an error.
     Period numbers are dropped: ``event_timestamp`` carries the time.
     """
-    con.execute(f"CREATE OR REPLACE TABLE out_{name} AS {sql}")
     columns = []
-    for column, dtype, *_ in con.execute(f"DESCRIBE out_{name}").fetchall():
+    # DESCRIBE of the query plans it without running it: nothing is materialised here
+    for column, dtype, *_ in con.execute(f"DESCRIBE {sql}").fetchall():
         if column in _PERIOD_COLUMNS:
             continue
         if column in _INTEGER_FEATURES:
@@ -306,11 +334,21 @@ def _finish(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
             columns.append(f"CAST({column} AS DOUBLE) AS {column}")
         else:
             columns.append(column)
-    return f"SELECT {', '.join(columns)} FROM out_{name}"
+    return f"SELECT {', '.join(columns)} FROM ({sql}) out_{name}"
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+def connect(config: Mapping[str, str | int | bool] | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for the build.
+
+    ``config``: ``Settings.duckdb_config`` (memory limit, spill directory, threads,
+    insertion order); without it DuckDB's defaults (80 % of the memory, spilling into
+    ``.tmp`` of the working directory).
+    """
+    config = dict(config or {})
+    if "temp_directory" in config:
+        Path(str(config["temp_directory"])).mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config=config)
+    con.execute("SET enable_progress_bar = false")
     # period numbers are UTC days, whatever the machine's zone
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -332,8 +370,9 @@ def stage(con: duckdb.DuckDBPyConnection, plan: Plan = DAILY) -> None:
     else:
         price = "price" if _has_column(con, "raw_sales", "price") else "NULL"
         promo = "promo" if _has_column(con, "raw_sales", "promo") else "NULL"
+        # a view: the largest input is read from its parquet where a step needs it
         con.execute(f"""
-            CREATE OR REPLACE TABLE sales_daily AS
+            CREATE OR REPLACE VIEW sales_daily AS
             SELECT store_id, product_id, {period(day.format("date"))} AS day,
                    CAST(units AS DOUBLE) AS units,
                    CAST(units * {price} AS DOUBLE) AS revenue,
@@ -405,14 +444,16 @@ def transform(
     windows: t.Windows | None = None,
     progress: Callable[[str], None] | None = None,
     plan: Plan = DAILY,
+    since: str | None = None,
 ) -> None:
-    """Create every intermediate relation, in order."""
+    """Create every intermediate relation, in order (``since``: see :meth:`Plan.steps`)."""
     windows = windows or plan.w
-    for name, sql in plan.steps():
+    for name, sql in plan.steps(since):
         name = name.replace("SHORT", str(windows.short)).replace("LONG", str(windows.long))
         started = time.perf_counter()
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql(windows)}")
-        if progress:
+        kind = "VIEW" if name in plan.streamed else "TABLE"
+        con.execute(f"CREATE OR REPLACE {kind} {name} AS {sql(windows)}")
+        if progress and kind == "TABLE":
             progress(f"{name} ({time.perf_counter() - started:.1f}s)")
 
 
@@ -436,6 +477,7 @@ class BuildReport:
     rows: dict[str, int]
     seconds: float
     input_lines: int
+    mode: str = "full"  # "full (why)" or "incremental (what)": what the build did and why
 
 
 def build(
@@ -443,11 +485,24 @@ def build(
     feature_dir: Path,
     windows: t.Windows | None = None,
     progress: Callable[[str], None] | None = None,
+    duckdb_config: Mapping[str, str | int | bool] | None = None,
+    previous: Path | None = None,
 ) -> BuildReport:
     """Read ``raw_dir/<table>.parquet``, write ``feature_dir/<table>.parquet``.
 
     What to build follows ``raw_dir/dataset.json`` (grain, sales table, optional
     tables, weather measures); without one, the generator's daily order lines.
+    ``duckdb_config``: ``Settings.duckdb_config`` (memory limit and spilling).
+
+    ``previous``: the feature tables of an earlier build. When its purchase table was
+    built under the same definitions and grain from the same staged sales through its
+    last period (new sales only appended after it), the purchase table is built
+    incrementally: its rows through that period are kept, as they cannot change (every
+    row is known when its period closes; tests/features/test_prefix.py), and only the
+    later periods are computed, from the sales of the look-back before them. Every other
+    table is small or a plain projection of its raw table and is built whole. Otherwise
+    (order lines, another grain, changed sales or definitions) the build is full;
+    ``BuildReport.mode`` says which and why.
     """
     plan = Plan(RawDescription.read(raw_dir), windows)
     missing = [n for n in plan.raw_tables if not (raw_dir / f"{n}.parquet").exists()]
@@ -458,32 +513,148 @@ def build(
         )
     started = time.perf_counter()
     feature_dir.mkdir(parents=True, exist_ok=True)
-    con = connect()
-    for name in plan.raw_tables:
-        path = (raw_dir / f"{name}.parquet").as_posix().replace("'", "''")
-        con.execute(f"CREATE VIEW raw_{name} AS SELECT * FROM read_parquet('{path}')")
-    stage(con, plan)
-    transform(con, plan.w, progress, plan)
+    con = connect(duckdb_config)
+    try:
+        for name in plan.raw_tables:
+            path = (raw_dir / f"{name}.parquet").as_posix().replace("'", "''")
+            con.execute(f"CREATE VIEW raw_{name} AS SELECT * FROM read_parquet('{path}')")
+        stage(con, plan)
+        through, mode = _incremental_from(con, plan, previous)
+        since = None if through is None else str(grid_start(through, plan.w))
+        if progress:
+            progress(f"{mode} build")
+        transform(con, plan.w, progress, plan, since)
+        rows = _write_outputs(con, plan, feature_dir, previous, through, progress)
+        source = "lines" if plan.order_lines else "sales_daily"
+        input_lines = con.execute(f"SELECT COUNT(*) FROM {source}").fetchone()[0]
+    finally:
+        con.close()
+    # tables of another grain or contract left by an earlier build would be read as this one's
+    for stale in set(ALL_FEATURE_TABLES) - set(rows):
+        (feature_dir / f"{stale}.parquet").unlink(missing_ok=True)
+    return BuildReport(rows, time.perf_counter() - started, input_lines, mode)
+
+
+def _write_outputs(
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    feature_dir: Path,
+    previous: Path | None,
+    through: int | None,
+    progress: Callable[[str], None] | None,
+) -> dict[str, int]:
     rows = {}
+    lineage_meta = _sales_lineage(con, plan) if not plan.order_lines else {}
     for name, sql in plan.outputs().items():
+        step_started = time.perf_counter()
         target = feature_dir / f"{name}.parquet"
         tmp = target.with_suffix(".parquet.tmp")
-        metadata = ", ".join(f"'{k}': '{v}'" for k, v in plan.metadata(name).items())
+        meta = plan.metadata(name) | (lineage_meta if name == plan.sales_table else {})
+        query = _finish(con, name, sql)
+        if name == plan.sales_table and through is not None and previous is not None:
+            # the rows through the previous build's last period, as that build wrote them,
+            # and the later ones computed now
+            kept = (previous / f"{name}.parquet").as_posix().replace("'", "''")
+            query = (
+                f"SELECT * FROM read_parquet('{kept}') "
+                f"WHERE event_timestamp <= {_known_at(str(through), plan.calendar)} "
+                f"UNION ALL BY NAME "
+                f"{_finish(con, name, f'SELECT * FROM ({sql}) s WHERE day > {through}')}"
+            )
+        metadata = ", ".join(f"'{k}': '{v}'" for k, v in meta.items())
         # write then rename: a reader (Feast, a running materialization) never sees half a file
         con.execute(
-            f"COPY ({_finish(con, name, sql)}) TO '{tmp.as_posix()}' "
-            f"(FORMAT PARQUET, KV_METADATA {{{metadata}}})"
+            f"COPY ({query}) TO '{tmp.as_posix()}' (FORMAT PARQUET, KV_METADATA {{{metadata}}})"
         )
         tmp.replace(target)
         rows[name] = con.execute(
             f"SELECT COUNT(*) FROM read_parquet('{target.as_posix()}')"
         ).fetchone()[0]
-    # tables of another grain or contract left by an earlier build would be read as this one's
-    for stale in set(ALL_FEATURE_TABLES) - set(rows):
-        (feature_dir / f"{stale}.parquet").unlink(missing_ok=True)
-    source = "lines" if plan.order_lines else "sales_daily"
-    input_lines = con.execute(f"SELECT COUNT(*) FROM {source}").fetchone()[0]
-    return BuildReport(rows, time.perf_counter() - started, input_lines)
+        if progress:
+            seconds = time.perf_counter() - step_started
+            progress(f"{name}.parquet: {rows[name]:,} rows ({seconds:.1f}s)")
+    return rows
+
+
+def grid_start(through: int, w: t.Windows) -> int:
+    """The first period an incremental build computes: the first new period's look-back.
+
+    The row of period ``through + 1`` reads ``w.lookback - 1`` periods before it (its
+    longest lag or window); earlier ones are read by no new row.
+    """
+    return through + 2 - w.lookback
+
+
+def _definition(plan: Plan) -> str:
+    """A hash of everything that computes the purchase table besides the sales themselves."""
+    w = plan.w
+    parts = [
+        INCREMENTAL_FORMAT,
+        duckdb.__version__,
+        repr(w),
+        repr(plan.calendar),
+        plan.outputs()[plan.sales_table],
+        *(sql(w) for name, sql in plan.steps() if name in plan.streamed),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _sales_digest(con: duckdb.DuckDBPyConnection, through: int) -> str:
+    """Rows and a hash of the staged sales through period ``through``: equal digests, equal
+    inputs to every purchase feature row of those periods."""
+    count, total = con.execute(f"""
+        SELECT COUNT(*), SUM(CAST(hash(store_id, product_id, day, units, revenue,
+                                       priced_units, promo) AS HUGEINT))
+        FROM sales_daily WHERE day <= {through}""").fetchone()
+    return f"{count}:{total or 0}"
+
+
+def _sales_lineage(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, str]:
+    (through,) = con.execute("SELECT MAX(day) FROM periods").fetchone()
+    return {
+        META_THROUGH: str(through),
+        META_SALES_DIGEST: _sales_digest(con, through),
+        META_DEFINITION: _definition(plan),
+    }
+
+
+def _incremental_from(
+    con: duckdb.DuckDBPyConnection, plan: Plan, previous: Path | None
+) -> tuple[int | None, str]:
+    """The previous build's last period when this build can extend it, and why (not)."""
+    if previous is None:
+        return None, "full"
+    if plan.order_lines:
+        # customer intervals run from the first purchase on, lifespan and co-purchase
+        # estimates read a year of lines: an increment would recompute most of it
+        return None, "full (order lines are built whole)"
+    import pyarrow.parquet as pq
+
+    path = previous / f"{plan.sales_table}.parquet"
+    if not path.exists():
+        return None, f"full (no previous {plan.sales_table} table)"
+    meta = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+    expected = plan.metadata(plan.sales_table)
+    if any(meta.get(k) != v for k, v in expected.items() if k != META_ABSENT):
+        return None, "full (the grain or the sales table changed)"
+    if META_THROUGH not in meta or meta.get(META_DEFINITION) != _definition(plan):
+        return None, "full (the feature definitions changed)"
+    through = int(meta[META_THROUGH])
+    if _sales_digest(con, through) != meta.get(META_SALES_DIGEST):
+        return None, (
+            f"full (sales of the periods through {_period_start(plan, through)} changed, "
+            "not only appended)"
+        )
+    (last,) = con.execute("SELECT MAX(day) FROM periods").fetchone()
+    return through, (
+        f"incremental ({last - through} new {plan.w.unit}(s) after the period of "
+        f"{_period_start(plan, through)})"
+    )
+
+
+def _period_start(plan: Plan, period: int) -> str:
+    """The first day of a period number, for messages."""
+    return plan.calendar.start(period).isoformat()
 
 
 @dataclass(frozen=True)

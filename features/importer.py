@@ -84,6 +84,7 @@ def run_import(
     options: ImportOptions = ImportOptions(),
     now: datetime | None = None,
     progress=print,
+    duckdb_config: dict | None = None,
 ) -> ImportReport:
     """Import the files in ``folder`` into ``raw_dir``; see the module docstring."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
@@ -102,7 +103,10 @@ def run_import(
                 f"{sales_table.value}, {', '.join(REQUIRED_TABLES)} (and optionally "
                 f"{', '.join(OPTIONAL_TABLES)})"
             )
-    con = duckdb.connect()
+    # the memory limit and threads of Settings.duckdb_config; rows keep their order here
+    # (quarantine reports name lines), and the spill directory is the import's own
+    limits = {k: v for k, v in (duckdb_config or {}).items() if k in ("memory_limit", "threads")}
+    con = duckdb.connect(config=limits)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     # what does not fit in memory spills next to the data, not into the working directory

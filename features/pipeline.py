@@ -109,7 +109,12 @@ def build_features(
     """
     if not validated:
         raw.validate_raw(settings.raw_dir)
-    return build.build(settings.raw_dir, settings.feature_dir, progress=progress)
+    return build.build(
+        settings.raw_dir,
+        settings.feature_dir,
+        progress=progress,
+        duckdb_config=settings.duckdb_config,
+    )
 
 
 def run(

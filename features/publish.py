@@ -314,10 +314,11 @@ def materialize(settings: Settings, incremental: bool = False, end: datetime | N
     running ahead of the orders reaches the online store when the orders catch up,
     and serving reads exactly the rows training joins. Full: every row since the
     start of time. Incremental: only rows newer than what each view last
-    materialized (Feast keeps that interval in its registry).
+    materialized (Feast keeps that interval in its registry). Written by the platform's
+    materializer unless ``DEMAND_MATERIALIZER=feast`` (features/materialization.py).
     """
     _require_feature_tables(settings)
-    store = open_store(settings)
+    store = open_store(settings, materializing=True)
     # +1 s: Feast's interval is end-exclusive for the newest rows
     end = end or origin_close(settings) + timedelta(seconds=1)
     if incremental:

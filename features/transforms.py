@@ -63,6 +63,11 @@ class Windows:
             )
 
     @property
+    def lookback(self) -> int:
+        """Periods before a row that its purchase features read (the longest lag or window)."""
+        return max(*self.lags, self.short, self.long)
+
+    @property
     def suffix(self) -> str:
         """The one-letter unit of window names: ``temperature_mean_7d``, ``…_4w``."""
         return self.unit[0]
@@ -108,24 +113,69 @@ def sales_daily() -> str:
     """
 
 
-def sales_grid() -> str:
+def sales_grid(since: str | None = None) -> str:
     """Every (store, product, period) from the pair's first sale on; no sale means 0 units.
 
-    A store that carries a product and sold none of it on a day sold zero: these
+    A store that carries a product and sold none of it on a period sold zero: these
     rows are real observations, and windows count them.
+
+    ``since`` (incremental builds: SQL of a period number): each pair's rows start there
+    (or at its first sale, if later), and ``last_sale_before`` carries the pair's last
+    period with units sold before its first row (NULL when the grid starts at the first
+    sale).
     """
-    return """
+    if since is None:
+        pairs = """(SELECT store_id, product_id, MIN(day) AS start_day,
+                 CAST(NULL AS INTEGER) AS last_sale_before
+          FROM sales_daily GROUP BY store_id, product_id)"""
+    else:
+        start = f"CASE WHEN MIN(day) >= {since} THEN MIN(day) ELSE {since} END"
+        pairs = f"""(SELECT f.store_id, f.product_id, f.start_day,
+                 MAX(CASE WHEN s.units > 0 AND s.day < f.start_day THEN s.day END)
+                     AS last_sale_before
+          FROM (SELECT store_id, product_id, {start} AS start_day
+                FROM sales_daily GROUP BY store_id, product_id) f
+          JOIN sales_daily s ON s.store_id = f.store_id AND s.product_id = f.product_id
+          GROUP BY f.store_id, f.product_id, f.start_day)"""
+    return f"""
     SELECT g.store_id, g.product_id, p.day,
            COALESCE(s.units, 0) AS units,
            COALESCE(s.revenue, 0) AS revenue,
            COALESCE(s.priced_units, 0) AS priced_units,
-           COALESCE(s.promo, 0) AS promo
-    FROM (SELECT store_id, product_id, MIN(day) AS first_day
-          FROM sales_daily GROUP BY store_id, product_id) g
-    JOIN periods p ON p.day >= g.first_day
+           COALESCE(s.promo, 0) AS promo,
+           g.last_sale_before
+    FROM {pairs} g
+    JOIN periods p ON p.day >= g.start_day
     LEFT JOIN sales_daily s
       ON s.store_id = g.store_id AND s.product_id = g.product_id AND s.day = p.day
     """
+
+
+# Window sums of fractional values are taken in DECIMAL, which adds exactly: a float sum
+# depends in its last bits on the order the engine adds a frame's rows in, and DuckDB's
+# order depends on where the partition starts and how long it is. An exact sum gives
+# every row the same value whatever else the build read, so an incremental build (which
+# starts each series just before its new periods) writes what a full build writes.
+_EXACT = "DECIMAL(38, 6)"
+
+
+def _exact_sum(column: str, frame: str, squared: bool = False) -> str:
+    value = f"CAST({column} AS {_EXACT})"
+    return f"SUM({value} * {value if squared else 1}) OVER (w {frame})"
+
+
+def _mean(column: str, frame: str) -> str:
+    return f"CAST({_exact_sum(column, frame)} AS DOUBLE) / COUNT({column}) OVER (w {frame})"
+
+
+def _std(column: str, frame: str) -> str:
+    """Sample standard deviation from exact sums: sqrt((n Σx² − (Σx)²) / (n (n − 1)))."""
+    n = f"COUNT({column}) OVER (w {frame})"
+    s1, s2 = _exact_sum(column, frame), _exact_sum(column, frame, squared=True)
+    return (
+        f"CASE WHEN {n} > 1 THEN SQRT(GREATEST(CAST({n} * {s2} - {s1} * {s1} AS DOUBLE), 0)"
+        f" / ({n} * ({n} - 1))) END"
+    )
 
 
 def purchase_features(w: Windows) -> str:
@@ -133,7 +183,8 @@ def purchase_features(w: Windows) -> str:
 
     ``units_lag_k`` is the units sold k periods before the period after ``d``:
     ``units_lag_1`` is ``d`` itself, ``units_lag_7`` the same weekday as ``d + 1``.
-    Windows at the start of a series average the periods that exist.
+    Windows at the start of a series average the periods that exist. Recency reaches
+    back before the grid's first row through ``last_sale_before`` (incremental builds).
     """
     lags = ",\n           ".join(
         f"LAG(units, {k - 1}) OVER w AS units_lag_{k}" if k > 1 else "units AS units_lag_1"
@@ -144,16 +195,17 @@ def purchase_features(w: Windows) -> str:
     return f"""
     SELECT store_id, product_id, day,
            {lags},
-           AVG(units) OVER (w {short}) AS units_mean_{w.short},
-           AVG(units) OVER (w {long}) AS units_mean_{w.long},
-           STDDEV_SAMP(units) OVER (w {short}) AS units_std_{w.short},
-           STDDEV_SAMP(units) OVER (w {long}) AS units_std_{w.long},
-           AVG(units) OVER (w {short}) - AVG(units) OVER (w {long}) AS units_trend,
-           day - MAX(CASE WHEN units > 0 THEN day END)
-               OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+           {_mean("units", short)} AS units_mean_{w.short},
+           {_mean("units", long)} AS units_mean_{w.long},
+           {_std("units", short)} AS units_std_{w.short},
+           {_std("units", long)} AS units_std_{w.long},
+           {_mean("units", short)} - {_mean("units", long)} AS units_trend,
+           day - COALESCE(MAX(CASE WHEN units > 0 THEN day END)
+                              OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+                          last_sale_before)
                AS {w.since_last_sale},
-           SUM(revenue) OVER (w {long}) / NULLIF(SUM(priced_units) OVER (w {long}), 0)
-               AS avg_price_{w.long},
+           CAST({_exact_sum("revenue", long)} AS DOUBLE)
+               / NULLIF(SUM(priced_units) OVER (w {long}), 0) AS avg_price_{w.long},
            SUM(promo) OVER (w {short}) AS {w.promo_periods},
            promo AS {w.promo_now}
     FROM sales_grid

@@ -139,8 +139,12 @@ def run(
                 f"{settings.raw_dir} holds imported data: new data comes from `demand import "
                 "DIR` (then `demand nightly`); --append-days extends generated data only"
             )
-        clock.step("new data", lambda: pipeline.generate(settings, progress, append_days))
-    report.raw_rows = clock.step("validate", lambda: raw.validate_raw(settings.raw_dir))
+        # generate validates what it writes before it replaces anything: no second pass
+        report.raw_rows = clock.step(
+            "new data + validate", lambda: pipeline.generate(settings, progress, append_days)
+        )
+    else:
+        report.raw_rows = clock.step("validate", lambda: raw.validate_raw(settings.raw_dir))
     fingerprint = raw_fingerprint(settings)
     last_day = last_raw_day(settings)
     report.last_day = f"{last_day:%Y-%m-%d}"
@@ -195,10 +199,21 @@ def run(
 
 
 def _build_aside(settings: Settings, progress: Progress) -> None:
-    """Build every feature table into a sibling directory, then swap them in together."""
+    """Build every feature table into a sibling directory, then swap them in together.
+
+    Incremental when the tables in place extend (same grain and definitions, raw sales
+    only appended; see ``build.build``), else full; the progress line says which.
+    """
     aside = settings.data_dir / "features.next"
     shutil.rmtree(aside, ignore_errors=True)
-    built = build.build(settings.raw_dir, aside, progress=lambda m: progress(f"built {m}"))
+    built = build.build(
+        settings.raw_dir,
+        aside,
+        progress=lambda m: progress(f"built {m}"),
+        duckdb_config=settings.duckdb_config,
+        previous=settings.feature_dir if settings.feature_dir.exists() else None,
+    )
+    progress(f"feature build: {built.mode}, {built.seconds:.1f}s")
     settings.feature_dir.mkdir(parents=True, exist_ok=True)
     for name in built.rows:
         (aside / f"{name}.parquet").replace(settings.feature_dir / f"{name}.parquet")
@@ -231,15 +246,20 @@ def _materialize(settings: Settings, progress: Progress) -> None:
 def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:
     """Purchase feature rows about days after ``previous`` (all rows on the first night)."""
     built = build.lineage(settings.feature_dir)  # daily or weekly purchase rows
-    daily = pd.read_parquet(
-        settings.feature_dir / f"{built.sales_features_table}.parquet",
-        columns=["event_timestamp"],
-    )["event_timestamp"]
-    if previous is None:
-        return len(daily)
-    # a row known at the start of period p + 1 describes period p
-    after = previous + pd.Timedelta(days=built.calendar.days)
-    return int((daily > after.tz_localize("UTC")).sum())
+    table = (settings.feature_dir / f"{built.sales_features_table}.parquet").as_posix()
+    # counted by DuckDB: the purchase table can be tens of millions of rows
+    con = build.connect(settings.duckdb_config)
+    try:
+        if previous is None:
+            return con.execute("SELECT COUNT(*) FROM read_parquet(?)", [table]).fetchone()[0]
+        # a row known at the start of period p + 1 describes period p
+        after = (previous + pd.Timedelta(days=built.calendar.days)).tz_localize("UTC")
+        return con.execute(
+            "SELECT COUNT(*) FROM read_parquet(?) WHERE event_timestamp > ?",
+            [table, after.to_pydatetime()],
+        ).fetchone()[0]
+    finally:
+        con.close()
 
 
 def _promote(settings: Settings, report: NightReport, to: Stage) -> str:
