@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
+        bench-features bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
 help: ## List the targets
@@ -147,6 +147,9 @@ bench-materialization: $(INSTALLED) ## Benchmark materialization at 1 M keys, st
 
 bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (default, large; ARGS=--compare-losses)
 	$(BIN)/python -m benchmarks.train $(ARGS)
+
+bench-batch: $(INSTALLED) ## Benchmark sampled training and the batch forecasts at M5 width (30,000 series; ARGS="--series 2000")
+	$(BIN)/python -m benchmarks.batch $(ARGS)
 
 bench-serve: $(INSTALLED) ## Benchmark /forecast against feast serve and mlflow models serve
 	$(BIN)/python -m benchmarks.serve $(ARGS)

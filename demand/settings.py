@@ -170,6 +170,25 @@ class Settings(BaseSettings):
     weekly_validation: int = Field(
         default=8, ge=2, description="Weekly grain: early stopping on the N weeks before it."
     )
+    train_max_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Training rows at most (training, early stopping and backtest together): "
+        "above it, a seeded uniform sample of (series, origin) pairs, every horizon of each, "
+        "is kept before the Feast join. The default fits a CPU fit and refit of the default "
+        "model in about 15 minutes on 2 cores (README, Training at the M5 size).",
+    )
+    train_sample_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Keep this share of (series, origin) pairs instead of deriving it from "
+        "TRAIN_MAX_ROWS (1: no sampling). Training logs the share it used; the production "
+        "gate rebuilds a version's backtest rows with it.",
+    )
+    train_sample_seed: int = Field(
+        default=7, description="Seed of the training-row sample (which pairs are kept)."
+    )
     iterations: int = Field(
         default=600,
         ge=1,

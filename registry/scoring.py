@@ -37,7 +37,10 @@ ROW_PARAMS = (
     "weekly_warmup",
     "weekly_test",
     "weekly_validation",
+    # the training-row sample (training.dataset.Sampling): the same pairs, the same rows
+    "train_sample_seed",
 )
+FRACTION_PARAMS = ("train_sample_fraction",)
 # the fewest rows two versions are compared on when a champion saw part of the window;
 # on fewer the gate refuses. On the tiny retailer a week of targets is ~800 rows, and the
 # WAPE of one model over single weeks moves by ±0.05 from week to week (measured), as
@@ -125,6 +128,7 @@ def backtest_rows(
         "feature_service": contract.feature_service,
     }
     update.update({p: int(run_params[p]) for p in ROW_PARAMS if p in run_params})
+    update.update({p: float(run_params[p]) for p in FRACTION_PARAMS if p in run_params})
     rebuilt = settings.model_copy(update=update)
     progress(f"rebuilding the backtest rows (origins {start}..{end}) through Feast")
     training_set = _training_set(rebuilt)

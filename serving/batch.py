@@ -33,15 +33,28 @@ COLUMNS = [
     "units",
 ]
 Progress = Callable[[str], None]
+# items per lookup: large enough that a key's horizons and most repeated view keys share
+# a read, small enough that one read's keys stay well under SQLite's 32,766 bound
+# parameters (Feast's SQLite store binds every key of a read) and a batch's columns small
+BATCH_ITEMS = 20_000
 
 
 def keys(settings: Settings) -> list[tuple[str, str]]:
     """Every (store, product) the feature tables describe, sorted."""
+    import pyarrow.parquet as pq
+
     table = "store_product_weekly" if _weekly(settings) else "store_product_daily"
-    frame = pd.read_parquet(
-        settings.feature_dir / f"{table}.parquet", columns=["store_id", "product_id"]
-    ).drop_duplicates()
-    return sorted(frame.itertuples(index=False, name=None))
+    # the keys as dictionaries: a row per series and day is ~36 M rows at the M5 size,
+    # gigabytes as Python strings, a few hundred megabytes as codes
+    keys = pq.read_table(
+        settings.feature_dir / f"{table}.parquet",
+        columns=["store_id", "product_id"],
+        read_dictionary=["store_id", "product_id"],
+    ).to_pandas()
+    unique = keys.drop_duplicates()
+    return sorted(
+        zip(unique["store_id"].astype(str), unique["product_id"].astype(str), strict=True)
+    )
 
 
 def _weekly(settings: Settings) -> bool:
@@ -51,48 +64,50 @@ def _weekly(settings: Settings) -> bool:
 
 def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print) -> pd.DataFrame:
     """One row per key and target period (origin + 1 … origin + horizon periods of the
-    model's grain), in key order."""
+    model's grain), in key order; keys the online store knows no origin for are left out.
+
+    The items go through the lookup and scoring of ``/forecast`` in batches of
+    ``BATCH_ITEMS``, all horizons of a key in one batch, so each view a key alone keys
+    (sales, replenishment, attributes) is read and decoded once per key, and the views
+    keyed by the target day (plans, weather forecasts) once per key and day.
+    """
     calendar = loaded.lookup.calendar
-
-    def target(origin, h: int):
-        return calendar.start(calendar.period(origin) + h)
-
-    pairs = keys(settings)
-    stores, products = [s for s, _ in pairs], [p for _, p in pairs]
-    origins = loaded.lookup.fetch(stores, products).origin
     horizon = loaded.contract.horizon
-    items = [
-        (store, product, origin, h)
-        for store, product, origin in zip(stores, products, origins, strict=True)
-        if origin is not None
-        for h in range(1, horizon + 1)
-    ]
+    pairs = keys(settings)
     progress(
-        f"forecasting {len(items):,} rows ({len(items) // max(horizon, 1):,} keys × {horizon} "
+        f"forecasting {len(pairs) * horizon:,} rows ({len(pairs):,} keys × {horizon} "
         f"{calendar.grain.value}s) with {loaded.name} v{loaded.version}"
     )
+    stores = [s for s, _ in pairs for _ in range(horizon)]
+    products = [p for _, p in pairs for _ in range(horizon)]
+    horizons = list(range(1, horizon + 1)) * len(pairs)
+    origins: list = []
+    targets: list = []
     units: list[float | None] = []
-    step = settings.serve_max_items  # the batches a client of /forecast would send
-    for start in range(0, len(items), step):
-        chunk = items[start : start + step]
-        chunk_stores = [i[0] for i in chunk]
-        chunk_products = [i[1] for i in chunk]
-        targets = [target(i[2], i[3]) for i in chunk]
-        vectors = loaded.lookup.fetch(chunk_stores, chunk_products, targets)
-        units += score(loaded, chunk_stores, chunk_products, vectors)
-    return pd.DataFrame(
+    step = max(horizon, BATCH_ITEMS // horizon * horizon)  # whole keys per batch
+    for start in range(0, len(stores), step):
+        batch = slice(start, start + step)
+        vectors = loaded.lookup.fetch(stores[batch], products[batch], horizons=horizons[batch])
+        units += score(loaded, stores[batch], products[batch], vectors)
+        origins += vectors.origin
+        targets += vectors.target
+        if len(stores) > step:
+            progress(f"  {min(start + step, len(stores)):,} of {len(stores):,} rows")
+    frame = pd.DataFrame(
         {
             "model_name": loaded.name,
             "model_version": loaded.version,
-            "store_id": [i[0] for i in items],
-            "product_id": [i[1] for i in items],
-            "origin_date": [i[2] for i in items],
-            "target_date": [target(i[2], i[3]) for i in items],
-            "horizon": [i[3] for i in items],
+            "store_id": stores,
+            "product_id": products,
+            "origin_date": origins,
+            "target_date": targets,
+            "horizon": horizons,
             "units": units,
         },
         columns=COLUMNS,
     )
+    # a key without an origin (no sales row online) has nothing to forecast from
+    return frame[frame["origin_date"].notna()].reset_index(drop=True)
 
 
 def publish(settings: Settings, frame: pd.DataFrame, progress: Progress = print) -> list[str]:

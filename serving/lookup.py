@@ -372,6 +372,7 @@ class OnlineLookup:
         store_ids: Sequence[str],
         product_ids: Sequence[str],
         targets: Sequence[date | None] | None = None,
+        horizons: Sequence[int] | None = None,
     ) -> Vectors:
         """Every feature of the service for each key at its origin, for its target day.
 
@@ -382,7 +383,9 @@ class OnlineLookup:
         day, and a week closes when its last day has). Each view's row is used
         only when the offline join at the origin would use it (module docstring);
         otherwise its features are null and ``stale`` names the view. Keys the store
-        lacks get None.
+        lacks get None. ``horizons`` (instead of ``targets``): each item's target is that
+        many periods after its key's origin, whatever the origin turns out to be (batch
+        forecasts ask for every key's next periods without reading its origin first).
         """
         n = len(store_ids)
         rows = [
@@ -391,14 +394,9 @@ class OnlineLookup:
         vectors = Vectors([], [], [], {})
         first = [v for v in self.views if set(v.join_keys) <= set(CLIENT_KEYS)]
         read = {view.name: self._read(view, rows) for view in first}
-        # the origin: the day the newest purchase row describes, if that day has closed
         cal = self.calendar
-        closed = last_closed_day(self.clock(), self.closed_day_lag_hours)
-        closed = cal.start(cal.period(closed + timedelta(days=1)) - 1)  # the last whole one
         if self.known_at_view in read:
-            keys, decoded = read[self.known_at_view]
-            origin_of = {k: min(_origin(d[1], cal), closed) for k, d in decoded.items()}
-            origin = [origin_of.get(k) for k in keys]
+            origin = self._origins(*read[self.known_at_view])
         else:
             origin = [None] * n
         close_of = {o: _close(o, cal) for o in set(origin) if o is not None}
@@ -406,18 +404,28 @@ class OnlineLookup:
         for view in first:
             self._place(view, *read[view.name], closes, vectors)
         region = self._routing(first, read, n)
-        wanted = list(targets) if targets is not None else [None] * n
-        target = [
-            t if t is not None else (cal.start(cal.period(o) + 1) if o else None)
-            for t, o in zip(wanted, origin, strict=True)
-        ]
+        if horizons is not None:
+            # a batch has few distinct (origin, horizon): each target computed once
+            ahead = {
+                (o, h): cal.start(cal.period(o) + h)
+                for o, h in set(zip(origin, horizons, strict=True))
+                if o
+            }
+            target = [ahead[o, h] if o else None for o, h in zip(origin, horizons, strict=True)]
+        else:
+            wanted = list(targets) if targets is not None else [None] * n
+            target = [
+                t if t is not None else (cal.start(cal.period(o) + 1) if o else None)
+                for t, o in zip(wanted, origin, strict=True)
+            ]
+        period = {d: cal.period(d) for d in {*origin, *target} if d}
         horizon = [
-            cal.period(t) - cal.period(o) if t and o else 0
-            for t, o in zip(target, origin, strict=True)
+            period[t] - period[o] if t and o else 0 for t, o in zip(target, origin, strict=True)
         ]
+        iso = {t: t.isoformat() for t in set(target) if t}
         for row, r, t in zip(rows, region, target, strict=True):
             row["region_id"] = r if r is not None else ""
-            row["target_date"] = t.isoformat() if t else ""
+            row["target_date"] = iso[t] if t else ""
         for view in self.views:
             if view not in first:
                 self._place(view, *self._read(view, rows), closes, vectors)
@@ -433,6 +441,15 @@ class OnlineLookup:
         vectors.origin, vectors.target, vectors.horizon = origin, target, horizon
         self._remember(vectors.newest, max(close_of, default=None))
         return vectors
+
+    def _origins(self, keys: list[tuple], decoded: dict) -> list[date | None]:
+        """Each key's origin: the period its newest purchase row describes, if that period
+        has closed, else the last closed one; None for a key without a row."""
+        cal = self.calendar
+        closed = last_closed_day(self.clock(), self.closed_day_lag_hours)
+        closed = cal.start(cal.period(closed + timedelta(days=1)) - 1)  # the last whole one
+        origin_of = {k: min(_origin(d[1], cal), closed) for k, d in decoded.items()}
+        return [origin_of.get(k) for k in keys]
 
     def _remember(self, newest: dict[str, datetime | None], origin: date | None) -> None:
         # per view, once per fetch (a benign race between threads: a maximum either way)

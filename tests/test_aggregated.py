@@ -275,6 +275,29 @@ def test_batch_forecasts_cover_every_key_for_the_horizon_at_the_grain(promoted):
     assert targets == [calendar.start(calendar.period(origin) + h) for h in range(1, horizon + 1)]
 
 
+def test_batch_forecasts_are_what_the_service_answers(promoted, service, monkeypatch):
+    """Batches of whole keys (several per lookup) give the units /forecast gives item by item."""
+    _, settings, *_ = promoted
+    from serving import batch, model_loader
+    from serving.service import Item
+
+    monkeypatch.setattr(batch, "BATCH_ITEMS", 3 * 7)  # several batches on the tiny retailer
+    loaded = model_loader.load(settings, alias="production")
+    frame = batch.forecast_all(settings, loaded, progress=lambda _: None)
+    assert len(frame) > batch.BATCH_ITEMS
+    sample = frame.sample(min(len(frame), 200), random_state=1)
+    items = [
+        Item(store_id=r.store_id, product_id=r.product_id, date=r.target_date)
+        for r in sample.itertuples()
+    ]
+    served = []
+    for start in range(0, len(items), 40):  # within any DEMAND_SERVE_MAX_ITEMS a test sets
+        answer = service.forecast(items=items[start : start + 40])
+        assert hasattr(answer, "forecasts"), answer.body
+        served += [f.units for f in answer.forecasts]
+    assert served == sample["units"].tolist()
+
+
 def test_a_history_too_short_says_how_much_is_needed(tmp_path):
     """Twenty weeks of sales: training says how many weeks it needs and from when."""
     settings = get_settings(data_dir=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db")

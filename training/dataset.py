@@ -44,6 +44,7 @@ class TrainingSet:
     history: pd.DataFrame  # units per store, product and period: the labels and the baselines
     schedule: Schedule | None = None  # None: the daily settings (sets built before grains)
     feature_service: str | None = None  # the service the rows came through
+    sampling: Sampling | None = None  # which (series, origin) pairs were kept
 
     @property
     def labels(self) -> pd.Series:
@@ -62,24 +63,40 @@ def built_lineage(settings: Settings) -> Lineage:
 def sales_history(settings: Settings) -> pd.DataFrame:
     """Units per store, product and period, zeros included, from the purchase feature table.
 
-    ``date`` is the period's first day.
+    ``date`` is the period's first day. Only the four columns needed are read, the keys
+    as categoricals: at the M5 size (~36 M rows) object strings would cost gigabytes and
+    every grouping on them a hash of each string.
     """
+    import pyarrow.parquet as pq
+
     built = built_lineage(settings)
     path = settings.feature_dir / f"{built.sales_features_table}.parquet"
-    rows = pd.read_parquet(
-        path, columns=["store_id", "product_id", "event_timestamp", "units_lag_1"]
+    table = pq.read_table(
+        path,
+        columns=["store_id", "product_id", "event_timestamp", "units_lag_1"],
+        read_dictionary=["store_id", "product_id"],
     )
+    stamps = table.column("event_timestamp").to_pandas()
     return pd.DataFrame(
         {
-            "store_id": rows["store_id"],
-            "product_id": rows["product_id"],
+            "store_id": _sorted_categories(table.column("store_id").to_pandas()),
+            "product_id": _sorted_categories(table.column("product_id").to_pandas()),
             # a row known at the start of period p + 1 describes period p
             "date": (
-                rows["event_timestamp"].dt.tz_convert(None) - pd.Timedelta(days=built.calendar.days)
+                stamps.dt.tz_convert(None) - pd.Timedelta(days=built.calendar.days)
             ).dt.normalize(),
-            "units": rows["units_lag_1"].astype(float),
+            "units": table.column("units_lag_1").to_pandas().astype(float),
         }
     )
+
+
+def _sorted_categories(values: pd.Series) -> pd.Series:
+    """``values`` as a categorical whose codes sort as the strings do."""
+    values = values.astype("category")
+    categories = values.cat.categories
+    if not categories.is_monotonic_increasing:
+        values = values.cat.reorder_categories(categories.sort_values())
+    return values
 
 
 def _starts(calendar: Calendar, periods: np.ndarray) -> pd.DatetimeIndex:
@@ -88,16 +105,85 @@ def _starts(calendar: Calendar, periods: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.Timestamp("1970-01-01") + pd.to_timedelta(days, unit="D"))
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Which (series, origin) pairs a training set keeps, and how many rows it could have had.
+
+    Each pair is kept, with all its horizons, when a hash of its store, product, origin
+    and ``seed`` falls below ``fraction``: the decision for one pair never depends on the
+    others, so a rebuild with the same fraction and seed keeps the same pairs however
+    many days or series the data has gained since (the production gate re-scores the
+    backtest rows of a version so), and every window (training, early stopping,
+    backtest) is a uniform sample of its own rows.
+    """
+
+    fraction: float  # share of (series, origin) pairs kept; 1.0: every one, no sampling
+    seed: int
+    candidate_rows: int  # the rows before sampling
+    max_rows: int | None = None  # the cap the fraction came from (None: given as a fraction)
+
+    @classmethod
+    def of(cls, settings: Settings, candidate_rows: int) -> Sampling:
+        """The settings' fraction when given (a rebuild), else what the row cap allows."""
+        seed = settings.train_sample_seed
+        if settings.train_sample_fraction is not None:
+            return cls(settings.train_sample_fraction, seed, candidate_rows)
+        cap = settings.train_max_rows
+        fraction = 1.0 if candidate_rows <= cap else cap / candidate_rows
+        return cls(fraction, seed, candidate_rows, cap)
+
+    def params(self) -> dict[str, object]:
+        """Logged with the run; ``train_sample_*`` are what a rebuild needs (registry.scoring)."""
+        cap = {} if self.max_rows is None else {"train_max_rows": self.max_rows}
+        return {
+            **cap,
+            "train_sample_fraction": self.fraction,
+            "train_sample_seed": self.seed,
+            "candidate_rows": self.candidate_rows,
+        }
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: uint64 → well-spread uint64 (numpy wraps, as it should)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _kept(pair_hash: np.ndarray, origin_day: np.ndarray, sampling: Sampling) -> np.ndarray:
+    """Whether each (pair, origin) is in the sample: a uniform draw in [0, 1) below the fraction."""
+    with np.errstate(over="ignore"):
+        salt = _mix(origin_day.astype(np.uint64) + np.uint64(sampling.seed) * np.uint64(0x9E37))
+        draw = _mix(pair_hash ^ salt)
+    return (draw >> np.uint64(11)).astype(np.float64) / float(1 << 53) < sampling.fraction
+
+
 def origins_and_labels(
     history: pd.DataFrame,
     settings: Settings,
     now: datetime | None = None,
     schedule: Schedule | None = None,
 ) -> pd.DataFrame:
-    """One row per (store, product, origin, horizon) with the label of the target period.
+    """One row per (store, product, origin, horizon) with the label of the target period,
+    every pair and origin (no sampling): see :func:`sampled_origins_and_labels`."""
+    whole = settings.model_copy(update={"train_sample_fraction": 1.0})
+    return sampled_origins_and_labels(history, whole, now, schedule)[0]
+
+
+def sampled_origins_and_labels(
+    history: pd.DataFrame,
+    settings: Settings,
+    now: datetime | None = None,
+    schedule: Schedule | None = None,
+) -> tuple[pd.DataFrame, Sampling]:
+    """One row per (store, product, origin, horizon) with the label of the target period,
+    for the (series, origin) pairs the settings' sampling keeps (:class:`Sampling`).
 
     The last label is the last closed period at ``now`` (default: the clock) or before.
-    ``schedule`` defaults to the daily settings.
+    ``schedule`` defaults to the daily settings. Rows are sorted by origin, store,
+    product and horizon. Counting and sampling happen on integer codes before any row
+    is made, so the cost follows the rows kept, not the (series × origin × horizon)
+    rows there could be (tens of millions at the M5 size).
     """
     schedule = schedule or Schedule.of(settings, Calendar())
     cal = schedule.calendar
@@ -113,29 +199,85 @@ def origins_and_labels(
     origin_periods = np.arange(first_period + schedule.warmup, last_period)[
         :: schedule.origin_every
     ]
-    origin_days = _starts(cal, origin_periods)
-    if len(origin_days) == 0:
+    if len(origin_periods) == 0:
         raise TrainingDataError(
             f"no forecast origins: the history ({first_day:%Y-%m-%d} to {last_day:%Y-%m-%d}) "
             f"is shorter than the {schedule.warmup}-{schedule.unit} warm-up plus one "
             f"{schedule.unit}"
         )
-    pairs = history.groupby(["store_id", "product_id"], as_index=False)["date"].min()
-    rows = pairs.merge(pd.DataFrame({"origin": origin_days}), how="cross")
-    rows = rows[rows["date"] <= rows["origin"]].drop(columns="date")
-    horizons = pd.DataFrame({"horizon": np.arange(1, schedule.horizon + 1)})
-    rows = rows.merge(horizons, how="cross")
-    rows["target"] = rows["origin"] + pd.to_timedelta(rows["horizon"] * cal.days, unit="D")
-    rows = rows[rows["target"] <= last_day]
-    labels = history.rename(columns={"date": "target", "units": "label"})
-    rows = rows.merge(labels, on=["store_id", "product_id", "target"], how="left")
+    stores = _sorted_categories(history["store_id"])
+    products = _sorted_categories(history["product_id"])
+    day = ((history["date"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1)).to_numpy()
+    period = (day.astype(np.int64) - cal.offset) // cal.days
+    # a pair is a (store, product) code; pairs sort as (store_id, product_id) strings do
+    n_products = max(len(products.cat.categories), 1)
+    pair_code = stores.cat.codes.to_numpy(np.int64) * n_products + products.cat.codes.to_numpy(
+        np.int64
+    )
+    first_of_pair = pd.Series(period).groupby(pair_code).min()  # sorted by pair code
+    pair_codes, pair_first = first_of_pair.index.to_numpy(), first_of_pair.to_numpy()
+    pair_store = stores.cat.categories.to_numpy(dtype=object)[pair_codes // n_products]
+    pair_product = products.cat.categories.to_numpy(dtype=object)[pair_codes % n_products]
+
+    # every pair selling by an origin is a candidate there, with the horizons inside the history
+    horizons_at = np.minimum(schedule.horizon, last_period - origin_periods)
+    active_at = np.searchsorted(np.sort(pair_first), origin_periods, side="right")
+    sampling = Sampling.of(settings, int((active_at * horizons_at).sum()))
+    active = pair_first[None, :] <= origin_periods[:, None]  # origin × pair
+    origin_index, pair_index = np.nonzero(active)  # origin-major, pairs in key order
+    if sampling.fraction < 1.0:
+        pair_hash = pd.util.hash_pandas_object(
+            pd.DataFrame({"store_id": pair_store, "product_id": pair_product}), index=False
+        ).to_numpy()
+        origin_day = origin_periods * cal.days + cal.offset
+        keep = _kept(pair_hash[pair_index], origin_day[origin_index], sampling)
+        origin_index, pair_index = origin_index[keep], pair_index[keep]
+
+    # each kept (pair, origin) with its horizons 1..n
+    counts = horizons_at[origin_index]
+    row_origin = np.repeat(origin_index, counts)
+    row_pair = np.repeat(pair_index, counts)
+    starts = np.cumsum(counts) - counts
+    horizon = np.arange(counts.sum(), dtype=np.int64) - np.repeat(starts, counts) + 1
+    origin_period = origin_periods[row_origin]
+    target_period = origin_period + horizon
+    rows = pd.DataFrame(
+        {
+            "store_id": pair_store[row_pair],
+            "product_id": pair_product[row_pair],
+            "origin": _starts(cal, origin_period).astype("datetime64[ns]"),
+            "horizon": horizon,
+            "target": _starts(cal, target_period).astype("datetime64[ns]"),
+            "label": _labels(pair_codes[row_pair], target_period, pair_code, period, history),
+        }
+    )
     if rows.empty:
         raise TrainingDataError(
             f"the training window is empty: no origin has a target {schedule.unit} "
             "inside the history; lower DEMAND_HORIZON or add history"
         )
-    rows["label"] = rows["label"].fillna(0.0)  # a pair selling by then sold nothing: real zero
-    return rows.sort_values(["origin", "store_id", "product_id", "horizon"]).reset_index(drop=True)
+    return rows, sampling
+
+
+def _labels(
+    row_pair: np.ndarray,
+    row_period: np.ndarray,
+    pair_code: np.ndarray,
+    period: np.ndarray,
+    history: pd.DataFrame,
+) -> np.ndarray:
+    """Units of each row's pair in its target period; 0 where the history has no row
+    (a pair selling by the origin that sold nothing then: a real zero)."""
+    span = int(period.max()) + 1
+    history_key = pair_code * span + period
+    order = np.argsort(history_key, kind="stable")
+    sorted_key = history_key[order]
+    units = history["units"].to_numpy(dtype=float)[order]
+    wanted = row_pair * span + row_period
+    at = np.minimum(np.searchsorted(sorted_key, wanted), max(len(sorted_key) - 1, 0))
+    found = sorted_key[at] == wanted
+    labels = np.where(found, units[at], 0.0)
+    return np.where(np.isnan(labels), 0.0, labels)
 
 
 def entity_frame(
@@ -215,11 +357,18 @@ def build(store, settings: Settings, progress=print) -> TrainingSet:
             f"no feature service {settings.feature_service!r} in the Feast registry; "
             "run `demand features` (or `demand apply`)"
         ) from None
-    rows = origins_and_labels(history, settings, schedule=schedule)
+    rows, sampling = sampled_origins_and_labels(history, settings, schedule=schedule)
     entities = entity_frame(rows, settings, built.calendar)
+    sampled = (
+        ""
+        if sampling.fraction >= 1.0
+        else f", {sampling.fraction:.2%} of the {sampling.candidate_rows:,} candidate rows "
+        f"(DEMAND_TRAIN_MAX_ROWS={sampling.max_rows or '-'}, seed {sampling.seed})"
+    )
+    every = "weekly" if schedule.unit == "week" else "daily"
     progress(
-        f"retrieving features for {len(entities):,} rows ({rows['origin'].nunique()} "
-        f"{schedule.unit}ly origins × {schedule.horizon} horizons) through Feast"
+        f"retrieving features for {len(entities):,} rows ({rows['origin'].nunique()} {every} "
+        f"origins × {schedule.horizon} horizons{sampled}) through Feast"
     )
     service = store.get_feature_service(settings.feature_service)
     frame = store.get_historical_features(entity_df=entities, features=service).to_df()
@@ -238,6 +387,7 @@ def build(store, settings: Settings, progress=print) -> TrainingSet:
         history,
         schedule,
         settings.feature_service,
+        sampling,
     )
 
 
