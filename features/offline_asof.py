@@ -21,6 +21,7 @@ from typing import Literal
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 from feast.data_format import ParquetFormat
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores import offline_utils
@@ -35,6 +36,7 @@ from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMeta
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
+from ibis.backends.duckdb.converter import DuckDBPyArrowData
 
 TYPE = "features.offline_asof.AsofDuckDBOfflineStore"
 ROW = "__asof_row"  # the entity row's position: the result comes back in entity order
@@ -42,6 +44,26 @@ ROW = "__asof_row"  # the entity row's position: the result comes back in entity
 
 class AsofDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     type: Literal["features.offline_asof.AsofDuckDBOfflineStore"] = TYPE
+    # DuckDB's memory_limit and temp_directory for the joins (DEMAND_DUCKDB_MEMORY_LIMIT):
+    # at 10 M entity rows the joins' sorts spill there instead of taking the machine
+    memory_limit: str | None = None
+    temp_directory: str | None = None
+
+
+class AsofRetrievalJob(IbisRetrievalJob):
+    """Feast's ibis job over a result already computed as an Arrow table.
+
+    ``to_arrow`` converts that table as ibis would after running it (the same types as the
+    stock store's), without handing it back to DuckDB first: the round trip copied the
+    whole result (2.7 s of 8.4 s at 1 M entity rows, measured).
+    """
+
+    def __init__(self, result: pa.Table, **kwargs) -> None:
+        super().__init__(ibis.memtable(result), **kwargs)
+        self._result = result
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        return self.table.__pyarrow_result__(self._result, data_mapper=DuckDBPyArrowData)
 
 
 def _quote(name: str) -> str:
@@ -117,6 +139,17 @@ def _view_join(view: FeatureView, refs: list[str], full_feature_names: bool, i: 
     return join, outputs
 
 
+def _bound(connection, store: AsofDuckDBOfflineStoreConfig) -> None:
+    """Set the configured memory limit and spill folder on ``connection``.
+
+    The connection is ibis's default one, which Feast's DuckDB store also reads with, so
+    the limit holds for both stores in this process."""
+    if store.memory_limit:
+        connection.execute(f"SET memory_limit = {_literal(store.memory_limit)}")
+    if store.temp_directory:
+        connection.execute(f"SET temp_directory = {_literal(store.temp_directory)}")
+
+
 class AsofDuckDBOfflineStore(DuckDBOfflineStore):
     @staticmethod
     def get_historical_features(
@@ -154,11 +187,12 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
 
         entities = f"_asof_entities_{uuid.uuid4().hex}"
         # Run now, on the connection Feast's DuckDB store reads with (its settings, such
-        # as the session time zone, are the stock store's), and hand Feast the result as
-        # an ibis table: to_df() then converts types exactly as for the stock store.
-        # (ibis's Backend.sql would keep it lazy, but it calls a DuckDB method that
-        # DuckDB 2 no longer has.)
+        # as the session time zone, are the stock store's), and hand Feast the result in
+        # a job that converts types exactly as ibis does for the stock store. (ibis's
+        # Backend.sql would keep it lazy, but it calls a DuckDB method that DuckDB 2 no
+        # longer has.)
         connection = ibis.get_backend().con
+        _bound(connection, config.offline_store)
         connection.register(entities, entity_df.assign(**{ROW: range(len(entity_df))}))
         try:
             listed = ", ".join(_quote(c) for c in entity_columns)
@@ -177,17 +211,13 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                 ).to_arrow_table()
                 for name, values in zip(part.column_names, part.columns, strict=True):
                     result = result.append_column(name, values)
-            table = ibis.memtable(result)
         finally:
             connection.unregister(entities)
 
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
-        for odfv in [v for v in odfvs if v.mode == "substrait"]:
-            table = odfv.transform_ibis(table, full_feature_names)
-        job = IbisRetrievalJob(
-            table,
-            [v for v in odfvs if v.mode != "substrait"],
-            full_feature_names,
+        arguments = dict(
+            on_demand_feature_views=[v for v in odfvs if v.mode != "substrait"],
+            full_feature_names=full_feature_names,
             metadata=RetrievalMetadata(
                 features=feature_refs,
                 keys=list(set(entity_columns) - {ts}),
@@ -199,4 +229,10 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
             repo_path=str(config.repo_path),
         )
-        return job
+        substrait = [v for v in odfvs if v.mode == "substrait"]
+        if not substrait:
+            return AsofRetrievalJob(result, **arguments)
+        table = ibis.memtable(result)  # ibis transforms: the result goes back through DuckDB
+        for odfv in substrait:
+            table = odfv.transform_ibis(table, full_feature_names)
+        return IbisRetrievalJob(table, **arguments)
