@@ -42,7 +42,7 @@ def open_store(settings: Settings):
     # and Feast calls its on-demand views experimental each time they are used
     quiet_library_warnings()
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
-    if settings.offline_store is OfflineStore.duckdb:
+    if settings.offline_store == OfflineStore.duckdb:  # a model_copy may hold the plain string
         return FeatureStore(
             repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
         )
@@ -60,7 +60,12 @@ def _asof_config(settings: Settings):
 
     text = os.path.expandvars(settings.feature_store_yaml.read_text())  # as Feast reads it
     raw = yaml.safe_load(text)
-    raw["offline_store"] = {**raw.get("offline_store", {}), "type": ASOF_OFFLINE_STORE}
+    raw["offline_store"] = {
+        **raw.get("offline_store", {}),
+        "type": ASOF_OFFLINE_STORE,
+        "memory_limit": settings.duckdb_memory_limit,
+        "temp_directory": str(settings.data_dir / "duckdb-spill"),
+    }
     config = RepoConfig(**raw)
     config.repo_path = settings.feature_repo
     return config
