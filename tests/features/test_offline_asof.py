@@ -242,3 +242,21 @@ def test_full_feature_names(toy):
     assert {"product_stats__units", "product_stats__orders", "region_weather__temperature"} <= set(
         got.columns
     )
+
+
+def test_a_saved_dataset_holds_the_rows(toy, tmp_path):
+    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+    frame = pd.DataFrame(
+        {"product_id": ["p1", "p2"], "region_id": ["r1", "r2"], "event_timestamp": [day(5), day(3)]}
+    )
+    _, asof_store = toy
+    job = asof_store.get_historical_features(entity_df=frame, features=REFS)
+    expected = job.to_df()
+    path = tmp_path / "saved.parquet"
+    asof_store.create_saved_dataset(
+        from_=job, name="asof_saved", storage=SavedDatasetFileStorage(path=str(path))
+    )
+    saved = pd.read_parquet(path)
+    assert list(saved["units"]) == list(expected["units"]) == [5.0, 21.0]
+    assert list(saved["temperature"]) == [4.25, -2.0]
