@@ -189,7 +189,8 @@ def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> l
 def agreement(path: Path, reference: Path, columns: list[str]) -> str:
     """The share of cells equal to the reference's, row by entity row."""
     cells = pq.read_metadata(path).num_rows * len(columns)
-    return f"{1 - differing_cells(path, reference, columns) / cells:.2%}"
+    differing = differing_cells(path, reference, columns)
+    return "100 %" if differing == 0 else f"{1 - differing / cells:.4%} ({differing:,} differ)"
 
 
 def differing_cells(a: Path, b: Path, columns: list[str]) -> int:
