@@ -91,7 +91,7 @@ class Figure:
     """
 
     name: str
-    value: float
+    value: float | None  # None: not measured (interrupted), the reason in details
     unit: str
     peer: str | None = None
     peer_value: float | None = None

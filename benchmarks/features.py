@@ -132,7 +132,7 @@ def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> l
     columns = [r.split(":")[1] for r in refs]
     folder = settings.data_dir / "retrieved"
     folder.mkdir(exist_ok=True)
-    seconds, peaks, results = {}, {}, {}
+    seconds, peaks, results, failed = {}, {}, {}, {}
 
     def saved(label: str, frame: pd.DataFrame) -> None:
         results[label] = (folder / f"{label}-{n}.parquet", len(frame))
@@ -152,8 +152,13 @@ def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> l
                 frame = feast_store.get_historical_features(
                     entity_df=entities.copy(), features=refs
                 ).to_df()
-        except duckdb.InterruptException:
-            console.print(f"  {label}: interrupted after {timeout} s")
+        except (duckdb.InterruptException, duckdb.OutOfMemoryException) as error:
+            failed[label] = (
+                f"interrupted after {timeout:.0f} s"
+                if isinstance(error, duckdb.InterruptException)
+                else f"out of memory: {str(error).splitlines()[0][:60]}"
+            )
+            console.print(f"  {label}: {failed[label]}")
             seconds[label] = None
             peaks[label] = peak_rss_gib()
             continue
@@ -176,10 +181,10 @@ def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> l
             {
                 "step": f"{step} {n:,}",
                 "rows": results[label][1] if label in results else n,
-                "seconds": spent if spent is not None else f"> {args.stock_timeout}",
+                "seconds": spent if spent is not None else "",
                 "rows/s": n / spent if spent else "",
                 "vs merge_asof": f"{spent / seconds['merge_asof']:.2f}×" if spent else "",
-                "agree": agree[label] if spent is not None else "interrupted",
+                "agree": agree[label] if spent is not None else failed[label],
                 "peak GiB": peaks[label],
             }
         )
@@ -284,13 +289,13 @@ def figures(rows: list[dict], scale: str | None) -> list[Figure]:
     for row in rows:
         step, count = row["step"], row["rows"]
         if step.startswith("get_historical_features") or step.startswith("merge_asof"):
-            if not isinstance(row["seconds"], float):
-                continue  # interrupted: no figure
             n = int(step.rsplit(" ", 1)[1].replace(",", ""))
+            # an interrupted store: no value, and why in "agree"
+            value = row["seconds"] if isinstance(row["seconds"], float) else None
             peer = "merge_asof" if not step.startswith("merge_asof") else None
             peer_value = seconds_of(f"merge_asof {n:,}") if peer else None
             details = {"entity_rows": n, "peak_gib": row["peak GiB"], "agree": row["agree"]}
-            out.append(Figure(step, row["seconds"], "s", peer, peer_value, scale, details))
+            out.append(Figure(step, value, "s", peer, peer_value, scale, details))
         elif step.startswith("materialize"):
             sqlite = next((r for r in rows if r["step"] == "materialize (SQLite)"), None)
             peer = "materialize (SQLite)" if sqlite and sqlite is not row else None
