@@ -142,6 +142,7 @@ def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> l
     with timed(seconds, "merge_asof"):
         reference = merge_asof_join(settings, store, entities)
     peaks["merge_asof"] = peak_rss_gib()
+    console.print(f"  peak {peaks['merge_asof']:.2f} GiB")
     saved("merge_asof", reference)
     del reference
     for label, feast_store in (("ASOF", asof_store), ("DuckDB", store)):
@@ -163,6 +164,7 @@ def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> l
             peaks[label] = peak_rss_gib()
             continue
         peaks[label] = peak_rss_gib()
+        console.print(f"  peak {peaks[label]:.2f} GiB")
         saved(label, frame)
         del frame
     path = {label: saved_at for label, (saved_at, _) in results.items()}
