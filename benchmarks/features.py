@@ -31,6 +31,7 @@ import duckdb
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks import imports
@@ -107,16 +108,7 @@ def merge_asof_join(settings, store, rows: pd.DataFrame) -> pd.DataFrame:
         at = matched["_at"].fillna(-1).to_numpy(dtype=np.int64)
         taken = {f: pd.api.extensions.take(frame[f].array, at, allow_fill=True) for f in features}
         parts.append(pd.DataFrame(taken))
-    return pd.concat(parts, axis=1)
-
-
-def in_entity_order(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame``'s rows in entity order (the ROW column the entity rows carry): Feast's
-    DuckDB store returns them in no set order, merge_asof sorted by time."""
-    order = frame[ROW].to_numpy()
-    if (order == np.arange(len(frame))).all():
-        return frame
-    return frame.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    return pd.concat(parts, axis=1, copy=False)  # the blocks as they are: no second copy
 
 
 def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> list[dict]:
@@ -132,11 +124,23 @@ def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> l
     columns = [r.split(":")[1] for r in refs]
     folder = settings.data_dir / "retrieved"
     folder.mkdir(exist_ok=True)
-    seconds, peaks, results, failed = {}, {}, {}, {}
+    seconds, peaks, results, failed, agree = {}, {}, {}, {}, {}
 
     def saved(label: str, frame: pd.DataFrame) -> None:
-        results[label] = (folder / f"{label}-{n}.parquet", len(frame))
-        in_entity_order(frame)[[ROW, *columns]].to_parquet(results[label][0], index=False)
+        """Written as it is, a million rows at a time: a reordered or converted copy of a
+        10 M-row result would double the peak."""
+        path = folder / f"{label}-{n}.parquet"
+        results[label] = (path, len(frame))
+        step = 1_000_000
+        first = pa.Table.from_pandas(frame.iloc[:step][[ROW, *columns]], preserve_index=False)
+        # a column all null in the first rows: strings (the only object columns here)
+        schema = pa.schema(
+            [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in first.schema]
+        )
+        with pq.ParquetWriter(path, schema) as out:
+            for start in range(0, len(frame), step):
+                part = frame.iloc[start : start + step][[ROW, *columns]]
+                out.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
     reset_peak()
     with timed(seconds, "merge_asof"):
@@ -167,8 +171,9 @@ def retrieval(settings, store, asof_store, refs: list[str], entities, args) -> l
         console.print(f"  peak {peaks[label]:.2f} GiB")
         saved(label, frame)
         del frame
+        agree[label] = agreement(results[label][0], results["merge_asof"][0], columns)
+        console.print(f"  agrees with merge_asof: {agree[label]}")
     path = {label: saved_at for label, (saved_at, _) in results.items()}
-    agree = {label: agreement(path[label], path["merge_asof"], columns) for label in results}
     agree["merge_asof"] = ""  # the reference itself
     if seconds["DuckDB"] is not None:
         same = differing_cells(path["ASOF"], path["DuckDB"], columns)
@@ -203,11 +208,16 @@ def agreement(path: Path, reference: Path, columns: list[str]) -> str:
 def differing_cells(a: Path, b: Path, columns: list[str]) -> int:
     """Cells of ``columns`` that differ between two saved results (nulls equal), read one
     column at a time: at 10 M entity rows two whole results would not fit beside the run."""
+    # each file's rows in entity order (the stores return them in their own orders)
+    orders = [np.argsort(pq.read_table(p, columns=[ROW])[ROW].to_numpy()) for p in (a, b)]
+    if len(orders[0]) != len(orders[1]):
+        raise ValueError(f"{len(orders[0]):,} rows against {len(orders[1]):,}")
     count = 0
     for column in columns:
-        x, y = (pd.read_parquet(p, columns=[column])[column] for p in (a, b))
-        if len(x) != len(y):
-            raise ValueError(f"{len(x):,} rows against {len(y):,}")
+        x, y = (
+            pd.read_parquet(p, columns=[column])[column].iloc[order].reset_index(drop=True)
+            for p, order in zip((a, b), orders, strict=True)
+        )
         equal = (x.to_numpy() == y.to_numpy()) | (x.isna() & y.isna()).to_numpy()
         count += int((~equal).sum())
     return count
