@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install demo test lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
+        bench-features bench-build bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
 help: ## List the targets
@@ -142,6 +142,9 @@ bench-features: $(INSTALLED) ## Benchmark import (ARGS=--only-import), feature b
 	$(BIN)/python -m benchmarks.features $(ARGS)
 
 .PHONY: bench-materialization
+bench-build: $(INSTALLED) ## Benchmark the feature build at M5 width: full under each memory limit, then incremental (+1 day) against full (ARGS="--stores 10 --products 3049")
+	$(BIN)/python -m benchmarks.feature_build $(ARGS)
+
 bench-materialization: $(INSTALLED) ## Benchmark materialization at 1 M keys, stock Feast vs the platform, SQLite and Redis (ARGS="--keys 200000")
 	$(BIN)/python -m benchmarks.materialization $(ARGS)
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import console, peak_rss_gib, report, timed
+from benchmarks.common import Figure, console, peak_rss_gib, report, timed
 from demand.settings import get_settings
 from features import aggregate, generator, pipeline, publish
 
@@ -189,8 +189,20 @@ def main(argv: list[str] | None = None) -> int:
         "peer_name": "",
         "same_units": "",
     }
-    figures = [{**columns, **f} for f in figures]
-    report("batch forecasts and sampled training", figures, data_dir / "bench-batch.json")
+    rows = [{**columns, **f} for f in figures]
+    measured = [
+        Figure(
+            r["name"],
+            r["value"],
+            r["unit"],
+            (r["peer_name"] or "the same path") if r["peer"] != "" else None,
+            r["peer"] if r["peer"] != "" else None,
+            None,
+            {"same_units": r["same_units"]} if r["same_units"] != "" else {},
+        )
+        for r in rows
+    ]
+    report("batch", "batch forecasts and sampled training", rows, measured, data_dir)
     return 0
 
 

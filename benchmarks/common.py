@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmarks: timing, memory, and a results table."""
+"""Small helpers shared by the benchmarks: timing, memory, a results table and its figures."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import resource
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from demand import memory
 
 console = Console(highlight=False, width=150)
 
@@ -63,20 +66,68 @@ def team_store(settings, name: str):
 
 
 def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """This process's peak resident memory since it started or since :func:`reset_peak`."""
+    peak = memory.peak_gib()
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def report(title: str, rows: list[dict], out: Path) -> None:
-    """Print ``rows`` as a table and save them as JSON next to the data."""
-    table = Table(title=f"{title} · {datetime.now(UTC):%Y-%m-%d} · {platform.node()}")
+reset_peak = memory.reset_peak
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure and the peer it is judged against, as the README's tables name it.
+
+    ``peer_value`` is the peer measured in the same run (the machines are shared: a ratio
+    within one run holds better than seconds from two); ``None`` where the figure has no
+    peer (a size, a count) or the peer was not measured.
+    """
+
+    name: str
+    value: float | None  # None: not measured (interrupted), the reason in details
+    unit: str
+    peer: str | None = None
+    peer_value: float | None = None
+    scale: str | None = None
+    details: dict = field(default_factory=dict)  # what else tells runs apart: rows, clients …
+
+
+def report(name: str, title: str, rows: list[dict], figures: list[Figure], data_dir: Path) -> None:
+    """Print ``rows`` as a table; save them, and ``figures`` one object each, as JSON.
+
+    The table goes to ``DATA_DIR/bench/<name>.json``; the figures to
+    ``DATA_DIR/bench-<name>.json``, a list a later run can be compared with figure by figure.
+    """
+    now = datetime.now(UTC)
+    table = Table(title=f"{title} · {now:%Y-%m-%d} · {platform.node()}")
     for column in rows[0]:
         table.add_column(column, justify="left" if column == "step" else "right")
     for row in rows:
         table.add_row(*(_fmt(v) for v in row.values()))
     console.print(table)
+    out = data_dir / "bench" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": datetime.now(UTC).isoformat(), "rows": rows}, indent=2))
-    console.print(f"saved {out}")
+    out.write_text(json.dumps({"date": now.isoformat(), "rows": rows}, indent=2))
+    figures_out = data_dir / f"bench-{name}.json"
+    figures_out.write_text(json.dumps(figure_records(figures, now), indent=2))
+    console.print(f"saved {out} (table) and {figures_out} ({len(figures)} figures)")
+
+
+def figure_records(figures: list[Figure], when: datetime) -> list[dict]:
+    """The figures as JSON objects: name, value, unit, peer, peer_value, ratio, date, scale …"""
+    records = []
+    for figure in figures:
+        record = asdict(figure)
+        details = record.pop("details")
+        ratio = (
+            figure.value / figure.peer_value
+            if figure.peer_value not in (None, 0) and figure.value is not None
+            else None
+        )
+        record["ratio"] = round(ratio, 4) if ratio is not None else None
+        record.update(date=when.isoformat(), host=platform.node(), **details)
+        records.append(record)
+    return records
 
 
 def _fmt(value) -> str:

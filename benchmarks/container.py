@@ -18,13 +18,37 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmarks.common import console, report
+from benchmarks.common import Figure, console, report
 from benchmarks.serve import load
+from demand.settings import get_settings
 from serving import container, smoke
 
 CLIENTS = 8
 RATIO_GOAL = 1.2
 SIZE_GOAL_GB = 1.5
+
+
+def figures(rows: list[dict], size_gb: float, seconds: dict) -> list[Figure]:
+    """Per profile, the container's p99 and requests/s against `bentoml serve` outside it;
+    its cold start, the image's size and build time on their own."""
+    out = []
+    for inside, outside in zip(rows[::2], rows[1::2], strict=True):
+        profile = inside["profile"]
+        for measure, unit in (("p99 ms", "ms"), ("req/s", "requests/s")):
+            out.append(
+                Figure(
+                    f"container, {profile}: {measure.split()[0]}",
+                    inside[measure],
+                    unit,
+                    "bentoml serve",
+                    outside[measure],
+                    details={"clients": CLIENTS},
+                )
+            )
+        out.append(Figure(f"container, {profile}: cold start", inside["cold start s"], "s"))
+    out.append(Figure("image size", size_gb, "GB"))
+    out.append(Figure("image build (base cached)", seconds["image build"], "s"))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows[-1]["cold start s"] = "—"  # started while nothing else was starting
     finally:
         smoke.cleanup(stage)
-    report(
-        "service image vs bentoml serve, 1 item, 8 clients",
-        rows,
-        args.workdir / "bench-container.json",
-    )
+    title = "service image vs bentoml serve, 1 item, 8 clients"
+    report("container", title, rows, figures(rows, size, seconds), get_settings().data_dir)
     console.print(f"image {stage.image}: {size:.2f} GB (goal ≤ {SIZE_GOAL_GB} GB)")
     console.print(f"image build (base cached): {seconds['image build']:.0f} s")
     for inside, outside in zip(rows[::2], rows[1::2], strict=True):

@@ -9,7 +9,8 @@ resident memory is its own):
 2. the same retailer one day later (appended, earlier rows as they were), built
    incrementally from the first build's tables, and checked equal to a full build.
 
-Prints rows, seconds and peak RSS per build; writes them to DATA_DIR/bench-build.json.
+Prints rows, seconds and peak RSS per build; writes them to
+DATA_DIR/bench-build.json (benchmarks.common.report).
 Run on purpose (`python -m benchmarks.feature_build --stores 10 --products 3000`).
 """
 
@@ -22,13 +23,14 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from benchmarks.common import Figure, report
 
 
 def write_retailer(folder: Path, stores: int, products: int, days: int) -> int:
@@ -151,11 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(root, ignore_errors=True)
     spill = root / "spill"
     started = time.perf_counter()
-    rows = write_retailer(root / "raw", args.stores, args.products, args.days)
+    rows_written = write_retailer(root / "raw", args.stores, args.products, args.days)
     later = write_retailer(root / "raw_next", args.stores, args.products, args.days + 1)
     print(
-        f"retailer: {args.stores * args.products:,} series × {args.days} days, {rows:,} sales "
-        f"rows (+{later - rows:,} the next day), written in {time.perf_counter() - started:.0f}s"
+        f"retailer: {args.stores * args.products:,} series × {args.days} days, "
+        f"{rows_written:,} sales rows (+{later - rows_written:,} the next day), "
+        f"written in {time.perf_counter() - started:.0f}s"
     )
     figures = []
     for limit in args.limits:
@@ -172,20 +175,33 @@ def main(argv: list[str] | None = None) -> int:
     figures.append({"name": f"full build, next day ({args.limits[0]})", **full})
     same = _same(root / f"next_incremental_{args.limits[0]}", root / "next_full")
     print(f"incremental equals full: {same}")
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    (data / "bench-build.json").write_text(
-        json.dumps(
+    peer = figures[-1]  # the full build of the same next day, the incremental's peer
+    rows, measured = [], []
+    for figure in figures:
+        seconds = figure.get("seconds")
+        incremental = figure["name"].startswith("incremental")
+        peak = figure.get("peak_rss_bytes", 0) / 2**30
+        rows.append(
             {
-                "at": stamp,
-                "series": args.stores * args.products,
-                "days": args.days,
-                "sales_rows": rows,
-                "incremental_equals_full": same,
-                "figures": figures,
-            },
-            indent=2,
+                "step": figure["name"],
+                "mode": figure.get("mode", figure.get("error", "")),
+                "seconds": seconds,
+                "peak GiB": round(peak, 2),
+                "equals full": same if incremental else "",
+            }
         )
-    )
+        measured.append(
+            Figure(
+                figure["name"],
+                seconds,
+                "s",
+                peer["name"] if incremental else None,
+                peer.get("seconds") if incremental else None,
+                f"{args.stores * args.products} series x {args.days} days",
+                {"peak_gib": round(peak, 2), "sales_rows": rows_written, "equals_full": same},
+            )
+        )
+    report("build", "bench-build: full and incremental feature builds", rows, measured, data)
     shutil.rmtree(root, ignore_errors=True)
     return 0
 

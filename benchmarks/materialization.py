@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.common import peak_rss_gib, report, timed
+from benchmarks.common import Figure, peak_rss_gib, report, timed
 from demand.featurestore import PLATFORM_ENGINE, PLATFORM_ONLINE_STORES
 from demand.settings import REPO_ROOT, get_settings
 
@@ -190,12 +190,32 @@ def materialization_bench(
                     "rows": count,
                     "seconds": t[name],
                     "rows/s": count / t[name],
-                    "vs merge_asof": versus,
+                    "vs Feast": versus,
                     "agree": agree,
                     "peak GiB": peak_rss_gib(),
                 }
             )
     return rows
+
+
+def figures(rows: list[dict], scale: str | None = None) -> list[Figure]:
+    """Keys/s of each run; the platform's peer is stock Feast into the same store."""
+    out = []
+    for row in rows:
+        feast = row["step"].replace("(platform)", "(Feast)")
+        peer = next((r for r in rows if r["step"] == feast and r is not row), None)
+        out.append(
+            Figure(
+                row["step"],
+                row["rows/s"],
+                "keys/s",
+                "stock Feast, same store" if peer else None,
+                peer["rows/s"] if peer else None,
+                scale,
+                {"keys": row["rows"], "seconds": row["seconds"], "agree": row["agree"]},
+            )
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,9 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = materialization_bench(
         settings.data_dir, args.keys, settings.redis_url if args.redis else None, args.paths
     )
-    report(
-        "bench-materialization", rows, settings.data_dir / "bench" / "bench-materialization.json"
-    )
+    title = "bench-materialization"
+    report("materialization", title, rows, figures(rows), settings.data_dir)
     return (
         0
         if all(r["agree"].startswith("all keys") and "DIFFERS" not in r["agree"] for r in rows)

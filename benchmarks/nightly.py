@@ -18,10 +18,34 @@ import shutil
 import time
 import warnings
 
-from benchmarks.common import console, peak_rss_gib, report
+from benchmarks.common import Figure, console, peak_rss_gib, report
 from demand.settings import Scale, get_settings
 from features import pipeline
 from nightly import cycle
+
+
+def figures(rows: list[dict], scale: str) -> list[Figure]:
+    """Each night's seconds per step; a later night's peer is the first night's step."""
+    first = rows[0]
+    steps = [k for k in first if isinstance(first[k], float)]
+    out = []
+    for row in rows:
+        for step in steps:
+            if not isinstance(row[step], float):
+                continue  # the step was skipped that night
+            later = row is not first
+            out.append(
+                Figure(
+                    f"{row['night']}: {step}",
+                    row[step],
+                    "GiB" if step == "peak GiB" else "s",
+                    "first night" if later else None,
+                    first[step] if later else None,
+                    scale,
+                    {"new_feature_rows": row["new feature rows"]},
+                )
+            )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,11 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     columns = list(dict.fromkeys(k for row in rows for k in row))  # first seen, first shown
     rows = [{k: row.get(k, "") for k in columns} for row in rows]
-    report(
-        f"nightly cycle · {args.scale} scale · peak RSS {peak_rss_gib():.1f} GiB",
-        rows,
-        base.data_dir / "bench" / f"nightly-{args.scale}.json",
-    )
+    title = f"nightly cycle · {args.scale} scale · peak RSS {peak_rss_gib():.1f} GiB"
+    report(f"nightly-{args.scale}", title, rows, figures(rows, args.scale), base.data_dir)
     return 0
 
 

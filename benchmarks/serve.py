@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import console, report
+from benchmarks.common import Figure, console, report
 from demand.featurestore import feast_environ, open_store
 from demand.settings import REPO_ROOT, Profile, Settings, get_settings
 from serving import cli, model_loader
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         with redis_copy(settings) as team:
             redis_cases = {k: v for k, v in payloads.items() if not k.startswith("mlflow")}
             rows += run_cases(team, "redis", redis_cases, args, logs)
-    report("bench-serve", rows, settings.data_dir / "bench-serve.json")
+    report("serve", "bench-serve", rows, figures(rows), settings.data_dir)
     summarize(rows)
     return 0 if all(r["errors"] == 0 for r in rows) else 1
 
@@ -320,6 +320,47 @@ def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> l
         for process in processes.values():
             cli.stop(process)
     return rows
+
+
+# the case each case is compared with (README, bench-serve): this service against Feast's
+# feature server returning the same features for the same keys
+PEERS = {
+    "service 1 item": "feast serve 1 key",
+    "service 1,000 items": "feast serve 1,000 keys",
+    "mlflow serve 1 row": "service 1 item",
+}
+
+
+def figures(rows: list[dict]) -> list[Figure]:
+    """p99 and requests/s per store, case and clients, each against its peer case on the
+    same store at the same clients (where the peer ran)."""
+    out = []
+    for row in rows:
+        peer_case = PEERS.get(row["step"])
+        peer = next(
+            (
+                r
+                for r in rows
+                if r["step"] == peer_case
+                and r["store"] == row["store"]
+                and r["clients"] == row["clients"]
+            ),
+            None,
+        )
+        name = f"{row['step']}, {row['clients']} client(s), {row['store']}"
+        details = {"store": row["store"], "clients": row["clients"], "errors": row["errors"]}
+        for measure, unit in (("p99 ms", "ms"), ("req/s", "requests/s")):
+            out.append(
+                Figure(
+                    f"{name}: {measure.split()[0]}",
+                    row[measure],
+                    unit,
+                    peer_case if peer else None,
+                    peer[measure] if peer else None,
+                    details=details,
+                )
+            )
+    return out
 
 
 def summarize(rows: list[dict]) -> None:

@@ -54,6 +54,7 @@ def open_store(settings: Settings, materializing: bool = False):
     # and Feast calls its on-demand views experimental each time they are used
     quiet_library_warnings()
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
+    # == and not `is`: a model_copy(update=…) may hold the plain string
     asof = settings.offline_store == OfflineStore.asof
     platform = materializing and settings.materializer == Materializer.platform
     if not (asof or platform):
@@ -78,7 +79,13 @@ def _rendered_config(settings: Settings, asof: bool, platform: bool):
     text = os.path.expandvars(settings.feature_store_yaml.read_text())  # as Feast reads it
     raw = yaml.safe_load(text)
     if asof:
-        raw["offline_store"] = {**raw.get("offline_store", {}), "type": ASOF_OFFLINE_STORE}
+        duckdb = settings.duckdb_config
+        raw["offline_store"] = {
+            **raw.get("offline_store", {}),
+            "type": ASOF_OFFLINE_STORE,
+            "memory_limit": duckdb["memory_limit"],
+            "temp_directory": duckdb["temp_directory"],
+        }
     online = raw.get("online_store") or {}
     if platform and online.get("type") in PLATFORM_ONLINE_STORES:
         raw["online_store"] = {**online, "type": PLATFORM_ONLINE_STORES[online["type"]]}

@@ -16,6 +16,7 @@ from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConf
 from feast.types import Float64, Int64
 
 from demand.featurestore import ASOF_OFFLINE_STORE, open_store
+from demand.settings import OfflineStore, Settings
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -36,15 +37,33 @@ def assert_same(asof: pd.DataFrame, stock: pd.DataFrame) -> None:
 
 @pytest.fixture(scope="module")
 def platform_stores(feature_env):
-    return open_store(feature_env), open_store(
-        feature_env.model_copy(update={"offline_store": "asof"})
-    )
+    stock = feature_env.model_copy(update={"offline_store": OfflineStore.duckdb})
+    return open_store(stock), open_store(feature_env)
 
 
-def test_the_platform_store_is_opt_in(platform_stores):
+def test_asof_is_the_default_and_duckdb_selectable(platform_stores):
+    assert Settings.model_fields["offline_store"].default is OfflineStore.asof
     stock, asof = platform_stores
     assert stock.config.offline_store.type == "duckdb"
     assert asof.config.offline_store.type == ASOF_OFFLINE_STORE
+
+
+def test_the_memory_limit_bounds_the_joins(feature_env):
+    import ibis
+
+    connection = ibis.get_backend().con
+    (before,) = connection.execute("SELECT current_setting('memory_limit')").fetchone()
+    bounded = open_store(feature_env.model_copy(update={"duckdb_memory_limit": "3GB"}))
+    assert bounded.config.offline_store.memory_limit == "3GB"
+    rows = pd.DataFrame({"product_id": ["none"], "event_timestamp": [T0]})
+    try:
+        bounded.get_historical_features(
+            entity_df=rows, features=["product_attributes:list_price"]
+        ).to_df()
+        (limit,) = connection.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit in ("2.7 GiB", "2.8 GiB", "3.0 GB")  # DuckDB prints it in its units
+    finally:
+        connection.execute(f"SET memory_limit = '{before}'")
 
 
 def test_feature_service_on_the_tiny_retailer_is_identical(platform_stores, feature_env):
@@ -210,11 +229,12 @@ def test_duplicate_rows_different_join_keys_and_order(toy):
         ("p1", "r2", day(1)),
         ("p2", "r1", day(2.5)),
         ("p1", "r1", day(5)),
+        ("p1", "r2", day(5)),  # p1's day-5 row again, beside another region's weather
     ]
     got = retrieve(toy, entities)
-    assert len(got) == 6
-    assert list(got["temperature"]) == [4.25, -2.0, 4.25, -2.0, 1.5, 4.25]
-    assert list(got["units"]) == [5.0, 21.0, 5.0, 1.0, 21.0, 5.0]
+    assert len(got) == 7
+    assert list(got["temperature"]) == [4.25, -2.0, 4.25, -2.0, 1.5, 4.25, -2.0]
+    assert list(got["units"]) == [5.0, 21.0, 5.0, 1.0, 21.0, 5.0, 5.0]
 
 
 def test_full_feature_names(toy):
@@ -222,3 +242,21 @@ def test_full_feature_names(toy):
     assert {"product_stats__units", "product_stats__orders", "region_weather__temperature"} <= set(
         got.columns
     )
+
+
+def test_a_saved_dataset_holds_the_rows(toy, tmp_path):
+    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+    frame = pd.DataFrame(
+        {"product_id": ["p1", "p2"], "region_id": ["r1", "r2"], "event_timestamp": [day(5), day(3)]}
+    )
+    _, asof_store = toy
+    job = asof_store.get_historical_features(entity_df=frame, features=REFS)
+    expected = job.to_df()
+    path = tmp_path / "saved.parquet"
+    asof_store.create_saved_dataset(
+        from_=job, name="asof_saved", storage=SavedDatasetFileStorage(path=str(path))
+    )
+    saved = pd.read_parquet(path)
+    assert list(saved["units"]) == list(expected["units"]) == [5.0, 21.0]
+    assert list(saved["temperature"]) == [4.25, -2.0]
