@@ -111,6 +111,7 @@ class _Clock:
 
     def step(self, name: str, fn: Callable[[], object]) -> object:
         self.progress(f"{name} …")
+        memory.release()  # what the last step freed, so this step's peak is its own
         memory.reset_peak()
         started = time.perf_counter()
         result = fn()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from demand import memory
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Settings
@@ -174,6 +175,7 @@ def run(
     store = open_store(settings)
     training_set = dataset.build(store, settings, progress)
     seconds["training set"] = time.perf_counter() - started
+    memory.release()  # the sales history and the join's intermediates, before the fit
     schedule = training_set.schedule
     # the service the data set implies, unless the settings name one (training.periods)
     settings = settings.model_copy(
