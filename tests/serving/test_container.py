@@ -89,10 +89,13 @@ SERVE_WITHOUT = """
 import importlib.abc, json, sys
 
 LEFT_OUT = {left_out!r}
+NOT_IN_BENTO = {not_in_bento!r}  # the project's modules the Bento does not carry
 
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in LEFT_OUT:
+        if name.split(".")[0] in LEFT_OUT or any(
+            name == m or name.startswith(m + ".") for m in NOT_IN_BENTO
+        ):
             raise ImportError(f"{{name}} is left out of the image")
 
 sys.meta_path.insert(0, Refuse())
@@ -111,7 +114,8 @@ print(json.dumps({{"ready": ready, "metadata": meta, "status": answer.status_cod
 
 @pytest.mark.slow
 def test_the_service_serves_without_the_packages_left_out(serving_env, known_keys):
-    """What LEFT_OUT drops (declared by catboost and Feast) is never imported to serve."""
+    """What LEFT_OUT drops (declared by catboost and Feast), and the project's modules the
+    Bento does not carry, are never imported to serve."""
     keys, origin = known_keys
     items = [
         {"store_id": s, "product_id": p, "date": str(origin.fromordinal(origin.toordinal() + 2))}
@@ -119,7 +123,18 @@ def test_the_service_serves_without_the_packages_left_out(serving_env, known_key
     ]
     modules = {"plotly", "matplotlib", "graphviz", "mypy", "PIL", "fontTools", "kiwisolver"}
     assert set(requirements.LEFT_OUT) <= modules | {"contourpy"}
-    script = SERVE_WITHOUT.format(left_out=sorted(modules | {"contourpy"}), items=items)
+    # what Feast loads by name from a store's config must be in the Bento too (an offline
+    # store type under features/ once stopped the container at start)
+    carried = {
+        p.relative_to(REPO_ROOT).with_suffix("").as_posix().replace("/", ".")
+        for p in _bento_sources()
+    }
+    project = {f"features.{p.stem}" for p in (REPO_ROOT / "features").glob("*.py")}
+    project |= {f"features.{p.name}" for p in (REPO_ROOT / "features").iterdir() if p.is_dir()}
+    not_in_bento = [*sorted(project - carried), "training", "registry", "nightly", "cli"]
+    script = SERVE_WITHOUT.format(
+        left_out=sorted(modules | {"contourpy"}), not_in_bento=not_in_bento, items=items
+    )
     env = dict(
         os.environ,
         DEMAND_DATA_DIR=str(serving_env.data_dir),
