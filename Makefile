@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEMAND := $(BIN)/demand
 ARGS ?=
 
-.PHONY: help install demo test lint format features generate validate build-features apply examples \
+.PHONY: help install java demo test lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
         bench-features bench-build bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
@@ -40,7 +40,14 @@ team-down: $(INSTALLED) ## Team profile: stop the MLflow tracking server team-up
 team-status: $(INSTALLED) ## Team profile: which servers answer, and where each thing lives
 	DEMAND_PROFILE=team $(DEMAND) team status
 
-test: $(INSTALLED) ## Run the test suite (what CI runs)
+java: ## Install a Java runtime (Debian's openjdk-17-jre-headless) when there is none: DEMAND_ENGINE=spark needs one
+	@java -version >/dev/null 2>&1 || { \
+	  echo "› installing openjdk-17-jre-headless (Spark runs on Java)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+
+test: $(INSTALLED) java ## Run the test suite (what CI runs)
 	$(BIN)/pytest $(ARGS)
 
 lint: $(INSTALLED) ## Check formatting and lint with ruff

@@ -42,6 +42,13 @@ class OfflineStore(StrEnum):
     asof = "asof"
 
 
+class Engine(StrEnum):
+    """Where the feature build, training sets and materialization run; see README, Spark."""
+
+    duckdb = "duckdb"
+    spark = "spark"
+
+
 class Materializer(StrEnum):
     """How the online store is loaded; see README, Performance."""
 
@@ -127,6 +134,23 @@ class Settings(BaseSettings):
     )
     duckdb_threads: int | None = Field(
         default=None, ge=1, description="DuckDB worker threads. Default: one per core."
+    )
+
+    # Spark (DEMAND_ENGINE=spark): when one machine is not enough
+    engine: Engine = Field(
+        default=Engine.duckdb,
+        description="Engine of the feature build, training sets and materialization. duckdb: "
+        "this machine (the default); spark: Spark SQL through PySpark, on SPARK_MASTER.",
+    )
+    spark_master: str = Field(
+        default="local[*]",
+        description="Spark master URL: local[N] (this machine, N cores), spark://host:7077 "
+        "(standalone), yarn, or k8s://https://host:443.",
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Spark configuration as JSON, e.g. "
+        '\'{"spark.executor.memory": "8g", "spark.executor.instances": "4"}\'.',
     )
 
     # training

@@ -1,0 +1,120 @@
+"""The Spark session of ``DEMAND_ENGINE=spark``: one per process, configured from settings.
+
+Every Spark path of the platform (the feature build, Feast's Spark offline store,
+materialization) takes its session from :func:`session`, so the configuration that matters
+for identical results is set once, here, before Feast could make a session of its own
+(Feast's Spark engine ignores the ``spark_conf`` of ``feature_store.yaml``; a session that
+already exists is the one it uses):
+
+- the session time zone is UTC, as DuckDB's in the build;
+- parquet timestamps are written in microseconds (Spark refuses nanoseconds when it reads);
+- ``DEMAND_SPARK_CONF`` comes last and wins.
+
+What is missing (no Java, a master that does not answer) raises :class:`SparkUnavailable`
+with a sentence saying what to do; the CLI prints it and exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import TYPE_CHECKING
+
+from demand.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+JAVA_MIN = 17  # Spark 4 runs on Java 17 and 21
+# Spark's defaults for a cluster; a local session with 200 shuffle partitions spends more
+# time scheduling empty tasks than computing on a laptop's tables.
+LOCAL_DEFAULTS = {"spark.sql.shuffle.partitions": "8", "spark.ui.enabled": "false"}
+BASE_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.ansi.enabled": "false",
+}
+
+
+class SparkUnavailable(RuntimeError):
+    """Spark cannot run here: what is missing, in a sentence for the user."""
+
+
+def java_version() -> int | None:
+    """The major version of the Java runtime Spark would start, None when there is none."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stderr
+    except OSError:
+        return None
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not found:
+        return None
+    major = int(found.group(1))
+    # Java 8 and older call themselves 1.x
+    return int(found.group(2) or 0) if major == 1 else major
+
+
+def require_java() -> None:
+    version = java_version()
+    if version is None:
+        raise SparkUnavailable(
+            "DEMAND_ENGINE=spark needs a Java runtime and none was found (JAVA_HOME or java "
+            "on PATH). Install one: apt-get install openjdk-17-jre-headless (or `make java`)."
+        )
+    if version < JAVA_MIN:
+        raise SparkUnavailable(
+            f"DEMAND_ENGINE=spark needs Java {JAVA_MIN} or newer; found Java {version}. "
+            "Install openjdk-17-jre-headless and point JAVA_HOME at it."
+        )
+
+
+def conf(settings: Settings) -> dict[str, str]:
+    """The configuration a session of these settings starts with (later entries win)."""
+    local = settings.spark_master.startswith("local")
+    return {
+        **(LOCAL_DEFAULTS if local else {}),
+        **BASE_CONF,
+        **settings.spark_conf,
+    }
+
+
+def session(settings: Settings) -> SparkSession:
+    """The process's Spark session, started on ``settings.spark_master`` on first use.
+
+    A session that already runs is reused (Spark allows one per process); its master must
+    be the one the settings name, or results would come from another cluster than asked.
+    """
+    require_java()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        master = active.sparkContext.master
+        if master != settings.spark_master:
+            raise SparkUnavailable(
+                f"a Spark session on {master} already runs in this process; "
+                f"DEMAND_SPARK_MASTER asks for {settings.spark_master}"
+            )
+        return active
+    builder = SparkSession.builder.master(settings.spark_master).appName("demand")
+    for key, value in conf(settings).items():
+        builder = builder.config(key, value)
+    try:
+        return builder.getOrCreate()
+    except Exception as error:  # py4j and Spark raise many kinds; all mean the same here
+        raise SparkUnavailable(
+            f"could not start Spark on {settings.spark_master}: {_first_line(error)}"
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
