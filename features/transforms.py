@@ -159,18 +159,24 @@ def sales_grid(since: str | None = None) -> str:
 _EXACT = "DECIMAL(38, 6)"
 
 
+# Each series' rows in period order. Written out in every OVER clause, not as a named
+# window refined by a frame (``OVER (w ROWS …)``), which Spark SQL does not accept.
+_SERIES = "PARTITION BY store_id, product_id ORDER BY day"
+
+
 def _exact_sum(column: str, frame: str, squared: bool = False) -> str:
     value = f"CAST({column} AS {_EXACT})"
-    return f"SUM({value} * {value if squared else 1}) OVER (w {frame})"
+    return f"SUM({value} * {value if squared else 1}) OVER ({_SERIES} {frame})"
 
 
 def _mean(column: str, frame: str) -> str:
-    return f"CAST({_exact_sum(column, frame)} AS DOUBLE) / COUNT({column}) OVER (w {frame})"
+    count = f"COUNT({column}) OVER ({_SERIES} {frame})"
+    return f"CAST({_exact_sum(column, frame)} AS DOUBLE) / {count}"
 
 
 def _std(column: str, frame: str) -> str:
     """Sample standard deviation from exact sums: sqrt((n Σx² − (Σx)²) / (n (n − 1)))."""
-    n = f"COUNT({column}) OVER (w {frame})"
+    n = f"COUNT({column}) OVER ({_SERIES} {frame})"
     s1, s2 = _exact_sum(column, frame), _exact_sum(column, frame, squared=True)
     return (
         f"CASE WHEN {n} > 1 THEN SQRT(GREATEST(CAST({n} * {s2} - {s1} * {s1} AS DOUBLE), 0)"
@@ -187,7 +193,9 @@ def purchase_features(w: Windows) -> str:
     back before the grid's first row through ``last_sale_before`` (incremental builds).
     """
     lags = ",\n           ".join(
-        f"LAG(units, {k - 1}) OVER w AS units_lag_{k}" if k > 1 else "units AS units_lag_1"
+        f"LAG(units, {k - 1}) OVER ({_SERIES}) AS units_lag_{k}"
+        if k > 1
+        else "units AS units_lag_1"
         for k in w.lags
     )
     short = f"ROWS BETWEEN {w.short - 1} PRECEDING AND CURRENT ROW"
@@ -201,15 +209,15 @@ def purchase_features(w: Windows) -> str:
            {_std("units", long)} AS units_std_{w.long},
            {_mean("units", short)} - {_mean("units", long)} AS units_trend,
            day - COALESCE(MAX(CASE WHEN units > 0 THEN day END)
-                              OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+                              OVER ({_SERIES} ROWS BETWEEN UNBOUNDED PRECEDING
+                                    AND CURRENT ROW),
                           last_sale_before)
                AS {w.since_last_sale},
            CAST({_exact_sum("revenue", long)} AS DOUBLE)
-               / NULLIF(SUM(priced_units) OVER (w {long}), 0) AS avg_price_{w.long},
-           SUM(promo) OVER (w {short}) AS {w.promo_periods},
+               / NULLIF(SUM(priced_units) OVER ({_SERIES} {long}), 0) AS avg_price_{w.long},
+           SUM(promo) OVER ({_SERIES} {short}) AS {w.promo_periods},
            promo AS {w.promo_now}
     FROM sales_grid
-    WINDOW w AS (PARTITION BY store_id, product_id ORDER BY day)
     """
 
 
@@ -308,7 +316,9 @@ def product_lifespan(w: Windows) -> str:
     ),
     buyers AS (
         SELECT as_of, product_id,
-               AVG(CASE WHEN purchases >= 2 THEN 1.0 ELSE 0.0 END) AS repeat_buyer_share
+               -- a DOUBLE mean: Spark averages DECIMAL literals to five decimals
+               AVG(CAST(CASE WHEN purchases >= 2 THEN 1 ELSE 0 END AS DOUBLE))
+                   AS repeat_buyer_share
         FROM (
             SELECT s.day AS as_of, l.product_id, l.customer_id, COUNT(DISTINCT l.day) AS purchases
             FROM lifespan_snapshots s
@@ -596,7 +606,7 @@ def sales_features(w: Windows) -> str:
     SELECT *,
            CAST(NULL AS DOUBLE) AS customers_{w.short},
            CAST(NULL AS DOUBLE) AS customers_{w.long},
-           CAST(NULL AS VARCHAR) AS copurchase_partner_id,
+           CAST(NULL AS STRING) AS copurchase_partner_id,
            CAST(NULL AS DOUBLE) AS partner_units_lag_1,
            CAST(NULL AS DOUBLE) AS partner_units_mean_{w.short}
     FROM purchase_features
