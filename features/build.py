@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from demand.settings import Engine, Settings
 from features import transforms as t
 from features.grain import Calendar, Grain, RawDescription, SalesTable
 
@@ -69,6 +70,26 @@ FORECAST_TABLE = {
     Grain.day: "region_weather_forecast",
     Grain.week: "region_weather_forecast_weekly",
 }
+
+META_ENGINE = "demand.engine"  # the engine that built the table (absent: duckdb, older builds)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The two spellings the feature tables' SELECTs need that differ between engines."""
+
+    engine: Engine
+    timestamp: str  # SQL of a UTC instant from ``{}``, seconds since the epoch (BIGINT)
+    date_text: str  # SQL of an instant's UTC date as YYYY-MM-DD text
+
+    def at(self, seconds: str) -> str:
+        return self.timestamp.format(seconds)
+
+    def day_text(self, instant: str) -> str:
+        return self.date_text.format(instant)
+
+
+DUCKDB = Dialect(Engine.duckdb, "to_timestamp({})", "strftime({}, '%Y-%m-%d')")
 
 Step = tuple[str, Callable[[t.Windows], str]]
 ORDER_LINE_STEPS: tuple[Step, ...] = (
@@ -215,42 +236,42 @@ class Plan:
             "region_weather_daily": WEATHER_TABLE[self.grain],
         }.get(table, table)
 
-    def outputs(self) -> dict[str, str]:
+    def outputs(self, dialect: Dialect = DUCKDB) -> dict[str, str]:
         """Offline feature tables: file name → SELECT over the intermediate relations."""
-        cal = self.calendar
-        history_start = (
-            f"(SELECT to_timestamp(CAST(MIN(day) * {cal.days} + {cal.offset} AS BIGINT) * 86400)"
-            " FROM periods)"
-        )
+        cal, sql = self.calendar, dialect
+        first = f"CAST(MIN(day) * {cal.days} + {cal.offset} AS BIGINT) * 86400"
+        history_start = f"(SELECT {sql.at(first)} FROM periods)"
         out = {
-            self.sales_table: _as_of("store_product_daily", "sales_known_at", cal),
+            self.sales_table: _as_of("store_product_daily", "sales_known_at", cal, sql),
         }
         if self.order_lines:
             out["store_product_replenishment"] = _as_of(
-                "store_product_replenishment", "replenishment_known_at", cal
+                "store_product_replenishment", "replenishment_known_at", cal, sql
             )
-        out["product_lifespan"] = _as_of("product_lifespan", "lifespan_known_at", cal)
-        out[WEATHER_TABLE[self.grain]] = _as_of("region_weather_daily", "weather_known_at", cal)
+        out["product_lifespan"] = _as_of("product_lifespan", "lifespan_known_at", cal, sql)
+        out[WEATHER_TABLE[self.grain]] = _as_of(
+            "region_weather_daily", "weather_known_at", cal, sql
+        )
         # the climate of a target period, known a year ahead, keyed by that period
         target = f"CAST(target_period * {cal.days} + {cal.offset} AS BIGINT) * 86400"
-        stamp = _known_at("day", cal)
+        stamp = _known_at("day", cal, sql)
         out["region_weather_climate"] = f"""
-            SELECT region_id, strftime(to_timestamp({target}), '%Y-%m-%d') AS target_date,
+            SELECT region_id, {sql.day_text(sql.at(target))} AS target_date,
                    climate_temperature_c, climate_precipitation_mm, climate_sunshine_hours,
                    climate_years, {stamp} AS event_timestamp, {stamp} AS climate_known_at
             FROM region_weather_climate"""
         if self.forecasts and self.grain is Grain.week:
             start = f"CAST(target_period * {cal.days} + {cal.offset} AS BIGINT) * 86400"
             out[FORECAST_TABLE[Grain.week]] = f"""
-            SELECT region_id, strftime(to_timestamp({start}), '%Y-%m-%d') AS target_date,
+            SELECT region_id, {sql.day_text(sql.at(start))} AS target_date,
                    forecast_lead_days, forecast_temperature_c, forecast_precipitation_mm,
                    forecast_sunshine_hours,
                    issued_at AS event_timestamp, issued_at AS forecast_issued_at
             FROM region_weather_forecast"""
         elif self.forecasts:
-            out["region_weather_forecast"] = """
-            SELECT region_id, strftime(to_timestamp(CAST(valid_day AS BIGINT) * 86400),
-                                       '%Y-%m-%d') AS target_date,
+            valid = sql.day_text(sql.at("CAST(valid_day AS BIGINT) * 86400"))
+            out["region_weather_forecast"] = f"""
+            SELECT region_id, {valid} AS target_date,
                    forecast_lead_days, forecast_temperature_c, forecast_precipitation_mm,
                    forecast_sunshine_hours,
                    issued_at AS event_timestamp, issued_at AS forecast_issued_at
@@ -267,14 +288,15 @@ class Plan:
             start = f"CAST(target_day * {cal.days} + {cal.offset} AS BIGINT) * 86400"
             out["planned_promotions"] = f"""
             SELECT store_id, product_id,
-                   strftime(to_timestamp({start}), '%Y-%m-%d') AS target_date,
+                   {sql.day_text(sql.at(start))} AS target_date,
                    planned_promo, planned_price,
                    planned_at AS event_timestamp, planned_at AS plan_known_at
             FROM planned_promotions"""
         return out
 
-    def metadata(self, table: str) -> dict[str, str]:
+    def metadata(self, table: str, engine: Engine = Engine.duckdb) -> dict[str, str]:
         return {
+            META_ENGINE: engine.value,
             META_GRAIN: self.grain.value,
             META_WEEK_START: self.description.week_start,
             META_SALES_TABLE: self.description.sales_table.value,
@@ -282,15 +304,15 @@ class Plan:
         }
 
 
-def _known_at(period: str, calendar: Calendar) -> str:
+def _known_at(period: str, calendar: Calendar, dialect: Dialect = DUCKDB) -> str:
     """The instant a row as of ``period`` became known: the start of the next period, UTC."""
     next_start = calendar.start_sql(f"{period} + 1")
-    return f"to_timestamp(CAST(({next_start}) AS BIGINT) * 86400)"
+    return dialect.at(f"CAST(({next_start}) AS BIGINT) * 86400")
 
 
-def _as_of(relation: str, known_at: str, calendar: Calendar) -> str:
+def _as_of(relation: str, known_at: str, calendar: Calendar, dialect: Dialect) -> str:
     """Every column of a per-period relation, stamped with when its row became known."""
-    stamp = _known_at("day", calendar)
+    stamp = _known_at("day", calendar, dialect)
     return f"SELECT *, {stamp} AS event_timestamp, {stamp} AS {known_at} FROM {relation}"
 
 
@@ -309,32 +331,36 @@ _PERIOD_COLUMNS = {"day", "issue_day", "valid_day", "target_day", "target_period
 
 
 def _finish(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> str:
-    """Materialise output ``name`` with the dtypes its feature view declares.
-
-    Counts and sums come out of SQL as integers (or DuckDB's 128-bit HUGEINT);
-    the views declare them Float64 so that a missing value is NaN, not an error.
-    Period numbers are dropped: ``event_timestamp`` carries the time.
-    """
-    columns = []
+    """Materialise output ``name`` with the dtypes its feature view declares (see
+    :func:`finish`)."""
+    exact = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "DECIMAL", '"NULL"'}
     # DESCRIBE of the query plans it without running it: nothing is materialised here
-    for column, dtype, *_ in con.execute(f"DESCRIBE {sql}").fetchall():
+    columns = [
+        (column, dtype in exact or dtype.startswith("DECIMAL"))
+        for column, dtype, *_ in con.execute(f"DESCRIBE {sql}").fetchall()
+    ]
+    return finish(name, sql, columns)
+
+
+def finish(name: str, sql: str, columns: Iterable[tuple[str, bool]]) -> str:
+    """The SELECT of output ``name`` with the dtypes its feature view declares.
+
+    ``columns``: each column of ``sql`` and whether the engine typed it as an integer,
+    a decimal or an untyped NULL. Counts and sums come out of SQL as integers (or
+    DuckDB's 128-bit HUGEINT); the views declare them Float64 so that a missing value
+    is NaN, not an error. Period numbers are dropped: ``event_timestamp`` carries the time.
+    """
+    selected = []
+    for column, exact in columns:
         if column in _PERIOD_COLUMNS:
             continue
         if column in _INTEGER_FEATURES:
-            columns.append(f"CAST({column} AS BIGINT) AS {column}")
-        elif dtype in {
-            "TINYINT",
-            "SMALLINT",
-            "INTEGER",
-            "BIGINT",
-            "HUGEINT",
-            "DECIMAL",
-            '"NULL"',
-        } or dtype.startswith("DECIMAL"):
-            columns.append(f"CAST({column} AS DOUBLE) AS {column}")
+            selected.append(f"CAST({column} AS BIGINT) AS {column}")
+        elif exact:
+            selected.append(f"CAST({column} AS DOUBLE) AS {column}")
         else:
-            columns.append(column)
-    return f"SELECT {', '.join(columns)} FROM ({sql}) out_{name}"
+            selected.append(column)
+    return f"SELECT {', '.join(selected)} FROM ({sql}) out_{name}"
 
 
 def connect(config: Mapping[str, str | int | bool] | None = None) -> duckdb.DuckDBPyConnection:
@@ -504,13 +530,7 @@ def build(
     (order lines, another grain, changed sales or definitions) the build is full;
     ``BuildReport.mode`` says which and why.
     """
-    plan = Plan(RawDescription.read(raw_dir), windows)
-    missing = [n for n in plan.raw_tables if not (raw_dir / f"{n}.parquet").exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"raw tables missing in {raw_dir}: {', '.join(missing)}; "
-            "run `demand generate` (or import your own files) first"
-        )
+    plan = plan_for(raw_dir, windows)
     started = time.perf_counter()
     feature_dir.mkdir(parents=True, exist_ok=True)
     con = connect(duckdb_config)
@@ -529,10 +549,52 @@ def build(
         input_lines = con.execute(f"SELECT COUNT(*) FROM {source}").fetchone()[0]
     finally:
         con.close()
-    # tables of another grain or contract left by an earlier build would be read as this one's
-    for stale in set(ALL_FEATURE_TABLES) - set(rows):
-        (feature_dir / f"{stale}.parquet").unlink(missing_ok=True)
+    remove_stale(feature_dir, rows)
     return BuildReport(rows, time.perf_counter() - started, input_lines, mode)
+
+
+def build_with(
+    settings: Settings,
+    feature_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    previous: Path | None = None,
+) -> BuildReport:
+    """:func:`build` from ``settings.raw_dir`` on the engine ``DEMAND_ENGINE`` names.
+
+    ``feature_dir``: where to write (default ``settings.feature_dir``); ``previous``: as
+    in :func:`build` (the Spark build always builds whole and says so in its mode).
+    """
+    feature_dir = feature_dir or settings.feature_dir
+    if settings.engine is Engine.spark:
+        from features import build_spark
+
+        return build_spark.build(settings, settings.raw_dir, feature_dir, progress, previous)
+    return build(
+        settings.raw_dir,
+        feature_dir,
+        progress=progress,
+        duckdb_config=settings.duckdb_config,
+        previous=previous,
+    )
+
+
+def plan_for(raw_dir: Path, windows: t.Windows | None = None) -> Plan:
+    """What ``raw_dir`` builds; FileNotFoundError when a raw table it needs is missing."""
+    plan = Plan(RawDescription.read(raw_dir), windows)
+    missing = [n for n in plan.raw_tables if not (raw_dir / f"{n}.parquet").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"raw tables missing in {raw_dir}: {', '.join(missing)}; "
+            "run `demand generate` (or import your own files) first"
+        )
+    return plan
+
+
+def remove_stale(feature_dir: Path, built: Mapping[str, int]) -> None:
+    """Tables of another grain or contract left by an earlier build would be read as this
+    build's: remove every feature table this build did not write."""
+    for stale in set(ALL_FEATURE_TABLES) - set(built):
+        (feature_dir / f"{stale}.parquet").unlink(missing_ok=True)
 
 
 def _write_outputs(
@@ -634,8 +696,11 @@ def _incremental_from(
     if not path.exists():
         return None, f"full (no previous {plan.sales_table} table)"
     meta = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+    built_on = meta.get(META_ENGINE, Engine.duckdb.value)
+    if built_on != Engine.duckdb.value:
+        return None, f"full (the previous tables were built on {built_on})"
     expected = plan.metadata(plan.sales_table)
-    if any(meta.get(k) != v for k, v in expected.items() if k != META_ABSENT):
+    if any(meta.get(k) != v for k, v in expected.items() if k not in (META_ABSENT, META_ENGINE)):
         return None, "full (the grain or the sales table changed)"
     if META_THROUGH not in meta or meta.get(META_DEFINITION) != _definition(plan):
         return None, "full (the feature definitions changed)"
@@ -665,6 +730,7 @@ class Lineage:
     sales_table: SalesTable
     tables: tuple[str, ...]
     absent: frozenset[str]  # features with no data in this data set
+    engine: Engine = Engine.duckdb  # what built them (tables from before engines: duckdb)
 
     @property
     def grain(self) -> Grain:
@@ -702,4 +768,7 @@ def lineage(feature_dir: Path) -> Lineage:
     grain = Grain(head.get(META_GRAIN.encode(), b"day").decode())
     week_start = head.get(META_WEEK_START.encode(), b"monday").decode()
     sales_table = SalesTable(head.get(META_SALES_TABLE.encode(), b"orders").decode())
-    return Lineage(Calendar(grain, week_start), sales_table, tuple(present), frozenset(absent))
+    engine = Engine(head.get(META_ENGINE.encode(), b"duckdb").decode())
+    return Lineage(
+        Calendar(grain, week_start), sales_table, tuple(present), frozenset(absent), engine
+    )

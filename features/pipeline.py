@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from demand.console import UserError
-from demand.settings import Settings
-from features import build, generator, publish, raw
+from demand.settings import Engine, Settings
+from features import build, generator, publish, raw, spark
 from features.grain import DESCRIPTION_FILE, RawDescription, Source
 
 Progress = Callable[[str], None]
@@ -109,12 +109,7 @@ def build_features(
     """
     if not validated:
         raw.validate_raw(settings.raw_dir)
-    return build.build(
-        settings.raw_dir,
-        settings.feature_dir,
-        progress=progress,
-        duckdb_config=settings.duckdb_config,
-    )
+    return build.build_with(settings, progress=progress)
 
 
 def run(
@@ -128,6 +123,9 @@ def run(
     Imported raw data is built from as it is (not regenerated) unless ``replace_imported``.
     """
     steps = StepTimes()
+    if settings.engine is Engine.spark:
+        # no Java, or a master that does not answer: say so before anything is written
+        steps.run("start Spark", progress, lambda: spark.session(settings))
     if regenerate and imported(settings) and not replace_imported:
         progress(f"{settings.raw_dir} holds imported data: building from it (not generating)")
         regenerate = False

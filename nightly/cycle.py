@@ -202,16 +202,16 @@ def run(
 def _build_aside(settings: Settings, progress: Progress) -> None:
     """Build every feature table into a sibling directory, then swap them in together.
 
-    Incremental when the tables in place extend (same grain and definitions, raw sales
-    only appended; see ``build.build``), else full; the progress line says which.
+    On the engine DEMAND_ENGINE names. On DuckDB incremental when the tables in place
+    extend (same grain and definitions, raw sales only appended; see ``build.build``),
+    else full; the progress line says which.
     """
     aside = settings.data_dir / "features.next"
     shutil.rmtree(aside, ignore_errors=True)
-    built = build.build(
-        settings.raw_dir,
+    built = build.build_with(
+        settings,
         aside,
         progress=lambda m: progress(f"built {m}"),
-        duckdb_config=settings.duckdb_config,
         previous=settings.feature_dir if settings.feature_dir.exists() else None,
     )
     progress(f"feature build: {built.mode}, {built.seconds:.1f}s")
