@@ -2,7 +2,10 @@
 
 Each subcommand is a thin shell over a pipeline function; errors a user can fix
 are printed as one clear message with a non-zero exit code, never a traceback
-(set DEMAND_DEBUG=1 to see one).
+(set DEMAND_DEBUG=1 to see one). Under DEMAND_ENGINE=spark, a Spark that cannot run
+(no Java, a master that does not answer, raw tables it cannot read) is one of them:
+``features.spark.SparkUnavailable`` is a ``UserError``, so every command says what is
+missing and exits 1.
 """
 
 from __future__ import annotations
@@ -205,14 +208,15 @@ def contract() -> None:
 @app.command("build-features")
 @friendly
 def build_features() -> None:
-    """Validate the raw tables, then build the offline feature tables (parquet, DuckDB)."""
+    """Validate the raw tables, then build the offline feature tables (parquet; DuckDB, or
+    Spark with DEMAND_ENGINE=spark)."""
     from features import pipeline
 
     settings = _settings()
     report = pipeline.build_features(settings, lambda m: step(f"built {m}"))
     _print_counts(
-        f"feature tables in {settings.feature_dir} ({report.input_lines:,} order lines "
-        f"in {report.seconds:.1f}s)",
+        f"feature tables in {settings.feature_dir} ({report.input_lines:,} input rows "
+        f"in {report.seconds:.1f}s on {settings.engine.value}, {report.mode})",
         report.rows,
     )
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from demand.console import UserError
 from demand.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,11 +38,20 @@ BASE_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.ansi.enabled": "false",
+    # pandas writes nanosecond timestamps, which Spark refuses to read; with this they
+    # read as int64 nanoseconds since the epoch (features/build_spark.py converts them)
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
+    "spark.ui.showConsoleProgress": "false",
 }
+# Seconds to wait for a master's port. Spark itself retries a standalone master that does
+# not answer 3 times 20 s (constants in StandaloneAppClient, no setting) and then hangs
+# in getOrCreate instead of failing (measured with pyspark 4.3.0).
+MASTER_CONNECT_SECONDS = 5
 
 
-class SparkUnavailable(RuntimeError):
-    """Spark cannot run here: what is missing, in a sentence for the user."""
+class SparkUnavailable(UserError, RuntimeError):
+    """Spark cannot run here: what is missing, in a sentence for the user (the CLI prints
+    it and exits 1, as every ``UserError``)."""
 
 
 def java_version() -> int | None:
@@ -104,15 +116,53 @@ def session(settings: Settings) -> SparkSession:
                 f"DEMAND_SPARK_MASTER asks for {settings.spark_master}"
             )
         return active
+    require_master(settings.spark_master)
     builder = SparkSession.builder.master(settings.spark_master).appName("demand")
     for key, value in conf(settings).items():
         builder = builder.config(key, value)
     try:
-        return builder.getOrCreate()
+        spark = builder.getOrCreate()
     except Exception as error:  # py4j and Spark raise many kinds; all mean the same here
         raise SparkUnavailable(
             f"could not start Spark on {settings.spark_master}: {_first_line(error)}"
         ) from error
+    # errors reach the caller as exceptions; the JVM's own log of them is noise on stderr
+    spark.sparkContext.setLogLevel("FATAL")
+    return spark
+
+
+def master_addresses(master: str) -> list[tuple[str, int]]:
+    """The host and port of each master a URL names: ``spark://h1:7077,h2:7077`` (standalone,
+    with standby masters) or ``k8s://https://host:443``; none for local and yarn, whose
+    masters Spark finds itself."""
+    if master.startswith("spark://"):
+        hosts = master.removeprefix("spark://").split(",")
+        return [
+            (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 7077) for h in hosts
+        ]
+    if master.startswith("k8s://"):
+        url = urlsplit(master.removeprefix("k8s://"))
+        if url.hostname:
+            default = 80 if url.scheme == "http" else 443
+            return [(url.hostname, url.port or default)]
+    return []
+
+
+def require_master(master: str) -> None:
+    """Fail in seconds when no master the URL names accepts a connection."""
+    addresses = master_addresses(master)
+    errors = []
+    for host, port in addresses:
+        try:
+            with socket.create_connection((host, port), timeout=MASTER_CONNECT_SECONDS):
+                return
+        except OSError as error:
+            errors.append(f"{host}:{port} ({error.strerror or error})")
+    if addresses:
+        raise SparkUnavailable(
+            f"the Spark master {master} does not answer: {'; '.join(errors)}. Start it, or "
+            "point DEMAND_SPARK_MASTER at one that runs (local[*] runs Spark in this process)"
+        )
 
 
 def _first_line(error: BaseException) -> str:
