@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install java demo test lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
-        bench-features bench-build bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
+        bench-features bench-build bench-spark bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
 help: ## List the targets
@@ -151,6 +151,9 @@ bench-features: $(INSTALLED) ## Benchmark import (ARGS=--only-import), feature b
 .PHONY: bench-materialization
 bench-build: $(INSTALLED) ## Benchmark the feature build at M5 width: full under each memory limit, then incremental (+1 day) against full (ARGS="--stores 10 --products 3049")
 	$(BIN)/python -m benchmarks.feature_build $(ARGS)
+
+bench-spark: $(INSTALLED) java ## Benchmark the feature build on Spark local[1] and local[2] against DuckDB, M5 width (ARGS="--stores 10 --products 300")
+	$(BIN)/python -m benchmarks.spark $(ARGS)
 
 bench-materialization: $(INSTALLED) ## Benchmark materialization at 1 M keys, stock Feast vs the platform, SQLite and Redis (ARGS="--keys 200000")
 	$(BIN)/python -m benchmarks.materialization $(ARGS)
