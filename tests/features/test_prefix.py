@@ -94,7 +94,7 @@ def _plant(monkeypatch, step: str, old: str, new: str) -> None:
 
 def test_a_planted_lead_is_caught(monkeypatch, frames, first_day):
     """units_lag_1 reading the next day, with every stamp as it was."""
-    lead = "LEAD(units) OVER w AS units_lag_1"
+    lead = "LEAD(units) OVER (PARTITION BY store_id, product_id ORDER BY day) AS units_lag_1"
     _plant(monkeypatch, "purchase_features", "units AS units_lag_1", lead)
     with pytest.raises(AssertionError) as caught:
         assert_prefix_stable(build.compute, frames, first_day + pd.Timedelta(days=105))
