@@ -318,5 +318,13 @@ def _single_file(parts: Path, target: Path, metadata: Mapping[str, str]) -> int:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    """What went wrong, in a line: py4j's own message names only the call that failed,
+    so a Java exception is told by its root cause."""
+    java = getattr(error, "java_exception", None)
+    if java is not None:
+        while java.getCause() is not None:
+            java = java.getCause()
+        text = str(java.toString()).strip()
+    else:
+        text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -108,15 +108,14 @@ def session(settings: Settings) -> SparkSession:
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
-    if active is not None:
-        master = active.sparkContext.master
-        if master != settings.spark_master:
-            raise SparkUnavailable(
-                f"a Spark session on {master} already runs in this process; "
-                f"DEMAND_SPARK_MASTER asks for {settings.spark_master}"
-            )
+    if active is not None and active.sparkContext.master == settings.spark_master:
         return active
-    require_master(settings.spark_master)
+    require_master(settings.spark_master)  # before Spark could hang on it
+    if active is not None:
+        raise SparkUnavailable(
+            f"a Spark session on {active.sparkContext.master} already runs in this process; "
+            f"DEMAND_SPARK_MASTER asks for {settings.spark_master}"
+        )
     builder = SparkSession.builder.master(settings.spark_master).appName("demand")
     for key, value in conf(settings).items():
         builder = builder.config(key, value)

@@ -57,7 +57,9 @@ def test_without_java(spark_env, monkeypatch, tmp_path, capsys, command):
 @pytest.mark.parametrize("command", [["build-features"], ["features", "--no-regenerate"]])
 def test_a_master_that_does_not_answer_fails_in_seconds(spark_env, monkeypatch, capsys, command):
     monkeypatch.setenv("DEMAND_SPARK_MASTER", "spark://127.0.0.1:1")
-    seconds = _fails_with_one_sentence(command, spark_env, capsys, "spark://127.0.0.1:1")
+    seconds = _fails_with_one_sentence(
+        command, spark_env, capsys, "spark://127.0.0.1:1 does not answer"
+    )
     assert seconds < 10
 
 
