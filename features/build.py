@@ -1,8 +1,10 @@
 """Run the feature transforms on DuckDB: raw parquet in, offline feature tables out.
 
-The portable SQL lives in ``transforms.py``; this module holds what is
-engine-specific: how raw files become relations with period numbers, and how
-periods become the timestamps Feast joins on.
+The portable SQL lives in ``transforms.py``; this module holds the plan (which
+steps and outputs a data set builds, their lineage) and what is DuckDB-specific: how
+raw files become relations with period numbers, and how periods become the
+timestamps Feast joins on. ``build_spark.py`` runs the same plan on Spark;
+:func:`build_with` picks the engine ``DEMAND_ENGINE`` names.
 
 Timestamps follow one rule: a feature row carries the instant it became known.
 A row "as of" day d is known when day d closes, at 00:00 UTC of d + 1; a

@@ -4,7 +4,8 @@ Every query here is plain SQL: joins, GROUP BY, standard window functions and
 PERCENTILE_CONT. Time is an integer period number (``day`` = days since
 1970-01-01 at the daily grain), so the same text runs on DuckDB (the embedded
 engine), PostgreSQL or Spark SQL; the engine-specific parts (reading files,
-turning periods into timestamps) live in ``features/build.py``.
+turning periods into timestamps) live in ``features/build.py`` (DuckDB) and
+``features/build_spark.py`` (Spark SQL).
 
 Input relations, staged by ``build.py``:
 
