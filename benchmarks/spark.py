@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 "peak GiB (python + jvm)": round(python + jvm, 2),
                 "python GiB": round(python, 2),
                 "jvm GiB": round(jvm, 2),
-                "equals duckdb": result.get("equals_duckdb", ""),
+                "equals duckdb": {True: "yes", False: "NO"}.get(result.get("equals_duckdb"), ""),
             }
         )
         spark = name != "duckdb"
