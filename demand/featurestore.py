@@ -11,11 +11,13 @@ import os
 import warnings
 
 from demand.console import quiet_library_warnings
-from demand.settings import Materializer, OfflineStore, Settings
+from demand.settings import Engine, Materializer, OfflineStore, Settings
 
 # Feast takes a custom offline store as the dotted path of its class (a name ending
 # in "OfflineStore"); its config class is the same name plus "Config".
 ASOF_OFFLINE_STORE = "features.offline_asof.AsofDuckDBOfflineStore"
+# DEMAND_ENGINE=spark: Feast's Spark store over the same FileSources (features/offline_spark.py)
+SPARK_OFFLINE_STORE = "features.offline_spark.SparkFileOfflineStore"
 # The same for the batch engine ("…Engine") and online stores of the platform's
 # materializer (features/materialization.py), by Feast's online store type
 PLATFORM_ENGINE = "features.materialization.PlatformComputeEngine"
@@ -55,20 +57,24 @@ def open_store(settings: Settings, materializing: bool = False):
     quiet_library_warnings()
     warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
     # == and not `is`: a model_copy(update=…) may hold the plain string
-    asof = settings.offline_store == OfflineStore.asof
+    spark = settings.engine == Engine.spark
+    asof = not spark and settings.offline_store == OfflineStore.asof
     platform = materializing and settings.materializer == Materializer.platform
-    if not (asof or platform):
+    if not (spark or asof or platform):
         return FeatureStore(
             repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
         )
     return FeatureStore(
-        repo_path=str(settings.feature_repo), config=_rendered_config(settings, asof, platform)
+        repo_path=str(settings.feature_repo),
+        config=_rendered_config(settings, asof, platform, spark),
     )
 
 
-def _rendered_config(settings: Settings, asof: bool, platform: bool):
+def _rendered_config(settings: Settings, asof: bool, platform: bool, spark: bool = False):
     """The profile's yaml with the ASOF offline store in place of Feast's DuckDB store
-    (``asof``) and the platform's engine and online store in place of Feast's (``platform``).
+    (``asof``), or Feast's Spark store over the same sources (``spark``: the session starts
+    when a training set or a materialization first reads), and the platform's engine and
+    online store in place of Feast's (``platform``).
 
     Rendered here rather than in the yaml, so the yaml files (which `feast` children and
     the Bento's containers read with their own environments) stay as they are.
@@ -85,6 +91,12 @@ def _rendered_config(settings: Settings, asof: bool, platform: bool):
             "type": ASOF_OFFLINE_STORE,
             "memory_limit": duckdb["memory_limit"],
             "temp_directory": duckdb["temp_directory"],
+        }
+    if spark:
+        raw["offline_store"] = {
+            "type": SPARK_OFFLINE_STORE,
+            "master": settings.spark_master,
+            "spark_conf": settings.spark_conf,
         }
     online = raw.get("online_store") or {}
     if platform and online.get("type") in PLATFORM_ONLINE_STORES:
