@@ -50,6 +50,9 @@ class FeatureContract:
     # grains lack both and are daily)
     grain: str = "day"
     week_start: str = "monday"
+    # where the training set was retrieved: duckdb or spark (DEMAND_ENGINE; versions before
+    # the Spark engine lack it and were retrieved on DuckDB)
+    engine: str = "duckdb"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -72,7 +75,7 @@ class FeatureContract:
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> FeatureContract:
-        optional = {"extra", "grain", "week_start"}
+        optional = {"extra", "grain", "week_start", "engine"}
         missing = [
             f.name
             for f in fields(cls)

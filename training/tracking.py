@@ -68,6 +68,7 @@ def log_dataset(frame: pd.DataFrame, contract: FeatureContract, name: str, sourc
             "train_start": contract.train_start,
             "train_end": contract.train_end,
             "feast.feature_service": contract.feature_service,
+            "engine": contract.engine,  # where the rows were retrieved: duckdb or spark
         },
     )
 

@@ -17,7 +17,7 @@ import pandas as pd
 from demand import memory
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
-from demand.settings import Settings
+from demand.settings import Engine, Settings
 from features.grain import Calendar
 from training import baselines, dataset, tracking
 from training import device as devices
@@ -102,6 +102,7 @@ def feature_contract(
         device=task_type,
         grain=schedule.calendar.grain.value,
         week_start=schedule.calendar.week_start,
+        engine=Engine(settings.engine).value,
         extra={
             "backtest_start": f"{split.cutoff:%Y-%m-%d}",
             "backtest_end": f"{frame['target'].max():%Y-%m-%d}",
@@ -228,6 +229,7 @@ def run(
             "feast.feature_service": settings.feature_service,
             "feast.feature_refs": ",".join(contract.features),
             "demand.device": task_type,
+            "demand.engine": contract.engine,
         },
     ) as active:
         mlflow.log_params(
@@ -240,6 +242,7 @@ def run(
                 "training_rows": int(split.train.sum()),
                 "refit_rows": int(split.refit.sum()),
                 "device": task_type,
+                "engine": contract.engine,
             }
         )
         tracking.log_dataset(
