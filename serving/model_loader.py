@@ -19,7 +19,7 @@ from demand.console import UserError
 from demand.contract import FeatureContract, IncompleteContract
 from demand.featurestore import open_store
 from demand.servers import ServerUnavailable, redact
-from demand.settings import OfflineStore, Settings
+from demand.settings import Engine, OfflineStore, Settings
 from serving.lookup import OnlineLookup, StoreUnavailable, scrub, unavailable_advice
 from serving.periods import calendar_of
 
@@ -107,8 +107,11 @@ def _lookup(settings: Settings, contract: FeatureContract, where: str):
         # the contract decides; the setting is only the default for new models
         settings = settings.model_copy(update={"feature_service": contract.feature_service})
     # serving reads the online store only: the profile's yaml as it is, so Feast never
-    # loads the platform's offline store (features/ is not in the Bento, see bento.SOURCES)
-    settings = settings.model_copy(update={"offline_store": OfflineStore.duckdb})
+    # loads the platform's offline store, ASOF or Spark (features/ is not in the Bento, see
+    # bento.SOURCES, nor is pyspark)
+    settings = settings.model_copy(
+        update={"offline_store": OfflineStore.duckdb, "engine": Engine.duckdb}
+    )
     store = None
     try:
         store = open_store(settings)

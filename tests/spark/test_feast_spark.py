@@ -209,3 +209,35 @@ def test_materializing_from_spark_writes_the_duckdb_bytes(feature_env, spark, tm
     expected = _online_rows(feature_env.feast_dir / "online_store.db")
     assert sum(map(len, expected.values())) > 1000
     assert _online_rows(online) == expected
+
+
+def _redis_hashes(project: str) -> dict[bytes, dict[bytes, bytes]]:
+    """Every hash of the project's Redis keys, by entity key (the key less the project)."""
+    import redis
+
+    from tests.servers import REDIS
+
+    host, port = REDIS.split(":")
+    client = redis.Redis(host=host, port=int(port))
+    suffix = project.encode()
+    return {
+        key[: -len(suffix)]: client.hgetall(key)
+        for key in client.scan_iter(count=5000)
+        if key.endswith(suffix)
+    }
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_materializing_from_spark_writes_the_duckdb_bytes_to_redis(feature_env, spark):
+    from tests.servers import team_feast_project
+
+    with team_feast_project(feature_env) as duck:
+        expected = _redis_hashes(duck.feast_project)
+    with team_feast_project(on_spark(feature_env)) as team:
+        assert open_store(team, materializing=True).config.offline_store.type == (
+            SPARK_OFFLINE_STORE
+        )
+        got = _redis_hashes(team.feast_project)
+    assert len(expected) > 100
+    assert got == expected
