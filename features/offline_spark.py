@@ -13,8 +13,7 @@ Around Feast's store (alpha in Feast 0.67), what the platform needs that it does
   carries (master, ``DEMAND_SPARK_CONF``), before Feast could make one of its own;
 - training sets come back in entity order (Feast's join returns its rows in no set order)
   and as Arrow read from Spark, the types the ASOF store returns (Feast's own job goes
-  through ``toPandas``, which turns every time naive and an integer column with nulls
-  into floats);
+  through ``toPandas``, which hands every time back naive);
 - the caller's entity frame is left as it was (Feast's upload rewrites its time column);
 - a row's id in the join is its keys and time as a JSON array, where Feast concatenates
   them: store "1" with product "23" and store "12" with product "3" were one id, and each
@@ -82,7 +81,9 @@ def spark_source(source: DataSource) -> DataSource:
     the earliest instant, and the join orders on it: Feast's Spark join keeps, per event
     time, the rows equal to ``MAX(created)``, so a row whose created time is null (the only
     row of its event time) matched nothing and its features came back null, where the
-    DuckDB stores rank a null created time below any other and keep the row.
+    DuckDB stores rank a null created time below any other and keep the row. (With
+    ``filter_by_created_timestamp``, which the platform does not use, such a row therefore
+    passes the cutoff, where Feast's DuckDB store drops it.)
     """
     if not isinstance(source, FileSource):
         return source
