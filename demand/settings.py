@@ -78,7 +78,8 @@ class Settings(BaseSettings):
         default=OfflineStore.asof,
         description="Feast offline store for training sets. asof: Feast's DuckDB store with "
         "its point-in-time join as DuckDB's ASOF JOIN (features/offline_asof.py; the same "
-        "rows, within merge_asof's time at 1 M and 10 M entity rows); duckdb: Feast's own.",
+        "rows, within merge_asof's time at 1 M and 10 M entity rows); duckdb: Feast's own. "
+        "DEMAND_ENGINE=spark reads through Feast's Spark store instead.",
     )
     materializer: Materializer = Field(
         default=Materializer.platform,
