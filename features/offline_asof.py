@@ -222,7 +222,8 @@ def _joined(connection, entities: str, n: int, view: _ViewJoin) -> pa.Table:
     ).to_arrow_table()
     # Only the matched file rows' values, found by their position as DuckDB streams the
     # file: taking them from the whole file read into memory held every row of the view
-    # whatever the entity rows (the M5 sales view: 33.6 M rows, 5 GiB for 46 k entity rows)
+    # whatever the entity rows (the M5 sales view: 33.6 M rows; with the join of whole
+    # views, 4.9 of 5.5 GiB for 46 k entity rows, measured)
     matched = f"{entities}_matched_{view.alias}"
     connection.register(matched, rows.filter(rows["f"].is_valid()))
     try:
@@ -246,7 +247,8 @@ def _bound(connection, store: AsofDuckDBOfflineStoreConfig) -> None:
 
     The connection is ibis's default one, which Feast's DuckDB store also reads with, so
     the limit holds for both stores in this process."""
-    # the values are read by their position in the file: rows in file order (the default)
+    # DuckDB's default (the values are found by their file row number, which does not
+    # depend on it; the connection is shared with the stock store)
     connection.execute("SET preserve_insertion_order = true")
     if store.memory_limit:
         connection.execute(f"SET memory_limit = {_literal(store.memory_limit)}")
