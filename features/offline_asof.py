@@ -136,8 +136,14 @@ class _ViewJoin(NamedTuple):
 
 
 def _view_join(
-    view: FeatureView, refs: list[str], full_feature_names: bool, i: int, ts: str
+    view: FeatureView,
+    refs: list[str],
+    full_feature_names: bool,
+    i: int,
+    ts: str,
+    times: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> _ViewJoin:
+    """The join of ``view``; ``times``: the first and last entity time, when known."""
     source = view.batch_source
     prefix = view.projection.name_to_use()
     features = [r.split(":")[1] for r in refs if r.startswith(f"{prefix}:")]
@@ -162,22 +168,36 @@ def _view_join(
         entity_key = f"{{'t': {entity_time}, 'c': 'infinity'::TIMESTAMPTZ}}"
     else:  # a plain timestamp key: a struct key costs more in the join
         key, entity_key = event_time, entity_time
+    ttl = view.ttl
+    expires = ttl is not None and ttl.total_seconds() > 0
+    micros = ttl // pd.Timedelta(microseconds=1) if expires else 0
+    # Rows no entity row can take are left out of the join, which sorts the rest: those
+    # after the last entity time (never at or before one), and those that expire before the
+    # first (never fresh; the freshness test below, on the first time). A backtest window
+    # of weeks joins weeks of a view of years
+    where = ""
+    if times is not None and not any(pd.isna(t) for t in times):
+        first, last = times[0].floor("us").isoformat(), times[1].ceil("us").isoformat()
+        bounds = [f"{event_time} <= {_literal(last)}::TIMESTAMPTZ"]
+        if expires:
+            bounds.append(
+                f"{event_time} + to_microseconds({micros}) >= {_literal(first)}::TIMESTAMPTZ"
+            )
+        where = f" WHERE {' AND '.join(bounds)}"
     selected = [f"{column(k)} AS {_quote(k)}" for k in keys]
     # the row's position in the file: the join carries it instead of the feature values,
     # which are taken by position afterwards (a narrow join sorts less)
     table = (
         f"(SELECT {', '.join(selected)}, {event_time} AS _ts, {key} AS _key, "
         f"file_row_number AS _row FROM read_parquet({_literal(source.path)}, "
-        "file_row_number = true))"
+        f"file_row_number = true){where})"
     )
     on = [f"e.{_quote(entity)} = {alias}.{_quote(k)}" for k, entity in keys.items()]
     on.append(f"{entity_key} >= {alias}._key")
     join = f"ASOF LEFT JOIN {table} AS {alias} ON {' AND '.join(on)}"
 
-    ttl = view.ttl
     fresh = "TRUE"
-    if ttl and ttl.total_seconds() > 0:
-        micros = ttl // pd.Timedelta(microseconds=1)
+    if expires:
         # Feast keeps a row while event + ttl >= entity time: the boundary is inclusive
         fresh = f"{alias}._ts + to_microseconds({micros}) >= {entity_time}"
     values = {
@@ -200,14 +220,26 @@ def _joined(connection, entities: str, n: int, view: _ViewJoin) -> pa.Table:
         f"FROM (SELECT DISTINCT {on} FROM {entities}) AS e {view.join}) "
         f"SELECT e.{ROW} AS e, d.f FROM {entities} AS e LEFT JOIN d ON {same}"
     ).to_arrow_table()
+    # Only the matched file rows' values, found by their position as DuckDB streams the
+    # file: taking them from the whole file read into memory held every row of the view
+    # whatever the entity rows (the M5 sales view: 33.6 M rows; with the join of whole
+    # views, 4.9 of 5.5 GiB for 46 k entity rows, measured)
+    matched = f"{entities}_matched_{view.alias}"
+    connection.register(matched, rows.filter(rows["f"].is_valid()))
+    try:
+        listed = ", ".join(f"v.{value} AS {_quote(name)}" for name, value in view.values.items())
+        values = connection.sql(
+            f"SELECT m.e AS {ROW}, {listed} FROM {matched} AS m "
+            f"JOIN read_parquet({_literal(view.path)}, file_row_number = true) AS v "
+            "ON v.file_row_number = m.f"
+        ).to_arrow_table()
+    finally:
+        connection.unregister(matched)
     # a scatter into entity order (the join returns its rows in no set order): linear,
-    # where ORDER BY sorted every value column again
+    # where ORDER BY sorted every value column again; null where no row matched
     at = np.full(n, -1, dtype=np.int64)
-    at[rows["e"].to_numpy()] = rows["f"].fill_null(-1).to_numpy()
-    positions = pa.array(at, mask=at < 0)
-    listed = ", ".join(f"{value} AS {_quote(name)}" for name, value in view.values.items())
-    source = connection.sql(f"SELECT {listed} FROM read_parquet({_literal(view.path)})")
-    return source.to_arrow_table().take(positions)
+    at[values[ROW].to_numpy()] = np.arange(values.num_rows)
+    return values.drop_columns([ROW]).take(pa.array(at, mask=at < 0))
 
 
 def _bound(connection, store: AsofDuckDBOfflineStoreConfig) -> None:
@@ -215,7 +247,8 @@ def _bound(connection, store: AsofDuckDBOfflineStoreConfig) -> None:
 
     The connection is ibis's default one, which Feast's DuckDB store also reads with, so
     the limit holds for both stores in this process."""
-    # the values are read by their position in the file: rows in file order (the default)
+    # DuckDB's default (the values are found by their file row number, which does not
+    # depend on it; the connection is shared with the stock store)
     connection.execute("SET preserve_insertion_order = true")
     if store.memory_limit:
         connection.execute(f"SET memory_limit = {_literal(store.memory_limit)}")
@@ -250,8 +283,10 @@ def _retrieve(
         # One join per view over the entity keys and time only, its columns set beside the
         # others in entity order: chaining the joins would sort every entity column again
         # at each view (join 11.9 s against 6.6 s at 1 M rows, measured).
+        stamps = pd.to_datetime(entity_df[ts], utc=True)
+        times = (stamps.min(), stamps.max())
         for i, view in enumerate(feature_views):
-            join = _view_join(view, feature_refs, full_feature_names, i, ts)
+            join = _view_join(view, feature_refs, full_feature_names, i, ts, times)
             if not join.values:
                 continue
             part = _joined(connection, entities, len(entity_df), join)

@@ -1,10 +1,11 @@
 """Re-scoring on the backtest: challenger and champion, same window, same rows, now.
 
 The production gate must not trust the WAPE a run logged months ago against a
-champion scored on other rows. It rebuilds the challenger's training set the
-way training built it (deterministic: the same settings and data give the same
-rows, which the hash of the backtest rows in the contract proves), keeps the rows whose
-origin is in the challenger's backtest window, and predicts them with both versions'
+champion scored on other rows. It rebuilds the rows of the challenger's training set
+whose origin is in its backtest window, the way training built them (deterministic:
+the same settings and data give the same rows, which the hash of the backtest rows in
+the contract proves), and only those: the window's origins and labels, one Feast
+retrieval of its rows (``training.dataset.Window``). It predicts them with both versions'
 *backtest* models. The model a version serves is refit on every closed day, its
 backtest window included, so it is never scored here: the model fitted before the
 window is kept inside it (see ``FeatureContract.backtest_model_uri``). Reading only:
@@ -75,6 +76,11 @@ class BacktestRows:
         return f"{self.start:%Y-%m-%d}..{self.end}"
 
     @property
+    def span(self) -> dataset.Window:
+        """The rows to rebuild: origins from the start, targets through the end."""
+        return dataset.Window(self.start, pd.Timestamp(self.end))
+
+    @property
     def rows(self) -> int:
         return len(next(iter(self.frames.values())))
 
@@ -82,7 +88,8 @@ class BacktestRows:
         """The rows with ``contract``'s features (a champion may read another feature service)."""
         service = contract.feature_service
         if service not in self.frames:
-            built = _backtest(self.settings.model_copy(update={"feature_service": service}), self)
+            settings = self.settings.model_copy(update={"feature_service": service})
+            built = self.select(_training_set(settings, self.span).frame)
             reference = next(iter(self.frames.values()))
             if (
                 not built[KEYS]
@@ -97,17 +104,14 @@ class BacktestRows:
         return self.frames[service]
 
 
-def _training_set(settings: Settings) -> dataset.TrainingSet:
+def _training_set(settings: Settings, window: dataset.Window | None) -> dataset.TrainingSet:
+    """The training set of ``settings``, only ``window``'s rows of it when given."""
     from demand.featurestore import open_store
 
     try:
-        return dataset.build(open_store(settings), settings, progress=lambda _: None)
+        return dataset.build(open_store(settings), settings, lambda _: None, window)
     except dataset.TrainingDataError as error:
         raise ScoringProblem(f"cannot rebuild the backtest rows: {error}") from None
-
-
-def _backtest(settings: Settings, rows: BacktestRows) -> pd.DataFrame:
-    return rows.select(_training_set(settings).frame)
 
 
 def backtest_rows(
@@ -118,6 +122,8 @@ def backtest_rows(
     The window is capped at its end as trained (origins from ``backtest_start``,
     targets through ``backtest_end``), so the rows are the ones the version was
     backtested on however many days the data has gained since; their hash proves it.
+    Only the window's rows are rebuilt, unless the contract hashes the whole training set
+    (versions from before ``backtest_hash``): then the whole set, for its hash.
     """
     start, end = contract.extra.get("backtest_start"), contract.extra.get("backtest_end")
     if not start or not end:
@@ -131,10 +137,10 @@ def backtest_rows(
     update.update({p: float(run_params[p]) for p in FRACTION_PARAMS if p in run_params})
     rebuilt = settings.model_copy(update=update)
     progress(f"rebuilding the backtest rows (origins {start}..{end}) through Feast")
-    training_set = _training_set(rebuilt)
     result = BacktestRows(rebuilt, pd.Timestamp(start), end)
-    window = result.select(training_set.frame)
     expected = contract.extra.get("backtest_hash")
+    training_set = _training_set(rebuilt, result.span if expected else None)
+    window = result.select(training_set.frame)
     if expected:
         found = dataset.digest(window, training_set.features)
         what = "backtest rows"

@@ -60,34 +60,75 @@ def built_lineage(settings: Settings) -> Lineage:
         ) from None
 
 
-def sales_history(settings: Settings) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Window:
+    """The rows of a training set whose origin is ``first_origin`` or later and whose
+    target is ``last_target`` or earlier: a version's backtest window."""
+
+    first_origin: pd.Timestamp
+    last_target: pd.Timestamp
+
+    def __str__(self) -> str:
+        return f"{self.first_origin:%Y-%m-%d}..{self.last_target:%Y-%m-%d}"
+
+
+HISTORY_COLUMNS = ["store_id", "product_id", "event_timestamp", "units_lag_1"]
+
+
+def sales_history(settings: Settings, window: Window | None = None) -> pd.DataFrame:
     """Units per store, product and period, zeros included, from the purchase feature table.
 
     ``date`` is the period's first day. Only the four columns needed are read, the keys
     as categoricals: at the M5 size (~36 M rows) object strings would cost gigabytes and
-    every grouping on them a hash of each string.
+    every grouping on them a hash of each string. With ``window``, only the periods from
+    its first origin through its last target (the labels of its rows), filtered in DuckDB
+    while it reads: a backtest window is a few weeks of the years there are.
     """
     import pyarrow.parquet as pq
 
     built = built_lineage(settings)
     path = settings.feature_dir / f"{built.sales_features_table}.parquet"
-    table = pq.read_table(
-        path,
-        columns=["store_id", "product_id", "event_timestamp", "units_lag_1"],
-        read_dictionary=["store_id", "product_id"],
-    )
+    if window is None:
+        table = pq.read_table(
+            path, columns=HISTORY_COLUMNS, read_dictionary=["store_id", "product_id"]
+        )
+        return _history_frame(table, built.calendar)
+    # a row known at the start of period p + 1 describes period p: a day's margin on each
+    # side of the stamps, the exact dates kept below
+    days = pd.Timedelta(days=built.calendar.days + 1)
+    known = (window.first_origin + days - pd.Timedelta(days=2), window.last_target + days)
+    with _duckdb(settings) as con:
+        table = con.sql(
+            f"SELECT {', '.join(HISTORY_COLUMNS)} FROM read_parquet(?) "
+            "WHERE event_timestamp >= ? AND event_timestamp <= ?",
+            params=[str(path), *(t.tz_localize("UTC").to_pydatetime() for t in known)],
+        ).to_arrow_table()
+    history = _history_frame(table, built.calendar)
+    inside = (history["date"] >= window.first_origin) & (history["date"] <= window.last_target)
+    return history[inside].reset_index(drop=True)
+
+
+def _history_frame(table, calendar: Calendar) -> pd.DataFrame:
+    """``store_id``, ``product_id``, ``date`` and ``units`` (when read) from the feature
+    table's columns."""
     stamps = table.column("event_timestamp").to_pandas()
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "store_id": _sorted_categories(table.column("store_id").to_pandas()),
             "product_id": _sorted_categories(table.column("product_id").to_pandas()),
             # a row known at the start of period p + 1 describes period p
-            "date": (
-                stamps.dt.tz_convert(None) - pd.Timedelta(days=built.calendar.days)
-            ).dt.normalize(),
-            "units": table.column("units_lag_1").to_pandas().astype(float),
+            "date": (stamps.dt.tz_convert(None) - pd.Timedelta(days=calendar.days)).dt.normalize(),
         }
     )
+    if "units_lag_1" in table.column_names:
+        frame["units"] = table.column("units_lag_1").to_pandas().astype(float)
+    return frame
+
+
+def _duckdb(settings: Settings):
+    import duckdb
+
+    return duckdb.connect(config=settings.duckdb_config)
 
 
 def _sorted_categories(values: pd.Series) -> pd.Series:
@@ -158,6 +199,85 @@ def _kept(pair_hash: np.ndarray, origin_day: np.ndarray, sampling: Sampling) -> 
     return (draw >> np.uint64(11)).astype(np.float64) / float(1 << 53) < sampling.fraction
 
 
+@dataclass(frozen=True)
+class Series:
+    """The store × product series of a sales history: when each began selling, and the
+    history's first and last day. Which (series, origin) pairs a training set has follows
+    from these alone; labels then need only the history of their target periods.
+
+    Pairs are numbered (``code``: store position × number of products + product position)
+    so that they sort as (store_id, product_id) strings do.
+    """
+
+    stores: pd.Index  # sorted
+    products: pd.Index  # sorted
+    code: np.ndarray  # each pair's number, ascending
+    first_period: np.ndarray  # each pair's first period in the history
+    first_day: pd.Timestamp
+    last_day: pd.Timestamp
+
+    @classmethod
+    def of(cls, history: pd.DataFrame, calendar: Calendar) -> Series:
+        """The series of ``history`` (``store_id``, ``product_id``, ``date``)."""
+        stores = _sorted_categories(history["store_id"]).cat.categories
+        products = _sorted_categories(history["product_id"]).cat.categories
+        codes = _pair_codes(history, stores, products)
+        first = pd.Series(_periods(history["date"], calendar)).groupby(codes).min()
+        return cls(
+            stores,
+            products,
+            first.index.to_numpy(np.int64),
+            first.to_numpy(np.int64),
+            history["date"].min(),
+            history["date"].max(),
+        )
+
+    @classmethod
+    def read(cls, settings: Settings) -> Series:
+        """The series of the purchase feature table, aggregated in DuckDB as it reads: each
+        pair's first and last row are all :meth:`of` needs of its history (a first period
+        is a minimum, the last day a maximum), tens of thousands of rows, not tens of
+        millions."""
+        built = built_lineage(settings)
+        path = settings.feature_dir / f"{built.sales_features_table}.parquet"
+        with _duckdb(settings) as con:
+            table = con.sql(
+                "WITH pairs AS (SELECT store_id, product_id, min(event_timestamp) AS first, "
+                "max(event_timestamp) AS last FROM read_parquet(?) GROUP BY store_id, product_id) "
+                "SELECT store_id, product_id, first AS event_timestamp FROM pairs "
+                "UNION ALL SELECT store_id, product_id, last FROM pairs",
+                params=[str(path)],
+            ).to_arrow_table()
+        return cls.of(_history_frame(table, built.calendar), built.calendar)
+
+    def codes(self, history: pd.DataFrame) -> np.ndarray:
+        """The pair number of each row of ``history``; −1 for a pair not among these series."""
+        return _pair_codes(history, self.stores, self.products)
+
+    def keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair's store_id and product_id (object arrays, in pair order)."""
+        n_products = max(len(self.products), 1)
+        return (
+            self.stores.to_numpy(dtype=object)[self.code // n_products],
+            self.products.to_numpy(dtype=object)[self.code % n_products],
+        )
+
+
+def _pair_codes(history: pd.DataFrame, stores: pd.Index, products: pd.Index) -> np.ndarray:
+    """Each row's store position × len(products) + product position; −1 where either is
+    not among ``stores`` / ``products``."""
+    store = pd.Categorical(history["store_id"], categories=stores).codes.astype(np.int64)
+    product = pd.Categorical(history["product_id"], categories=products).codes.astype(np.int64)
+    code = store * max(len(products), 1) + product
+    return np.where((store < 0) | (product < 0), -1, code)
+
+
+def _periods(dates: pd.Series, calendar: Calendar) -> np.ndarray:
+    """The period number of each date."""
+    day = ((dates - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1)).to_numpy()
+    return (day.astype(np.int64) - calendar.offset) // calendar.days
+
+
 def origins_and_labels(
     history: pd.DataFrame,
     settings: Settings,
@@ -175,6 +295,9 @@ def sampled_origins_and_labels(
     settings: Settings,
     now: datetime | None = None,
     schedule: Schedule | None = None,
+    *,
+    series: Series | None = None,
+    window: Window | None = None,
 ) -> tuple[pd.DataFrame, Sampling]:
     """One row per (store, product, origin, horizon) with the label of the target period,
     for the (series, origin) pairs the settings' sampling keeps (:class:`Sampling`).
@@ -184,17 +307,23 @@ def sampled_origins_and_labels(
     product and horizon. Counting and sampling happen on integer codes before any row
     is made, so the cost follows the rows kept, not the (series × origin × horizon)
     rows there could be (tens of millions at the M5 size).
+
+    ``series`` (default: those of ``history``) decides the origins and pairs; ``history``
+    then needs to hold only the periods of the labels asked for. ``window`` keeps only
+    its rows: exactly the rows of the whole set that fall in it (each pair's sampling
+    decision is its own, and the sampling fraction is counted over every candidate row).
     """
     schedule = schedule or Schedule.of(settings, Calendar())
     cal = schedule.calendar
     if schedule.horizon < 1:
         raise TrainingDataError(f"horizon {schedule.horizon} < 1: nothing to forecast")
+    series = series or Series.of(history, cal)
     closed = last_closed_day(now or datetime.now(UTC), settings.closed_day_lag_hours)
-    first_day = history["date"].min()
+    first_day = series.first_day
     # the newest period whose last day has closed
     closed_period = cal.period(closed + timedelta(days=1)) - 1
     first_period = cal.period(first_day.date())
-    last_period = min(cal.period(history["date"].max().date()), closed_period)
+    last_period = min(cal.period(series.last_day.date()), closed_period)
     last_day = pd.Timestamp(cal.start(last_period))
     origin_periods = np.arange(first_period + schedule.warmup, last_period)[
         :: schedule.origin_every
@@ -205,25 +334,16 @@ def sampled_origins_and_labels(
             f"is shorter than the {schedule.warmup}-{schedule.unit} warm-up plus one "
             f"{schedule.unit}"
         )
-    stores = _sorted_categories(history["store_id"])
-    products = _sorted_categories(history["product_id"])
-    day = ((history["date"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1)).to_numpy()
-    period = (day.astype(np.int64) - cal.offset) // cal.days
-    # a pair is a (store, product) code; pairs sort as (store_id, product_id) strings do
-    n_products = max(len(products.cat.categories), 1)
-    pair_code = stores.cat.codes.to_numpy(np.int64) * n_products + products.cat.codes.to_numpy(
-        np.int64
-    )
-    first_of_pair = pd.Series(period).groupby(pair_code).min()  # sorted by pair code
-    pair_codes, pair_first = first_of_pair.index.to_numpy(), first_of_pair.to_numpy()
-    pair_store = stores.cat.categories.to_numpy(dtype=object)[pair_codes // n_products]
-    pair_product = products.cat.categories.to_numpy(dtype=object)[pair_codes % n_products]
+    pair_first = series.first_period
+    pair_store, pair_product = series.keys()
 
     # every pair selling by an origin is a candidate there, with the horizons inside the history
     horizons_at = np.minimum(schedule.horizon, last_period - origin_periods)
     active_at = np.searchsorted(np.sort(pair_first), origin_periods, side="right")
     sampling = Sampling.of(settings, int((active_at * horizons_at).sum()))
     active = pair_first[None, :] <= origin_periods[:, None]  # origin × pair
+    if window is not None:
+        active &= (_starts(cal, origin_periods) >= window.first_origin)[:, None]
     origin_index, pair_index = np.nonzero(active)  # origin-major, pairs in key order
     if sampling.fraction < 1.0:
         pair_hash = pd.util.hash_pandas_object(
@@ -241,6 +361,10 @@ def sampled_origins_and_labels(
     horizon = np.arange(counts.sum(), dtype=np.int64) - np.repeat(starts, counts) + 1
     origin_period = origin_periods[row_origin]
     target_period = origin_period + horizon
+    if window is not None:
+        inside = _starts(cal, target_period) <= window.last_target
+        row_pair, horizon = row_pair[inside], horizon[inside]
+        origin_period, target_period = origin_period[inside], target_period[inside]
     rows = pd.DataFrame(
         {
             "store_id": pair_store[row_pair],
@@ -248,12 +372,15 @@ def sampled_origins_and_labels(
             "origin": _starts(cal, origin_period).astype("datetime64[ns]"),
             "horizon": horizon,
             "target": _starts(cal, target_period).astype("datetime64[ns]"),
-            "label": _labels(pair_codes[row_pair], target_period, pair_code, period, history),
+            "label": _labels(
+                series.code[row_pair], target_period, series.codes(history), history, cal
+            ),
         }
     )
     if rows.empty:
+        where = f"the window {window} is" if window else "the training window is"
         raise TrainingDataError(
-            f"the training window is empty: no origin has a target {schedule.unit} "
+            f"{where} empty: no origin has a target {schedule.unit} "
             "inside the history; lower DEMAND_HORIZON or add history"
         )
     return rows, sampling
@@ -263,13 +390,16 @@ def _labels(
     row_pair: np.ndarray,
     row_period: np.ndarray,
     pair_code: np.ndarray,
-    period: np.ndarray,
     history: pd.DataFrame,
+    calendar: Calendar,
 ) -> np.ndarray:
     """Units of each row's pair in its target period; 0 where the history has no row
     (a pair selling by the origin that sold nothing then: a real zero)."""
-    span = int(period.max()) + 1
-    history_key = pair_code * span + period
+    if len(history) == 0:
+        return np.zeros(len(row_pair))
+    period = _periods(history["date"], calendar)
+    span = int(max(period.max(), row_period.max(initial=0))) + 1
+    history_key = np.where(pair_code < 0, -1, pair_code * span + period)
     order = np.argsort(history_key, kind="stable")
     sorted_key = history_key[order]
     units = history["units"].to_numpy(dtype=float)[order]
@@ -335,8 +465,12 @@ def _view_version(store, name: str, on_demand: bool) -> int:
     return int(getattr(view, "current_version_number", None) or 0)
 
 
-def build(store, settings: Settings, progress=print) -> TrainingSet:
-    """The training set for ``settings``, retrieved point-in-time correct through Feast."""
+def build(store, settings: Settings, progress=print, window: Window | None = None) -> TrainingSet:
+    """The training set for ``settings``, retrieved point-in-time correct through Feast.
+
+    With ``window``, only the rows of the whole set that fall in it, retrieved alone: the
+    production gate's backtest rows. Its ``history`` is then the window's periods only.
+    """
     from feast.errors import FeatureServiceNotFoundException
 
     built = built_lineage(settings)
@@ -345,9 +479,13 @@ def build(store, settings: Settings, progress=print) -> TrainingSet:
     )
     settings = settings.model_copy(update={"feature_service": service_name})
     schedule = Schedule.of(settings, built.calendar)
-    history = sales_history(settings)
+    if window is None:
+        history = sales_history(settings)
+        series = Series.of(history, built.calendar)
+    else:  # the whole history's series, the window's labels: never the history in memory
+        series, history = Series.read(settings), sales_history(settings, window)
     # too short for the schedule's windows: say how much is needed, before any retrieval
-    schedule.check_history(history["date"].min().date(), history["date"].max().date())
+    schedule.check_history(series.first_day.date(), series.last_day.date())
     try:
         features, categorical, request, views = model_inputs(
             store, settings.feature_service, built.absent
@@ -357,7 +495,9 @@ def build(store, settings: Settings, progress=print) -> TrainingSet:
             f"no feature service {settings.feature_service!r} in the Feast registry; "
             "run `demand features` (or `demand apply`)"
         ) from None
-    rows, sampling = sampled_origins_and_labels(history, settings, schedule=schedule)
+    rows, sampling = sampled_origins_and_labels(
+        history, settings, schedule=schedule, series=series, window=window
+    )
     entities = entity_frame(rows, settings, built.calendar)
     sampled = (
         ""

@@ -237,6 +237,28 @@ def test_duplicate_rows_different_join_keys_and_order(toy):
     assert list(got["units"]) == [5.0, 21.0, 5.0, 1.0, 21.0, 5.0, 5.0]
 
 
+def test_rows_outside_the_entity_times_are_left_out_without_changing_a_value(toy):
+    """The join reads only view rows up to the last entity time and not expired at the
+    first: each entity row retrieved alone (the narrowest span, its bounds on its own
+    time) gets what it gets among rows of other times, and what Feast's store gives."""
+    entities = [
+        ("p2", "r1", day(4)),  # day 2's rows are exactly a TTL old: kept
+        ("p1", "r1", day(5)),  # a row at the entity time itself
+        ("p1", "r2", day(3)),  # the tie at day 3, broken by the created time
+        ("p1", "r1", day(8)),  # the newest row expired: nothing
+        ("p2", "r2", day(4) + pd.Timedelta(microseconds=1)),  # a µs after the TTL: nothing
+    ]
+    together = retrieve(toy, entities)
+    columns = ["units", "orders", "temperature"]
+    for i, entity in enumerate(entities):
+        alone = retrieve(toy, [entity])
+        pd.testing.assert_series_equal(
+            alone[columns].iloc[0], together[columns].iloc[i], check_names=False
+        )
+    assert together["units"].tolist()[:3] == [21.0, 5.0, 30.0]
+    assert together["units"].isna().tolist() == [False, False, False, True, True]
+
+
 def test_full_feature_names(toy):
     got = retrieve(toy, [("p1", "r1", day(5)), ("p2", "r2", day(3))], full_feature_names=True)
     assert {"product_stats__units", "product_stats__orders", "region_weather__temperature"} <= set(

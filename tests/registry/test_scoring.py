@@ -18,9 +18,10 @@ import pytest
 from mlflow import MlflowClient
 
 from demand.contract import TAG_PREFIX, FeatureContract
+from demand.featurestore import open_store
 from registry import lifecycle, scoring
 from registry.gates import Stage
-from training import train
+from training import dataset, train
 
 CHALLENGER, LATER, LATEST = "1", "2", "3"
 
@@ -92,6 +93,23 @@ def test_the_gate_scores_the_backtest_model_not_the_served_one(versions):
     # the served model trained on these rows: scored here it would look much better
     served = _wape(f"models:/{name}/1", contract, frame)
     assert served < gate - 0.02
+
+
+def test_the_gate_scores_the_rows_and_values_of_the_whole_rebuilt_set(versions):
+    """The gate rebuilds the backtest window alone; the path before rebuilt the whole
+    training set and kept the window's rows. Same rows, same values, same WAPE."""
+    name = versions.model_name
+    contract = _contract(versions, CHALLENGER)
+    rows = _rows(versions)
+    frame = rows.frames[contract.feature_service]
+    whole = dataset.build(open_store(rows.settings), rows.settings, progress=lambda _: None)
+    before = rows.select(whole.frame)
+    assert 0 < len(before) < len(whole.frame)
+    pd.testing.assert_frame_equal(frame.drop(columns="row_id"), before.drop(columns="row_id"))
+    assert dataset.digest(before, whole.features) == contract.extra["backtest_hash"]
+    gate = scoring.wape(name, CHALLENGER, contract, rows, lambda _: None)
+    uri = f"models:/{name}/1/backtest_model"
+    assert gate == pytest.approx(_wape(uri, contract, before), abs=1e-12)
 
 
 def test_a_version_from_before_the_refit_is_scored_with_its_registered_model(versions):

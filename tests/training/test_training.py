@@ -80,6 +80,28 @@ def test_time_split_never_overlaps(training_set, settings):
     assert frame.loc[split.valid, "target"].max() < frame.loc[split.test, "origin"].min()
 
 
+def test_a_window_built_alone_is_the_whole_sets_rows_in_it(settings):
+    """What the production gate rebuilds: a window's rows built alone (its origins, the
+    labels from its own periods of the history, one retrieval of its rows) are the rows
+    of the whole set that fall in it, value for value, sampled as the whole set is."""
+    sampled = settings.model_copy(update={"train_sample_fraction": 0.4})
+    whole = dataset.build(open_store(sampled), sampled, progress=lambda _: None)
+    last = whole.frame["target"].max()
+    window = dataset.Window(last - pd.Timedelta(days=20), last - pd.Timedelta(days=3))
+    alone = dataset.build(open_store(sampled), sampled, lambda _: None, window)
+
+    frame = whole.frame
+    keep = (frame["origin"] >= window.first_origin) & (frame["target"] <= window.last_target)
+    inside = frame[keep].reset_index(drop=True)
+    assert 0 < len(inside) < (frame["origin"] >= window.first_origin).sum()
+    assert whole.sampling.fraction == alone.sampling.fraction == 0.4
+    pd.testing.assert_frame_equal(alone.frame.drop(columns="row_id"), inside.drop(columns="row_id"))
+    assert dataset.digest(alone.frame, alone.features) == dataset.digest(inside, whole.features)
+    # only the window's periods of the history were read
+    assert alone.history["date"].min() >= window.first_origin
+    assert alone.history["date"].max() <= window.last_target < whole.history["date"].max()
+
+
 def test_registered_version_carries_the_contract(trained, settings):
     client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     version = client.get_model_version(settings.model_name, trained.version)
