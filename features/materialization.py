@@ -22,6 +22,7 @@ what stock Feast writes.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -62,20 +63,25 @@ DEFAULT_BATCH = 10_000  # rows per write when the yaml leaves online_write_batch
 
 @dataclass(frozen=True)
 class SerializedRows:
-    """One batch of a view's rows, serialized as Feast would: entity keys, one
-    :class:`online_values.Column` per feature (in the view's order), event and created
-    times as numpy datetime64 (naive UTC, Feast's own conversion of the Arrow column)."""
+    """One batch of a view's rows, serialized as Feast would: entity keys (an Arrow
+    binary array), one :class:`online_values.Column` per feature (in the view's order),
+    event and created times as numpy datetime64 (naive UTC, Feast's own conversion of
+    the Arrow column)."""
 
-    keys: list[bytes]
+    keys: pa.Array
     features: dict[str, online_values.Column]
     event_ts: np.ndarray
     created_ts: np.ndarray | None
 
-    def datetimes(self, stamps: np.ndarray, form: Callable) -> list:
-        """``form`` of each time as the datetime Feast converts it to, computed once per
-        distinct time (a batch has few)."""
+    def distinct(self, stamps: np.ndarray, form: Callable) -> tuple[list, np.ndarray]:
+        """``form`` of each distinct time as the datetime Feast converts it to (a batch has
+        few), and each row's index into them."""
         distinct, index = np.unique(stamps, return_inverse=True)
-        formed = [form(pd.Timestamp(t).to_pydatetime()) for t in distinct]
+        return [form(pd.Timestamp(t).to_pydatetime()) for t in distinct], index.reshape(-1)
+
+    def datetimes(self, stamps: np.ndarray, form: Callable) -> list:
+        """``form`` of each row's time, computed once per distinct time."""
+        formed, index = self.distinct(stamps, form)
         return [formed[i] for i in index.tolist()]
 
 
@@ -84,7 +90,7 @@ def join_keys(view) -> dict[str, object]:
 
 
 def serialize(
-    batch: pa.RecordBatch, view, version: int, keys: list[bytes] | None = None
+    batch: pa.RecordBatch, view, version: int, keys: pa.Array | None = None
 ) -> SerializedRows:
     """``keys``: the batch's serialized entity keys when the caller has them already."""
     source = view.batch_source
@@ -97,9 +103,7 @@ def serialize(
         if keys is not None
         else online_values.entity_keys(batch, join_keys(view), version),
         features={
-            f.name: online_values.column(
-                batch.column(f.name).to_numpy(zero_copy_only=False), f.dtype.to_value_type()
-            )
+            f.name: online_values.column(batch.column(f.name), f.dtype.to_value_type())
             for f in view.features
         },
         event_ts=times(source.timestamp_field),
@@ -135,21 +139,32 @@ class SerializedOutputNode(LocalOutputNode):
         bar = self.tqdm_builder(table.num_rows) if self.tqdm_builder and table.num_rows else None
 
         version = config.entity_key_serialization_version
-        keys = online_values.entity_keys(table, join_keys(self.feature_view), version)
-        # every row in entity-key order, the order of SQLite's primary key: its B-tree then
-        # takes the rows as appends (measured here: 17k keys/s against 13k for rows sorted
-        # only within each batch, at 100k keys; the gap grows with the table). Stable: a
-        # key's later row stays later, as Feast writes them
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        keys = [keys[i] for i in order]
-        rows = table.take(pa.array(order, pa.int64())) if table.num_rows else table
+        keys = pa.chunked_array(
+            [
+                online_values.entity_keys(chunk, join_keys(self.feature_view), version)
+                for chunk in table.to_batches(max_chunksize=size)
+            ],
+            pa.binary(),
+        )
+        rows = table
+        if getattr(store, "key_order", False) and table.num_rows:
+            # every row in entity-key order, the order of SQLite's primary key: its B-tree
+            # then takes the rows as appends (measured here: 17k keys/s against 13k for rows
+            # sorted only within each batch, at 100k keys; the gap grows with the table).
+            # Arrow's sort is stable (a key's later row stays later, as Feast writes them)
+            # and orders binary values byte by byte, as Python orders bytes. Redis hashes
+            # have no order to keep: there the rows go in as Feast's engine reads them
+            order = pc.sort_indices(keys)
+            keys = keys.take(order)
+            rows = table.take(order)
 
         def batches():
             # every batch: Feast's own path keeps only the first chunk when the size is unset
             start = 0
             for batch in rows.to_batches(max_chunksize=size):
                 end = start + batch.num_rows
-                yield serialize(batch, self.feature_view, version, keys[start:end])
+                ordered = keys.slice(start, batch.num_rows).combine_chunks()
+                yield serialize(batch, self.feature_view, version, ordered)
                 start = end
                 if bar is not None:
                     bar.update(batch.num_rows)
@@ -202,6 +217,8 @@ class PlatformSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
 class PlatformSqliteOnlineStore(SqliteOnlineStore):
     """Feast's SQLite store; serialized batches go in with Feast's upsert, one transaction."""
 
+    key_order = True  # the output node hands the rows over in entity-key order
+
     def write_serialized(self, config, table, batches: Iterable[SerializedRows]) -> None:
         store = config.online_store
         if store.vector_enabled or getattr(store, "enable_openai_compatible_store", False):
@@ -252,10 +269,11 @@ def _sqlite_rows(rows: SerializedRows) -> Iterator[tuple]:
     created = (
         rows.datetimes(rows.created_ts, stored) if rows.created_ts is not None else repeat(None)
     )
+    keys = rows.keys.to_numpy(zero_copy_only=False).tolist()
     columns: list[Iterable] = []
     for name in sorted(rows.features):
         column = rows.features[name]
-        columns += [rows.keys, repeat(name), column.values, column.texts(), event, created]
+        columns += [keys, repeat(name), column.as_bytes(), column.texts(), event, created]
     return zip(*columns, strict=False)  # the repeats are endless, the lists equal
 
 
@@ -263,127 +281,282 @@ class PlatformRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     type: Literal["features.materialization.PlatformRedisOnlineStore"] = REDIS  # type: ignore[assignment]
 
 
-class PlatformRedisOnlineStore(RedisOnlineStore):
-    """Feast's Redis store; serialized batches go in as Feast's hashes, pipelined."""
+@dataclass(frozen=True)
+class _Hashes:
+    """One batch as Feast's hashes: Redis keys (entity key and project), the ``_ts:<view>``
+    field, each row's stored time and its nanoseconds (what the newer-than rule compares),
+    and the feature fields (mmh3 names) with their values, Arrow binary arrays all."""
 
-    def write_serialized(self, config, table, batches: Iterable[SerializedRows]) -> None:
-        for rows in batches:
-            self._write_batch(config, table, rows)
+    keys: pa.Array
+    ts_field: bytes
+    stamps: pa.Array
+    nanos: np.ndarray
+    fields: list[bytes]
+    values: list[pa.Array]
 
-    def _write_batch(self, config, table, rows: SerializedRows) -> None:
+    @classmethod
+    def of(cls, config, table, rows: SerializedRows) -> _Hashes:
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        store = config.online_store
-        client = self._get_client(store)
         view = compute_versioned_name(table, config.registry.enable_online_feature_view_versioning)
-        ts_field = f"_ts:{view}".encode()
-        fields = [_mmh3(f"{view}:{name}") for name in rows.features]
-        columns = [c.values for c in rows.features.values()]
-        project = config.project.encode("utf-8")
-        keys = [k + project for k in rows.keys]
 
         def stamp(moment):
             ts = Timestamp()
             ts.FromDatetime(make_tzaware(moment))
             return ts.SerializeToString(), ts.seconds * 1_000_000_000 + ts.nanos
 
-        stamps = rows.datetimes(rows.event_ts, stamp)
-        ttl = store.key_ttl_seconds
-        if isinstance(client, redis.Redis) and not isinstance(client, redis.RedisCluster):
-            # one server: the commands as one RESP payload built column-wise in Arrow
-            # (redis-py packs each command's arguments in Python: 1.9 s of 2.5 s per
-            # 100k keys measured here), the same commands a pipeline would send
-            connection = client.connection_pool.get_connection()
-            try:
-                if store.skip_dedup:
-                    newer = list(range(len(keys)))
-                else:
-                    stored = _send(connection, ["HGET"], [keys, [ts_field] * len(keys)])
-                    newer = _newer_than(stored, keys, [n for _, n in stamps])
-                if newer:
-                    pick = pa.array(newer, pa.int64())
-                    arguments = [pa.array(keys, pa.binary()).take(pick), ts_field]
-                    arguments.append(pa.array([t for t, _ in stamps], pa.binary()).take(pick))
-                    for name, values in zip(fields, columns, strict=True):
-                        arguments += [name, pa.array(values, pa.binary()).take(pick)]
-                    commands = [(["HSET"], arguments)]
-                    if ttl:
-                        commands.append((["EXPIRE"], [arguments[0], str(ttl).encode()]))
-                    for command, args in commands:
-                        _send(connection, command, args)
-            except BaseException:
-                connection.disconnect()  # replies may be left unread: never reuse it
-                raise
-            finally:
-                client.connection_pool.release(connection)
+        formed, index = rows.distinct(rows.event_ts, stamp)
+        return cls(
+            keys=pc.binary_join_element_wise(
+                rows.keys, pa.scalar(config.project.encode("utf-8"), pa.binary()), _EMPTY
+            ),
+            ts_field=f"_ts:{view}".encode(),
+            stamps=pa.array([s for s, _ in formed], pa.binary()).take(pa.array(index)),
+            nanos=np.array([n for _, n in formed], dtype=np.int64)[index],
+            fields=[_mmh3(f"{view}:{name}") for name in rows.features],
+            values=[c.values for c in rows.features.values()],
+        )
+
+
+class PlatformRedisOnlineStore(RedisOnlineStore):
+    """Feast's Redis store; serialized batches go in as Feast's hashes, pipelined.
+
+    On one server (not Redis Cluster) the whole view goes through one connection: per
+    batch one script reads every key's stored ``_ts`` (one reply, not one per key), then
+    the HSET (and EXPIRE) commands go out as one RESP payload built column-wise in Arrow
+    (redis-py packs each command's arguments in Python: 1.9 s of 2.5 s per 100k keys
+    measured here), and their integer replies are read back in bulk before the next
+    batch's read: the server writes one batch while the next is serialized."""
+
+    def write_serialized(self, config, table, batches: Iterable[SerializedRows]) -> None:
+        store = config.online_store
+        client = self._get_client(store)
+        if not isinstance(client, redis.Redis) or isinstance(client, redis.RedisCluster):
+            for rows in batches:
+                self._write_pipelined(client, store, _Hashes.of(config, table, rows))
             return
+        connection = client.connection_pool.get_connection()
+        try:
+            replies = _OwedReplies(connection)
+            for rows in batches:
+                hashes = _Hashes.of(config, table, rows)
+                if store.skip_dedup:
+                    newer = None
+                else:
+                    replies.collect()  # the earlier batch's replies come before the read's
+                    newer = _newer_than(_stored_ts(connection, hashes), hashes.keys, hashes.nanos)
+                _send_hashes(replies, hashes, newer, store.key_ttl_seconds)
+            replies.collect()
+        except BaseException:
+            connection.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            client.connection_pool.release(connection)
+
+    @staticmethod
+    def _write_pipelined(client, store, hashes: _Hashes) -> None:
+        """Feast's own commands through a redis-py pipeline (Redis Cluster)."""
+        keys = hashes.keys.to_numpy(zero_copy_only=False).tolist()
         with client.pipeline(transaction=False) as pipe:
             if store.skip_dedup:
                 newer = range(len(keys))
             else:
-                newer = self._newer(pipe, keys, ts_field, [n for _, n in stamps])
-            by_row = list(zip(*columns, strict=True))  # each row's values, feature order
+                for key in keys:
+                    pipe.hget(key, hashes.ts_field)
+                newer = _newer_than(pipe.execute(), hashes.keys, hashes.nanos).tolist()
+            stamps = hashes.stamps.to_numpy(zero_copy_only=False)
+            columns = [v.to_numpy(zero_copy_only=False) for v in hashes.values]
             for i in newer:
                 # HSET key _ts:<view> <ts> <field> <value> …, as Feast's hset(mapping=…)
-                pairs = chain.from_iterable(zip(fields, by_row[i], strict=True))
-                pipe.execute_command("HSET", keys[i], ts_field, stamps[i][0], *pairs)
-                if ttl:
-                    pipe.expire(name=keys[i], time=ttl)
+                pairs = chain.from_iterable(
+                    zip(hashes.fields, (c[i] for c in columns), strict=True)
+                )
+                pipe.execute_command("HSET", keys[i], hashes.ts_field, stamps[i], *pairs)
+                if store.key_ttl_seconds:
+                    pipe.expire(name=keys[i], time=store.key_ttl_seconds)
             pipe.execute()
 
-    @staticmethod
-    def _newer(pipe, keys: list[bytes], ts_field: bytes, nanos: list[int]) -> list[int]:
-        for key in keys:
-            pipe.hget(key, ts_field)
-        return _newer_than(pipe.execute(), keys, nanos)
 
-
-def _newer_than(stored_ts: list[bytes | None], keys: list[bytes], nanos: list[int]) -> list[int]:
+def _newer_than(stored_ts: list[bytes | None], keys: pa.Array, nanos: np.ndarray) -> np.ndarray:
     """The rows to write: Feast's rule, a row overwrites only an older stored row (or
-    an older row of the same key earlier in the batch)."""
+    an older row of the same key earlier in the batch). A stored time of 0 counts as
+    none, as in Feast."""
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    stored: dict[bytes | None, int] = {None: 0}
-    latest: dict[bytes, int] = {}
-    newer = []
-    for i, (key, previous) in enumerate(zip(keys, stored_ts, strict=True)):
-        if previous not in stored:
+    known: dict[bytes | None, int] = {None: 0}
+    for previous in set(stored_ts):  # a batch stores few distinct times
+        if previous not in known:
             ts = Timestamp()
             ts.ParseFromString(previous)
-            stored[previous] = ts.seconds * 1_000_000_000 + ts.nanos
-        seen = max(stored[previous], latest.get(key, 0))
+            known[previous] = ts.seconds * 1_000_000_000 + ts.nanos
+    stored = np.array([known[s] for s in stored_ts], dtype=np.int64)
+    if pc.count_distinct(keys).as_py() == len(keys):
+        return np.flatnonzero((stored == 0) | (nanos > stored))
+    latest: dict[bytes, int] = {}
+    newer = []
+    for i, key in enumerate(keys.to_numpy(zero_copy_only=False).tolist()):
+        seen = max(int(stored[i]), latest.get(key, 0))
         if seen and nanos[i] <= seen:
             continue
-        latest[key] = nanos[i]
+        latest[key] = int(nanos[i])
         newer.append(i)
-    return newer
+    return np.array(newer, dtype=np.int64)
+
+
+# every key's stored _ts:<view> field in one reply (false, a nil reply, where none)
+_READ_TS = (
+    "local stored = {} "
+    "for i, key in ipairs(KEYS) do stored[i] = redis.call('HGET', key, ARGV[1]) end "
+    "return stored"
+)
+_READ_AT_ONCE = 10_000  # keys a script reads: the server serves no one else while it runs
+
+
+def _stored_ts(connection, hashes: _Hashes) -> list[bytes | None]:
+    """Each key's stored ``_ts:<view>`` (None where none), read by one script per
+    10,000 keys: one reply each, the server's HGET per key."""
+    stored: list[bytes | None] = []
+    for start in range(0, len(hashes.keys), _READ_AT_ONCE):
+        keys = hashes.keys.slice(start, _READ_AT_ONCE)
+        head = b"*%d\r\n" % (3 + len(keys) + 1) + b"".join(
+            _text(w) for w in (b"EVAL", _READ_TS.encode(), str(len(keys)).encode())
+        )
+        payload = [head, *_rows(b"", [keys]), _text(hashes.ts_field)]
+        connection.send_packed_command(payload, check_health=False)
+        reply = connection.read_response()
+        if not isinstance(reply, list) or len(reply) != len(keys):
+            raise redis.ResponseError(f"reading {hashes.ts_field.decode()}: unexpected reply")
+        stored += [r or None for r in reply]
+    return stored
+
+
+def _send_hashes(replies: _OwedReplies, hashes: _Hashes, newer, ttl) -> None:
+    """HSET key _ts:<view> <ts> <field> <value> … for the rows in ``newer`` (all when
+    None), as Feast's hset(mapping=…), and EXPIRE key ttl when the store has a TTL."""
+    keys, stamps, values = hashes.keys, hashes.stamps, hashes.values
+    if newer is not None:
+        if not len(newer):
+            return
+        if len(newer) < len(keys):
+            pick = pa.array(newer, pa.int64())
+            keys, stamps = keys.take(pick), stamps.take(pick)
+            values = [v.take(pick) for v in values]
+    if not len(keys):
+        return
+    arguments: list = [keys, hashes.ts_field, stamps]
+    for name, column in zip(hashes.fields, values, strict=True):
+        arguments += [name, column]
+    replies.send(_command([b"HSET"], arguments), len(keys))
+    if ttl:
+        replies.send(_command([b"EXPIRE"], [keys, str(ttl).encode()]), len(keys))
+
+
+class _OwedReplies:
+    """The integer replies the server owes for commands sent without waiting, read back
+    in bulk: the raw bytes off the connection's socket once every reply is in, each
+    checked to be an integer; an error reply raises with Redis's message. Read only when
+    nothing else is owed (each ``collect`` comes before the next command that replies
+    otherwise), so the socket holds these replies and nothing after them."""
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+        self.owed = 0
+
+    def send(self, payload: list, replies: int) -> None:
+        self.connection.send_packed_command(payload, check_health=False)
+        self.owed += replies
+
+    def collect(self) -> None:
+        owed, self.owed = self.owed, 0
+        if not owed:
+            return
+        sock = getattr(self.connection, "_sock", None)  # redis-py's socket, once connected
+        if not isinstance(sock, socket.socket):
+            # another transport: redis-py's reader, one reply at a time (raises on an error)
+            for _ in range(owed):
+                self.connection.read_response()
+            return
+        # an integer or error reply is one line: count line ends until every reply is in
+        chunks, lines = [], 0
+        while lines < owed:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise redis.ConnectionError("Redis closed the connection during a write")
+            chunks.append(chunk)
+            lines += chunk.count(b"\r\n")
+        raw = b"".join(chunks)
+        if lines == owed and raw.startswith(b":") and raw.count(b"\r\n:") == owed - 1:
+            return
+        refused = [line for line in raw.split(b"\r\n")[:owed] if not line.startswith(b":")]
+        first = refused[0].decode(errors="replace").lstrip("-") if refused else raw[:80]
+        raise redis.ResponseError(
+            f"Redis refused {len(refused):,} of {owed:,} writes; the first said: {first}"
+        )
 
 
 _EMPTY = pa.scalar(b"", pa.binary())
 
 
-def _bulk(values: pa.Array) -> pa.Array:
-    """Each value as a RESP bulk string: ``$<length>\r\n<bytes>\r\n``."""
-    lengths = pc.cast(pc.cast(pc.binary_length(values), pa.string()), pa.binary())
-    dollar, end = pa.scalar(b"$", pa.binary()), pa.scalar(b"\r\n", pa.binary())
-    return pc.binary_join_element_wise(dollar, lengths, end, values, end, _EMPTY)
+def _text(value: bytes) -> bytes:
+    """A RESP bulk string: ``$<length>\\r\\n<bytes>\\r\\n``."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
-def _send(connection, command: list[str], arguments: list) -> list:
-    """Send ``command`` once per row of the arguments (Arrow arrays of equal length, or
-    bytes the same for every row) as one RESP payload; the replies, in row order."""
+def _command(words: list[bytes], arguments: list) -> list:
+    """RESP for one command per row: ``words`` then ``arguments`` (Arrow binary arrays
+    of equal length, or bytes the same for every row), the rows back to back."""
+    head = b"*%d\r\n" % (len(words) + len(arguments)) + b"".join(_text(w) for w in words)
+    return _rows(head, arguments)
+
+
+# "$<length>\r\n" of each length up to 4 KiB, taken by index: a feature value is short
+_LENGTHS = pa.array([b"$%d\r\n" % n for n in range(4096)], pa.binary())
+
+
+def _rows(head: bytes, arguments: list) -> list:
+    """Each row as ``head`` then every argument as a RESP bulk string, the rows back to
+    back, as buffers to send. Every piece (constant, length, value) of every row goes into
+    one Arrow array in row order by one ``take``, whose data buffer is then the payload:
+    no Python object per row (Arrow's element-wise join of ~60 pieces a row measured
+    here 1.5-2x slower)."""
     rows = next(len(a) for a in arguments if not isinstance(a, bytes))
-    if not rows:
-        return []
-    head = b"*%d\r\n" % (len(command) + len(arguments))
-    head += b"".join(b"$%d\r\n%s\r\n" % (len(c), c.encode()) for c in command)
-    parts = [pa.scalar(head, pa.binary())]
+    constants: list[bytes] = []
+    arrays: list[pa.Array] = []
+    layout: list[tuple[bool, int]] = []  # (constant?, index) per piece of a row
+
+    def constant(piece: bytes) -> None:
+        if piece:
+            layout.append((True, len(constants)))
+            constants.append(piece)
+
+    def array(values: pa.Array) -> None:
+        layout.append((False, len(arrays)))
+        arrays.append(values)
+
+    pending = head
     for argument in arguments:
         if isinstance(argument, bytes):
-            parts.append(pa.scalar(b"$%d\r\n%s\r\n" % (len(argument), argument), pa.binary()))
+            pending += _text(argument)
+            continue
+        if argument.null_count:
+            raise ValueError("a Redis argument cannot be null")
+        constant(pending)
+        lengths = pc.binary_length(argument)
+        if pc.max(lengths).as_py() < len(_LENGTHS):
+            array(_LENGTHS.take(lengths))
         else:
-            parts.append(_bulk(pa.array(argument, pa.binary())))
-    commands = pc.binary_join_element_wise(*parts, _EMPTY)
-    whole = pa.ListArray.from_arrays(pa.array([0, rows], pa.int32()), commands)
-    connection.send_packed_command([pc.binary_join(whole, _EMPTY)[0].as_py()], check_health=False)
-    return [connection.read_response() for _ in range(rows)]
+            dollar, end = pa.scalar(b"$", pa.binary()), pa.scalar(b"\r\n", pa.binary())
+            digits = pc.cast(pc.cast(lengths, pa.string()), pa.binary())
+            array(pc.binary_join_element_wise(dollar, digits, end, _EMPTY))
+        array(argument)
+        pending = b"\r\n"
+    constant(pending)
+    pieces = [pa.array(constants, pa.binary()), *arrays]
+    starts = np.cumsum([0] + [len(p) for p in pieces])
+    index = np.empty((rows, len(layout)), dtype=np.int64)
+    for column, (is_constant, i) in enumerate(layout):
+        index[:, column] = i if is_constant else starts[1 + i] + np.arange(rows)
+    whole = pa.concat_arrays(pieces).take(pa.array(index.reshape(-1)))
+    _, offsets, data = whole.buffers()
+    bounds = np.frombuffer(offsets, np.int32)
+    return [memoryview(data)[bounds[whole.offset] : bounds[whole.offset + len(whole)]]]
