@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.common import Figure, report
+from benchmarks.common import Figure, report, same_tables
 
 
 def write_retailer(folder: Path, stores: int, products: int, days: int) -> int:
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     full = _run(root / "raw_next", root / "next_full", args.limits[0], spill)
     print(f"full build of the next day, memory_limit {args.limits[0]}: {full}")
     figures.append({"name": f"full build, next day ({args.limits[0]})", **full})
-    same = _same(root / f"next_incremental_{args.limits[0]}", root / "next_full")
+    same = same_tables(root / f"next_incremental_{args.limits[0]}", root / "next_full")
     print(f"incremental equals full: {same}")
     peer = figures[-1]  # the full build of the same next day, the incremental's peer
     rows, measured = [], []
@@ -204,26 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     report("build", "bench-build: full and incremental feature builds", rows, measured, data)
     shutil.rmtree(root, ignore_errors=True)
     return 0
-
-
-def _same(left: Path, right: Path) -> bool:
-    """Every table the same multiset of rows: equal row counts and equal sums of row hashes
-    (a streaming aggregate; an EXCEPT ALL of 36 M wide rows spilled for many minutes)."""
-    import duckdb
-
-    con = duckdb.connect(config={"memory_limit": "1GB", "enable_progress_bar": False})
-    for path in sorted(right.glob("*.parquet")):
-        digests = [
-            con.execute(
-                "SELECT COUNT(*), SUM(CAST(hash(t) AS HUGEINT)) FROM read_parquet(?) t",
-                [(d / path.name).as_posix()],
-            ).fetchone()
-            for d in (left, right)
-        ]
-        if digests[0] != digests[1]:
-            print(f"  {path.name}: {digests[0]} != {digests[1]}")
-            return False
-    return True
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Figure, report
+from benchmarks.common import Figure, report, same_tables
 from benchmarks.feature_build import write_retailer
 
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         result = _run("spark", master, root, out, args.timeout)
         print(f"spark {master}: {result}")
         if "error" not in result:
-            result["equals_duckdb"] = _same(out, root / "duckdb")
+            result["equals_duckdb"] = same_tables(out, root / "duckdb", float_digits=9)
             print(f"  equals the DuckDB build: {result['equals_duckdb']}")
         builds.append((f"spark {master}", result))
 
@@ -143,33 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     report("spark", "bench-spark: the feature build on Spark against DuckDB", rows, figures, data)
     shutil.rmtree(root, ignore_errors=True)
     return 0
-
-
-def _same(left: Path, right: Path) -> bool:
-    """Every table the same multiset of rows, floats rounded to 1e-9 (the engines add in
-    different orders): equal row counts and equal sums of row hashes, streamed."""
-    import pyarrow.parquet as pq
-
-    from features import build
-
-    con = build.connect({"memory_limit": "1GB"})
-    for path in sorted(right.glob("*.parquet")):
-        columns = [
-            f"round({f.name}, 9)" if f.type in ("double", "float") else f.name
-            for f in (pq.read_schema(path).field(n) for n in pq.read_schema(path).names)
-        ]
-        row = f"hash({', '.join(columns)})" if len(columns) > 1 else f"hash({columns[0]})"
-        digests = [
-            con.execute(
-                f"SELECT COUNT(*), SUM(CAST({row} AS HUGEINT)) FROM read_parquet(?)",
-                [(d / path.name).as_posix()],
-            ).fetchone()
-            for d in (left, right)
-        ]
-        if digests[0] != digests[1]:
-            print(f"  {path.name}: {digests[0]} != {digests[1]}")
-            return False
-    return True
 
 
 if __name__ == "__main__":

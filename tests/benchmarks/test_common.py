@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.common import Figure, report
+import pandas as pd
+
+from benchmarks.common import Figure, report, same_tables
 
 
 def test_report_writes_every_figure_with_its_peer(tmp_path):
@@ -29,3 +31,16 @@ def test_report_writes_every_figure_with_its_peer(tmp_path):
     assert first["date"] == second["date"]  # one run, one date
     table = json.loads((tmp_path / "bench" / "retrieval.json").read_text())
     assert table["rows"] == rows
+
+
+def test_same_tables_compares_rows_in_any_order_and_floats_to_the_digits_asked(tmp_path):
+    left, right = tmp_path / "left", tmp_path / "right"
+    left.mkdir(), right.mkdir()
+    pd.DataFrame({"key": [1, 2], "mean": [0.1 + 0.2, 0.5]}).to_parquet(left / "t.parquet")
+    # the same rows in another order, one float added up differently
+    pd.DataFrame({"key": [2, 1], "mean": [0.5, 0.3]}).to_parquet(right / "t.parquet")
+
+    assert not same_tables(left, right)
+    assert same_tables(left, right, float_digits=9)
+    pd.DataFrame({"key": [2, 1], "mean": [0.5, 0.31]}).to_parquet(right / "t.parquet")
+    assert not same_tables(left, right, float_digits=9)
