@@ -134,7 +134,9 @@ def toy_views(path: str):
     return [store, product, shelf, typed, by_product, by_shelf]
 
 
-def toy_store(root, online: dict, platform: bool, project: str) -> FeatureStore:
+def toy_store(
+    root, online: dict, platform: bool, project: str, batch_size: int = 97
+) -> FeatureStore:
     if platform:
         online = {**online, "type": PLATFORM_ONLINE_STORES[online["type"]]}
     config = RepoConfig(
@@ -145,7 +147,7 @@ def toy_store(root, online: dict, platform: bool, project: str) -> FeatureStore:
         online_store=online,
         batch_engine={"type": PLATFORM_ENGINE} if platform else "local",
         entity_key_serialization_version=3,
-        materialization={"online_write_batch_size": 97, "pull_latest_features": True},
+        materialization={"online_write_batch_size": batch_size, "pull_latest_features": True},
     )
     config.repo_path = root
     return FeatureStore(config=config)

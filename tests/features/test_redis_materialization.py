@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import redis
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -27,8 +27,8 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.types import Float64
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from demand.featurestore import PLATFORM_ENGINE, PLATFORM_ONLINE_STORES
 from features.materialization import _command, _newer_than, _OwedReplies
+from tests.features.test_materialization import toy_store
 from tests.servers import REDIS, require_servers
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
@@ -91,21 +91,9 @@ def units_view(path: str) -> FeatureView:
 
 
 def redis_store(root, project: str, platform: bool, **online) -> FeatureStore:
-    store = {"type": "redis", "connection_string": REDIS, **online}
-    if platform:
-        store["type"] = PLATFORM_ONLINE_STORES["redis"]
-    config = RepoConfig(
-        project=project,
-        provider="local",
-        registry=str(root / f"registry-{project}.db"),
-        offline_store={"type": "duckdb"},
-        online_store=store,
-        batch_engine={"type": PLATFORM_ENGINE} if platform else "local",
-        entity_key_serialization_version=3,
-        materialization={"online_write_batch_size": 1_000, "pull_latest_features": True},
-    )
-    config.repo_path = root
-    return FeatureStore(config=config)
+    """The toy view over Redis, one batch per 1,000 rows (a test's batch is one write)."""
+    redis_online = {"type": "redis", "connection_string": REDIS, **online}
+    return toy_store(root, redis_online, platform, project, batch_size=1_000)
 
 
 def redis_key(product_id: str, project: str) -> bytes:
