@@ -135,10 +135,16 @@ def master_addresses(master: str) -> list[tuple[str, int]]:
     with standby masters) or ``k8s://https://host:443``; none for local and yarn, whose
     masters Spark finds itself."""
     if master.startswith("spark://"):
-        hosts = master.removeprefix("spark://").split(",")
-        return [
-            (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 7077) for h in hosts
-        ]
+        addresses = []
+        for host in master.removeprefix("spark://").split(","):
+            name, _, port = host.partition(":")
+            if not name or not (port or "7077").isdigit():
+                raise SparkUnavailable(
+                    f"DEMAND_SPARK_MASTER={master} is not a master URL: "
+                    "write spark://host:port[,host:port...]"
+                )
+            addresses.append((name, int(port or 7077)))
+        return addresses
     if master.startswith("k8s://"):
         url = urlsplit(master.removeprefix("k8s://"))
         if url.hostname:
