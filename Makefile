@@ -50,9 +50,10 @@ java: ## Install a Java runtime (Debian's openjdk-17-jre-headless) when there is
 test: $(INSTALLED) java ## Run the test suite (what CI runs)
 	$(BIN)/pytest $(ARGS)
 
-lint: $(INSTALLED) ## Check formatting and lint with ruff
+lint: $(INSTALLED) ## Check formatting and lint with ruff, and the layers between packages (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(INSTALLED) ## Format and fix what ruff can
 	$(BIN)/ruff format .
@@ -134,10 +135,10 @@ container: $(INSTALLED) container-tools ## Build the production Bento's OCI imag
 
 container-smoke: $(INSTALLED) container-tools ## Build the image, serve it against the team and embedded profiles, compare with bentoml serve
 	$(DEMAND) bento base-image --name $(BASE_IMAGE) --if-missing
-	$(BIN)/python -m serving.smoke --base-image $(BASE_IMAGE) $(ARGS)
+	$(BIN)/python -m deploy.smoke --base-image $(BASE_IMAGE) $(ARGS)
 
 serving-requirements: $(INSTALLED) ## Rewrite serving/requirements.txt (the image's packages) from requirements.lock
-	$(BIN)/python -m serving.requirements
+	$(BIN)/python -m deploy.requirements
 
 feast: $(INSTALLED) ## Run the feast CLI on the profile's feature repo and registry (ARGS="feature-views list")
 	$(DEMAND) feast $(ARGS)

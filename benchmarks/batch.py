@@ -27,7 +27,8 @@ import pandas as pd
 
 from benchmarks.common import Figure, console, peak_rss_gib, report, timed
 from demand.settings import get_settings
-from features import aggregate, generator, pipeline, publish
+from features import pipeline, publish
+from synthetic import aggregate, generator
 
 # planned promotions kept: targets from this many days before the last sales day to this
 # many after (the horizon), so that materializing them stays within minutes at 30k series

@@ -99,9 +99,9 @@ def same_tables(left: Path, right: Path, float_digits: int | None = None) -> boo
     that add in different orders."""
     import pyarrow.parquet as pq
 
-    from features import build
+    from features import build_duckdb
 
-    con = build.connect({"memory_limit": "1GB"})
+    con = build_duckdb.connect({"memory_limit": "1GB"})
     try:
         for path in sorted(right.glob("*.parquet")):
             schema = pq.read_schema(path)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.container [--seconds 10] [--base-image NAME]
 
-Prepares what `make container-smoke` prepares (serving/smoke.py: the tiny retailer in the
+Prepares what `make container-smoke` prepares (deploy/smoke.py: the tiny retailer in the
 team and the embedded profile, the image built from the team's registry), then, per
 profile, serves the same Bento inside the container (podman, host network) and outside it
 (`bentoml serve`), one worker and the service's threads each, and loads both with
@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks.common import Figure, console, report
 from benchmarks.serve import load
 from demand.settings import get_settings
-from serving import container, smoke
+from deploy import container, smoke
 
 CLIENTS = 8
 RATIO_GOAL = 1.2

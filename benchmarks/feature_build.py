@@ -35,7 +35,7 @@ from benchmarks.common import Figure, report, same_tables
 
 def write_retailer(folder: Path, stores: int, products: int, days: int) -> int:
     """The retailer's raw tables; the tiny generated retailer's weather and forecasts."""
-    from features import aggregate, generator
+    from synthetic import aggregate, generator
 
     base = aggregate.aggregate(
         generator.generate("tiny", seed=7, days=days), "day", promotions=False
@@ -101,11 +101,11 @@ def write_retailer(folder: Path, stores: int, products: int, days: int) -> int:
 
 
 def _child(raw: str, out: str, limit: str, previous: str | None, spill: str) -> None:
-    from features import build
+    from features import build_duckdb
 
     config = {"memory_limit": limit, "temp_directory": spill, "preserve_insertion_order": False}
     started = time.perf_counter()
-    report = build.build(
+    report = build_duckdb.build(
         Path(raw), Path(out), duckdb_config=config, previous=Path(previous) if previous else None
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -7,7 +7,7 @@ Reports the import of a large aggregated sales export (``--import-rows``, writte
 the benchmark itself as Parquet and as CSV) in rows/s with validation and peak memory;
 feature build time and order lines/s; Feast's ``get_historical_features``
 for N entity rows through Feast's DuckDB offline store and through the platform's
-ASOF store (features/offline_asof.py), against the lower bound, a plain
+ASOF store (feastext/offline_asof.py), against the lower bound, a plain
 ``pandas.merge_asof`` of the same point-in-time join, with the share of values
 on which each agrees with it and whether the two stores return the same cells;
 materialization of the same rows into SQLite and into Redis (DEMAND_REDIS_URL) in

@@ -59,7 +59,7 @@ def write_export(folder: Path, rows: int, fmt: str) -> int:
 
 
 def _child(folder: str, raw_dir: str, results) -> None:
-    from features.importer import run_import
+    from rawdata.importer import run_import
 
     started = time.perf_counter()
     report = run_import(Path(folder), Path(raw_dir), progress=lambda _: None)

@@ -5,7 +5,7 @@
 The repo's ``store_product_sales`` view (19 features: doubles, a string, a timestamp)
 over a synthetic table of ``--keys`` store × product keys (1,000 products per store,
 some values null), materialized into an empty SQLite store and into Redis, once with
-Feast's local engine and once with the platform's (features/materialization.py), in
+Feast's local engine and once with the platform's (feastext/materialization.py), in
 entity keys/s, with the CPU seconds this process and the Redis server spent (on a
 shared machine the wall time follows the load; the CPU seconds much less). Each run
 is checked: the store holds every key, and 1,000 sampled keys hold the same bytes in

@@ -37,9 +37,10 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import Figure, console, report
+from cli import serve as cli
 from demand.featurestore import feast_environ, open_store
 from demand.settings import REPO_ROOT, Profile, Settings, get_settings
-from serving import cli, model_loader
+from serving import model_loader
 from serving.lookup import OnlineLookup
 
 BIN = Path(sys.executable).parent

@@ -37,11 +37,11 @@ def _child(engine: str, master: str, data_dir: str, out: str) -> None:
     import psutil
 
     from demand.settings import Settings
-    from features import build
+    from features import pipeline
 
     settings = Settings(data_dir=Path(data_dir), engine=engine, spark_master=master or "local[*]")
     started = time.perf_counter()
-    report = build.build_with(settings, Path(out))
+    report = pipeline.build_with(settings, Path(out))
     seconds = time.perf_counter() - started
     jvm = sum(_peak_bytes(p.pid) for p in psutil.Process().children(recursive=True))
     print(

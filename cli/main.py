@@ -17,11 +17,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.serve import bento_app
+from cli.serve import serve as serve_command
 from demand.console import UserError, console, friendly, step
 from demand.settings import Profile, Scale, Settings, get_settings
 from registry.cli import app as models_app
-from serving.cli import bento_app
-from serving.cli import serve as serve_command
 
 app = typer.Typer(
     name="demand",
@@ -41,7 +41,7 @@ def _settings(scale: Scale | None = None, seed: int | None = None, **more: objec
     settings = get_settings(**overrides)
     if settings.profile is Profile.team:
         # a team's command says which shared servers it talks to (credentials hidden)
-        from demand.team import places
+        from ops.team import places
 
         where = " · ".join(f"{p.what} {p.where}" for p in places(settings)[2:5])
         console.print(f"[dim]team profile · {where}[/dim]", markup=True)
@@ -123,9 +123,9 @@ def import_files(
         typer.Option(help="Weekday weeks start on, e.g. sunday (default: detected)."),
     ] = None,
 ) -> None:
-    from features.grain import WEEKDAYS, Grain
-    from features.importer import ImportOptions, run_import
-    from features.importing.read import ReadOptions
+    from demand.calendar import WEEKDAYS, Grain
+    from rawdata.importer import ImportOptions, run_import
+    from rawdata.importing.read import ReadOptions
 
     renames = {}
     for item in rename or []:
@@ -189,7 +189,7 @@ def _print_import(report, settings: Settings) -> None:
 @friendly
 def validate() -> None:
     """Check the raw tables in DATA_DIR/raw against the data contract, and across tables."""
-    from features import raw
+    from rawdata import raw
 
     settings = _settings()
     rows = raw.validate_raw(settings.raw_dir)
@@ -200,7 +200,7 @@ def validate() -> None:
 @friendly
 def contract() -> None:
     """Print the raw data contract (the columns a retailer brings) as Markdown."""
-    from features.schemas import describe
+    from rawdata.schemas import describe
 
     console.print(describe(), markup=False)
 
@@ -288,7 +288,7 @@ def _online_vectors(settings: Settings, keys: list[str], target_date: str | None
         if parsed_date is pd.NaT:
             raise UserError(f"--target-date {target_date!r}: expected YYYY-MM-DD")
         target = parsed_date.date()
-    from features.build import lineage
+    from features.plan import lineage
     from training.periods import feature_service
 
     try:  # the grain and service of the data set built
@@ -334,7 +334,7 @@ def _online_vectors(settings: Settings, keys: list[str], target_date: str | None
 def _sample_keys(settings: Settings, limit: int) -> list[tuple[str, str]]:
     import pyarrow.parquet as pq
 
-    from features.build import lineage
+    from features.plan import lineage
 
     table = lineage(settings.feature_dir).sales_features_table
     keys = (
@@ -420,7 +420,7 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
     settings = _settings(scale, seed)
     console.rule(f"demo · {settings.scale.value} retailer · {settings.profile.value} profile")
     if settings.profile is Profile.team:
-        from demand import team
+        from ops import team
 
         _print_places(team.up(settings, step))
     steps = pipeline.run(settings, step)
@@ -450,7 +450,7 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
         console.rule("registry")
         lifecycle.promote_if_passing(settings, str(result.version), step)
     console.rule("serving")
-    from serving.cli import demo as serve_demo
+    from cli.serve import demo as serve_demo
     from serving.model_loader import ServingError, resolve_version
 
     try:
@@ -552,7 +552,7 @@ team_app = typer.Typer(
 @friendly
 def team_up() -> None:
     """Check Redis and PostgreSQL, create the databases, start the tracking server."""
-    from demand import team
+    from ops import team
 
     _print_places(team.up(get_settings(), step))
 
@@ -561,7 +561,7 @@ def team_up() -> None:
 @friendly
 def team_down() -> None:
     """Stop the tracking server `team up` started (PostgreSQL and Redis are left alone)."""
-    from demand import team
+    from ops import team
 
     team.down(get_settings(), step)
 
@@ -570,7 +570,7 @@ def team_down() -> None:
 @friendly
 def team_status() -> None:
     """Say which of the team profile's servers answer; starts and creates nothing."""
-    from demand import team
+    from ops import team
 
     settings = get_settings()
     states = team.status(settings)
@@ -597,7 +597,7 @@ def _print_places(places) -> None:
 @friendly
 def feast_cli(ctx: typer.Context) -> None:
     """The feast CLI on the profile's feature repo and registry (`demand feast projects list`)."""
-    from demand import ui
+    from ops import ui
 
     raise typer.Exit(ui.run_feast(_settings(), ctx.args))
 
@@ -612,7 +612,7 @@ def ui_command(
     feast_port: Annotated[int, typer.Option(help="Feast UI port.")] = 8888,
 ) -> None:
     """Browse runs and model versions (MLflow UI) and features (Feast UI) until Ctrl-C."""
-    from demand import ui
+    from ops import ui
 
     ui.run_ui(_settings(), host, mlflow_port, feast_port, step)
 

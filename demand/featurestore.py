@@ -15,15 +15,15 @@ from demand.settings import Engine, Materializer, OfflineStore, Settings
 
 # Feast takes a custom offline store as the dotted path of its class (a name ending
 # in "OfflineStore"); its config class is the same name plus "Config".
-ASOF_OFFLINE_STORE = "features.offline_asof.AsofDuckDBOfflineStore"
-# DEMAND_ENGINE=spark: Feast's Spark store over the same FileSources (features/offline_spark.py)
-SPARK_OFFLINE_STORE = "features.offline_spark.SparkFileOfflineStore"
+ASOF_OFFLINE_STORE = "feastext.offline_asof.AsofDuckDBOfflineStore"
+# DEMAND_ENGINE=spark: Feast's Spark store over the same FileSources (feastext/offline_spark.py)
+SPARK_OFFLINE_STORE = "feastext.offline_spark.SparkFileOfflineStore"
 # The same for the batch engine ("…Engine") and online stores of the platform's
-# materializer (features/materialization.py), by Feast's online store type
-PLATFORM_ENGINE = "features.materialization.PlatformComputeEngine"
+# materializer (feastext/materialization.py), by Feast's online store type
+PLATFORM_ENGINE = "feastext.materialization.PlatformComputeEngine"
 PLATFORM_ONLINE_STORES = {
-    "sqlite": "features.materialization.PlatformSqliteOnlineStore",
-    "redis": "features.materialization.PlatformRedisOnlineStore",
+    "sqlite": "feastext.materialization.PlatformSqliteOnlineStore",
+    "redis": "feastext.materialization.PlatformRedisOnlineStore",
 }
 
 

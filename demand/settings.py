@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Scale(StrEnum):
-    """Sizes of the synthetic retailer; see ``features/generator.py``."""
+    """Sizes of the synthetic retailer; see ``synthetic/generator.py``."""
 
     tiny = "tiny"
     default = "default"
@@ -77,14 +77,14 @@ class Settings(BaseSettings):
     offline_store: OfflineStore = Field(
         default=OfflineStore.asof,
         description="Feast offline store for training sets. asof: Feast's DuckDB store with "
-        "its point-in-time join as DuckDB's ASOF JOIN (features/offline_asof.py; the same "
+        "its point-in-time join as DuckDB's ASOF JOIN (feastext/offline_asof.py; the same "
         "rows, within merge_asof's time at 1 M and 10 M entity rows); duckdb: Feast's own. "
         "DEMAND_ENGINE=spark reads through Feast's Spark store instead.",
     )
     materializer: Materializer = Field(
         default=Materializer.platform,
         description="How materialization writes the online store. platform: Feast's engine "
-        "with values serialized a column at a time (features/materialization.py), the bytes "
+        "with values serialized a column at a time (feastext/materialization.py), the bytes "
         "stock Feast writes, SQLite and Redis; feast: Feast's own local engine.",
     )
     feast_project: str = Field(

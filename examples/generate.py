@@ -1,7 +1,7 @@
 """Write the example retailer exports under ``examples/`` (`make examples`).
 
 Two small retailers' files, as a retailer would export them, made from the seeded
-generated retailer (``features.aggregate``), so they are reproducible byte for byte:
+generated retailer (``synthetic.aggregate``), so they are reproducible byte for byte:
 
 * ``weekly/``: units per store, product and week (weeks start on Sunday), two years,
   planned promotions, temperature only, no weather forecasts;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from features import aggregate, generator
+from synthetic import aggregate, generator
 
 HERE = Path(__file__).resolve().parent
 

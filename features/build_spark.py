@@ -1,6 +1,6 @@
 """Run the feature transforms on Spark SQL (``DEMAND_ENGINE=spark``): the same tables.
 
-The plan and the SQL are ``build.py``'s and ``transforms.py``'s; this module holds what
+The plan and the SQL are ``plan.py``'s and ``transforms.py``'s; this module holds what
 Spark does differently from DuckDB:
 
 - reading the raw parquet (pandas writes nanosecond timestamps, which Spark reads as
@@ -15,7 +15,7 @@ Spark does differently from DuckDB:
 Everything is written into a directory beside ``feature_dir`` and swapped in only when
 every table is complete: a build that fails leaves the previous tables as they were.
 
-Always a full build: the incremental path of ``build.py`` digests the staged sales with
+Always a full build: the incremental path of ``build_duckdb.py`` digests the staged sales with
 DuckDB's ``hash``, which Spark does not have; at the sizes Spark is for, recomputing
 the whole purchase table is the cluster's work, not the driver's.
 """
@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from demand.settings import Engine, Settings
 from features import spark as spark_session
-from features.build import (
+from features.plan import (
     MEASURES,
     BuildReport,
     Dialect,

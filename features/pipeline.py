@@ -7,11 +7,14 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from demand.calendar import DESCRIPTION_FILE, RawDescription, Source
 from demand.console import UserError
 from demand.settings import Engine, Settings
-from features import build, generator, publish, raw, spark
-from features.grain import DESCRIPTION_FILE, RawDescription, Source
+from features import build_duckdb, plan, publish, spark
+from rawdata import raw
+from synthetic import generator
 
 Progress = Callable[[str], None]
 
@@ -102,14 +105,14 @@ def generate(
 
 def build_features(
     settings: Settings, progress: Progress = print, validated: bool = False
-) -> build.BuildReport:
+) -> plan.BuildReport:
     """Validate the raw tables (each, and across tables), then build; refuse tables that fail.
 
     ``validated``: the caller has just validated them (the gate is passed once, not twice).
     """
     if not validated:
         raw.validate_raw(settings.raw_dir)
-    return build.build_with(settings, progress=progress)
+    return build_with(settings, progress=progress)
 
 
 def run(
@@ -144,3 +147,28 @@ def run(
     progress(f"{len(changes)} Feast objects created or updated")
     steps.run("materialize", progress, lambda: publish.materialize(settings))
     return steps
+
+
+def build_with(
+    settings: Settings,
+    feature_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    previous: Path | None = None,
+) -> plan.BuildReport:
+    """:func:`build` from ``settings.raw_dir`` on the engine ``DEMAND_ENGINE`` names.
+
+    ``feature_dir``: where to write (default ``settings.feature_dir``); ``previous``: as
+    in :func:`build` (the Spark build always builds whole and says so in its mode).
+    """
+    feature_dir = feature_dir or settings.feature_dir
+    if settings.engine is Engine.spark:
+        from features import build_spark
+
+        return build_spark.build(settings, settings.raw_dir, feature_dir, progress, previous)
+    return build_duckdb.build(
+        settings.raw_dir,
+        feature_dir,
+        progress=progress,
+        duckdb_config=settings.duckdb_config,
+        previous=previous,
+    )

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from demand.console import UserError
 from demand.featurestore import open_store
 from demand.settings import Settings, last_closed_day
-from features.build import lineage
+from features.plan import lineage
 
 # Feast's own `feast apply` makes the project equal to the repo being applied: it
 # deletes every registered object that repo does not declare, so with two repos in
@@ -315,7 +315,7 @@ def materialize(settings: Settings, incremental: bool = False, end: datetime | N
     and serving reads exactly the rows training joins. Full: every row since the
     start of time. Incremental: only rows newer than what each view last
     materialized (Feast keeps that interval in its registry). Written by the platform's
-    materializer unless ``DEMAND_MATERIALIZER=feast`` (features/materialization.py).
+    materializer unless ``DEMAND_MATERIALIZER=feast`` (feastext/materialization.py).
     """
     _require_feature_tables(settings)
     store = open_store(settings, materializing=True)

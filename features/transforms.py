@@ -4,10 +4,10 @@ Every query here is plain SQL: joins, GROUP BY, standard window functions and
 PERCENTILE_CONT. Time is an integer period number (``day`` = days since
 1970-01-01 at the daily grain), so the same text runs on DuckDB (the embedded
 engine), PostgreSQL or Spark SQL; the engine-specific parts (reading files,
-turning periods into timestamps) live in ``features/build.py`` (DuckDB) and
+turning periods into timestamps) live in ``features/build_duckdb.py`` (DuckDB) and
 ``features/build_spark.py`` (Spark SQL).
 
-Input relations, staged by ``build.py``:
+Input relations, staged by ``build_duckdb.py`` and ``build_spark.py``:
 
 * ``lines(order_id, customer_id, store_id, product_id, day, quantity, revenue, promo)``
   (order lines: daily only), or, for aggregated sales, ``sales_daily`` itself
@@ -615,7 +615,7 @@ def sales_features(w: Windows) -> str:
 
 
 def planned_promotions() -> str:
-    """Each plan per store, product and target period, as planned (stamped in build.py)."""
+    """Each plan per store, product and target period, as planned (stamped in plan.py)."""
     return """
     SELECT store_id, product_id, day AS target_day,
            CAST(CASE WHEN promo THEN 1 WHEN promo IS NULL THEN NULL ELSE 0 END AS DOUBLE)

@@ -32,7 +32,8 @@ import pandas as pd
 from demand import memory
 from demand.console import UserError
 from demand.settings import Settings
-from features import build, pipeline, publish, raw
+from features import build_duckdb, pipeline, plan, publish
+from rawdata import raw
 from registry import lifecycle
 from registry.gates import Stage
 from registry.state import aliases, connect, model_version, stage_of
@@ -203,12 +204,12 @@ def _build_aside(settings: Settings, progress: Progress) -> None:
     """Build every feature table into a sibling directory, then swap them in together.
 
     On the engine DEMAND_ENGINE names. On DuckDB incremental when the tables in place
-    extend (same grain and definitions, raw sales only appended; see ``build.build``),
+    extend (same grain and definitions, raw sales only appended; see ``build_duckdb.build``),
     else full; the progress line says which.
     """
     aside = settings.data_dir / "features.next"
     shutil.rmtree(aside, ignore_errors=True)
-    built = build.build_with(
+    built = pipeline.build_with(
         settings,
         aside,
         progress=lambda m: progress(f"built {m}"),
@@ -246,10 +247,10 @@ def _materialize(settings: Settings, progress: Progress) -> None:
 
 def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:
     """Purchase feature rows about days after ``previous`` (all rows on the first night)."""
-    built = build.lineage(settings.feature_dir)  # daily or weekly purchase rows
+    built = plan.lineage(settings.feature_dir)  # daily or weekly purchase rows
     table = (settings.feature_dir / f"{built.sales_features_table}.parquet").as_posix()
     # counted by DuckDB: the purchase table can be tens of millions of rows
-    con = build.connect(settings.duckdb_config)
+    con = build_duckdb.connect(settings.duckdb_config)
     try:
         if previous is None:
             return con.execute("SELECT COUNT(*) FROM read_parquet(?)", [table]).fetchone()[0]

@@ -37,9 +37,9 @@ from typing import Any
 
 import pandas as pd
 
+from demand.calendar import Calendar
 from demand.servers import redact
 from demand.settings import get_settings, last_closed_day
-from features.grain import Calendar
 
 # How a client's key reaches every view: the store's region keys the weather
 # views; the day sales are known up to is the origin.

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from demand.calendar import Calendar, Grain
 from demand.contract import FeatureContract
-from features.grain import Calendar, Grain
 
 
 def calendar_of(contract: FeatureContract) -> Calendar:

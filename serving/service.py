@@ -37,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 from starlette.responses import JSONResponse
 
+from demand.calendar import Calendar
 from demand.settings import get_settings
-from features.grain import Calendar
 from serving import model_loader
 from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable

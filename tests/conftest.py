@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from demand.settings import Settings, get_settings
-from features import generator, pipeline
+from features import pipeline
+from synthetic import generator
+
+# the serving fixtures (a trained model, a service): tests/serving and tests/deploy share them
+pytest_plugins = ["tests.serving_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Aggregated sales, weekly and daily, through the whole platform.
 
-A retailer's export made from the tiny generated retailer (``features.aggregate``):
+A retailer's export made from the tiny generated retailer (``synthetic.aggregate``):
 four stores, twelve products, sales per week (two years, weeks starting on Sunday,
 planned promotions, temperature only, no forecasts) or per day (seven months,
 temperature and rain, forecasts, planned promotions) → feature build → Feast apply
@@ -19,16 +19,18 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from demand.calendar import Calendar, Grain
 from demand.contract import FeatureContract
 from demand.featurestore import open_store
 from demand.settings import get_settings
 from examples.generate import EXAMPLES
 from examples.generate import HERE as EXAMPLES_DIR
 from examples.generate import write as write_example
-from features import aggregate, build, generator, importer, pipeline, publish
-from features.grain import Calendar, Grain
+from features import build_duckdb, pipeline, plan, publish
+from rawdata import importer
 from registry import lifecycle
 from registry.gates import Stage
+from synthetic import aggregate, generator
 from training import dataset, train
 
 WEEKLY = {"example": "weekly", **EXAMPLES["weekly"]}
@@ -83,7 +85,7 @@ def _contract(settings, version: str = "1") -> FeatureContract:
 
 def test_the_grain_is_in_the_feature_tables_and_the_contract(trained):
     spec, settings, _ = trained
-    built = build.lineage(settings.feature_dir)
+    built = plan.lineage(settings.feature_dir)
     assert built.grain == Grain(spec["grain"])
     assert built.calendar.week_start == spec["week_start"]
     contract = _contract(settings)
@@ -159,7 +161,7 @@ def service(promoted):
 
 
 def _keys_and_origin(settings):
-    built = build.lineage(settings.feature_dir)
+    built = plan.lineage(settings.feature_dir)
     table = pd.read_parquet(settings.feature_dir / f"{built.sales_features_table}.parquet")
     last = table["event_timestamp"].max()
     latest = table[table["event_timestamp"] == last]
@@ -304,7 +306,7 @@ def test_a_history_too_short_says_how_much_is_needed(tmp_path):
     data = generator.generate("tiny", seed=7, days=140)
     export = aggregate.aggregate(data, "week", "monday", measures=("temperature_c",))
     aggregate.write(export, settings.raw_dir)
-    build.build(settings.raw_dir, settings.feature_dir)
+    build_duckdb.build(settings.raw_dir, settings.feature_dir)
     with pytest.raises(dataset.TrainingDataError) as caught:
         dataset.build(None, settings)  # refused before any Feast retrieval
     message = str(caught.value)

@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from demand.calendar import Calendar
 from demand.settings import Settings, last_closed_day
-from features.build import Lineage, lineage
-from features.grain import Calendar
+from features.plan import Lineage, lineage
 from training.periods import Schedule, TrainingDataError, feature_service
 
 

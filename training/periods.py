@@ -4,7 +4,7 @@ Horizons, warm-up, origin spacing and the early-stopping and backtest windows ar
 counted in periods: days at the daily grain (``DEMAND_HORIZON``, ``DEMAND_WARMUP_DAYS``
 …), weeks at the weekly grain (``DEMAND_WEEKLY_HORIZON`` … : 4 weeks ahead, an origin
 every week after 8 weeks, 8 weeks of early stopping, 13 of backtest). The grain is
-the one recorded in the feature tables (``features.build.lineage``).
+the one recorded in the feature tables (``features.plan.lineage``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from demand.calendar import Calendar, Grain, SalesTable
 from demand.console import UserError
 from demand.settings import Settings
-from features.build import Lineage
-from features.grain import Calendar, Grain, SalesTable
+from features.plan import Lineage
 
 
 class TrainingDataError(UserError):

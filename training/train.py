@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from demand import memory
+from demand.calendar import Calendar
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Engine, Settings
-from features.grain import Calendar
 from training import baselines, dataset, tracking
 from training import device as devices
 from training import model as demand_model

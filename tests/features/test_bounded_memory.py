@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import aggregate, build, generator
+from features import build_duckdb
+from synthetic import aggregate, generator
 from tests.features.test_incremental import assert_same_tables
 
 STORES, PRODUCTS, DAYS = 10, 100, 365  # 1,000 series, about 350,000 sales rows
@@ -69,14 +70,14 @@ def retailer(tmp_path_factory):
     root = tmp_path_factory.mktemp("bounded")
     rows = write_sales_retailer(root / "raw", STORES, PRODUCTS, DAYS)
     assert rows > 300_000
-    build.build(root / "raw", root / "unlimited")
+    build_duckdb.build(root / "raw", root / "unlimited")
     return root
 
 
 def test_the_build_spills_under_a_memory_limit_and_writes_the_same_tables(retailer, tmp_path):
     spill = tmp_path / "spill"
     config = {**LIMIT, "temp_directory": str(spill)}
-    report = build.build(retailer / "raw", tmp_path / "features", duckdb_config=config)
+    report = build_duckdb.build(retailer / "raw", tmp_path / "features", duckdb_config=config)
     assert report.rows["store_product_daily"] > 0.99 * STORES * PRODUCTS * DAYS
     assert_same_tables(tmp_path / "features", retailer / "unlimited")
 
@@ -85,4 +86,4 @@ def test_the_same_limit_without_spilling_runs_out_of_memory(retailer, tmp_path):
     """The data does not fit in the limit: the test above spilled."""
     config = {**LIMIT, "temp_directory": ""}
     with pytest.raises(duckdb.OutOfMemoryException):
-        build.build(retailer / "raw", tmp_path / "features", duckdb_config=config)
+        build_duckdb.build(retailer / "raw", tmp_path / "features", duckdb_config=config)

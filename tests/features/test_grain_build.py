@@ -6,7 +6,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features import aggregate, build, generator
+from features import build_duckdb, plan
+from synthetic import aggregate, generator
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def export():
 
 @pytest.fixture(scope="module")
 def tables(export):
-    return build.compute(export.tables, description=export.description)
+    return build_duckdb.compute(export.tables, description=export.description)
 
 
 def test_weekly_sales_rows_are_the_weeks_units_known_when_the_week_closes(export, tables):
@@ -82,8 +83,8 @@ def test_a_weekly_forecast_is_one_issues_whole_week(export, tables):
 
 def test_the_grain_and_absent_features_are_in_each_tables_metadata(export, tmp_path):
     aggregate.write(export, tmp_path / "raw")
-    build.build(tmp_path / "raw", tmp_path / "features")
-    built = build.lineage(tmp_path / "features")
+    build_duckdb.build(tmp_path / "raw", tmp_path / "features")
+    built = plan.lineage(tmp_path / "features")
     assert (built.grain, built.calendar.week_start) == ("week", "thursday")
     assert {"sunshine_hours", "forecast_sunshine_hours", "repeat_pairs"} <= built.absent
     meta = pq.read_schema(tmp_path / "features" / "store_product_weekly.parquet").metadata
@@ -126,7 +127,9 @@ def test_climate_rows_known_at_t_ignore_the_weather_after_t():
 
     def known(weather):
         tables = {**export.tables, "weather_observed": weather}
-        climate = build.compute(tables, description=export.description)["region_weather_climate"]
+        climate = build_duckdb.compute(tables, description=export.description)[
+            "region_weather_climate"
+        ]
         rows = climate[climate["event_timestamp"] <= close]
         return rows.sort_values(["region_id", "target_date"]).reset_index(drop=True)
 

@@ -13,8 +13,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features import aggregate, build, generator, raw
+from features import build_duckdb
 from features import transforms as t
+from rawdata import raw
+from synthetic import aggregate, generator
 
 DAILY = {"grain": "day", "days": 120, "extra": 1}
 WEEKLY = {"grain": "week", "days": 420, "extra": 14}
@@ -53,16 +55,16 @@ def appended(request, tmp_path_factory):
     spec = request.param
     root = tmp_path_factory.mktemp(f"incremental_{spec['grain']}")
     before = write_aggregated(root / "raw_before", spec["grain"], spec["days"])
-    build.build(before, root / "previous")
+    build_duckdb.build(before, root / "previous")
     after = write_aggregated(root / "raw_after", spec["grain"], spec["days"], spec["extra"])
-    full = build.build(after, root / "full")
+    full = build_duckdb.build(after, root / "full")
     assert full.mode == "full"
     return root, after
 
 
 def test_an_appended_night_builds_incrementally_and_equals_the_full_build(appended):
     root, after = appended
-    report = build.build(after, root / "incremental", previous=root / "previous")
+    report = build_duckdb.build(after, root / "incremental", previous=root / "previous")
     assert report.mode.startswith("incremental"), report.mode
     previous_rows = pq.read_metadata(root / "previous" / _sales(root)).num_rows
     assert report.rows[_sales(root).removesuffix(".parquet")] > previous_rows
@@ -72,8 +74,8 @@ def test_an_appended_night_builds_incrementally_and_equals_the_full_build(append
 def test_the_incremental_build_is_chained(appended, tmp_path):
     """The incremental output carries the lineage the next night extends."""
     root, after = appended
-    once = build.build(after, tmp_path / "once", previous=root / "previous")
-    again = build.build(after, tmp_path / "again", previous=tmp_path / "once")
+    once = build_duckdb.build(after, tmp_path / "once", previous=root / "previous")
+    again = build_duckdb.build(after, tmp_path / "again", previous=tmp_path / "once")
     assert once.mode.startswith("incremental") and again.mode.startswith("incremental (0 new")
     assert_same_tables(tmp_path / "again", root / "full")
 
@@ -82,8 +84,8 @@ def test_a_look_back_one_period_short_is_caught(appended, tmp_path, monkeypatch)
     """The guard of ``grid_start``: new rows whose longest window or lag misses its first
     period differ from the full build's."""
     root, after = appended
-    monkeypatch.setattr(build, "grid_start", lambda through, w: through + 3 - w.lookback)
-    build.build(after, tmp_path / "short", previous=root / "previous")
+    monkeypatch.setattr(build_duckdb, "grid_start", lambda through, w: through + 3 - w.lookback)
+    build_duckdb.build(after, tmp_path / "short", previous=root / "previous")
     with pytest.raises(AssertionError, match="store_product_"):
         assert_same_tables(tmp_path / "short", root / "full")
 
@@ -97,13 +99,13 @@ def test_sales_changed_before_the_last_period_build_in_full(appended, tmp_path):
     sales = pd.read_parquet(changed / "sales.parquet")
     sales.loc[0, "units"] += 1  # a correction of an early period, not an append
     sales.to_parquet(changed / "sales.parquet")
-    report = build.build(changed, tmp_path / "features", previous=root / "previous")
+    report = build_duckdb.build(changed, tmp_path / "features", previous=root / "previous")
     assert report.mode.startswith("full (sales of the periods through"), report.mode
 
 
 def test_changed_definitions_build_in_full(appended, tmp_path):
     root, after = appended
-    report = build.build(
+    report = build_duckdb.build(
         after, tmp_path / "features", windows=t.Windows(short=5), previous=root / "previous"
     )
     assert report.mode == "full (the feature definitions changed)"
@@ -111,8 +113,10 @@ def test_changed_definitions_build_in_full(appended, tmp_path):
 
 def test_order_lines_build_in_full(tiny, tmp_path):
     raw.write_raw(tiny.tables(), tmp_path / "raw")
-    build.build(tmp_path / "raw", tmp_path / "previous")
-    report = build.build(tmp_path / "raw", tmp_path / "features", previous=tmp_path / "previous")
+    build_duckdb.build(tmp_path / "raw", tmp_path / "previous")
+    report = build_duckdb.build(
+        tmp_path / "raw", tmp_path / "features", previous=tmp_path / "previous"
+    )
     assert report.mode == "full (order lines are built whole)"
 
 

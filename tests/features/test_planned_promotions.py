@@ -13,7 +13,8 @@ import pytest
 
 from demand.featurestore import open_store
 from demand.settings import get_settings
-from features import aggregate, build, generator, publish
+from features import build_duckdb, plan, publish
+from synthetic import aggregate, generator
 from training import dataset
 
 
@@ -37,7 +38,7 @@ def test_plans_made_after_t_change_no_row_known_at_t(export):
 
     def known_at_close(promotions):
         tables = {**export.tables, "promotions": promotions}
-        out = build.compute(tables, description=export.description)["planned_promotions"]
+        out = build_duckdb.compute(tables, description=export.description)["planned_promotions"]
         rows = out[out["event_timestamp"] <= close]
         return rows.sort_values(["store_id", "product_id", "target_date"]).reset_index(drop=True)
 
@@ -59,7 +60,7 @@ def revised_store(export, tmp_path_factory):
     revision = revision.astype(plans.dtypes.to_dict())
     tables = {**export.tables, "promotions": pd.concat([plans, revision], ignore_index=True)}
     aggregate.write(aggregate.Aggregated(tables, export.description), settings.raw_dir)
-    build.build(settings.raw_dir, settings.feature_dir)
+    build_duckdb.build(settings.raw_dir, settings.feature_dir)
     publish.apply(settings)
     return settings, key
 
@@ -99,7 +100,7 @@ def test_the_join_uses_the_newest_plan_known_at_the_origin(revised_store):
     assert prices[3] == pytest.approx(0.5 * key["price"])
     # and the model's inputs include the plan and the week's forecast (the weekly service
     # carries both), not the measures the data set lacks
-    built = build.lineage(settings.feature_dir)
+    built = plan.lineage(settings.feature_dir)
     features = dataset.model_inputs(store, "demand_forecast_weekly_v1", built.absent)[0]
     assert {"planned_price", "planned_promo", "forecast_temperature_c"} <= set(features)
     assert not {"forecast_sunshine_hours", "precipitation_mm"} & set(features)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features import build, generator, raw
+from features import build_duckdb, plan
 from features.transforms import Windows
+from rawdata import raw
+from synthetic import generator
 from tests.leakage import (
     assert_prefix_stable,
     close_of,
@@ -34,7 +36,7 @@ def first_day(frames):
 
 @pytest.fixture(scope="module")
 def full(frames):
-    return build.compute(frames)
+    return build_duckdb.compute(frames)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +45,7 @@ def full(frames):
     ids=["middle", "day-before-snapshot", "snapshot-day"],
 )
 def test_rows_known_at_t_ignore_everything_after_t(frames, full, first_day, offset):
-    assert_prefix_stable(build.compute, frames, first_day + pd.Timedelta(days=offset), full)
+    assert_prefix_stable(build_duckdb.compute, frames, first_day + pd.Timedelta(days=offset), full)
 
 
 def test_through_raw_files_and_the_file_build(frames, first_day, tmp_path):
@@ -53,10 +55,10 @@ def test_through_raw_files_and_the_file_build(frames, first_day, tmp_path):
     def from_files(tables):
         run = tmp_path / str(next(runs))
         raw.write_raw(dict(tables), run / "raw")  # the perturbed data meets the contract too
-        build.build(run / "raw", run / "features")
+        build_duckdb.build(run / "raw", run / "features")
         return {
             name: pd.read_parquet(run / "features" / f"{name}.parquet")
-            for name in build.FEATURE_TABLES
+            for name in plan.FEATURE_TABLES
         }
 
     assert_prefix_stable(from_files, frames, first_day + pd.Timedelta(days=140))
@@ -65,7 +67,7 @@ def test_through_raw_files_and_the_file_build(frames, first_day, tmp_path):
 def test_the_perturbation_reaches_every_dated_table(frames, full, first_day):
     """A perturbation that changed nothing would make the test above pass vacuously."""
     close = close_of(first_day + pd.Timedelta(days=105))
-    perturbed = build.compute(perturb_after(frames, close))
+    perturbed = build_duckdb.compute(perturb_after(frames, close))
     everything = pd.Timestamp.max.tz_localize("UTC")
     changed = {c.table for c in compare(full, perturbed, everything, "perturbed")}
     assert changed >= {
@@ -87,9 +89,9 @@ def _plant(monkeypatch, step: str, old: str, new: str) -> None:
 
     steps = tuple(
         (name, (lambda w, sql=sql: edit(sql(w))) if name == step else sql)
-        for name, sql in build.ORDER_LINE_STEPS
+        for name, sql in plan.ORDER_LINE_STEPS
     )
-    monkeypatch.setattr(build, "ORDER_LINE_STEPS", steps)
+    monkeypatch.setattr(plan, "ORDER_LINE_STEPS", steps)
 
 
 def test_a_planted_lead_is_caught(monkeypatch, frames, first_day):
@@ -97,7 +99,7 @@ def test_a_planted_lead_is_caught(monkeypatch, frames, first_day):
     lead = "LEAD(units) OVER (PARTITION BY store_id, product_id ORDER BY day) AS units_lag_1"
     _plant(monkeypatch, "purchase_features", "units AS units_lag_1", lead)
     with pytest.raises(AssertionError) as caught:
-        assert_prefix_stable(build.compute, frames, first_day + pd.Timedelta(days=105))
+        assert_prefix_stable(build_duckdb.compute, frames, first_day + pd.Timedelta(days=105))
     assert "store_product_daily.units_lag_1:" in str(caught.value)
 
 
@@ -111,7 +113,7 @@ def test_a_pairing_over_the_whole_history_is_caught(monkeypatch, frames, first_d
         "o.k = 0",
     )
     with pytest.raises(AssertionError) as caught:
-        assert_prefix_stable(build.compute, frames, first_day + pd.Timedelta(days=105))
+        assert_prefix_stable(build_duckdb.compute, frames, first_day + pd.Timedelta(days=105))
     assert "store_product_daily.copurchase_partner_id:" in str(caught.value)
     assert "store_product_daily.partner_units_lag_1:" in str(caught.value)
 
@@ -122,5 +124,5 @@ def test_the_nightly_append_changes_no_row_known_before_it(tiny, full):
     later = generator.generate("tiny", seed=7, extra_days=7)
     last_day = tiny.orders["ordered_at"].max()
     assert later.orders["ordered_at"].max() > close_of(last_day)
-    changes = compare(full, build.compute(later.tables()), close_of(last_day), "appended")
+    changes = compare(full, build_duckdb.compute(later.tables()), close_of(last_day), "appended")
     assert not changes, "\n".join(map(str, changes))

@@ -15,7 +15,7 @@ import math
 import pandas as pd
 import pytest
 
-from features.build import compute
+from features.build_duckdb import compute
 from features.transforms import Windows
 
 DAY0 = pd.Timestamp("2024-01-01")

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from mlflow import MlflowClient
 
+from cli.serve import free_port, post_json, start_server, stop, wait_ready
 from demand.servers import Database
 from demand.settings import get_settings
 from features import pipeline
@@ -21,7 +22,6 @@ from nightly import cycle
 from registry import lifecycle
 from registry.gates import Stage
 from serving.batch import TABLE
-from serving.cli import free_port, post_json, start_server, stop, wait_ready
 from tests.servers import drop_database, require_servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_demand_env")]

@@ -16,12 +16,12 @@ import pytest
 from mlflow import MlflowClient
 
 from cli.main import main
-from demand import team
+from cli.serve import free_port
 from demand.settings import Profile, get_settings
+from ops import team
 from registry import lifecycle, state, transfer
 from registry.gates import Stage
 from registry.lock import LockTimeout, LockUnavailable, lock_key, lock_url, registry_lock
-from serving.cli import free_port
 from tests.registry.helpers import BAD, GOOD, assert_consistent, race, snapshot
 from tests.servers import drop_database, require_servers
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import urllib.request
 
-from serving import cli
+from cli import serve as cli
 
 
 def get(url: str) -> tuple[int, str]:

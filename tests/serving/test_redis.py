@@ -17,11 +17,12 @@ import mlflow
 import numpy as np
 import pytest
 
+from cli import serve as cli
+from cli.serve import free_port
 from demand.featurestore import feast_environ, open_store
 from demand.servers import ServerUnavailable, redis_ping
 from features import publish
-from serving import cli, model_loader
-from serving.cli import free_port
+from serving import model_loader
 from serving.service import DemandForecast, Item
 from tests.parity import offline_rows
 from tests.servers import REDIS, require_program, team_feast_project

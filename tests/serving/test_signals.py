@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import cli
+from cli import serve as cli
 from tests.children import (
     children_of,
     free_port,
@@ -36,7 +36,7 @@ def test_a_signal_to_demand_serve_stops_the_server(serving_env, tmp_path, signum
 DEMO = """
 import sys
 from demand.settings import get_settings
-from serving.cli import demo
+from cli.serve import demo
 demo(get_settings(), port=int(sys.argv[1]))
 """
 

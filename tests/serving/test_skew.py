@@ -31,9 +31,11 @@ from mlflow import MlflowClient
 
 from demand.contract import FeatureContract
 from demand.featurestore import open_store
-from features import generator, pipeline, publish, raw
+from features import pipeline, publish
+from rawdata import raw
 from serving.lookup import OnlineLookup
 from serving.service import DemandForecast, Item
+from synthetic import generator
 from tests.leakage import close_of
 from tests.parity import assert_online_equals_offline, expected_online, offline_rows
 

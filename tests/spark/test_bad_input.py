@@ -10,7 +10,9 @@ import pytest
 
 from cli.main import main
 from demand.settings import get_settings
-from features import build, generator, raw
+from features import build_duckdb, plan
+from rawdata import raw
+from synthetic import generator
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +20,7 @@ def built(tmp_path_factory):
     """A data dir with raw tables and the feature tables of a DuckDB build."""
     root = tmp_path_factory.mktemp("spark_bad_input")
     raw.write_raw(generator.generate("tiny", seed=7, days=60).tables(), root / "raw")
-    build.build(root / "raw", root / "features")
+    build_duckdb.build(root / "raw", root / "features")
     return root
 
 
@@ -75,4 +77,4 @@ def test_a_raw_table_spark_cannot_read_leaves_the_feature_tables(spark_env, caps
         )
     finally:
         path.write_bytes(original)
-    assert build.lineage(get_settings(data_dir=spark_env).feature_dir).engine.value == "duckdb"
+    assert plan.lineage(get_settings(data_dir=spark_env).feature_dir).engine.value == "duckdb"

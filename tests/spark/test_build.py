@@ -14,9 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from demand.settings import Engine, Settings
-from features import aggregate, build, generator, raw
+from features import build_duckdb, pipeline, plan
+from rawdata import raw
+from synthetic import aggregate, generator
 
-INCREMENTAL = {build.META_THROUGH, build.META_SALES_DIGEST, build.META_DEFINITION}
+INCREMENTAL = {plan.META_THROUGH, plan.META_SALES_DIGEST, plan.META_DEFINITION}
 
 
 @pytest.fixture(scope="module", params=["daily_order_lines", "weekly_sales"])
@@ -44,9 +46,9 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_every_feature_table_equals_the_duckdb_build(spark, data_dir, tmp_path):
-    on_duckdb = build.build(data_dir / "raw", tmp_path / "duckdb")
+    on_duckdb = build_duckdb.build(data_dir / "raw", tmp_path / "duckdb")
     settings = Settings(engine="spark", spark_master="local[2]", data_dir=data_dir)
-    on_spark = build.build_with(settings, tmp_path / "spark")
+    on_spark = pipeline.build_with(settings, tmp_path / "spark")
 
     assert on_spark.rows == on_duckdb.rows
     assert on_spark.input_lines == on_duckdb.input_lines
@@ -70,5 +72,5 @@ def test_every_feature_table_equals_the_duckdb_build(spark, data_dir, tmp_path):
         pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=0, atol=1e-9)
         assert len(actual) > 0 and np.isfinite(actual.select_dtypes("float")).any().any()
 
-    assert build.lineage(tmp_path / "duckdb").engine is Engine.duckdb
-    assert build.lineage(tmp_path / "spark").engine is Engine.spark
+    assert plan.lineage(tmp_path / "duckdb").engine is Engine.duckdb
+    assert plan.lineage(tmp_path / "spark").engine is Engine.spark

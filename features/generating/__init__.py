@@ -1,1 +1,0 @@
-"""The synthetic retailer, one store or one run of days at a time (features/generator.py)."""

@@ -1,0 +1,1 @@
+"""Operating the platform's servers and processes: the team profile, the UIs, child processes."""

@@ -1,0 +1,1 @@
+"""The generated retailers: demo and test data, not the runtime path."""

@@ -1,0 +1,1 @@
+"""The synthetic retailer, one store or one run of days at a time (synthetic/generator.py)."""

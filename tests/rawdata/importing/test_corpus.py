@@ -1,0 +1,307 @@
+"""The import's corpus: one broken row (or file) per case, each with the reason it must get.
+
+Every case asserts the reason and column of each quarantined row, its line as the user
+sees it (header = line 1), that accepted + quarantined = read for every file, and that
+the raw table holds exactly the good rows (none lost, none invented).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pytest
+
+from demand.calendar import Grain
+from rawdata import raw
+from rawdata.importer import ImportOptions, run_import
+from rawdata.importing.tables import SPECS
+from tests.rawdata.importing.files import NOW, base, keys_of, table_keys, write
+
+PROMOTIONS = [
+    "store_id,product_id,date,promo,price,planned_at",
+    "S1,P1,2024-06-10,true,7.5,2024-05-01T00:00:00Z",
+    "S2,P2,2024-07-01,,8,",
+]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    file: str
+    add: list[str]  # lines appended to the file
+    reasons: list[tuple[str, str | None]]  # (reason, column) of each appended line
+    kind: str = "sales"  # the base export: sales (daily), weekly, orders
+    earlier: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # base lines too
+    grain: Grain | None = None
+    promotions: bool = False
+    promo_column: bool = False  # order lines with the optional promo column
+
+
+CASES = [
+    # aggregated sales
+    Case(
+        "units not a number",
+        "sales.csv",
+        ["S1,P1,2024-01-03,abc,9.9,true"],
+        [("wrong_type", "units")],
+    ),
+    Case("units NaN", "sales.csv", ["S1,P1,2024-01-08,nan,9.9,true"], [("wrong_type", "units")]),
+    Case("null store key", "sales.csv", [",P1,2024-01-08,1,9.9,true"], [("null_key", "store_id")]),
+    Case(
+        "null product key",
+        "sales.csv",
+        ["S1, ,2024-01-08,1,9.9,true"],
+        [("null_key", "product_id")],
+    ),
+    Case(
+        "missing units", "sales.csv", ["S1,P1,2024-01-08,,9.9,true"], [("missing_value", "units")]
+    ),
+    Case(
+        "negative units",
+        "sales.csv",
+        ["S1,P1,2024-01-08,-3,9.9,true"],
+        [("negative_units", "units")],
+    ),
+    Case("impossible date", "sales.csv", ["S1,P1,2024-13-45,1,9.9,true"], [("wrong_type", "date")]),
+    Case(
+        "date too old",
+        "sales.csv",
+        ["S1,P1,1999-12-31,1,9.9,true"],
+        [("date_out_of_range", "date")],
+    ),
+    Case(
+        "sale in the future",
+        "sales.csv",
+        ["S1,P1,2024-06-02,1,9.9,true"],
+        [("future_date", "date")],
+    ),
+    Case(
+        "unknown store",
+        "sales.csv",
+        ["S9,P1,2024-01-08,1,9.9,true"],
+        [("unknown_store", "store_id")],
+    ),
+    Case(
+        "unknown product",
+        "sales.csv",
+        ["S1,P9,2024-01-08,1,9.9,true"],
+        [("unknown_product", "product_id")],
+    ),
+    Case(
+        "negative price",
+        "sales.csv",
+        ["S1,P1,2024-01-08,1,-9.9,true"],
+        [("negative_price", "price")],
+    ),
+    Case(
+        "promo not a flag", "sales.csv", ["S1,P1,2024-01-08,1,9.9,maybe"], [("wrong_type", "promo")]
+    ),
+    Case("wrong field count", "sales.csv", ["S1,P1,2024-01-08"], [("wrong_field_count", None)]),
+    Case(
+        "identical duplicate kept once",
+        "sales.csv",
+        ["S1,P1,2024-01-01,0.5,9.9,false"],
+        [("duplicate_row", None)],
+    ),
+    Case(
+        "conflicting duplicates all quarantined",
+        "sales.csv",
+        ["S1,P1,2024-01-01,7,9.9,false"],
+        [("conflicting_duplicate", None)],
+        earlier={2: ("conflicting_duplicate", None)},
+    ),
+    # weekly sales
+    Case(
+        "weekly sale not on the week's first day",
+        "sales.csv",
+        ["S1,P1,2024-01-16,1,9.9,true"],
+        [("not_period_start", "date")],
+        kind="weekly",
+        grain=Grain.week,
+    ),
+    # stores, products, weather
+    Case(
+        "store region without weather",
+        "stores.csv",
+        ["S4,R9,1,1"],
+        [("region_without_weather", "region_id")],
+    ),
+    Case("latitude out of range", "stores.csv", ["S4,R1,95,1"], [("impossible_value", "latitude")]),
+    Case(
+        "conflicting store rows",
+        "stores.csv",
+        ["S5,R1,1,1", "S5,R2,1,1"],
+        [("conflicting_duplicate", None), ("conflicting_duplicate", None)],
+    ),
+    Case("null category", "products.csv", ["P3,,10,1"], [("null_key", "category")]),
+    Case(
+        "negative lifespan",
+        "products.csv",
+        ["P3,ink,-5,1"],
+        [("impossible_value", "lifespan_days")],
+    ),
+    Case(
+        "temperature 99 °C",
+        "weather_observed.csv",
+        ["R1,2024-01-20,99"],
+        [("impossible_weather", "temperature_c")],
+    ),
+    Case(
+        "weather in the future",
+        "weather_observed.csv",
+        ["R1,2024-07-20,9"],
+        [("future_date", "date")],
+    ),
+    Case(
+        "weather date not a date",
+        "weather_observed.csv",
+        ["R1,yesterday,9"],
+        [("wrong_type", "date")],
+    ),
+    Case("null region", "weather_observed.csv", [",2024-01-20,9"], [("null_key", "region_id")]),
+    # order lines
+    Case(
+        "fractional quantity",
+        "orders.csv",
+        ["O99,C1,S1,2024-01-03T10:00:00Z,P1,1.5,20"],
+        [("non_integer_quantity", "quantity")],
+        kind="orders",
+    ),
+    Case(
+        "zero quantity",
+        "orders.csv",
+        ["O99,C1,S1,2024-01-03T10:00:00Z,P1,0,20"],
+        [("non_positive_quantity", "quantity")],
+        kind="orders",
+    ),
+    Case(
+        "negative quantity",
+        "orders.csv",
+        ["O99,C1,S1,2024-01-03T10:00:00Z,P1,-2,20"],
+        [("non_positive_quantity", "quantity")],
+        kind="orders",
+    ),
+    Case(
+        "null customer",
+        "orders.csv",
+        ["O99,,S1,2024-01-03T10:00:00Z,P1,2,20"],
+        [("null_key", "customer_id")],
+        kind="orders",
+    ),
+    Case(
+        "duplicated order line",
+        "orders.csv",
+        ["O1,C1,S1,2024-01-01T10:00:00Z,P1,2,20"],
+        [("duplicate_row", None)],
+        kind="orders",
+    ),
+    Case(
+        "conflicting order lines",
+        "orders.csv",
+        ["O1,C1,S1,2024-01-01T10:00:00Z,P1,5,20"],
+        [("conflicting_duplicate", None)],
+        kind="orders",
+        earlier={2: ("conflicting_duplicate", None)},
+    ),
+    Case(
+        "order in the future",
+        "orders.csv",
+        ["O99,C1,S1,2024-06-01T13:00:00Z,P1,2,20"],
+        [("future_date", "ordered_at")],
+        kind="orders",
+    ),
+    Case(
+        "order for an unknown product",
+        "orders.csv",
+        ["O99,C1,S1,2024-01-03T10:00:00Z,P7,2,20"],
+        [("unknown_product", "product_id")],
+        kind="orders",
+    ),
+    Case(
+        "order timestamp not a time",
+        "orders.csv",
+        ["O99,C1,S1,noon,P1,2,20"],
+        [("wrong_type", "ordered_at")],
+        kind="orders",
+    ),
+    Case(
+        "order line with an empty promo flag",
+        "orders.csv",
+        ["O99,C1,S1,2024-01-03T10:00:00Z,P1,2,20,"],
+        [("missing_value", "promo")],
+        kind="orders",
+        promo_column=True,
+    ),
+    # planned promotions
+    Case(
+        "plan recorded in the future",
+        "promotions.csv",
+        ["S1,P2,2024-06-10,true,,2024-06-05T00:00:00Z"],
+        [("future_date", "planned_at")],
+        promotions=True,
+    ),
+    Case(
+        "plan with neither promo nor price",
+        "promotions.csv",
+        ["S1,P2,2024-06-10,,,"],
+        [("empty_plan", None)],
+        promotions=True,
+    ),
+    Case(
+        "plan for an unknown store",
+        "promotions.csv",
+        ["S8,P2,2024-06-10,true,,"],
+        [("unknown_store", "store_id")],
+        promotions=True,
+    ),
+]
+
+
+def _run(tmp_path, files, **options):
+    folder = write(tmp_path / "export", files)
+    raw_dir = tmp_path / "data" / "raw"
+    report = run_import(folder, raw_dir, ImportOptions(**options), now=NOW, progress=lambda _: None)
+    return report, raw_dir
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case(tmp_path, case: Case):
+    files = base(case.kind if case.kind != "weekly" else "sales", weekly=case.kind == "weekly")
+    if case.promotions:
+        files["promotions.csv"] = list(PROMOTIONS)
+    if case.promo_column:
+        lines = files["orders.csv"]
+        files["orders.csv"] = [lines[0] + ",promo"] + [
+            f"{x},{i % 2}" for i, x in enumerate(lines[1:])
+        ]
+    first = len(files[case.file]) + 1  # the line number of the first appended line
+    files[case.file] = files[case.file] + case.add
+    report, raw_dir = _run(tmp_path, files, grain=case.grain)
+
+    expected = {(first + i, r, c) for i, (r, c) in enumerate(case.reasons)}
+    expected |= {(line, r, c) for line, (r, c) in case.earlier.items()}
+    table = case.file.removesuffix(".csv")
+    quarantine = pd.read_parquet(raw_dir / "quarantine" / f"{table}.parquet")
+    got = {
+        (int(r.line), r.reason, None if pd.isna(r.column) else r.column)
+        for r in quarantine.itertuples()
+    }
+    assert got == expected
+    assert set(quarantine["source_file"]) == {case.file}
+
+    raw.validate_raw(raw_dir)  # what the import wrote meets the contract every build checks
+    for summary in report.files:  # no row lost anywhere
+        lines = [x for x in files[summary.file][1:] if x.strip()]
+        assert summary.read == len(lines), summary
+        assert summary.accepted + summary.quarantined == summary.read, summary
+        spec = SPECS[summary.table]
+        skipped = {line for line, _, _ in expected} if summary.file == case.file else set()
+        assert summary.quarantined == len(skipped), summary
+        good = keys_of(files[summary.file], spec.key, skipped)
+        assert table_keys(raw_dir, summary.table, spec.key) == good, summary.table
+        assert len(pd.read_parquet(raw_dir / f"{summary.table}.parquet")) == summary.accepted
+
+
+def test_the_corpus_is_at_least_thirty_cases():
+    assert len(CASES) >= 30
