@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from demand.settings import Settings, get_settings
@@ -10,6 +12,10 @@ from synthetic import generator
 
 # the serving fixtures (a trained model, a service): tests/serving and tests/deploy share them
 pytest_plugins = ["tests.serving_fixtures"]
+
+# the platform mutes its libraries' deprecations at run time; the tests keep pytest's
+# filters (pyproject.toml), which make the pinned libraries' ones errors
+os.environ["DEMAND_LIBRARY_WARNINGS"] = "keep"
 
 
 @pytest.fixture(scope="session")
