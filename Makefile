@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEMAND := $(BIN)/demand
 ARGS ?=
 
-.PHONY: help install java demo test lint format features generate validate build-features apply examples \
+.PHONY: help install java demo test test-fast lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
         bench-features bench-build bench-spark bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
@@ -47,8 +47,14 @@ java: ## Install a Java runtime (Debian's openjdk-17-jre-headless) when there is
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
-test: $(INSTALLED) java ## Run the test suite (what CI runs)
+test: $(INSTALLED) java ## Run the whole test suite (what CI runs)
 	$(BIN)/pytest $(ARGS)
+
+# unit and small integration tests: no Spark, image, nightly, fuzzing or end-to-end run,
+# nothing marked slow (pyproject.toml's markers); for the edit loop
+FAST := not (slow or spark or container or nightly or fuzz or e2e)
+test-fast: $(INSTALLED) ## Run the fast tier: unit and small integration tests (under 3 minutes)
+	$(BIN)/pytest -m "$(FAST)" $(ARGS)
 
 lint: $(INSTALLED) ## Check formatting and lint with ruff, and the layers between packages (lint-imports)
 	$(BIN)/ruff check .

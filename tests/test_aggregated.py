@@ -33,6 +33,8 @@ from registry.gates import Stage
 from synthetic import aggregate, generator
 from training import dataset, train
 
+pytestmark = pytest.mark.e2e
+
 WEEKLY = {"example": "weekly", **EXAMPLES["weekly"]}
 DAILY = {"example": "daily", **EXAMPLES["daily"]}
 

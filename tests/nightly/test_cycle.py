@@ -24,7 +24,7 @@ from registry.gates import Stage
 from serving.batch import TABLE
 from tests.servers import drop_database, require_servers
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_demand_env")]
+pytestmark = [pytest.mark.nightly, pytest.mark.usefixtures("clean_demand_env")]
 
 
 def quiet(_: str) -> None:

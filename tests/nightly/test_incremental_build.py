@@ -3,10 +3,14 @@ and says which; the tables it swaps in equal a full build's."""
 
 from __future__ import annotations
 
+import pytest
+
 from demand.settings import get_settings
 from features import build_duckdb
 from nightly import cycle
 from tests.features.test_incremental import assert_same_tables, write_aggregated
+
+pytestmark = pytest.mark.nightly
 
 
 def test_the_nightly_build_extends_the_tables_in_place(tmp_path):

@@ -21,6 +21,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
+pytestmark = pytest.mark.fuzz
+
 AT_LEAST = 1000  # requests in all, as the issue asks
 EXAMPLES = {"POST /forecast": 1100}  # the operation with a body; the others have no parameters
 OTHERS = 20

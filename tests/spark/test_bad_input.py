@@ -14,6 +14,8 @@ from features import build_duckdb, plan
 from rawdata import raw
 from synthetic import generator
 
+pytestmark = pytest.mark.spark
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):

@@ -18,6 +18,8 @@ from features import build_duckdb, pipeline, plan
 from rawdata import raw
 from synthetic import aggregate, generator
 
+pytestmark = pytest.mark.spark
+
 INCREMENTAL = {plan.META_THROUGH, plan.META_SALES_DIGEST, plan.META_DEFINITION}
 
 

@@ -26,6 +26,8 @@ from tests.spark.conftest import SPARK
 from training import dataset
 from training import train as training
 
+pytestmark = pytest.mark.spark
+
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 MASTER = SPARK.spark_master
 

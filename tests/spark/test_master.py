@@ -6,6 +6,8 @@ import pytest
 
 from features.spark import SparkUnavailable, master_addresses
 
+pytestmark = pytest.mark.spark
+
 
 def test_master_addresses_of_each_kind_of_url():
     assert master_addresses("spark://h1:7077,h2:7078") == [("h1", 7077), ("h2", 7078)]

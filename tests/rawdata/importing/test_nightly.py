@@ -11,7 +11,7 @@ from nightly import cycle
 from rawdata.importer import run_import
 from synthetic import generator
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_demand_env")]
+pytestmark = [pytest.mark.nightly, pytest.mark.usefixtures("clean_demand_env")]
 
 
 def quiet(_: str) -> None:
