@@ -374,6 +374,8 @@ def _calendar(
             f"file, or declare --grain week (rows not dated on the week's first day are then "
             f"quarantined) or --grain day"
         )
+    if options.week_start is not None:
+        notes.append(f"--week-start {options.week_start} is not used: the data is daily")
     return Calendar(Grain.day), notes, f"{evidence}: daily"
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from cli.main import main
 from examples.generate import HERE as EXAMPLES
-from features.importer import run_import
+from features.importer import ImportOptions, run_import
 from tests.importing.files import NOW, base, write
 
 WEEKLY = EXAMPLES / "weekly"
@@ -180,3 +180,17 @@ def test_examples_show_the_key_when_the_reason_names_no_column(tmp_path):
         ("conflicting_duplicate", 44, None, "store_id=S1 product_id=P1 date=2024-01-01"),
         ("wrong_field_count", 45, None, "S1,P1"),
     ]
+
+
+def test_a_week_start_on_daily_data_is_noted_not_used(tmp_path):
+    folder = write(tmp_path / "export", base())
+    options = ImportOptions(week_start="thursday")
+    report = run_import(folder, tmp_path / "raw", options, now=NOW, progress=lambda _: None)
+    assert (report.grain, report.notes) == (
+        "day",
+        ["--week-start thursday is not used: the data is daily"],
+    )
+    assert report.evidence == (
+        "42 dates in sales.csv from 2024-01-01 to 2024-01-07, on 7 weekdays, 14% of them "
+        "Mondays: daily"
+    )
