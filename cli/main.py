@@ -19,7 +19,7 @@ from rich.table import Table
 
 from cli.serve import bento_app
 from cli.serve import serve as serve_command
-from demand.console import UserError, console, friendly, step
+from demand.console import UserError, console, err, friendly, step
 from demand.settings import Profile, Scale, Settings, get_settings
 from registry.cli import app as models_app
 
@@ -88,7 +88,10 @@ IMPORT_HELP = (
     "Import a retailer's files into DATA_DIR/raw: checked, bad rows quarantined.\n\n"
     "A row that fails a check goes to DATA_DIR/raw/quarantine/<table>.parquet with its file, "
     "line and reason; a file that cannot be read, is not UTF-8, is empty or lacks a required "
-    "column stops the import and nothing is written. A later import appends: the newer row "
+    "column stops the import and nothing is written; so does one whose rows of a file the raw "
+    "data needs were all quarantined (the reasons and example lines are printed). The grain "
+    "and week start are read from the sales dates; a --grain or --week-start they contradict "
+    "exits 2. A later import appends: the newer row "
     "wins per key (store, product, period for sales) and the rows it replaces are kept in "
     "DATA_DIR/raw/imports/. The same files imported again change nothing. To start over, "
     "delete DATA_DIR/raw."
@@ -124,7 +127,7 @@ def import_files(
     ] = None,
 ) -> None:
     from demand.calendar import WEEKDAYS, Grain
-    from rawdata.importer import ImportOptions, run_import
+    from rawdata.importer import GrainContradiction, ImportOptions, ImportStopped, run_import
     from rawdata.importing.read import ReadOptions
 
     renames = {}
@@ -148,15 +151,24 @@ def import_files(
         grain=Grain(grain) if grain else None,
         week_start=week_start.lower() if week_start else None,
         earliest=settings.import_earliest_date,
+        latest=settings.import_latest_date,
         promo_known_days_before=settings.promo_known_days_before,
     )
-    report = run_import(
-        folder, settings.raw_dir, options, progress=step, duckdb_config=settings.duckdb_config
-    )
+    try:
+        report = run_import(
+            folder, settings.raw_dir, options, progress=step, duckdb_config=settings.duckdb_config
+        )
+    except ImportStopped as stopped:  # the same table as a finished import, then why it stopped
+        _print_checks(stopped.report)
+        raise
+    except GrainContradiction as error:  # an option the data contradicts: a usage error
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
     _print_import(report, settings)
 
 
-def _print_import(report, settings: Settings) -> None:
+def _print_checks(report) -> None:
+    """Per file: rows read, accepted, quarantined; per reason its rows and a few examples."""
     # plain lines, not a table: file names and reasons must never be cut to fit the terminal
     console.print(f"[bold]import · {report.sales_table} at the {report.grain} grain[/bold]")
     width = max(len(f.file) for f in report.files)
@@ -168,8 +180,16 @@ def _print_import(report, settings: Settings) -> None:
         )
         for reason, rows in f.reasons.items():
             console.print(f"  {'':<{width}}    {reason} {rows:,}", markup=False)
+            for e in (e for e in f.examples if e.reason == reason):
+                where = f"line {e.line}" + (f", {e.column}" if e.column else "")
+                value = "(empty)" if e.value is None or not e.value.strip() else e.value
+                console.print(f"  {'':<{width}}      {where}: {value}", markup=False)
     for note in report.notes:
         console.print(f"note: {note}")
+
+
+def _print_import(report, settings: Settings) -> None:
+    _print_checks(report)
     if report.replaced_generated:
         console.print("the generated data that was in the raw directory is replaced")
     if any(f.quarantined for f in report.files):

@@ -138,3 +138,61 @@ class RawDescription:
             ),
             extra=dict(data.get("extra", {})),
         )
+
+
+@dataclass(frozen=True)
+class DateEvidence:
+    """The weekdays a file's dates fall on: what a grain and a week start must agree with.
+
+    Gathered from every readable date before any row is judged, so that the grain never
+    depends on which rows a check (a date window, an unknown store) would quarantine.
+    """
+
+    file: str
+    rows: int  # rows with a readable date
+    weekdays: dict[int, tuple[int, int]]  # weekday (0 = Monday) → (rows, distinct dates)
+    first: dt.date | None = None
+    last: dt.date | None = None
+
+    @property
+    def days(self) -> int:
+        """Distinct dates (a date has one weekday, so the weekdays' counts add up)."""
+        return sum(days for _, days in self.weekdays.values())
+
+    @property
+    def top(self) -> int:
+        """The weekday with the most rows (the earliest weekday on a tie)."""
+        return min(self.weekdays, key=lambda d: (-self.weekdays[d][0], d))
+
+    @property
+    def top_day(self) -> str:
+        return WEEKDAYS[self.top]
+
+    @property
+    def share(self) -> float:
+        return self.weekdays[self.top][0] / self.rows
+
+    @property
+    def kind(self) -> str:
+        """none | single (one date) | weekly (one weekday) | mixed (mostly one) | daily."""
+        if not self.rows:
+            return "none"
+        if self.days == 1:
+            return "single"
+        if len(self.weekdays) == 1:
+            return "weekly"
+        return "mixed" if self.share >= 0.5 else "daily"
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return f"no readable date in {self.file}"
+        span = f" from {self.first} to {self.last}" if self.first != self.last else ""
+        head = f"{self.rows:,} dates in {self.file}{span}"
+        if self.days == 1:
+            return f"{head}, all on one day ({self.first}, a {self.top_day.title()})"
+        if len(self.weekdays) == 1:
+            return f"{head}, all {self.top_day.title()}s"
+        return (
+            f"{head}, on {len(self.weekdays)} weekdays, {self.share:.0%} of them "
+            f"{self.top_day.title()}s"
+        )

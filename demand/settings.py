@@ -117,9 +117,18 @@ class Settings(BaseSettings):
         description="A planned promotion or price without planned_at is known this many days "
         "before its period starts.",
     )
-    import_earliest_date: date = Field(
-        default=date(2000, 1, 1),
-        description="Imported rows dated before this day are quarantined (date_out_of_range).",
+    # no window by default: a history from the 1990s is as good as last year's; only
+    # impossible dates (before 1900, observations after the clock) are quarantined
+    import_earliest_date: date | None = Field(
+        default=None,
+        description="If set, imported rows dated before this day are quarantined "
+        "(date_out_of_range). Default: none (only dates before 1900 are refused).",
+    )
+    import_latest_date: date | None = Field(
+        default=None,
+        description="If set, imported rows dated after this day are quarantined "
+        "(date_out_of_range), plans included. Default: none (observations after now and "
+        "dates after 2199 are refused).",
     )
 
     # DuckDB (the feature build, the import): peak memory is a setting, not the data's size

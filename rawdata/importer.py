@@ -4,14 +4,21 @@ Steps (nothing under DATA_DIR changes until the last one):
 
 1. find the files by conventional name and read them (a file that cannot be read,
    is not UTF-8, is empty or lacks a required column stops the import here);
-2. type and check every row in DuckDB (``importing/checks.py`` lists the reasons);
-3. settle the grain: declared (``--grain``, ``--week-start``), that of an earlier
-   import, or detected from the sales dates (one weekday only: weekly; a file whose
-   dates mostly fall on one weekday but not all mixes grains and is refused);
+2. type every row in DuckDB and find its own faults (``importing/checks.py`` lists
+   the reasons);
+3. settle the grain from the weekdays of every readable sales date, whatever else its
+   row holds (no check has judged a row yet): one weekday only is weekly, weeks
+   starting on it; a file whose dates mostly fall on one weekday but not all mixes
+   grains and is refused. A declared ``--grain`` or ``--week-start`` the dates
+   contradict is refused with that evidence (``GrainContradiction``), and so is one
+   that contradicts an earlier import;
 4. check across tables: stores and weather, then products, then sales and plans;
+   when no row of a file the raw data needs is accepted, stop (``ImportStopped``,
+   which carries the per-file, per-reason summary and example rows to show);
 5. merge with an earlier import (the newer row wins per key, replaced rows go to
    the import history), then write the new raw directory aside, check it against the
-   raw contract (the same gate every build passes), and swap it in.
+   raw contract (the same gate every build passes), and swap it in. An import that
+   stops before this step leaves the raw directory exactly as it was.
 
 For every file, rows accepted + rows quarantined = rows read. Importing the same
 files again changes nothing. Imported data replaces generated data in the raw
@@ -33,6 +40,7 @@ from demand.calendar import (
     DESCRIPTION_FILE,
     WEEKDAYS,
     Calendar,
+    DateEvidence,
     Grain,
     RawDescription,
     SalesTable,
@@ -44,6 +52,18 @@ from rawdata.importing.read import ReadOptions, SourceFile
 from rawdata.importing.tables import OPTIONAL_TABLES, REQUIRED_TABLES, SPECS
 from rawdata.schemas import WEATHER_MEASURES
 
+EXAMPLES_PER_REASON = 3
+
+
+@dataclass
+class Example:
+    """A quarantined row as the user can find it: line, column and the value written there."""
+
+    reason: str
+    line: int
+    column: str | None
+    value: str | None  # the column's text; without a column, the row's key (or its text)
+
 
 @dataclass
 class FileSummary:
@@ -53,6 +73,7 @@ class FileSummary:
     accepted: int
     quarantined: int
     reasons: dict[str, int] = field(default_factory=dict)  # reason → rows quarantined
+    examples: list[Example] = field(default_factory=list)  # the first few lines per reason
 
 
 @dataclass
@@ -67,6 +88,19 @@ class ImportReport:
     history: str | None = None  # the import's record under raw/imports/
     replaced_generated: bool = False
     notes: list[str] = field(default_factory=list)
+    evidence: str = ""  # how the grain was settled, with the dates that show it
+
+
+class ImportStopped(UserError):
+    """Every row checked, and the import stops: ``report`` says what each file got and why."""
+
+    def __init__(self, message: str, report: ImportReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class GrainContradiction(UserError):
+    """A declared grain or week start that the dates (or an earlier import) contradict."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +108,8 @@ class ImportOptions:
     read: ReadOptions = field(default_factory=ReadOptions)
     grain: Grain | None = None
     week_start: str | None = None
-    earliest: date = date(2000, 1, 1)
+    earliest: date | None = None  # a window the user keeps; none by default
+    latest: date | None = None
     promo_known_days_before: int = 14
 
 
@@ -88,7 +123,12 @@ def run_import(
 ) -> ImportReport:
     """Import the files in ``folder`` into ``raw_dir``; see the module docstring."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    clock = checks.Clock(now=now, earliest=options.earliest)
+    clock = checks.Clock(now=now, earliest=options.earliest, latest=options.latest)
+    if options.earliest and options.latest and options.earliest > options.latest:
+        raise UserError(
+            f"DEMAND_IMPORT_EARLIEST_DATE {options.earliest} is after "
+            f"DEMAND_IMPORT_LATEST_DATE {options.latest}: every row would be out of range"
+        )
     if options.week_start is not None and options.week_start not in WEEKDAYS:
         raise UserError(f"--week-start {options.week_start!r}: expected one of {WEEKDAYS}")
     store.recover(raw_dir)
@@ -131,6 +171,7 @@ class _Checked:
     sales_table: SalesTable
     earlier: RawDescription | None
     notes: list[str]
+    evidence: str = ""
 
 
 def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress) -> ImportReport:
@@ -140,9 +181,9 @@ def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress)
         progress(f"read {files[name].name}: {sources[name].rows:,} rows")
     for source in sources.values():
         checks.type_rows(con, source, options.read, clock)
-    calendar, notes = _calendar(con, sources, options, earlier, sales_table)
-    progress(f"grain: {calendar.grain.value}" + _week(calendar))
-    done = _Checked(sources, {}, {}, [], calendar, sales_table, earlier, notes)
+    calendar, notes, evidence = _calendar(con, sources, options, earlier, sales_table)
+    progress(f"grain: {evidence}")
+    done = _Checked(sources, {}, {}, [], calendar, sales_table, earlier, notes, evidence)
 
     known: dict[str, str] = {}
     for name in SPECS:  # what a table refers to comes before it
@@ -156,7 +197,55 @@ def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress)
             f"checked {summary.file}: {summary.accepted:,} accepted, "
             f"{summary.quarantined:,} quarantined"
         )
+    done.notes += _date_notes(done.summaries, clock)
+    _stop_if_empty(done)
     return _write(con, raw_dir, done, progress)
+
+
+def _date_notes(summaries: list[FileSummary], clock: checks.Clock) -> list[str]:
+    """What the date reasons mean here: the bounds are settings or fixed, never guessed."""
+    given = {r for f in summaries for r in f.reasons}
+    notes = []
+    if "impossible_date" in given:
+        notes.append(
+            f"impossible_date: before {checks.FIRST_POSSIBLE} or after {checks.LAST_POSSIBLE}"
+        )
+    if "date_out_of_range" in given:
+        window = [
+            f"DEMAND_IMPORT_{name}_DATE={day}"
+            for name, day in (("EARLIEST", clock.earliest), ("LATEST", clock.latest))
+            if day is not None
+        ]
+        notes.append(f"date_out_of_range: outside {', '.join(window)} (unset to accept them)")
+    return notes
+
+
+def _stop_if_empty(done: _Checked) -> None:
+    """A first import none of whose rows of a needed file passed writes nothing."""
+    if done.earlier is not None:  # the earlier rows are still there
+        return
+    needed = (done.sales_table.value, *REQUIRED_TABLES)
+    empty = [f for f in done.summaries if f.table in needed and f.accepted == 0]
+    if not empty:
+        return
+    why = "; ".join(
+        f"{f.file} {f.quarantined:,} quarantined ("
+        + ", ".join(f"{r} {n:,}" for r, n in f.reasons.items())
+        + ")"
+        for f in empty
+    )
+    report = ImportReport(
+        files=done.summaries,
+        grain=done.calendar.grain.value,
+        week_start=done.calendar.week_start,
+        sales_table=done.sales_table.value,
+        written={},
+        replaced={},
+        changed=False,
+        notes=done.notes,
+        evidence=done.evidence,
+    )
+    raise ImportStopped(f"no row accepted: {why}; nothing written (examples above)", report)
 
 
 def _check(con, name: str, raw_dir: Path, options, known: dict[str, str], done: _Checked):
@@ -175,7 +264,7 @@ def _check(con, name: str, raw_dir: Path, options, known: dict[str, str], done: 
     done.finals[name], replaced = store.merge(con, spec, accepted, previous)
     if replaced:
         done.replaced[name] = replaced
-    done.summaries.append(_summarise(con, source, checked))
+    done.summaries.append(_summarise(con, source, checked, spec.key))
 
 
 def _week(calendar) -> str:
@@ -205,60 +294,106 @@ def _sales_table(files: dict[str, Path], earlier: RawDescription | None) -> Sale
     return given[0]
 
 
-def _calendar(con, sources, options: ImportOptions, earlier, sales_table):
-    """The grain and week start: declared, earlier, or detected from the dates."""
+def _calendar(
+    con, sources, options: ImportOptions, earlier, sales_table
+) -> tuple[Calendar, list[str], str]:
+    """The grain and week start, and the evidence printed with them.
+
+    From the dates of every row (``_evidence``), before any row is judged: a declared
+    grain or week start must agree with them, an undeclared one is read from them.
+    """
     notes: list[str] = []
     if sales_table is SalesTable.orders:
         if options.grain is Grain.week:
             raise UserError(
                 "order lines are daily by nature; weekly data comes as an aggregated sales file"
             )
-        return Calendar(Grain.day), notes
+        return Calendar(Grain.day), notes, "day (order lines are daily)"
+    name = "sales" if "sales" in sources else "promotions"
+    evidence = _evidence(con, sources[name]) if name in sources else None
     if earlier is not None:
         declared = Calendar(
             options.grain or earlier.grain, options.week_start or earlier.week_start
         )
         if declared != earlier.calendar:
-            raise UserError(
+            raise GrainContradiction(
                 f"the raw data was imported at the {earlier.grain.value} grain"
                 f"{_week(earlier.calendar)}; this import says {declared.grain.value}"
                 f"{_week(declared)} (to start over, delete DATA_DIR/raw first)"
             )
-        return earlier.calendar, notes
-    name = "sales" if "sales" in sources else "promotions"
-    weekdays = con.execute(
-        f"SELECT isodow(date) - 1 AS weekday, count(*) AS n, count(DISTINCT date) AS days "
-        f"FROM typed_{name} WHERE _reason IS NULL GROUP BY ALL ORDER BY n DESC, weekday"
-    ).fetchall()
-    if not weekdays:
-        return Calendar(options.grain or Grain.day, options.week_start or "monday"), notes
-    rows = sum(n for _, n, _ in weekdays)
-    top, top_rows, top_days = weekdays[0]
-    if options.grain is not None:
-        start = options.week_start or WEEKDAYS[top]
-        return Calendar(options.grain, start), notes
-    if len(weekdays) == 1 and top_days > 1:
-        start = options.week_start or WEEKDAYS[top]
-        if start != WEEKDAYS[top]:
-            raise UserError(
-                f"every date in {sources[name].name} is a {WEEKDAYS[top]}, but --week-start "
-                f"says {start}"
+        calendar = earlier.calendar
+        said = f"{calendar.grain.value}{_week(calendar)}, as imported before"
+        if (
+            evidence is not None
+            and calendar.grain is Grain.week
+            and evidence.kind in ("weekly", "single")
+            and evidence.top_day != calendar.week_start
+        ):
+            raise GrainContradiction(
+                f"the raw data holds weeks starting on {calendar.week_start.title()}, but "
+                f"{evidence}: none of them starts a week (to start over, delete "
+                "DATA_DIR/raw first)"
             )
-        return Calendar(Grain.week, start), notes
-    if len(weekdays) == 1:
+        return calendar, notes, said + (f"; {evidence}" if evidence else "")
+    if evidence is None or evidence.kind == "none":
+        calendar = Calendar(options.grain or Grain.day, options.week_start or "monday")
+        return calendar, notes, f"{calendar.grain.value}{_week(calendar)} ({evidence})"
+    kind, top = evidence.kind, evidence.top_day
+    if options.grain is Grain.day:
+        if kind == "weekly":
+            raise GrainContradiction(
+                f"--grain day, but {evidence}: the data is weekly, weeks starting on "
+                f"{top.title()} (leave --grain out, or declare --grain week)"
+            )
+        return Calendar(Grain.day), notes, f"day (declared); {evidence}"
+    if options.grain is Grain.week or kind in ("weekly", "single"):
+        if options.grain is Grain.week and kind == "daily":
+            raise GrainContradiction(
+                f"--grain week, but {evidence}: the data is daily (leave --grain out)"
+            )
+        start = options.week_start or top
+        if start != top and (options.grain is Grain.week or kind == "weekly"):
+            raise GrainContradiction(
+                f"--week-start {start}, but {evidence}: weeks start on {top.title()} "
+                f"(leave --week-start out, or declare --week-start {top})"
+            )
+        if options.grain is Grain.week:
+            calendar = Calendar(Grain.week, start)
+            return calendar, notes, f"week{_week(calendar)} (declared); {evidence}"
+        if kind == "weekly":
+            calendar = Calendar(Grain.week, start)
+            return calendar, notes, f"{evidence}: weekly, weeks start on {top.title()}"
         notes.append(
-            f"one date only in {sources[name].name}: taken as daily (declare --grain week "
+            f"one date only in {evidence.file}: taken as daily (declare --grain week "
             "for weekly data)"
         )
-        return Calendar(Grain.day), notes
-    if top_rows / rows >= 0.5:
+        return Calendar(Grain.day), notes, f"{evidence}: taken as daily"
+    if kind == "mixed":
         raise UserError(
-            f"{sources[name].name} mixes grains: {top_rows:,} of {rows:,} rows are dated on a "
-            f"{WEEKDAYS[top]} (weekly?), the others on other weekdays (daily?). Fix the file, "
-            f"or declare --grain week (rows not dated on the week's first day are then "
+            f"{evidence.file} mixes grains: {evidence} (weekly and daily rows?). Fix the "
+            f"file, or declare --grain week (rows not dated on the week's first day are then "
             f"quarantined) or --grain day"
         )
-    return Calendar(Grain.day), notes
+    if options.week_start is not None:
+        notes.append(f"--week-start {options.week_start} is not used: the data is daily")
+    return Calendar(Grain.day), notes, f"{evidence}: daily"
+
+
+def _evidence(con, source: SourceFile) -> DateEvidence:
+    """The weekdays of every readable, possible date of ``source`` (typed, not judged)."""
+    day = "CAST(date AS DATE)"
+    rows = con.execute(
+        f"SELECT isodow({day}) - 1, count(*), count(DISTINCT {day}), min({day}), max({day}) "
+        f"FROM typed_{source.spec.name} WHERE {day} BETWEEN DATE '{checks.FIRST_POSSIBLE}' "
+        f"AND DATE '{checks.LAST_POSSIBLE}' GROUP BY ALL"
+    ).fetchall()
+    return DateEvidence(
+        file=source.name,
+        rows=sum(r[1] for r in rows),
+        weekdays={r[0]: (r[1], r[2]) for r in rows},
+        first=min((r[3] for r in rows), default=None),
+        last=max((r[4] for r in rows), default=None),
+    )
 
 
 def _earlier_relation(con, name: str, raw_dir: Path) -> str:
@@ -299,25 +434,55 @@ def _plan_known_at(con, accepted: str, days: int) -> str:
     return f"{accepted}_known"
 
 
-def _summarise(con, source: SourceFile, checked: str) -> FileSummary:
-    counts = dict(
-        con.execute(
-            f"SELECT coalesce(split_part(_reason, '|', 1), ''), count(*) FROM {checked} "
-            "GROUP BY ALL"
-        ).fetchall()
-    )
+def _summarise(con, source: SourceFile, checked: str, key: tuple[str, ...]) -> FileSummary:
+    reason = "split_part(_reason, '|', 1)"
+    grouped = con.execute(
+        f"SELECT coalesce({reason}, ''), count(*), "
+        f"min(_line, {EXAMPLES_PER_REASON}) FILTER (WHERE _reason IS NOT NULL) "
+        f"FROM {checked} GROUP BY ALL"
+    ).fetchall()
+    counts = {r: n for r, n, _ in grouped}
     accepted = counts.pop("", 0)
+    lines = sorted(line for r, _, picked in grouped if r for line in picked or [])
+    examples = _examples(con, source, checked, key, lines)
     if source.unsplittable:
         counts["wrong_field_count"] = len(source.unsplittable)
+        examples += [
+            Example("wrong_field_count", n, None, text[:80])
+            for n, text in source.unsplittable[:EXAMPLES_PER_REASON]
+        ]
     quarantined = sum(counts.values())
+    order = {r: i for i, r in enumerate(sorted(counts, key=lambda r: (-counts[r], r)))}
     return FileSummary(
         table=source.spec.name,
         file=source.name,
         read=accepted + quarantined,
         accepted=accepted,
         quarantined=quarantined,
-        reasons=dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        reasons={r: counts[r] for r in order},
+        examples=sorted(examples, key=lambda e: (order[e.reason], e.line)),
     )
+
+
+def _examples(con, source: SourceFile, checked: str, key, lines: list[int]) -> list[Example]:
+    """The quarantined rows at ``lines``, each with the value as written in its column
+    (the row's key where the reason names no column)."""
+    if not lines:
+        return []
+    named = [c for c in source.columns if c != "_line"]
+    text = {c: f"CAST(s.{checks.q(c)} AS VARCHAR)" for c in named}
+    by_column = " ".join(f"WHEN '{c.replace(chr(39), chr(39) * 2)}' THEN {text[c]}" for c in named)
+    whole_key = (
+        " || ' ' || ".join(f"'{k}=' || coalesce({text[k]}, '')" for k in key if k in text) or "NULL"
+    )
+    column = "NULLIF(split_part(c._reason, '|', 2), '')"
+    rows = con.execute(
+        f"SELECT split_part(c._reason, '|', 1), c._line, {column}, "
+        f"CASE WHEN {column} IS NULL THEN {whole_key} ELSE CASE {column} {by_column} END END "
+        f"FROM {checked} c JOIN {source.relation} s USING (_line) "
+        f"WHERE c._line IN ({', '.join(str(n) for n in lines)}) ORDER BY c._line"
+    ).fetchall()
+    return [Example(r, line, col, value) for r, line, col, value in rows]
 
 
 def _write_quarantine(con, source: SourceFile, target: Path) -> None:
@@ -373,11 +538,6 @@ def _write(con, raw_dir: Path, done: _Checked, progress) -> ImportReport:
             else:
                 store.link_or_copy(raw_dir / f"{name}.parquet", target)
                 written[name] = pq.read_metadata(target).num_rows
-        for name in (done.sales_table.value, *REQUIRED_TABLES):
-            if written[name] == 0:
-                raise UserError(
-                    f"no row of {name} was accepted; nothing written (see the reasons above)"
-                )
         rejected = {f.table for f in summaries if f.quarantined}
         for source in sources.values():
             if source.spec.name in rejected:
@@ -405,6 +565,7 @@ def _write(con, raw_dir: Path, done: _Checked, progress) -> ImportReport:
             changed=changed,
             replaced_generated=done.earlier is None and (raw_dir / "orders.parquet").exists(),
             notes=done.notes,
+            evidence=done.evidence,
         )
         if not changed:
             shutil.rmtree(next_dir)

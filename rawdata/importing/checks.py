@@ -7,10 +7,13 @@ one reported):
 2. ``wrong_type``: a value that is not a number, a date, a timestamp or a flag;
 3. the table's own rules: ``negative_units``, ``non_integer_quantity``,
    ``non_positive_quantity``, ``negative_price``, ``impossible_value``,
-   ``impossible_weather``, ``date_out_of_range`` (before DEMAND_IMPORT_EARLIEST_DATE),
-   ``future_date`` (sales, orders, observations and forecasts' issue after the clock;
-   planned promotions may lie in the future, their ``planned_at`` may not),
-   ``valid_before_issue``, ``empty_plan`` (a plan with neither promo nor price);
+   ``impossible_weather``, ``impossible_date`` (before 1900 or after 2199: no
+   retailer's history or plan, and beyond 2262 the raw tables' nanosecond timestamps
+   end), ``future_date`` (sales, orders, observations and forecasts' issue after the
+   clock; planned promotions may lie in the future, their ``planned_at`` may not),
+   ``date_out_of_range`` (outside DEMAND_IMPORT_EARLIEST_DATE / _LATEST_DATE, when the
+   user sets them: no window is imposed by default), ``valid_before_issue``,
+   ``empty_plan`` (a plan with neither promo nor price);
 4. ``not_period_start``: a sales or plan date that does not start a period of the grain;
 5. across tables: ``unknown_store``, ``unknown_product`` (not among the accepted
    stores or products, this import's or earlier ones'), ``region_without_weather``
@@ -38,12 +41,19 @@ _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOU
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
 
 
+# Dates outside these are impossible rather than old or far ahead: a typo or a sentinel
+# (1899-12-30, 9999-12-31). A retailer's history from the 1990s or earlier is plausible.
+FIRST_POSSIBLE = date(1900, 1, 1)
+LAST_POSSIBLE = date(2199, 12, 31)
+
+
 @dataclass(frozen=True)
 class Clock:
-    """What "the future" and "too old" mean for this import."""
+    """What "the future" means for this import, and the window the user keeps, if any."""
 
     now: datetime  # aware, UTC
-    earliest: date
+    earliest: date | None = None  # DEMAND_IMPORT_EARLIEST_DATE
+    latest: date | None = None  # DEMAND_IMPORT_LATEST_DATE
 
     @property
     def today(self) -> date:
@@ -147,18 +157,29 @@ def _table_rules(
     """The table's own rules over typed values (a NULL comparison never fires)."""
     now = f"TIMESTAMPTZ '{clock.now.isoformat()}'"
     today = f"DATE '{clock.today.isoformat()}'"
-    earliest = f"DATE '{clock.earliest.isoformat()}'"
     rules: list[tuple[str, str, str | None]] = []
 
     def has(name: str) -> bool:
         return name in present
 
+    def possible(column: str) -> None:
+        day = f"CAST({q(column)} AS DATE)"
+        cond = f"({day} < DATE '{FIRST_POSSIBLE}' OR {day} > DATE '{LAST_POSSIBLE}')"
+        rules.append((cond, "impossible_date", column))
+
     def dates(column: str, future: bool = True) -> None:
+        """Impossible, then in the future (observations), then outside the user's window."""
         c = q(column)
-        rules.append((f"CAST({c} AS DATE) < {earliest}", "date_out_of_range", column))
+        possible(column)
         if future:
             limit = now if spec.column(column).kind is Kind.timestamp else today
             rules.append((f"{c} > {limit}", "future_date", column))
+        if clock.earliest is not None:
+            cond = f"CAST({c} AS DATE) < DATE '{clock.earliest.isoformat()}'"
+            rules.append((cond, "date_out_of_range", column))
+        if clock.latest is not None:
+            cond = f"CAST({c} AS DATE) > DATE '{clock.latest.isoformat()}'"
+            rules.append((cond, "date_out_of_range", column))
 
     name = spec.name
     if name == "orders":
@@ -189,6 +210,7 @@ def _table_rules(
             dates("date")
         else:
             dates("issued_at")
+            possible("valid_date")
             rules.append(
                 ('"valid_date" < CAST("issued_at" AS DATE)', "valid_before_issue", "valid_date")
             )
@@ -199,6 +221,7 @@ def _table_rules(
         rules.append((" AND ".join(given) if given else "true", "empty_plan", None))
         dates("date", future=False)  # a plan is for the future
         if has("planned_at"):
+            possible("planned_at")
             rules.append((f'"planned_at" > {now}', "future_date", "planned_at"))
     return rules
 

@@ -8,13 +8,15 @@ the raw table holds exactly the good rows (none lost, none invented).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 import pandas as pd
 import pytest
 
 from demand.calendar import Grain
+from demand.console import UserError
 from rawdata import raw
-from rawdata.importer import ImportOptions, run_import
+from rawdata.importer import GrainContradiction, ImportOptions, ImportStopped, run_import
 from rawdata.importing.tables import SPECS
 from tests.rawdata.importing.files import NOW, base, keys_of, table_keys, write
 
@@ -36,6 +38,7 @@ class Case:
     grain: Grain | None = None
     promotions: bool = False
     promo_column: bool = False  # order lines with the optional promo column
+    options: dict = field(default_factory=dict)  # more ImportOptions (a date window)
 
 
 CASES = [
@@ -65,10 +68,17 @@ CASES = [
     ),
     Case("impossible date", "sales.csv", ["S1,P1,2024-13-45,1,9.9,true"], [("wrong_type", "date")]),
     Case(
-        "date too old",
+        "date before 1900",
         "sales.csv",
-        ["S1,P1,1999-12-31,1,9.9,true"],
+        ["S1,P1,1899-12-31,1,9.9,true"],
+        [("impossible_date", "date")],
+    ),
+    Case(
+        "date before the window the user sets",
+        "sales.csv",
+        ["S1,P1,2022-12-31,1,9.9,true"],
         [("date_out_of_range", "date")],
+        options={"earliest": date(2023, 1, 1)},
     ),
     Case(
         "sale in the future",
@@ -160,6 +170,12 @@ CASES = [
         [("wrong_type", "date")],
     ),
     Case("null region", "weather_observed.csv", [",2024-01-20,9"], [("null_key", "region_id")]),
+    Case(
+        "weather before 1900",
+        "weather_observed.csv",
+        ["R1,1850-01-20,9"],
+        [("impossible_date", "date")],
+    ),
     # order lines
     Case(
         "fractional quantity",
@@ -212,6 +228,13 @@ CASES = [
         kind="orders",
     ),
     Case(
+        "order before 1900",
+        "orders.csv",
+        ["O99,C1,S1,1899-06-01T10:00:00Z,P1,2,20"],
+        [("impossible_date", "ordered_at")],
+        kind="orders",
+    ),
+    Case(
         "order for an unknown product",
         "orders.csv",
         ["O99,C1,S1,2024-01-03T10:00:00Z,P7,2,20"],
@@ -249,6 +272,29 @@ CASES = [
         promotions=True,
     ),
     Case(
+        # was a traceback: the raw tables' nanosecond timestamps end in 2262
+        "plan dated after 2199",
+        "promotions.csv",
+        ["S1,P2,2300-06-12,true,,"],
+        [("impossible_date", "date")],
+        promotions=True,
+    ),
+    Case(
+        "plan recorded before 1900",
+        "promotions.csv",
+        ["S1,P2,2024-06-10,true,,1899-01-01T00:00:00Z"],
+        [("impossible_date", "planned_at")],
+        promotions=True,
+    ),
+    Case(
+        "plan after the window the user sets",
+        "promotions.csv",
+        ["S1,P2,2025-01-06,true,,"],
+        [("date_out_of_range", "date")],
+        promotions=True,
+        options={"latest": date(2024, 12, 31)},
+    ),
+    Case(
         "plan for an unknown store",
         "promotions.csv",
         ["S8,P2,2024-06-10,true,,"],
@@ -277,7 +323,7 @@ def test_case(tmp_path, case: Case):
         ]
     first = len(files[case.file]) + 1  # the line number of the first appended line
     files[case.file] = files[case.file] + case.add
-    report, raw_dir = _run(tmp_path, files, grain=case.grain)
+    report, raw_dir = _run(tmp_path, files, grain=case.grain, **case.options)
 
     expected = {(first + i, r, c) for i, (r, c) in enumerate(case.reasons)}
     expected |= {(line, r, c) for line, (r, c) in case.earlier.items()}
@@ -305,3 +351,83 @@ def test_case(tmp_path, case: Case):
 
 def test_the_corpus_is_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+# Imports refused whole, before a row is judged or after every row was: (id, the base
+# export, what is done to it, options, the error, what its message must say). Nothing is
+# written; a stopped import's report names every file's reasons and example lines.
+def _before_1900(files):
+    files["sales.csv"] = [files["sales.csv"][0]] + [
+        line.replace("2024-", "1894-") for line in files["sales.csv"][1:]
+    ]
+
+
+REFUSED = [
+    (
+        "--grain day on weekly dates",
+        "weekly",
+        None,
+        {"grain": Grain.day},
+        GrainContradiction,
+        "--grain day, but 12 dates in sales.csv from 2024-01-01 to 2024-01-08, all Mondays: "
+        "the data is weekly, weeks starting on Monday",
+    ),
+    (
+        "--grain week on daily dates",
+        "sales",
+        None,
+        {"grain": Grain.week},
+        GrainContradiction,
+        "--grain week, but 42 dates in sales.csv from 2024-01-01 to 2024-01-07, on 7 "
+        "weekdays, 14% of them Mondays: the data is daily",
+    ),
+    (
+        "--week-start the dates contradict",
+        "weekly",
+        None,
+        {"week_start": "thursday"},
+        GrainContradiction,
+        "--week-start thursday, but 12 dates in sales.csv from 2024-01-01 to 2024-01-08, "
+        "all Mondays: weeks start on Monday",
+    ),
+    (
+        "--grain week --week-start the dates contradict",
+        "weekly",
+        None,
+        {"grain": Grain.week, "week_start": "sunday"},
+        GrainContradiction,
+        "--week-start sunday, but 12 dates in sales.csv",
+    ),
+    (
+        "every sale before 1900",
+        "sales",
+        _before_1900,
+        {},
+        ImportStopped,
+        "no row accepted: sales.csv 42 quarantined (impossible_date 42); nothing written",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "options", "error", "message"),
+    [r[1:] for r in REFUSED],
+    ids=[r[0] for r in REFUSED],
+)
+def test_refused(tmp_path, kind, change, options, error, message):
+    files = base(weekly=kind == "weekly")
+    if change:
+        change(files)
+    with pytest.raises(UserError) as raised:
+        _run(tmp_path, files, **options)
+    assert type(raised.value) is error
+    assert message in str(raised.value)
+    assert not (tmp_path / "data" / "raw").exists()
+    assert not (tmp_path / "data" / "raw.next").exists()
+    if error is ImportStopped:  # every file's counts and the first lines of each reason
+        sales = next(f for f in raised.value.report.files if f.file == "sales.csv")
+        assert (sales.read, sales.accepted, sales.reasons) == (42, 0, {"impossible_date": 42})
+        shown = [(e.line, e.column, e.value) for e in sales.examples]
+        assert shown == [(line, "date", "1894-01-01") for line in (2, 3, 4)]
+        others = [f for f in raised.value.report.files if f.file != "sales.csv"]
+        assert all(f.quarantined == 0 and f.accepted == f.read for f in others)
