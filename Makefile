@@ -143,7 +143,7 @@ container-smoke: $(INSTALLED) container-tools ## Build the image, serve it again
 	$(DEMAND) bento base-image --name $(BASE_IMAGE) --if-missing
 	$(BIN)/python -m deploy.smoke --base-image $(BASE_IMAGE) $(ARGS)
 
-serving-requirements: $(INSTALLED) ## Rewrite serving/requirements.txt (the image's packages) from requirements.lock
+serving-requirements: $(INSTALLED) ## Rewrite deploy/requirements.txt (the image's packages) from requirements.lock
 	$(BIN)/python -m deploy.requirements
 
 feast: $(INSTALLED) ## Run the feast CLI on the profile's feature repo and registry (ARGS="feature-views list")

@@ -27,7 +27,7 @@ FEATURE_REPO = [
     "feature_repo/feature_store.yaml",
     "feature_repo/feature_store.team.yaml",
 ]
-REQUIREMENTS = "serving/requirements.txt"  # see deploy/requirements.py
+REQUIREMENTS = "deploy/requirements.txt"  # see deploy/requirements.py
 DOCKERFILE_TEMPLATE = "deploy/Dockerfile.template"
 
 

@@ -1,6 +1,6 @@
-"""serving/requirements.txt: what the Bento installs, the serving part of requirements.lock.
+"""deploy/requirements.txt: what the Bento installs, the serving part of requirements.lock.
 
-    python -m deploy.requirements          # rewrite serving/requirements.txt
+    python -m deploy.requirements          # rewrite deploy/requirements.txt
     python -m deploy.requirements --check  # exit 1 when it is out of date
 
 The list is the closure of the packages the service imports (``ROOTS``) over the
@@ -26,7 +26,7 @@ from packaging.utils import canonicalize_name
 from demand.settings import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements.lock"
-OUTPUT = REPO_ROOT / "serving" / "requirements.txt"
+OUTPUT = REPO_ROOT / "deploy" / "requirements.txt"
 
 # What serving/, demand/ and feature_repo/ import (the Bento's sources), with the extras
 # the profiles' stores need: DuckDB offline store, Redis online store, PostgreSQL registry.

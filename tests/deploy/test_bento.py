@@ -29,7 +29,10 @@ def test_bento_build_packages_the_production_model(serving_env):
     assert [m["tag"].split(":")[0] for m in bento["models"]] == [serving_env.model_name]
     packaged = bento_yaml.parent / "src"
     assert (packaged / "serving" / "service.py").exists()
-    assert (packaged / "features" / "grain.py").exists()  # serving counts periods with it
+    assert (packaged / "demand" / "calendar.py").exists()  # serving counts periods with it
+    # what serving/service.py imports, and nothing else of the project's
+    carried = {p.relative_to(packaged).as_posix() for p in packaged.rglob("*.py")}
+    assert {"deploy/bento.py", "training/train.py", "features/plan.py"}.isdisjoint(carried)
     assert (packaged / "feature_repo" / "feature_store.yaml").exists()
     (model_yaml,) = home.glob(f"models/{serving_env.model_name}/*/model.yaml")
     model = yaml.safe_load(model_yaml.read_text())

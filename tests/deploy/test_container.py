@@ -19,8 +19,9 @@ from demand.settings import REPO_ROOT
 from deploy import bento, container, requirements
 
 DEMAND = str(Path(sys.executable).with_name("demand"))
-PROJECT_MODULES = {"demand", "serving", "data_sources", "entities", "feature_views"}
-PROJECT_MODULES |= {"calendar_features", "feature_services", "features"}
+PACKAGES = sorted(p.parent.name for p in REPO_ROOT.glob("*/__init__.py"))
+PROJECT_MODULES = {*PACKAGES, "data_sources", "entities", "feature_views"}
+PROJECT_MODULES |= {"calendar_features", "feature_services"}
 
 
 def _listed() -> dict[str, str]:
@@ -46,10 +47,36 @@ def test_serving_requirements_carry_no_test_lint_or_training_tools():
 def _bento_sources() -> list[Path]:
     return sorted(
         path
-        for pattern in bento.SOURCES
+        for pattern in bento.sources()
         if pattern.endswith(".py")
         for path in REPO_ROOT.glob(pattern)
     )
+
+
+def test_the_image_carries_the_service_and_nothing_of_training_the_build_or_deploy():
+    """The Bento's sources are what serving/service.py imports: no deploy tooling, training,
+    feature build, synthetic retailer, registry moves, data import or composition root."""
+    packages = {source.split("/")[0] for source in bento.sources()}
+    assert {"serving", "demand", "feature_repo"} <= packages
+    unwanted = {"deploy", "training", "features", "synthetic", "rawdata", "registry"}
+    assert not packages & (unwanted | {"ops", "nightly", "cli", "benchmarks", "tests"})
+
+
+def test_the_sources_follow_the_service_imports(tmp_path):
+    """A module the service imports, even inside a function, is carried; one it stops
+    importing is not: the list is computed, not kept by hand."""
+    for package in ("serving", "demand", "training"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "serving" / "service.py").write_text(
+        "from demand import settings\n\ndef f():\n    from demand.calendar import Grain\n"
+    )
+    for name in ("settings", "calendar", "contract"):
+        (tmp_path / "demand" / f"{name}.py").write_text("")
+    (tmp_path / "training" / "train.py").write_text("")
+    carried = bento.sources(root=tmp_path)
+    assert "demand/calendar.py" in carried and "demand/settings.py" in carried
+    assert "demand/contract.py" not in carried and "training/train.py" not in carried
 
 
 def _imported(path: Path) -> set[str]:
@@ -63,9 +90,9 @@ def _imported(path: Path) -> set[str]:
 
 
 def test_every_package_the_bento_sources_import_is_in_the_image():
-    """A new import in serving/, demand/, demand/calendar.py or feature_repo/ must reach
-    serving/requirements.txt (through ROOTS), or the image fails at start while the venv
-    works; a module of features/ they import must be one of the Bento's sources."""
+    """A new import in the Bento's sources or feature_repo/ must reach
+    deploy/requirements.txt (through ROOTS), or the image fails at start while the venv
+    works; a project module they import must be one of the Bento's sources."""
     provided = metadata.packages_distributions()
     listed = set(_listed())
     missing = {}
@@ -76,13 +103,15 @@ def test_every_package_the_bento_sources_import_is_in_the_image():
             dists = {requirements.canonicalize_name(d) for d in provided.get(module, [])}
             if not dists & listed:
                 missing[f"{path.relative_to(REPO_ROOT)}: {module}"] = sorted(dists)
-    assert not missing, f"imported but not in serving/requirements.txt: {missing}"
+    assert not missing, f"imported but not in deploy/requirements.txt: {missing}"
     sources = set(_bento_sources())
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("features."):
-                module = REPO_ROOT / f"{node.module.replace('.', '/')}.py"
-                assert module in sources, f"{path.name} imports {node.module}, not in the Bento"
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if module and module.split(".")[0] in PACKAGES:
+                file = REPO_ROOT / f"{module.replace('.', '/')}.py"
+                package = REPO_ROOT / module.replace(".", "/") / "__init__.py"
+                assert file in sources or package in sources, f"{path.name} imports {module}"
 
 
 SERVE_WITHOUT = """
@@ -129,9 +158,13 @@ def test_the_service_serves_without_the_packages_left_out(serving_env, known_key
         p.relative_to(REPO_ROOT).with_suffix("").as_posix().replace("/", ".")
         for p in _bento_sources()
     }
-    project = {f"features.{p.stem}" for p in (REPO_ROOT / "features").glob("*.py")}
-    project |= {f"features.{p.name}" for p in (REPO_ROOT / "features").iterdir() if p.is_dir()}
-    not_in_bento = [*sorted(project - carried), "training", "registry", "nightly", "cli"]
+    project = {
+        p.relative_to(REPO_ROOT).with_suffix("").as_posix().replace("/", ".")
+        for package in PACKAGES
+        for p in (REPO_ROOT / package).rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    not_in_bento = sorted(project - carried)
     script = SERVE_WITHOUT.format(
         left_out=sorted(modules | {"contourpy"}), not_in_bento=not_in_bento, items=items
     )
