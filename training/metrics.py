@@ -93,7 +93,8 @@ def poisson_floor_wape(y_true, expected) -> float:
     E|Y - median(Y)| for Y ~ Poisson(mean). Set beside the model's WAPE it says
     how much is left to learn. NaN where the labels are not counts (``NOT_COUNTS``):
     kilograms or sales value have no Poisson law in their own unit, and a floor in
-    some guessed unit of count would be a number made up.
+    some guessed unit of count would be a number made up. Whole numbers are taken as
+    counts: a sales value rounded to whole dollars gets a floor it should not have.
     """
     y_true = np.asarray(y_true, dtype=float)
     total = float(np.abs(y_true).sum())
