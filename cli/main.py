@@ -421,7 +421,8 @@ def _run_training(settings: Settings, device: str, register: bool = True):
     for predictor, row in result.summary.iterrows():
         table.add_row(predictor, *(f"{v:.3f}" for v in row))
     console.print(table)
-    console.print(f"Poisson noise floor (WAPE of a perfect forecast): {result.floor_wape:.3f}")
+    floor = result.floor_note or f"{result.floor_wape:.3f}"
+    console.print(f"Poisson noise floor (WAPE of a perfect forecast): {floor}")
     console.print(f"MLflow run [bold]{result.run_id}[/bold] ({settings.tracking_uri})")
     if result.version:
         console.print(

@@ -45,6 +45,12 @@ def _when(millis: int | None) -> str:
     return datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def _best(backtest) -> str:
+    """The best baseline's WAPE and name (``0.479 moving_average_28d``), or "-"."""
+    best = backtest.best_baseline
+    return f"{_number(best[1])} {best[0]}" if best else "-"
+
+
 def _number(value: float) -> str:
     return "" if value != value else f"{value:.3f}"  # NaN → blank
 
@@ -62,7 +68,7 @@ def list_versions() -> None:
     table.add_column("v", justify="right")
     table.add_column("stage", no_wrap=True, min_width=10)
     table.add_column("WAPE", justify="right")
-    table.add_column("naive 7 / MA 28", justify="right")
+    table.add_column("best baseline", justify="right")
     table.add_column("feature service", overflow="fold")
     table.add_column("created")
     table.add_column("last moved", overflow="fold")
@@ -79,8 +85,7 @@ def list_versions() -> None:
             state.number(version),
             state.stage_of(version, held).value,
             _number(facts.backtest.wape),
-            f"{_number(facts.backtest.seasonal_naive_wape)} / "
-            f"{_number(facts.backtest.moving_average_28_wape)}",
+            _best(facts.backtest),
             tags.get("feast.feature_service", ""),
             _when(version.creation_timestamp),
             moved,
@@ -115,8 +120,7 @@ def show(version: Annotated[str, typer.Argument(help="Version number.")]) -> Non
         "run": f"{found.run_id} ({facts.status})",
         "created": _when(found.creation_timestamp),
         "backtest WAPE": _number(facts.backtest.wape),
-        "seasonal naive WAPE": _number(facts.backtest.seasonal_naive_wape),
-        "moving average 28 WAPE": _number(facts.backtest.moving_average_28_wape),
+        **{f"{n} WAPE": _number(w) for n, w in facts.backtest.baselines.items()},
         "feature service": found.tags.get("feast.feature_service", "-"),
         "backtest window": _window(found.tags),
         "description": found.description or "",

@@ -24,7 +24,7 @@ from demand import tracking
 from demand.console import UserError
 from demand.contract import FeatureContract, IncompleteContract
 from demand.settings import Settings
-from registry.gates import Backtest, Stage
+from registry.gates import LEGACY_BASELINES, Backtest, Stage
 
 ALIAS = {Stage.staging: "staging", Stage.production: "production"}
 LEGACY = {
@@ -139,19 +139,20 @@ def run_facts(client, version) -> RunFacts:
     from mlflow.exceptions import MlflowException
 
     if not version.run_id:
-        return RunFacts(Backtest(math.nan, math.nan, math.nan), {}, "UNKNOWN")
+        return RunFacts(Backtest(math.nan), {}, "UNKNOWN")
     try:
         run = client.get_run(version.run_id)
     except MlflowException:
-        return RunFacts(Backtest(math.nan, math.nan, math.nan), {}, "UNKNOWN")
-    metrics = run.data.metrics
+        return RunFacts(Backtest(math.nan), {}, "UNKNOWN")
+    metrics, params = run.data.metrics, dict(run.data.params)
+    # the run names its baselines (``moving_average_4w``…); older runs logged the legacy names
+    names = params["baselines"].split(",") if params.get("baselines") else LEGACY_BASELINES
     return RunFacts(
         Backtest(
             wape=metrics.get("wape", math.nan),
-            seasonal_naive_wape=metrics.get("seasonal_naive_wape", math.nan),
-            moving_average_28_wape=metrics.get("moving_average_28_wape", math.nan),
+            baselines={n: metrics.get(f"{n}_wape", math.nan) for n in names},
         ),
-        dict(run.data.params),
+        params,
         run.info.status,
     )
 

@@ -5,10 +5,19 @@ the period's first day) and predicts for rows that carry ``store_id``,
 ``product_id``, ``origin`` and ``target``: the same rows the model is scored on.
 None looks past the origin. Seasons and windows count periods of the grain.
 
-Daily: seasonal naive (same weekday last week, else the 28-day moving average),
-the 28-day moving average, naive (the origin day). Weekly: seasonal naive (the same
-week last year when the history has it, else naive), the 4-week moving average
-(28 days, the gate's ``moving_average_28`` at either grain), naive (last week).
+Each is named by its window, in periods of the grain (``d`` days, ``w`` weeks), and
+its metrics are logged under that name (``moving_average_4w_wape``). Daily:
+``seasonal_naive_7d`` (same weekday last week, else the 28-day moving average),
+``moving_average_28d``, ``naive_1d`` (the origin day). Weekly: ``seasonal_naive_52w``
+(the same week last year when the history has it, else naive), ``moving_average_4w``,
+``naive_1w`` (last week). The gates compare the model with the best of them.
+
+Versions trained before the names said their window logged ``seasonal_naive``,
+``moving_average_28`` (a 4-week mean at the weekly grain) and ``naive``
+(``registry.gates.LEGACY_BASELINES``: the two the gates then read).
+
+Values are whatever the sales are in (units, kilograms, sales value): nothing here
+depends on their size or on their being whole.
 """
 
 from __future__ import annotations
@@ -93,15 +102,16 @@ class MovingAverage(RegressorMixin, BaseEstimator):
 
 
 def for_grain(grain: str) -> dict[str, BaseEstimator]:
-    """The baselines of a grain, by the names their metrics are logged under."""
+    """The baselines of a grain, by the names their metrics are logged under; the
+    seasonal naive first (the plots draw it)."""
     if grain == "week":
         return {
-            "seasonal_naive": SeasonalNaive(52, period_days=7, fallback="naive"),
-            "moving_average_28": MovingAverage(4),
-            "naive": Naive(),
+            "seasonal_naive_52w": SeasonalNaive(52, period_days=7, fallback="naive"),
+            "moving_average_4w": MovingAverage(4),
+            "naive_1w": Naive(),
         }
     return {
-        "seasonal_naive": SeasonalNaive(7),
-        "moving_average_28": MovingAverage(28),
-        "naive": Naive(),
+        "seasonal_naive_7d": SeasonalNaive(7),
+        "moving_average_28d": MovingAverage(28),
+        "naive_1d": Naive(),
     }

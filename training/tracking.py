@@ -88,8 +88,13 @@ def log_plots(
     predictions: dict[str, np.ndarray],
     by_horizon: pd.DataFrame,
     importance: pd.Series,
+    unit: str = "day",
 ) -> None:
-    """Forecast vs actual for a few series, error by horizon, feature importance."""
+    """Forecast vs actual for a few series, error by horizon, feature importance.
+
+    Nothing here grows with the size of the sales: a series of 10^6 units a week is
+    drawn on its own axis like one of 3 (and kilograms like units).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,6 +102,8 @@ def log_plots(
     import mlflow
 
     frame = test.assign(**{f"pred_{k}": v for k, v in predictions.items()})
+    # the grain's seasonal naive (``seasonal_naive_7d``, ``seasonal_naive_52w``)
+    seasonal = next((k for k in predictions if k.startswith("seasonal_naive")), None)
     first = frame[frame["horizon"] == 1]
     top = first.groupby(["store_id", "product_id", "category"])["label"].sum()
     picks = top.groupby(level="category").idxmax().sort_values().head(4)
@@ -105,8 +112,9 @@ def log_plots(
         s = first[(first["store_id"] == store_id) & (first["product_id"] == product_id)]
         ax.plot(s["target"], s["label"], "k.-", label="actual")
         ax.plot(s["target"], s["pred_model"], "C0-", label="model")
-        ax.plot(s["target"], s["pred_seasonal_naive"], "C1:", label="seasonal naive")
-        ax.set_title(f"{store_id} × {product_id} ({category}), 1 day ahead", fontsize=9)
+        if seasonal:
+            ax.plot(s["target"], s[f"pred_{seasonal}"], "C1:", label=seasonal)
+        ax.set_title(f"{store_id} × {product_id} ({category}), 1 {unit} ahead", fontsize=9)
         ax.set_ylabel("units")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
@@ -116,7 +124,7 @@ def log_plots(
     fig, ax = plt.subplots(figsize=(7, 4))
     for predictor, group in by_horizon.groupby("predictor"):
         ax.plot(group["horizon"], group["wape"], marker="o", label=predictor)
-    ax.set_xlabel("horizon (days ahead)")
+    ax.set_xlabel(f"horizon ({unit}s ahead)")
     ax.set_ylabel("WAPE")
     ax.set_title("Backtest error by horizon")
     ax.legend()

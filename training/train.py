@@ -22,11 +22,17 @@ from demand.settings import Engine, Settings
 from training import baselines, dataset, tracking
 from training import device as devices
 from training import model as demand_model
-from training.metrics import METRICS, breakdown, metric_key, poisson_floor_wape, scores
+from training.metrics import (
+    METRICS,
+    breakdown,
+    floor_note,
+    metric_key,
+    poisson_floor_wape,
+    scores,
+)
 from training.periods import Schedule
 
 Progress = Callable[[str], None]
-BASELINES = ("seasonal_naive", "moving_average_28")
 
 
 @dataclass
@@ -146,12 +152,13 @@ class TrainResult:
     version: str | None
     task_type: str
     summary: pd.DataFrame  # predictor × metric, backtest overall
-    floor_wape: float  # WAPE of a perfect forecast under Poisson noise
+    floor_wape: float  # WAPE of a perfect forecast under Poisson noise; NaN: see floor_note
     by_category: pd.DataFrame
     digest: str
     rows: int
     seconds: dict[str, float]
     reused: bool = False  # the version already trained on this training set
+    floor_note: str = ""  # why floor_wape is NaN (fractional units), else ""
 
 
 def run(
@@ -221,6 +228,7 @@ def run(
     import mlflow
 
     params = demand_model.params(settings, task_type)
+    grain_baselines = baselines.for_grain(schedule.calendar.grain.value)
     with mlflow.start_run(
         experiment_id=tracking.experiment_id(client, settings),
         run_name=f"{settings.model_name}-{training_set.digest[:8]}",
@@ -243,6 +251,8 @@ def run(
                 "refit_rows": int(split.refit.sum()),
                 "device": task_type,
                 "engine": contract.engine,
+                # the names of the baselines' metrics, which the gates compare with
+                "baselines": ",".join(grain_baselines),
             }
         )
         tracking.log_dataset(
@@ -264,7 +274,7 @@ def run(
         test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
         history = baseline_history(training_set.history, test, schedule)
         predictions = {"model": demand_model.predict(model, x[split.test])}
-        for name, baseline in baselines.for_grain(schedule.calendar.grain.value).items():
+        for name, baseline in grain_baselines.items():
             predictions[name] = baseline.fit(history).predict(test)
         summary = pd.DataFrame({p: scores(test["label"], v) for p, v in predictions.items()}).T
         by_horizon = breakdown(test, predictions, "horizon")
@@ -279,6 +289,9 @@ def run(
             metrics[metric_key(r["predictor"], "wape", r["category"])] = r["wape"]
         metrics["best_iteration"] = float(model.get_best_iteration() or 0)
         metrics["poisson_floor_wape"] = poisson_floor_wape(test["label"], predictions["model"])
+        note = floor_note(test["label"])
+        if note:  # the metric is NaN and not logged: the run says why
+            mlflow.set_tag("demand.poisson_floor", note)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if pd.notna(v)})
         tracking.log_tables(
             {
@@ -301,7 +314,7 @@ def run(
         mlflow.log_metric("refit_seconds", seconds["refit"])
 
         importance = pd.Series(served.get_feature_importance(), index=contract.features)
-        tracking.log_plots(test, predictions, by_horizon, importance)
+        tracking.log_plots(test, predictions, by_horizon, importance, schedule.unit)
         info = tracking.log_model(served, x[split.test].head(5), contract, backtest_model=model)
 
         version = None
@@ -313,9 +326,9 @@ def run(
                 active.info.run_id,
                 contract,
                 description=f"WAPE {summary.loc['model', 'wape']:.3f} on the backtest from "
-                f"{split.cutoff:%Y-%m-%d} (seasonal naive "
-                f"{summary.loc['seasonal_naive', 'wape']:.3f}, moving average "
-                f"{summary.loc['moving_average_28', 'wape']:.3f}); {model.tree_count_} trees "
+                f"{split.cutoff:%Y-%m-%d} ("
+                + ", ".join(f"{b} {summary.loc[b, 'wape']:.3f}" for b in grain_baselines)
+                + f"); {model.tree_count_} trees "
                 f"refit on targets through {contract.train_end}; trained on {task_type}",
             )
             version = registered.version
@@ -328,6 +341,7 @@ def run(
         task_type=task_type,
         summary=summary,
         floor_wape=metrics["poisson_floor_wape"],
+        floor_note=note,
         by_category=by_category,
         digest=training_set.digest,
         rows=len(frame),

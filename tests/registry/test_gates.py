@@ -4,9 +4,24 @@ import math
 
 import pytest
 
-from registry.gates import Backtest, GateResult, Rescore, Stage, production_gate, staging_gate
+from registry.gates import (
+    BEATS_BASELINES,
+    Backtest,
+    GateResult,
+    Rescore,
+    Stage,
+    production_gate,
+    staging_gate,
+)
 
-GOOD = Backtest(wape=0.40, seasonal_naive_wape=0.60, moving_average_28_wape=0.50)
+
+def weekly(wape: float, seasonal: float, average: float, naive: float = 0.9) -> Backtest:
+    return Backtest(
+        wape, {"seasonal_naive_52w": seasonal, "moving_average_4w": average, "naive_1w": naive}
+    )
+
+
+GOOD = weekly(0.40, 0.60, 0.50)
 
 
 def rescore(challenger: float, champion: float | None) -> Rescore:
@@ -25,27 +40,67 @@ def rescore(challenger: float, champion: float | None) -> Rescore:
         ("beats both, contract complete", GOOD, [], True, [], []),
         (
             "loses to moving average",
-            Backtest(0.55, 0.60, 0.50),
+            weekly(0.55, 0.60, 0.50),
             [],
             False,
-            ["beats moving_average_28"],
-            ["0.5500", "0.5000"],
+            [BEATS_BASELINES],
+            ["0.5500 is not below moving_average_4w 0.5000, the best of"],
         ),
         (
             "ties seasonal naive",
-            Backtest(0.60, 0.60, 0.70),
+            weekly(0.60, 0.60, 0.70),
             [],
             False,
-            ["beats seasonal_naive"],
-            ["0.6000 is not below seasonal_naive 0.6000"],
+            [BEATS_BASELINES],
+            ["0.6000 is not below seasonal_naive_52w 0.6000"],
         ),
         (
-            "metric missing (NaN)",
-            Backtest(math.nan, 0.60, 0.50),
+            "beats two, loses to naive",
+            weekly(0.55, 0.60, 0.70, naive=0.50),
             [],
             False,
-            ["beats seasonal_naive", "beats moving_average_28"],
+            [BEATS_BASELINES],
+            ["is not below naive_1w 0.5000"],
+        ),
+        (
+            "model metric missing (NaN)",
+            weekly(math.nan, 0.60, 0.50),
+            [],
+            False,
+            [BEATS_BASELINES],
             ["nan"],
+        ),
+        (
+            "a baseline's metric missing (NaN): never a silent pass",
+            weekly(0.10, math.nan, 0.50),
+            [],
+            False,
+            [BEATS_BASELINES],
+            ["no WAPE for seasonal_naive_52w"],
+        ),
+        (
+            "no baseline logged",
+            Backtest(0.10, {}),
+            [],
+            False,
+            [BEATS_BASELINES],
+            ["the run logged no baseline's WAPE"],
+        ),
+        (
+            "a version logged with the legacy names still gates",
+            Backtest(0.40, {"seasonal_naive": 0.60, "moving_average_28": 0.45}),
+            [],
+            True,
+            [],
+            [],
+        ),
+        (
+            "and still fails on them",
+            Backtest(0.50, {"seasonal_naive": 0.60, "moving_average_28": 0.45}),
+            [],
+            False,
+            [BEATS_BASELINES],
+            ["0.5000 is not below moving_average_28 0.4500"],
         ),
         (
             "contract incomplete",
@@ -93,9 +148,18 @@ def test_production_gate_against_champion(case, challenger, champion, tolerance,
 
 
 def test_production_gate_includes_the_staging_checks():
-    result = production_gate(Backtest(0.7, 0.6, 0.5), [], rescore(0.3, 0.4), 0.0)
+    result = production_gate(weekly(0.7, 0.6, 0.5), [], rescore(0.3, 0.4), 0.0)
     assert not result.passed
-    assert [c.name for c in result.failures] == ["beats seasonal_naive", "beats moving_average_28"]
+    assert [c.name for c in result.failures] == [BEATS_BASELINES]
+
+
+def test_a_pass_names_the_best_baseline_and_every_other():
+    (check,) = staging_gate(GOOD, []).checks[:1]
+    assert check.passed
+    assert check.detail == (
+        "WAPE 0.4000 < moving_average_4w 0.5000, the best of seasonal_naive_52w 0.6000, "
+        "moving_average_4w 0.5000, naive_1w 0.9000"
+    )
 
 
 def test_a_rescoring_problem_fails_the_gate_with_its_reason():

@@ -42,7 +42,7 @@ def test_lifecycle_end_to_end(base, gated):
     message = str(refused.value)
     bad_backtest = state.run_facts(client, client.get_model_version(name, BAD)).backtest
     assert f"WAPE {bad_backtest.wape:.4f} is not below" in message
-    assert f"moving_average_28 {bad_backtest.moving_average_28_wape:.4f}" in message
+    assert f"moving_average_28d {bad_backtest.baselines['moving_average_28d']:.4f}" in message
     assert snapshot(client, name) == before
 
     # and for production: worse than the champion re-scored on the same rows

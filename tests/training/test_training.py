@@ -118,8 +118,9 @@ def test_registered_version_carries_the_contract(trained, settings):
     run = client.get_run(trained.run_id)
     for key in (
         "wape",
-        "seasonal_naive_wape",
-        "moving_average_28_wape",
+        "seasonal_naive_7d_wape",
+        "moving_average_28d_wape",
+        "naive_1d_wape",
         "wape_h1",
         "mae",
         "rmse",
