@@ -210,7 +210,7 @@ def test_a_redis_lost_mid_materialization_is_one_clear_error(tmp_path, monkeypat
         assert message.startswith(f"Redis at {proxy.address} failed while materializing units")
         assert "materialize again" in message
         assert ("Timeout" in message) == (then == "silent"), message
-        assert took < 30, f"{took:.0f} s: no timeout"
+        assert took < proxy.silent_s, f"{took:.0f} s: no timeout"  # closed only then
 
         after = units(project, keys)
         written = [p for p in keys if new_row(after[p], p)]
