@@ -1,6 +1,6 @@
 """Materialization at a million keys: stock Feast against the platform's materializer.
 
-    python -m benchmarks.materialization [--keys 1000000] [--no-redis]
+    python -m benchmarks.materialization [--keys 1000000] [--no-redis] [--no-sqlite]
 
 The repo's ``store_product_sales`` view (19 features: doubles, a string, a timestamp)
 over a synthetic table of ``--keys`` store × product keys (1,000 products per store,
@@ -136,7 +136,11 @@ def redis_cpu_seconds(url: str) -> float:
 
 
 def materialization_bench(
-    data_dir: Path, keys: int, redis_url: str | None, paths: tuple[str, ...] = ("Feast", "platform")
+    data_dir: Path,
+    keys: int,
+    redis_url: str | None,
+    paths: tuple[str, ...] = ("Feast", "platform"),
+    sqlite: bool = True,
 ) -> list[dict]:
     """Stock Feast and the platform's path, SQLite then Redis, at ``keys`` keys; report rows."""
     from feast.infra.key_encoding_utils import serialize_entity_key
@@ -160,7 +164,7 @@ def materialization_bench(
         )
         for k in picked
     ]
-    targets = [("SQLite", None)] + ([("Redis", redis_url)] if redis_url else [])
+    targets = ([("SQLite", None)] if sqlite else []) + ([("Redis", redis_url)] if redis_url else [])
     t: dict[str, float] = {}
     rows = []
     for target, url in targets:
@@ -248,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--redis", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--paths", nargs="+", default=["Feast", "platform"], choices=["Feast", "platform"]
     )
@@ -255,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     settings = get_settings()
     rows = materialization_bench(
-        settings.data_dir, args.keys, settings.redis_url if args.redis else None, args.paths
+        settings.data_dir,
+        args.keys,
+        settings.redis_url if args.redis else None,
+        args.paths,
+        args.sqlite,
     )
     title = "bench-materialization"
     report("materialization", title, rows, figures(rows), settings.data_dir)

@@ -19,19 +19,35 @@ serving read the same layout with Feast's own stores. Another online store type 
 Feast's path. tests/feastext/test_materialization.py compares every stored byte with
 what stock Feast writes.
 
-Relies on (checked against feast 0.67.0, redis 7.4.1, pyarrow 25.0.1):
+Relies on (checked against feast 0.67.0, redis 7.4.1, hiredis 3.5.0, pyarrow 25.0.1):
 - Feast's local compute engine internals: ``LocalComputeEngine._materialize_one`` (copied
   in :meth:`PlatformComputeEngine._materialize_one`), ``LocalFeatureBuilder``,
   ``LocalOutputNode``, ``ArrowTableValue``, ``LocalMaterializationJob``;
-- ``feast.infra.online_stores.helpers._mmh3`` (the Redis hash's field names) and the
-  SQLite/Redis stores' table and key layout (``compute_table_id``, ``_ts:<view>``);
-- redis-py's connection socket (``Connection._sock``) for the bulk reply read.
+- Feast's Redis store privates ``_get_client`` and ``_parse_connection_string`` (the client
+  Feast would build, with the timeouts below added where the connection string has none),
+  ``feast.infra.online_stores.helpers._mmh3`` (the hash's field names) and the SQLite/Redis
+  stores' table and key layout (``compute_table_id``, ``_ts:<view>``);
+- redis-py's public connection calls (none underscore-private):
+  ``client.connection_pool.get_connection()`` / ``release()``, one connection held for a
+  whole view, and ``connection.disconnect()`` when a reply may be left unread;
+  ``connection.send_packed_command(buffers, check_health=False)`` (bytes already in RESP,
+  Redis's wire protocol); ``connection.read_response()``, one reply parsed by redis-py's
+  reader (hiredis's ``Reader`` when installed) whatever the socket's chunking: an error
+  reply raised as ``redis.ResponseError`` without closing the connection, a broken or
+  silent socket as ``redis.ConnectionError`` / ``redis.TimeoutError`` after closing it.
 tests/feastext/test_materialization.py fails when any of these changes what is stored.
+
+Every Redis call of a materialization has a timeout: the connection string's
+``socket_timeout`` / ``socket_connect_timeout``, or :data:`SOCKET_TIMEOUT_S` /
+:data:`CONNECT_TIMEOUT_S` where it sets none (redis-py waits forever by default). A
+Redis lost or silent mid-view raises :class:`demand.servers.ServerUnavailable` naming
+the server: every key written before holds the new row, whole (one HSET per key), and
+no later key is touched; Feast records the materialized interval only after success,
+so materializing again (full or incremental) writes the rest.
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -60,6 +76,7 @@ from feast.infra.online_stores.sqlite import (
 )
 from feast.utils import make_tzaware, to_naive_utc
 
+from demand.servers import ServerUnavailable
 from feastext import online_values
 
 ENGINE = "feastext.materialization.PlatformComputeEngine"
@@ -68,6 +85,10 @@ REDIS = "feastext.materialization.PlatformRedisOnlineStore"
 # Feast's store type → the platform's, for the stores this module writes
 ONLINE_STORES = {"sqlite": SQLITE, "redis": REDIS}
 DEFAULT_BATCH = 10_000  # rows per write when the yaml leaves online_write_batch_size unset
+# seconds a Redis call may wait when the connection string sets no timeout: a batch's
+# replies come within a second on a live server; a dead one must not hang the night
+SOCKET_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -337,7 +358,35 @@ class PlatformRedisOnlineStore(RedisOnlineStore):
     measured here), and their integer replies are read back in bulk before the next
     batch's read: the server writes one batch while the next is serialized."""
 
+    def _get_client(self, online_store_config):
+        """Feast's client, with a timeout on every call: the connection string's, or
+        :data:`SOCKET_TIMEOUT_S` / :data:`CONNECT_TIMEOUT_S` where it has none (or null)."""
+        if not self._client:
+            string = online_store_config.connection_string
+            _, options = self._parse_connection_string(string)
+            defaults = {"socket_timeout": SOCKET_TIMEOUT_S}
+            defaults["socket_connect_timeout"] = CONNECT_TIMEOUT_S
+            missing = [f"{k}={v}" for k, v in defaults.items() if options.get(k) is None]
+            if missing:  # Feast reads the parts in order: these come last, so they win a null
+                online_store_config = online_store_config.model_copy(
+                    update={"connection_string": ",".join([string, *missing])}
+                )
+        return super()._get_client(online_store_config)
+
     def write_serialized(self, config, table, batches: Iterable[SerializedRows]) -> None:
+        store = config.online_store
+        try:
+            self._write(config, table, batches)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            # one line for the user; the connection is closed, nothing more is sent
+            raise ServerUnavailable(
+                f"Redis at {_server(store.connection_string)} failed while materializing "
+                f"{table.name} ({_first_line(error)}): the keys written before hold the new "
+                "rows, the others are untouched; check that Redis answers "
+                "(`redis-cli ping`), then materialize again"
+            ) from None
+
+    def _write(self, config, table, batches: Iterable[SerializedRows]) -> None:
         store = config.online_store
         client = self._get_client(store)
         if not isinstance(client, redis.Redis) or isinstance(client, redis.RedisCluster):
@@ -455,17 +504,23 @@ def _send_hashes(replies: _OwedReplies, hashes: _Hashes, newer, ttl) -> None:
     arguments: list = [keys, hashes.ts_field, stamps]
     for name, column in zip(hashes.fields, values, strict=True):
         arguments += [name, column]
-    replies.send(_command([b"HSET"], arguments), len(keys))
-    if ttl:
-        replies.send(_command([b"EXPIRE"], [keys, str(ttl).encode()]), len(keys))
+    if ttl:  # each key's EXPIRE right after its HSET: a write cut short leaves at most
+        # one key with its new row and without its TTL, not a whole batch
+        expire = ([b"EXPIRE"], [keys, str(ttl).encode()])
+        replies.send(_command([b"HSET"], arguments, expire), 2 * len(keys))
+    else:
+        replies.send(_command([b"HSET"], arguments), len(keys))
 
 
 class _OwedReplies:
     """The integer replies the server owes for commands sent without waiting, read back
-    in bulk: the raw bytes off the connection's socket once every reply is in, each
-    checked to be an integer; an error reply raises with Redis's message. Read only when
-    nothing else is owed (each ``collect`` comes before the next command that replies
-    otherwise), so the socket holds these replies and nothing after them."""
+    in bulk by redis-py's reader (``connection.read_response``, one reply each: correct
+    whatever the socket's chunking; counting line ends per ``recv`` was not, a CRLF split
+    across two reads lost a reply and the count then waited for bytes that never came).
+    Each reply must be an integer; error replies are counted and the first one raised
+    with Redis's message once every owed reply is read, so the connection stays in step.
+    Read only when nothing else is owed (each ``collect`` comes before the next command
+    that replies otherwise)."""
 
     def __init__(self, connection) -> None:
         self.connection = connection
@@ -475,32 +530,42 @@ class _OwedReplies:
         self.connection.send_packed_command(payload, check_health=False)
         self.owed += replies
 
-    def collect(self) -> None:
+    def collect(self) -> list[int]:
+        """The owed replies, in order (the store only checks them; tests compare them)."""
         owed, self.owed = self.owed, 0
-        if not owed:
-            return
-        sock = getattr(self.connection, "_sock", None)  # redis-py's socket, once connected
-        if not isinstance(sock, socket.socket):
-            # another transport: redis-py's reader, one reply at a time (raises on an error)
-            for _ in range(owed):
-                self.connection.read_response()
-            return
-        # an integer or error reply is one line: count line ends until every reply is in
-        chunks, lines = [], 0
-        while lines < owed:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise redis.ConnectionError("Redis closed the connection during a write")
-            chunks.append(chunk)
-            lines += chunk.count(b"\r\n")
-        raw = b"".join(chunks)
-        if lines == owed and raw.startswith(b":") and raw.count(b"\r\n:") == owed - 1:
-            return
-        refused = [line for line in raw.split(b"\r\n")[:owed] if not line.startswith(b":")]
-        first = refused[0].decode(errors="replace").lstrip("-") if refused else raw[:80]
-        raise redis.ResponseError(
-            f"Redis refused {len(refused):,} of {owed:,} writes; the first said: {first}"
-        )
+        read = self.connection.read_response
+        replies: list = []
+        refused, first = 0, ""
+        for _ in range(owed):
+            try:
+                reply = read()
+            except redis.ResponseError as error:  # raised for an error reply, still in step
+                reply = error
+            if type(reply) is not int:
+                refused += 1
+                first = first or str(reply)
+            replies.append(reply)
+        if refused:
+            raise redis.ResponseError(
+                f"Redis refused {refused:,} of {owed:,} writes; the first said: {first}"
+            )
+        return replies
+
+
+def _server(connection_string: str) -> str:
+    """Where Feast's connection string points, without its options (a password among them):
+    its ``host:port`` parts, or its ``unix_socket_path``."""
+    parts = [p.strip() for p in connection_string.split(",")]
+    for part in parts:
+        name, _, value = part.partition("=")
+        if name == "unix_socket_path":
+            return value
+    return ",".join(p for p in parts if p and "=" not in p) or "localhost:6379"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 _EMPTY = pa.scalar(b"", pa.binary())
@@ -511,11 +576,20 @@ def _text(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
-def _command(words: list[bytes], arguments: list) -> list:
+class _Raw(bytes):
+    """Bytes :func:`_rows` puts in as they are (a command's header), not as a bulk string."""
+
+
+def _command(words: list[bytes], arguments: list, *more: tuple[list[bytes], list]) -> list:
     """RESP for one command per row: ``words`` then ``arguments`` (Arrow binary arrays
-    of equal length, or bytes the same for every row), the rows back to back."""
-    head = b"*%d\r\n" % (len(words) + len(arguments)) + b"".join(_text(w) for w in words)
-    return _rows(head, arguments)
+    of equal length, or bytes the same for every row), the rows back to back. ``more``:
+    further commands as (words, arguments), each row's right after that row's first."""
+    pieces: list = []
+    for command_words, command_arguments in [(words, arguments), *more]:
+        count = len(command_words) + len(command_arguments)
+        head = b"*%d\r\n" % count + b"".join(_text(w) for w in command_words)
+        pieces += [_Raw(head), *command_arguments]
+    return _rows(b"", pieces)
 
 
 # "$<length>\r\n" of each length up to 4 KiB, taken by index: a feature value is short
@@ -545,7 +619,7 @@ def _rows(head: bytes, arguments: list) -> list:
     pending = head
     for argument in arguments:
         if isinstance(argument, bytes):
-            pending += _text(argument)
+            pending += argument if isinstance(argument, _Raw) else _text(argument)
             continue
         if argument.null_count:
             raise ValueError("a Redis argument cannot be null")
