@@ -1,4 +1,4 @@
-"""A process dying between any two registry writes of a promotion or a rollback.
+"""A process dying between any two registry writes of a move, or of its recovery.
 
 The client below raises at its n-th write, for every n a full move makes; after
 each crash production still has a holder (the old one until the alias switch, the
