@@ -246,7 +246,6 @@ def test_two_aliases_left_by_an_earlier_recovery_are_repaired(base, crashing):
     )
     name = settings.model_name
     client.set_registered_model_alias(name, "staging", "2")
-    before = snapshot(client, name)
     # the next move repairs it first, and does not take v2 for the staging holder
     lifecycle.promote(settings, "3", Stage.staging, force=True, reason="routine")
     assert state.aliases(client, name) == {"production": "2", "staging": "3"}
@@ -266,7 +265,6 @@ def test_two_aliases_left_by_an_earlier_recovery_are_repaired(base, crashing):
     assert_consistent(client, settings.model_name)
     assert any("@staging" in line and "v2" in line for line in said), said
     assert lifecycle.recover(settings) is False
-    assert before[0] == {"production": "2", "staging": "2"}
 
 
 # The exhaustive harness: every write of every move, and of the recoveries after it.
