@@ -1,4 +1,4 @@
-"""`demand models …`: list, show, promote, rollback and archive registered model versions.
+"""`demand models …`: list, show, promote, rollback, archive, recover and check versions.
 
 Mounted into the `demand` CLI; runnable alone as ``python -m registry.cli``.
 Errors the user can fix print one red line and exit 1, never a traceback.
@@ -93,10 +93,8 @@ def list_versions() -> None:
     console.print(table)
     pending = state.journal(client, settings.model_name)
     if pending:
-        first = pending["moves"][0]
         console.print(
-            f"[yellow]a move of v{first['version']} to {first['to_stage']} ({first['at']} by "
-            f"{first['by']}) was interrupted[/yellow]; the next move finishes it, or run "
+            f"[yellow]{state.interrupted(pending)}[/yellow]; the next move finishes it, or run "
             "`demand models recover`"
         )
 
@@ -217,6 +215,37 @@ def recover() -> None:
     step = lambda m: console.print(f"[cyan]›[/cyan] {m}")  # noqa: E731
     if not lifecycle.recover(_settings(), step):
         console.print("nothing to recover: no move was interrupted")
+
+
+@app.command()
+@friendly
+def check() -> None:
+    """Report every disagreement between the aliases, the stage records and the journal.
+
+    Exit 0 when the registry is whole, 1 when anything disagrees.
+    """
+    from registry import lifecycle, state
+
+    settings = _settings()
+    name = settings.model_name
+    client = state.connect(settings)
+    # under the lock: a move being written now journals itself too, and is not a leftover
+    with lifecycle.registry_lock(settings):
+        problems = state.disagreements(client, name)
+        count = len(state.versions(client, name))
+    if not problems:
+        console.print(
+            f"{name}: consistent ({count} versions): no version holds two aliases, every "
+            "stage tag and legacy stage field agrees with the aliases, no move was interrupted"
+        )
+        return
+    for problem in problems:
+        console.print(f"✗ {problem}", markup=False, highlight=False, soft_wrap=True)
+    plural = "s" if len(problems) > 1 else ""
+    raise state.RegistryError(
+        f"{len(problems)} disagreement{plural} in {name} (the aliases are the truth); "
+        "`demand models recover` finishes an interrupted move and removes a stale second alias"
+    )
 
 
 @app.command()

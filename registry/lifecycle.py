@@ -19,7 +19,8 @@ two writes leaves a production holder and a record of what was meant:
    (stage tag, legacy stage field); last, the journal is deleted.
 
 The next move (or ``demand models recover``) finds a journal left by a crash and
-finishes it: if the switch happened, the missing records are written from the
+finishes it: if the switch happened, the aliases the moved versions left are
+deleted (a version never keeps two) and the missing records are written from the
 journal (nothing twice); if not, the mirrors are put back to what the aliases say.
 """
 
@@ -44,7 +45,9 @@ from registry.state import (
     aliases,
     connect,
     contract_of,
+    doubled,
     holder,
+    interrupted,
     journal,
     lineage,
     model_version,
@@ -95,12 +98,21 @@ def _begin(client, name: str, moves: list[audit.Move], lineage_after: list[str] 
     if primary.to_stage in ALIAS:
         # the switch: setting an alias moves it, so the seat changes hands in one write
         client.set_registered_model_alias(name, ALIAS[Stage(primary.to_stage)], primary.version)
+    # (an archive has no switch: deleting the alias it leaves is what makes it happen)
+    _drop_aliases(client, name, moves)
+    _finish(client, name, entry)
+
+
+def _drop_aliases(client, name: str, moves: list[audit.Move]) -> bool:
+    """Delete the aliases the moved versions must no longer hold; whether any was."""
     held = aliases(client, name)
+    dropped = False
     for move in moves:
         for stage, alias in ALIAS.items():
             if held.get(alias) == move.version and stage != move.to_stage:
                 client.delete_registered_model_alias(name, alias)
-    _finish(client, name, entry)
+                dropped = True
+    return dropped
 
 
 def _finish(client, name: str, entry: dict) -> bool:
@@ -114,6 +126,11 @@ def _finish(client, name: str, entry: dict) -> bool:
     primary = model_version(client, name, moves[0].version)
     happened = stage_of(primary, held) == moves[0].to_stage
     if happened:
+        # a crash after the switch may have left a moved version holding the alias of the
+        # stage it left (v2 promoted out of staging, still @staging): the change is only
+        # finished when it is gone, or the next promotion to staging would displace v2
+        if _drop_aliases(client, name, moves):
+            held = aliases(client, name)
         for move in moves:
             version = model_version(client, name, move.version)  # its tags as they are now
             if move not in audit.history(version.tags):
@@ -121,40 +138,51 @@ def _finish(client, name: str, entry: dict) -> bool:
         if entry["lineage"] is not None and lineage(client, name) != entry["lineage"]:
             _set_lineage(client, name, entry["lineage"])
     for num in dict.fromkeys(m.version for m in moves):
-        version = model_version(client, name, num)
-        stage = stage_of(version, held)
-        if version.tags.get(STAGE_TAG) != stage.value:
-            client.set_model_version_tag(name, num, STAGE_TAG, stage.value)
-        if version.current_stage != LEGACY[stage]:
-            _quiet_stage(client, name, num, stage)
+        _mirror(client, name, num, held)
     client.delete_registered_model_tag(name, JOURNAL_TAG)
     return happened
 
 
-def _recover(client, name: str, progress: Progress) -> None:
-    """Finish a change a crashed process left journaled (callers hold the lock)."""
+def _mirror(client, name: str, num: str, held: dict[str, str]) -> None:
+    """Make version ``num``'s stage tag and legacy stage field say what the aliases say."""
+    version = model_version(client, name, num)
+    stage = stage_of(version, held)
+    if version.tags.get(STAGE_TAG) != stage.value:
+        client.set_model_version_tag(name, num, STAGE_TAG, stage.value)
+    if version.current_stage != LEGACY[stage]:
+        _quiet_stage(client, name, num, stage)
+
+
+def _recover(client, name: str, progress: Progress) -> bool:
+    """Finish a change a crashed process left journaled, and drop a second alias an
+    earlier recovery left (callers hold the lock); whether there was anything to do."""
     entry = journal(client, name)
-    if entry is None:
-        return
-    first = entry["moves"][0]
-    what = (
-        f"an interrupted move of v{first['version']} to {first['to_stage']} "
-        f"({first['at']} by {first['by']})"
-    )
-    if _finish(client, name, entry):
-        progress(f"{what} had happened; its records are now complete")
-    else:
-        progress(f"{what} had not happened; its stage records are put back")
+    if entry is not None:
+        what = interrupted(entry).removesuffix(" was interrupted")
+        if _finish(client, name, entry):
+            progress(f"{what} had happened; its records are now complete")
+        else:
+            progress(f"{what} had not happened; its stage records are put back")
+    # without a journal, two aliases on one version can only be the leftover of a recovery
+    # before this one finished alias changes: production wins (as in stage_of), the
+    # version was promoted out of staging and its @staging is stale
+    held = aliases(client, name)
+    stale = doubled(held)
+    for num, seats in stale.items():
+        for alias in seats:
+            if alias != ALIAS[Stage.production]:
+                client.delete_registered_model_alias(name, alias)
+        held = aliases(client, name)
+        _mirror(client, name, num, held)
+        progress(f"v{num} held @production and @staging; the stale @staging is removed")
+    return entry is not None or bool(stale)
 
 
 def recover(settings: Settings, progress: Progress = lambda _: None) -> bool:
     """Finish a change a crashed process left half-recorded; False when there was none."""
     client = connect(settings)
     with registry_lock(settings):
-        if journal(client, settings.model_name) is None:
-            return False
-        _recover(client, settings.model_name, progress)
-    return True
+        return _recover(client, settings.model_name, progress)
 
 
 def _check_movable(client, version, to: Stage) -> Stage:

@@ -91,18 +91,42 @@ def aliases(client, name: str) -> dict[str, str]:
     return {a: str(v) for a, v in (registered_model(client, name).aliases or {}).items()}
 
 
-def stage_of(version, held: dict[str, str]) -> Stage:
+def alias_stage(num: str, held: dict[str, str]) -> Stage | None:
+    """The stage version ``num``'s aliases put it in, if it holds one."""
     # production first: a version promoted from staging holds both aliases for one write
     for stage in (Stage.production, Stage.staging):
-        if held.get(ALIAS[stage]) == number(version):
+        if held.get(ALIAS[stage]) == num:
             return stage
+    return None
+
+
+def stage_of(version, held: dict[str, str]) -> Stage:
+    seat = alias_stage(number(version), held)
+    if seat is not None:
+        return seat
     if version.tags.get(STAGE_TAG) == Stage.archived:
         return Stage.archived
     return Stage.candidate
 
 
 def holder(held: dict[str, str], stage: Stage) -> str | None:
-    return held.get(ALIAS[stage])
+    """The version whose stage is ``stage`` (staging or production), if any.
+
+    Not simply the alias's holder: a version holding @production as well as @staging is
+    in production, and must not be taken for the staging holder that a promotion to
+    staging displaces (sending it back to candidate would delete @production).
+    """
+    num = held.get(ALIAS[stage])
+    return num if num is not None and alias_stage(num, held) == stage else None
+
+
+def doubled(held: dict[str, str]) -> dict[str, list[str]]:
+    """Versions holding more than one stage alias → those aliases (none, when consistent)."""
+    seats: dict[str, list[str]] = {}
+    for alias in ALIAS.values():
+        if alias in held:
+            seats.setdefault(held[alias], []).append(alias)
+    return {num: found for num, found in seats.items() if len(found) > 1}
 
 
 def lineage(client, name: str) -> list[str]:
@@ -157,10 +181,25 @@ def run_facts(client, version) -> RunFacts:
     )
 
 
+def interrupted(entry: dict) -> str:
+    """One line naming the journaled change ``entry``."""
+    first = entry["moves"][0]
+    return (
+        f"a move of v{first['version']} to {first['to_stage']} "
+        f"({first['at']} by {first['by']}) was interrupted"
+    )
+
+
 def disagreements(client, name: str) -> list[str]:
-    """Where the aliases, the legacy stage field and the stage tag tell different stories."""
+    """Everything that says the registry is not whole: a change left journaled, a version
+    holding two aliases, a legacy stage field or stage tag that disagrees with the aliases."""
     held = aliases(client, name)
     problems = []
+    entry = journal(client, name)
+    if entry is not None:
+        problems.append(interrupted(entry))
+    for num, seats in doubled(held).items():
+        problems.append(f"v{num} holds both " + " and ".join(f"@{a}" for a in seats))
     for version in versions(client, name):
         stage = stage_of(version, held)
         if version.current_stage != LEGACY[stage]:

@@ -42,6 +42,9 @@ def assert_consistent(client, name: str) -> dict[str, Stage]:
     assert state.disagreements(client, name) == []
     found = state.versions(client, name)
     held = state.aliases(client, name)
+    # one seat per version: read straight from the aliases, not through stage_of, whose
+    # preference for production would hide a version holding @staging as well
+    assert len(set(held.values())) == len(held), f"a version holds two aliases: {held}"
     stages = {state.number(v): state.stage_of(v, held) for v in found}
     for stage in (Stage.staging, Stage.production):
         assert list(stages.values()).count(stage) <= 1
