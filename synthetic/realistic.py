@@ -7,7 +7,8 @@ of the early 1990s and written as the CSV files `demand import DIR` reads:
 * weekly grain, every week starting on a Thursday, history from January 1992;
 * 50+ stores (ids are the chain's store numbers, not contiguous) in price zones, each
   zone one weather region; heavy-tailed volumes: most store × product series sell a few
-  units a week, a staple sells 10^4–10^5 a week in every store and up to ~10^6 on promotion;
+  units a week, a staple sells thousands in half the stores, and in the big-format
+  stores (60× an average store's traffic) 10^5 a week, over 10^6 on promotion;
 * prices in dollars (…9 endings), a regular price that steps up now and then, temporary
   price cuts (``promo`` false) and promotions (``promo`` true) that lift demand 2–5×:
   own-price elasticity (-1.5 to -3.2 per product) times a feature/display bump;
@@ -16,8 +17,10 @@ of the early 1990s and written as the CSV files `demand import DIR` reads:
   (weeks whose sales are cut to what was on the shelf);
 * daily temperature per region with missing days (scattered, and a station outage);
 * a promotion plan (``promotions.csv``: the planned price cuts and promotions only, with
-  ``planned_at``) including revisions: some events planned twice, the later row
-  changing the depth or cancelling the event; the same key, a later ``planned_at``;
+  ``planned_at``, reaching 8 weeks past the sales) including revisions: some events
+  planned twice, the later row changing the depth or cancelling the event (the same
+  store, product and week, a later ``planned_at``; today's import keeps one plan per
+  key and quarantines both as ``conflicting_duplicate``, issue 21);
 * a handful of deliberately broken rows (:data:`BROKEN`), each with the reason the
   import must quarantine it for.
 
@@ -290,6 +293,8 @@ def _demand(pairs, products, weeks, temperature, regular, lift, rng):
 
 def realistic(scale: str = "example", seed: int = 1992) -> Realistic:
     """The realistic retailer's files (as text), its broken rows and its truth."""
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
     sc = SCALES[scale]
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
     weeks = pd.date_range(FIRST_WEEK, periods=sc.weeks, freq="7D")
