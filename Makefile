@@ -75,7 +75,7 @@ import: $(INSTALLED) ## Import a retailer's files from a folder (make import DIR
 	@test -n "$(DIR)" || { echo "usage: make import DIR=folder [ARGS=...]"; exit 2; }
 	$(DEMAND) import "$(DIR)" $(ARGS)
 
-examples: $(INSTALLED) ## Rewrite the example retailer exports in examples/ (weekly and daily aggregated sales)
+examples: $(INSTALLED) ## Rewrite the example retailer exports in examples/ (weekly, daily, realistic)
 	$(BIN)/python examples/generate.py
 
 validate: $(INSTALLED) ## Check the raw tables against the data contract

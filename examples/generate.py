@@ -1,12 +1,18 @@
 """Write the example retailer exports under ``examples/`` (`make examples`).
 
-Two small retailers' files, as a retailer would export them, made from the seeded
-generated retailer (``synthetic.aggregate``), so they are reproducible byte for byte:
+Three small retailers' files, as a retailer would export them, seeded, so they are
+reproducible byte for byte. Two are made from the generated retailer
+(``synthetic.aggregate``):
 
 * ``weekly/``: units per store, product and week (weeks start on Sunday), two years,
   planned promotions, temperature only, no weather forecasts;
 * ``daily/``: units per store, product and day, seven months, temperature and rain,
   weather forecasts, planned promotions.
+
+The third, ``realistic/``, is the realistic retailer (``synthetic.realistic``): 52
+stores, two years of Thursday weeks from 1992, heavy-tailed volumes, price cuts and
+promotions, new and delisted items, stock-outs, missing weather days, plan revisions,
+and the deliberately broken rows its ``BROKEN.md`` lists.
 
 ``README.md`` (section "Use your own data") walks through importing them.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from synthetic import aggregate, generator
+from synthetic import aggregate, generator, realistic
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,6 +64,9 @@ def main() -> int:
     for name in EXAMPLES:
         rows = write(name, HERE / name)
         print(f"examples/{name}: " + ", ".join(f"{t} {n:,}" for t, n in rows.items()))
+    rows = realistic.write(HERE / "realistic")
+    print("examples/realistic: " + ", ".join(f"{t} {n:,}" for t, n in rows.items()))
+    print(f"examples/realistic: sha256 {realistic.digest(HERE / 'realistic')}")
     return 0
 
 
