@@ -12,6 +12,7 @@ ARGS ?=
 
 .PHONY: help install java demo test lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
+        config docs-config \
         bench-features bench-build bench-spark bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
@@ -49,6 +50,12 @@ java: ## Install a Java runtime (Debian's openjdk-17-jre-headless) when there is
 
 test: $(INSTALLED) java ## Run the test suite (what CI runs)
 	$(BIN)/pytest $(ARGS)
+
+config: $(INSTALLED) ## Print every setting's effective value (passwords hidden) and where it came from
+	$(DEMAND) config
+
+docs-config: $(INSTALLED) ## Rewrite README's configuration table from demand/settings.py
+	$(BIN)/python -m demand.configuration README.md
 
 lint: $(INSTALLED) ## Check formatting and lint with ruff, and the layers between packages (lint-imports)
 	$(BIN)/ruff check .

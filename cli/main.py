@@ -238,6 +238,30 @@ def contract() -> None:
     console.print(describe(), markup=False)
 
 
+@app.command("config")
+@friendly
+def config(
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown",
+            help="Print the README's configuration reference (generated from the settings).",
+        ),
+    ] = False,
+) -> None:
+    """Print every setting's effective value (passwords hidden) and where it came from."""
+    from demand import configuration
+
+    if markdown:
+        console.print(configuration.reference_table(), markup=False, end="")
+        return
+    rows = configuration.effective(get_settings())
+    width = max(len(variable) for variable, _, _ in rows)
+    # plain lines, not a table: a value must never be cut to fit the terminal
+    for variable, value, source in rows:
+        console.print(f"{variable:<{width}}  {value}  [dim]({source})[/dim]", highlight=False)
+
+
 @app.command("build-features")
 @friendly
 def build_features() -> None:

@@ -239,7 +239,7 @@ class Settings(BaseSettings):
         "stock Feast writes, SQLite and Redis; feast: Feast's own local engine.",
     )
     feast_project: str = Field(
-        default="demand_forecasting", description="Feast project (team profile)."
+        default="demand_forecasting", description="Feast project (team profile; see Profiles)."
     )
     redis_url: RedisAddress = Field(
         default="127.0.0.1:6379",
@@ -248,13 +248,14 @@ class Settings(BaseSettings):
     )
     feast_registry_url: SqlUrl = Field(
         default="postgresql+psycopg://postgres@127.0.0.1:5432/demand_feast",
-        description="Feast SQL registry (team profile).",
+        description="Feast SQL registry (team profile; see Profiles).",
     )
     seed: int = Field(default=7, description="Seed of the synthetic generator.")
     scale: Scale = Field(
         default=Scale.default,
-        description="Size of the generated data: tiny, default, large (order lines) or m5 "
-        "(aggregated daily sales, 30,000+ series).",
+        description="Size of the generated data: tiny (tests), default (demo), large "
+        "(benchmarks), order lines; or m5 (aggregated daily sales, 30,000+ series; README, "
+        "Performance, Scales).",
     )
     feature_service: str = Field(
         default="demand_forecast_v1",
@@ -306,7 +307,7 @@ class Settings(BaseSettings):
     # NoDecode: the JSON is parsed by _spark_conf below, so bad JSON is this setting's error
     spark_conf: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="Extra Spark configuration as JSON, e.g. "
+        description="Extra Spark configuration as JSON, applied last, e.g. "
         '\'{"spark.executor.memory": "8g", "spark.executor.instances": "4"}\'.',
     )
 
@@ -389,9 +390,11 @@ class Settings(BaseSettings):
         "http://MLFLOW_SERVER_HOST:MLFLOW_SERVER_PORT.",
     )
     # the team's MLflow tracking server (`demand team up` starts it)
-    mlflow_server_host: str = Field(default="127.0.0.1", description="Tracking server address.")
+    mlflow_server_host: str = Field(
+        default="127.0.0.1", description="Address of the tracking server `demand team up` starts."
+    )
     mlflow_server_port: int = Field(
-        default=5000, ge=1, le=65535, description="Tracking server port."
+        default=5000, ge=1, le=65535, description="Port of that tracking server."
     )
     mlflow_backend_store_uri: SqlUrl = Field(
         default="postgresql+psycopg://postgres@127.0.0.1:5432/demand_mlflow",
