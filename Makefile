@@ -12,6 +12,7 @@ ARGS ?=
 
 .PHONY: help install java demo test test-fast lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
+        config docs-config \
         bench-features bench-build bench-spark bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
@@ -55,6 +56,12 @@ test: $(INSTALLED) java ## Run the whole test suite (what CI runs)
 FAST := not (slow or spark or container or nightly or fuzz or e2e)
 test-fast: $(INSTALLED) ## Run the fast tier: unit and small integration tests (under 3 minutes)
 	$(BIN)/pytest -m "$(FAST)" $(ARGS)
+
+config: $(INSTALLED) ## Print every setting's effective value (passwords hidden) and where it came from
+	$(DEMAND) config
+
+docs-config: $(INSTALLED) ## Rewrite README's configuration table from demand/settings.py
+	$(BIN)/python -m demand.configuration README.md
 
 lint: $(INSTALLED) ## Check formatting and lint with ruff, and the layers between packages (lint-imports)
 	$(BIN)/ruff check .

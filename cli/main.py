@@ -11,6 +11,8 @@ missing and exits 1.
 from __future__ import annotations
 
 import sys
+from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +21,11 @@ from rich.table import Table
 
 from cli.serve import bento_app
 from cli.serve import serve as serve_command
+from demand.calendar import WEEKDAYS, Grain
 from demand.console import UserError, console, err, friendly, step
 from demand.settings import Profile, Scale, Settings, get_settings
 from registry.cli import app as models_app
+from training.device import Device
 
 app = typer.Typer(
     name="demand",
@@ -84,6 +88,39 @@ def generate(
     _print_counts(f"raw tables in {settings.raw_dir}", rows)
 
 
+# choices for Typer, which checks them and exits 2 with the valid ones
+Weekday = StrEnum("Weekday", {day: day for day in WEEKDAYS})
+DecimalMark = StrEnum("DecimalMark", {"point": ".", "comma": ","})
+
+
+def _one_character(value: str) -> str:
+    if len(value) != 1:
+        raise typer.BadParameter(f"{value!r}: one character, e.g. ';'")
+    return value
+
+
+def _renames(items: list[str] | None) -> dict[str, str] | None:
+    """--map THEIRS=OURS, repeated: their column names to ours."""
+    renames = {}
+    for item in items or []:
+        theirs, sep, ours = item.partition("=")
+        if not sep or not theirs.strip() or not ours.strip():
+            raise typer.BadParameter(f"{item!r}: expected THEIR_NAME=OUR_NAME, e.g. qty=units")
+        renames[theirs.strip()] = ours.strip()
+    return renames
+
+
+def _keys(items: list[str] | None) -> list[tuple[str, str]]:
+    """--key STORE_ID:PRODUCT_ID, repeated."""
+    keys = []
+    for item in items or []:
+        store_id, sep, product_id = item.partition(":")
+        if not sep or not store_id or not product_id:
+            raise typer.BadParameter(f"{item!r}: expected STORE_ID:PRODUCT_ID, e.g. S000:P0300")
+        keys.append((store_id, product_id))
+    return keys
+
+
 IMPORT_HELP = (
     "Import a retailer's files into DATA_DIR/raw: checked, bad rows quarantined.\n\n"
     "A row that fails a check goes to DATA_DIR/raw/quarantine/<table>.parquet with its file, "
@@ -108,46 +145,42 @@ def import_files(
             "(and optionally weather_forecast, promotions or prices), .csv or .parquet."
         ),
     ],
-    delimiter: Annotated[str, typer.Option(help="CSV field separator, e.g. ';'.")] = ",",
-    decimal: Annotated[str, typer.Option(help="Decimal separator of CSV numbers: . or ,")] = ".",
+    delimiter: Annotated[
+        str, typer.Option(callback=_one_character, help="CSV field separator, e.g. ';'.")
+    ] = ",",
+    decimal: Annotated[
+        DecimalMark, typer.Option(help="Decimal separator of CSV numbers.")
+    ] = DecimalMark.point,
     date_format: Annotated[
         str | None,
         typer.Option(help="strptime format of dates, e.g. %d/%m/%Y (default ISO, 2024-01-31)."),
     ] = None,
     rename: Annotated[
         list[str] | None,
-        typer.Option("--map", help="THEIR_NAME=OUR_NAME: rename a column; repeat for several."),
+        typer.Option(
+            "--map",
+            callback=_renames,
+            help="THEIR_NAME=OUR_NAME: rename a column; repeat for several.",
+        ),
     ] = None,
     grain: Annotated[
-        str | None, typer.Option(help="day | week (default: detected from the sales dates).")
+        Grain | None, typer.Option(help="Default: detected from the sales dates.")
     ] = None,
     week_start: Annotated[
-        str | None,
-        typer.Option(help="Weekday weeks start on, e.g. sunday (default: detected)."),
+        Weekday | None,
+        typer.Option(case_sensitive=False, help="Weekday weeks start on (default: detected)."),
     ] = None,
 ) -> None:
-    from demand.calendar import WEEKDAYS, Grain
     from rawdata.importer import GrainContradiction, ImportOptions, ImportStopped, run_import
     from rawdata.importing.read import ReadOptions
 
-    renames = {}
-    for item in rename or []:
-        theirs, sep, ours = item.partition("=")
-        if not sep or not theirs.strip() or not ours.strip():
-            raise UserError(f"--map {item!r}: expected THEIR_NAME=OUR_NAME, e.g. qty=units")
-        renames[theirs.strip()] = ours.strip()
-    if grain is not None and grain not in {g.value for g in Grain}:
-        raise UserError(f"--grain {grain!r}: expected day or week")
-    if week_start is not None and week_start.lower() not in WEEKDAYS:
-        raise UserError(f"--week-start {week_start!r}: expected one of {', '.join(WEEKDAYS)}")
-    if len(delimiter) != 1 or decimal not in {".", ","} or decimal == delimiter:
-        raise UserError(
-            f"--delimiter {delimiter!r} --decimal {decimal!r}: one character each, decimal . "
-            "or , and not the delimiter"
+    if decimal == delimiter:
+        raise typer.BadParameter(
+            f"{decimal.value!r} is also the field separator (--delimiter)", param_hint="--decimal"
         )
     settings = _settings()
     options = ImportOptions(
-        read=ReadOptions(delimiter, decimal, date_format, renames),
+        read=ReadOptions(delimiter, decimal.value, date_format, rename or {}),
         grain=Grain(grain) if grain else None,
         week_start=week_start.lower() if week_start else None,
         earliest=settings.import_earliest_date,
@@ -225,6 +258,30 @@ def contract() -> None:
     console.print(describe(), markup=False)
 
 
+@app.command("config")
+@friendly
+def config(
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown",
+            help="Print the README's configuration reference (generated from the settings).",
+        ),
+    ] = False,
+) -> None:
+    """Print every setting's effective value (passwords hidden) and where it came from."""
+    from demand import configuration
+
+    if markdown:
+        console.print(configuration.reference_table(), markup=False, end="")
+        return
+    rows = configuration.effective(get_settings())
+    width = max(len(variable) for variable, _, _ in rows)
+    # plain lines, not a table: a value must never be cut to fit the terminal
+    for variable, value, source in rows:
+        console.print(f"{variable:<{width}}  {value}  [dim]({source})[/dim]", highlight=False)
+
+
 @app.command("build-features")
 @friendly
 def build_features() -> None:
@@ -272,16 +329,20 @@ def materialize(
 def online(
     key: Annotated[
         list[str] | None,
-        typer.Option("--key", "-k", help="STORE_ID:PRODUCT_ID; repeat for several."),
+        typer.Option(
+            "--key", "-k", callback=_keys, help="STORE_ID:PRODUCT_ID; repeat for several."
+        ),
     ] = None,
     target_date: Annotated[
-        str | None, typer.Option(help="Day to describe (YYYY-MM-DD); default: the next day.")
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Day to describe; default: the next day."),
     ] = None,
-    limit: Annotated[int, typer.Option(help="Keys shown when none are given.")] = 3,
+    limit: Annotated[int, typer.Option(min=1, help="Keys shown when none are given.")] = 3,
 ) -> None:
     """Print online feature vectors for store/product keys."""
     settings = _settings()
-    vectors = _online_vectors(settings, key or [], target_date, limit)
+    day = target_date.date() if target_date else None
+    vectors = _online_vectors(settings, key or [], day, limit)
     for _, row in vectors.iterrows():
         table = Table(title=f"{row['store_id']} × {row['product_id']}", show_header=False)
         for name, value in row.items():
@@ -289,25 +350,16 @@ def online(
         console.print(table)
 
 
-def _online_vectors(settings: Settings, keys: list[str], target_date: str | None, limit: int):
+def _online_vectors(
+    settings: Settings, keys: list[tuple[str, str]], target: date | None, limit: int
+):
     """Vectors for the keys through the serving lookup (the service's own), one row per key."""
     import pandas as pd
 
     from demand.featurestore import open_store
     from serving.lookup import OnlineLookup, StoreUnavailable, scrub, unavailable_advice
 
-    parsed = []
-    for k in keys:
-        store_id, sep, product_id = k.partition(":")
-        if not sep or not store_id or not product_id:
-            raise UserError(f"--key {k!r}: expected STORE_ID:PRODUCT_ID, e.g. S000:P0300")
-        parsed.append((store_id, product_id))
-    target = None
-    if target_date is not None:
-        parsed_date = pd.to_datetime(target_date, format="%Y-%m-%d", errors="coerce")
-        if parsed_date is pd.NaT:
-            raise UserError(f"--target-date {target_date!r}: expected YYYY-MM-DD")
-        target = parsed_date.date()
+    parsed = list(keys)
     from features.plan import lineage
     from training.periods import feature_service
 
@@ -395,8 +447,8 @@ def features(
 @friendly
 def train(
     device: Annotated[
-        str, typer.Option(help="auto (GPU when CatBoost sees one, else CPU) | cpu | gpu.")
-    ] = "auto",
+        Device, typer.Option(help="auto: the GPU when CatBoost sees one, else the CPU.")
+    ] = Device.auto,
     horizon: Annotated[
         int | None, typer.Option(help="Days ahead to forecast [env: DEMAND_HORIZON].")
     ] = None,
@@ -407,12 +459,9 @@ def train(
     _run_training(settings, device, register)
 
 
-def _run_training(settings: Settings, device: str, register: bool = True):
+def _run_training(settings: Settings, device: Device, register: bool = True):
     from training import train as training
-    from training.device import Device
 
-    if device not in {d.value for d in Device}:
-        raise UserError(f"--device {device!r}: expected auto, cpu or gpu")
     result = training.run(settings, device=device, register=register, progress=step)
     table = Table(title=f"backtest · {result.rows:,} training-set rows · hash {result.digest}")
     table.add_column("predictor")
@@ -464,7 +513,7 @@ def demo(scale: ScaleOption = None, seed: SeedOption = None) -> None:
     ]
     console.print(vectors[[c for c in shown if c in vectors.columns]].T.to_string())
     console.rule("training")
-    result = _run_training(settings, device="auto")
+    result = _run_training(settings, device=Device.auto)
     if result.version is not None:
         from registry import lifecycle
 

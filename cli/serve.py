@@ -13,13 +13,15 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from demand.console import UserError, console, friendly
-from demand.settings import REPO_ROOT, Settings, get_settings
+from demand.settings import REPO_ROOT, ModelVersion, Settings, get_settings
+from deploy.container import BACKENDS
 from ops.processes import Children, exit_code, free_port, post_json, stop_group, wait_ready
 
 SERVICE = "serving.service:DemandForecast"
@@ -65,6 +67,22 @@ def server_env(
         env["DEMAND_SERVE_VERSION"] = str(version or settings.serve_version)
     env["DEMAND_SERVE_ALIAS"] = alias or settings.serve_alias
     return env
+
+
+Backend = StrEnum("Backend", {name: name for name in BACKENDS})
+
+
+def _version(value: str | None) -> str | None:
+    """--version: a registry version number, checked as DEMAND_SERVE_VERSION is."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(ModelVersion).validate_python(value)
+    except ValidationError as error:
+        raise typer.BadParameter(error.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+VersionOption = Annotated[str | None, typer.Option(callback=_version, help="Package this version")]
 
 
 def serve_command(host: str, port: int) -> list[str]:
@@ -141,13 +159,16 @@ def _ask_demo_forecasts(
 @friendly
 def serve(
     port: Annotated[
-        int | None, typer.Option("--port", "-p", help="Default: DEMAND_SERVE_PORT")
+        int | None,
+        typer.Option("--port", "-p", min=1, max=65535, help="Default: DEMAND_SERVE_PORT"),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Default: DEMAND_SERVE_HOST")] = None,
     alias: Annotated[str | None, typer.Option(help="Serve this registry alias")] = None,
-    version: Annotated[str | None, typer.Option(help="Serve this version (no reload)")] = None,
-    workers: Annotated[int, typer.Option(help="BentoML worker processes")] = 1,
-    threads: Annotated[int, typer.Option(help="Request threads per worker")] = 4,
+    version: Annotated[
+        str | None, typer.Option(callback=_version, help="Serve this version (no reload)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="BentoML worker processes")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="Request threads per worker")] = 4,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
 ) -> None:
     """Start the forecast service (production alias by default) in the foreground."""
@@ -169,7 +190,7 @@ def serve(
 @friendly
 def bento_build(
     alias: Annotated[str | None, typer.Option(help="Package this alias's version")] = None,
-    version: Annotated[str | None, typer.Option(help="Package this version")] = None,
+    version: VersionOption = None,
 ) -> None:
     """Build a Bento with the service, the model (from the registry) and the feature repo config."""
     from deploy import bento
@@ -185,9 +206,7 @@ def bento_build(
 @bento_app.command("containerize")
 @friendly
 def bento_containerize(
-    backend: Annotated[
-        str, typer.Option(help="docker (BentoML's default), buildah or podman")
-    ] = "docker",
+    backend: Annotated[Backend, typer.Option(help="docker is BentoML's default")] = Backend.docker,
     base_image: Annotated[
         str | None,
         typer.Option(
@@ -198,7 +217,7 @@ def bento_containerize(
         str | None, typer.Option(help="Image name; default: DEMAND_CONTAINER_IMAGE")
     ] = None,
     alias: Annotated[str | None, typer.Option(help="Package this alias's version")] = None,
-    version: Annotated[str | None, typer.Option(help="Package this version")] = None,
+    version: VersionOption = None,
 ) -> None:
     """Build an OCI image of the production Bento with `bentoml containerize`."""
     from deploy import bento, container

@@ -3,18 +3,31 @@
 Every value comes from an environment variable prefixed ``DEMAND_`` (or a ``.env``
 file in the working directory), e.g. ``DEMAND_DATA_DIR=/mnt/demand``. Nothing is
 read at import time: call :func:`get_settings` where the value is needed.
+
+Settings are checked when they are read, each against its type (URLs, byte sizes, the
+loss): a bad value is a :class:`SettingError` naming the variable and where it came
+from (exit 2), not a failure deep in a run. A ``DEMAND_*`` variable that no setting
+has is an :class:`~demand.console.Advice` naming the closest setting.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import warnings
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from demand.console import Advice, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +69,144 @@ class Materializer(StrEnum):
     feast = "feast"
 
 
+class Loss(StrEnum):
+    """CatBoost losses a model may train with: the ones README, The loss, measured."""
+
+    RMSE = "RMSE"
+    Poisson = "Poisson"
+    Tweedie = "Tweedie"  # needs :variance_power=P, 1 < P < 2
+
+
+class SettingError(UserError):
+    """A ``DEMAND_*`` setting with a value of the wrong type or out of range."""
+
+    exit_code = 2  # the README's contract: bad arguments and settings exit 2
+
+
+@dataclass(frozen=True)
+class Shown:
+    """How the configuration reference (README, Configuration) names a checked type."""
+
+    type: str
+
+
+def _catboost_loss(value: str) -> str:
+    family, _, params = value.partition(":")
+    expected = "expected RMSE, Poisson or Tweedie:variance_power=P with 1 < P < 2"
+    if family not in Loss.__members__:
+        raise ValueError(f"{family!r} is not a loss the platform trains with; {expected}")
+    if family != Loss.Tweedie:
+        if params:
+            raise ValueError(f"{family} takes no parameters; {expected}")
+        return value
+    name, _, power = params.partition("=")
+    try:
+        ok = name == "variance_power" and 1 < float(power) < 2
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(expected)
+    return value
+
+
+_SIZE = re.compile(
+    r"\s*(?P<number>\d+(\.\d*)?|\.\d+)\s*(?P<unit>[KMGT]i?B|[KMGT]|(kilo|mega|giga|tera)bytes?)\s*",
+    re.IGNORECASE,
+)
+_PERCENT = re.compile(r"\s*(?P<number>\d+(\.\d*)?)\s*%\s*")
+
+
+def _memory_size(value: str) -> str:
+    # DuckDB's own notation, checked here: DuckDB reads '-1', 'none' or '0GB' as no limit or
+    # none at all and fails at the first query; a size the build can run in is what is meant
+    expected = "expected a size such as 8GB, 512MiB or 50% (of the machine's memory)"
+    if match := _PERCENT.fullmatch(value):
+        if not 0 < float(match["number"]) <= 100:
+            raise ValueError("a share of the memory is above 0 % and at most 100 %")
+        return value
+    if not (match := _SIZE.fullmatch(value)):
+        raise ValueError(expected)
+    if float(match["number"]) <= 0:
+        raise ValueError(f"the limit must be above zero; {expected}")
+    return value
+
+
+def _sql_url(value: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value).port  # noqa: B018 (parsing the port is the check)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "expected a SQLAlchemy database URL, e.g. postgresql+psycopg://user@host:5432/name"
+        ) from None
+    return value
+
+
+def _postgresql_url(value: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    if make_url(_sql_url(value)).get_backend_name() != "postgresql":
+        raise ValueError("expected a PostgreSQL URL, e.g. postgresql+psycopg://user@host/name")
+    return value
+
+
+def _uri_or_path(value: str) -> str:
+    # the usual slip is an address without its scheme (host:5000), which MLflow would
+    # take for a relative path and fill with runs nobody finds
+    if "://" not in value:
+        if re.fullmatch(r"[^/\\:]+:\d+(/.*)?", value):
+            raise ValueError(f"{value!r} has no scheme; write http://{value}")
+        return value
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
+        raise ValueError("expected scheme://…, e.g. http://host:5000")
+    try:
+        urlsplit(value).port  # noqa: B018 (parsing the port is the check)
+    except ValueError as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("expected http://host/path or https://host/path")
+    return value
+
+
+def _redis_address(value: str) -> str:
+    # Feast's connection string: host:port[,host:port…][,key=value…] (a cluster lists nodes)
+    nodes = [p.strip() for p in value.split(",") if "=" not in p]
+    expected = "expected host:port[,key=value…], e.g. 127.0.0.1:6379 or redis:6379,password=…"
+    if not nodes:
+        raise ValueError(expected)
+    for node in nodes:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{node!r}: {expected}")
+    return value
+
+
+def _model_version(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[1-9]\d*", value):
+        raise ValueError("expected a registry version number such as 3")
+    return value
+
+
+CatBoostLoss = Annotated[str, AfterValidator(_catboost_loss), Shown("CatBoost loss")]
+MemorySize = Annotated[str, AfterValidator(_memory_size), Shown("size (8GB, 512MiB, 50%)")]
+SqlUrl = Annotated[str, AfterValidator(_sql_url), Shown("SQLAlchemy URL")]
+PostgresUrl = Annotated[str, AfterValidator(_postgresql_url), Shown("PostgreSQL URL")]
+UriOrPath = Annotated[str, AfterValidator(_uri_or_path), Shown("URI or path")]
+HttpUrl = Annotated[str, AfterValidator(_http_url), Shown("http(s) URL")]
+RedisAddress = Annotated[str, AfterValidator(_redis_address), Shown("host:port[,key=value…]")]
+ModelVersion = Annotated[str | None, AfterValidator(_model_version), Shown("version number")]
+
+# read by demand.console before any settings are: known, but not settings
+NOT_SETTINGS = frozenset({"DEMAND_DEBUG", "DEMAND_LIBRARY_WARNINGS"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DEMAND_", env_file=".env", extra="ignore", validate_default=True
@@ -88,20 +239,23 @@ class Settings(BaseSettings):
         "stock Feast writes, SQLite and Redis; feast: Feast's own local engine.",
     )
     feast_project: str = Field(
-        default="demand_forecasting", description="Feast project (team profile)."
+        default="demand_forecasting", description="Feast project (team profile; see Profiles)."
     )
-    redis_url: str = Field(
-        default="127.0.0.1:6379", description="Feast online store (team profile), host:port."
+    redis_url: RedisAddress = Field(
+        default="127.0.0.1:6379",
+        description="Feast online store (team profile): Feast's Redis connection string, "
+        "host:port, more host:port for a cluster, then options such as password=….",
     )
-    feast_registry_url: str = Field(
+    feast_registry_url: SqlUrl = Field(
         default="postgresql+psycopg://postgres@127.0.0.1:5432/demand_feast",
-        description="Feast SQL registry (team profile).",
+        description="Feast SQL registry (team profile; see Profiles).",
     )
     seed: int = Field(default=7, description="Seed of the synthetic generator.")
     scale: Scale = Field(
         default=Scale.default,
-        description="Size of the generated data: tiny, default, large (order lines) or m5 "
-        "(aggregated daily sales, 30,000+ series).",
+        description="Size of the generated data: tiny (tests), default (demo), large "
+        "(benchmarks), order lines; or m5 (aggregated daily sales, 30,000+ series; README, "
+        "Performance, Scales).",
     )
     feature_service: str = Field(
         default="demand_forecast_v1",
@@ -132,10 +286,12 @@ class Settings(BaseSettings):
     )
 
     # DuckDB (the feature build, the import): peak memory is a setting, not the data's size
-    duckdb_memory_limit: str = Field(
+    duckdb_memory_limit: MemorySize = Field(
         default_factory=lambda: _half_the_memory(),
-        description="Memory DuckDB may use before it spills to DUCKDB_TEMP_DIR, e.g. 8GB. "
-        "Default: half of the machine's memory.",
+        description="Memory the feature build, `demand import` and the point-in-time joins "
+        "let DuckDB hold before it spills to DUCKDB_TEMP_DIR, e.g. 8GB; peak memory follows "
+        "this setting, not the data's size.",
+        json_schema_extra={"shown_default": "half the machine's memory"},
     )
     duckdb_temp_dir: Path | None = Field(
         default=None,
@@ -157,9 +313,10 @@ class Settings(BaseSettings):
         description="Spark master URL: local[N] (this machine, N cores), spark://host:7077 "
         "(standalone), yarn, or k8s://https://host:443.",
     )
-    spark_conf: dict[str, str] = Field(
+    # NoDecode: the JSON is parsed by _spark_conf below, so bad JSON is this setting's error
+    spark_conf: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="Extra Spark configuration as JSON, e.g. "
+        description="Extra Spark configuration as JSON, applied last, e.g. "
         '\'{"spark.executor.memory": "8g", "spark.executor.instances": "4"}\'.',
     )
 
@@ -229,26 +386,30 @@ class Settings(BaseSettings):
         ge=1,
         description="CatBoost trees (an upper bound: early stopping ends sooner).",
     )
-    learning_rate: float = Field(default=0.08, gt=0)
-    depth: int = Field(default=6, ge=1, le=16)
-    loss: str = Field(
+    learning_rate: float = Field(default=0.08, gt=0, description="CatBoost learning rate.")
+    depth: int = Field(default=6, ge=1, le=16, description="CatBoost tree depth.")
+    loss: CatBoostLoss = Field(
         default="Tweedie:variance_power=1.5",
         description="CatBoost loss, chosen on the validation window (README, The loss).",
     )
-    mlflow_tracking_uri: str | None = Field(
+    mlflow_tracking_uri: UriOrPath | None = Field(
         default=None,
         description="Where MLflow clients send runs and versions. Default: embedded, a SQLite "
         "database in DATA_DIR/mlflow; team, the tracking server at "
         "http://MLFLOW_SERVER_HOST:MLFLOW_SERVER_PORT.",
     )
     # the team's MLflow tracking server (`demand team up` starts it)
-    mlflow_server_host: str = Field(default="127.0.0.1", description="Tracking server address.")
-    mlflow_server_port: int = Field(default=5000, ge=1, le=65535)
-    mlflow_backend_store_uri: str = Field(
+    mlflow_server_host: str = Field(
+        default="127.0.0.1", description="Address of the tracking server `demand team up` starts."
+    )
+    mlflow_server_port: int = Field(
+        default=5000, ge=1, le=65535, description="Port of that tracking server."
+    )
+    mlflow_backend_store_uri: SqlUrl = Field(
         default="postgresql+psycopg://postgres@127.0.0.1:5432/demand_mlflow",
         description="The tracking server's database (team profile); clients never use it.",
     )
-    mlflow_artifacts_destination: str | None = Field(
+    mlflow_artifacts_destination: UriOrPath | None = Field(
         default=None,
         description="Where the tracking server keeps model files: a directory (default "
         "DATA_DIR/mlflow-artifacts) or an object store URI such as s3://bucket/mlflow.",
@@ -262,7 +423,7 @@ class Settings(BaseSettings):
         ge=0,
         description="A challenger may be this much (relative) worse in WAPE than the champion.",
     )
-    registry_lock_url: str | None = Field(
+    registry_lock_url: PostgresUrl | None = Field(
         default=None,
         description="PostgreSQL database whose advisory lock (one per model name) serialises "
         "registry moves of a shared registry, from every host; clients only take the lock "
@@ -291,15 +452,17 @@ class Settings(BaseSettings):
         "late orders still arrive after midnight.",
     )
     # batch forecasts (`demand forecast --all`, the nightly cycle)
-    forecast_db_url: str | None = Field(
+    forecast_db_url: PostgresUrl | None = Field(
         default=None,
         description="PostgreSQL database that receives the published forecasts (table "
         "demand_forecasts). Default: none in the embedded profile (parquet files only), "
         "database demand_forecasts on the team's PostgreSQL in the team profile.",
     )
     # serving
-    serve_host: str = Field(default="127.0.0.1")
-    serve_port: int = Field(default=3000, ge=1, le=65535)
+    serve_host: str = Field(default="127.0.0.1", description="Address the service listens on.")
+    serve_port: int = Field(
+        default=3000, ge=1, le=65535, description="Port the service listens on."
+    )
     serve_max_items: int = Field(
         default=5000, ge=1, description="Items one /forecast request may carry."
     )
@@ -313,7 +476,7 @@ class Settings(BaseSettings):
     serve_alias: str = Field(
         default="production", description="Registry alias whose model version is served."
     )
-    serve_version: str | None = Field(
+    serve_version: ModelVersion = Field(
         default=None, description="Serve this model version instead of the alias's."
     )
     serve_reload_seconds: float = Field(
@@ -343,10 +506,42 @@ class Settings(BaseSettings):
         description="Image storage of buildah and podman (deploy/storage*.conf). auto: overlay "
         "where the kernel mounts it (a container starts without copying its image), else vfs.",
     )
-    container_debian_mirror: str = Field(
+    container_debian_mirror: HttpUrl = Field(
         default="http://deb.debian.org/debian",
         description="Debian mirror `make base-image` bootstraps the base image from.",
     )
+
+    # where each value came from (default, .env, environment, argument), for `demand config`
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: object) -> None:
+        # one place every read passes: get_settings, and the few that build Settings directly
+        sources = value_sources(values)
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise SettingError(_problems(error, sources)) from None
+        self._sources = sources
+        for advice in unknown_variables():
+            warnings.warn(advice, Advice, stacklevel=2)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each setting's value came from: default, .env, environment or argument."""
+        return dict(self._sources)
+
+    @field_validator("spark_conf", mode="before")
+    @classmethod
+    def _spark_conf(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"not JSON ({error.msg} at character {error.pos}); expected an object "
+                    'such as {"spark.executor.memory": "8g"}'
+                ) from None
+        return value
 
     @field_validator("data_dir", "feature_repo", mode="after")
     @classmethod
@@ -453,6 +648,79 @@ def last_closed_day(now: datetime, lag_hours: float) -> date:
     The one rule for ``closed_day_lag_hours``; serving's origins and training's labels use it.
     """
     return (now.astimezone(UTC) - timedelta(hours=lag_hours)).date() - timedelta(days=1)
+
+
+_ORIGINS = {
+    "argument": "given as an argument",
+    "environment": "from the environment",
+    ".env": "from .env",
+    "default": "the default",
+}
+
+
+def _dotenv() -> dict[str, str | None]:
+    """The ``.env`` file pydantic-settings reads (in the working directory), keys upper-case."""
+    from dotenv import dotenv_values
+
+    path = Path(str(Settings.model_config.get("env_file")))
+    return {k.upper(): v for k, v in dotenv_values(path).items()} if path.is_file() else {}
+
+
+def value_sources(overrides: dict[str, object]) -> dict[str, str]:
+    """Where each setting's value comes from, in pydantic-settings' order of precedence."""
+    environ = {name.upper() for name in os.environ}  # names are not case-sensitive
+    dotenv = _dotenv()
+    sources = {}
+    for name in Settings.model_fields:
+        variable = f"DEMAND_{name.upper()}"
+        if name in overrides:
+            sources[name] = "argument"
+        elif variable in environ:
+            sources[name] = "environment"
+        elif variable in dotenv:
+            sources[name] = ".env"
+        else:
+            sources[name] = "default"
+    return sources
+
+
+def unknown_variables() -> list[str]:
+    """One line for each ``DEMAND_*`` variable no setting has, naming the closest setting."""
+    known = sorted(f"DEMAND_{name.upper()}" for name in Settings.model_fields)
+    seen: dict[str, str] = {}
+    for names, where in ((os.environ, ""), (_dotenv(), " in .env")):
+        for name in names:
+            variable = name.upper()
+            if variable.startswith("DEMAND_") and variable not in seen:
+                seen[variable] = where
+    lines = []
+    for variable, where in sorted(seen.items()):
+        if variable in known or variable in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(variable, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"unknown setting {variable}{where}{hint}")
+    return lines
+
+
+def _problems(error: ValidationError, sources: dict[str, str]) -> str:
+    """One line per bad value: the variable, its value (secrets hidden), its source, why."""
+    from demand.servers import redact
+
+    lines = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else ""
+        value = problem.get("input")
+        shown = ""
+        if isinstance(value, str | int | float):
+            try:
+                shown = f"={redact(str(value))}"
+            except Exception:  # not even a URL's syntax: show nothing rather than a password
+                shown = "=…"
+        reason = problem["msg"].removeprefix("Value error, ")
+        origin = _ORIGINS[sources.get(name, "default")]
+        lines.append(f"setting DEMAND_{name.upper()}{shown} ({origin}): {reason}")
+    return "\n".join(lines)
 
 
 def get_settings(**overrides: object) -> Settings:

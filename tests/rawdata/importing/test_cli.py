@@ -41,18 +41,19 @@ def test_import_options_reach_the_reader(tmp_path, data_dir, capsys):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "code", "message"),
     [
-        (["import", "/nonexistent/folder"], "is not a folder"),
-        (["import", "{folder}", "--map", "units"], "expected THEIR_NAME=OUR_NAME"),
-        (["import", "{folder}", "--grain", "month"], "expected day or week"),
-        (["import", "{folder}", "--week-start", "funday"], "--week-start 'funday'"),
-        (["import", "{folder}", "--decimal", ";"], "--decimal"),
+        (["import", "/nonexistent/folder"], 1, "is not a folder"),
+        # bad arguments are usage errors (README, Commands)
+        (["import", "{folder}", "--map", "units"], 2, "expected THEIR_NAME=OUR_NAME"),
+        (["import", "{folder}", "--grain", "month"], 2, "'month' is not one of 'day', 'week'"),
+        (["import", "{folder}", "--week-start", "funday"], 2, "'funday' is not one of"),
+        (["import", "{folder}", "--decimal", ";"], 2, "--decimal"),
     ],
 )
-def test_bad_input_exits_1_with_a_message(tmp_path, data_dir, capsys, args, message):
+def test_bad_input_exits_non_zero_with_a_message(tmp_path, data_dir, capsys, args, code, message):
     folder = write(tmp_path / "export", base())
-    assert main([a.format(folder=folder) for a in args]) == 1
+    assert main([a.format(folder=folder) for a in args]) == code
     assert message in capsys.readouterr().err
     assert not (data_dir / "raw").exists()
 
