@@ -105,7 +105,9 @@ def _renames(items: list[str] | None) -> dict[str, str] | None:
     for item in items or []:
         theirs, sep, ours = item.partition("=")
         if not sep or not theirs.strip() or not ours.strip():
-            raise typer.BadParameter(f"{item!r}: expected THEIR_NAME=OUR_NAME, e.g. qty=units")
+            raise typer.BadParameter(
+                f"{item!r}: expected THEIR_NAME=OUR_NAME, e.g. qty=units", param_hint="--map"
+            )
         renames[theirs.strip()] = ours.strip()
     return renames
 
@@ -157,11 +159,7 @@ def import_files(
     ] = None,
     rename: Annotated[
         list[str] | None,
-        typer.Option(
-            "--map",
-            callback=_renames,
-            help="THEIR_NAME=OUR_NAME: rename a column; repeat for several.",
-        ),
+        typer.Option("--map", help="THEIR_NAME=OUR_NAME: rename a column; repeat for several."),
     ] = None,
     grain: Annotated[
         Grain | None, typer.Option(help="Default: detected from the sales dates.")
@@ -178,9 +176,11 @@ def import_files(
         raise typer.BadParameter(
             f"{decimal.value!r} is also the field separator (--delimiter)", param_hint="--decimal"
         )
+    # a dict, made here: Typer turns what a callback returns back into the option's list
+    renames = _renames(rename)
     settings = _settings()
     options = ImportOptions(
-        read=ReadOptions(delimiter, decimal.value, date_format, rename or {}),
+        read=ReadOptions(delimiter, decimal.value, date_format, renames),
         grain=Grain(grain) if grain else None,
         week_start=week_start.lower() if week_start else None,
         earliest=settings.import_earliest_date,

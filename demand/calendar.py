@@ -140,6 +140,11 @@ class RawDescription:
         )
 
 
+# A weekly export with a few mistyped dates (a year typed 2093) is still weekly: the rows
+# off the week's first day are quarantined as such, rather than the file refused as mixed.
+WEEKLY_SHARE = 0.99
+
+
 @dataclass(frozen=True)
 class DateEvidence:
     """The weekdays a file's dates fall on: what a grain and a week start must agree with.
@@ -179,7 +184,7 @@ class DateEvidence:
             return "none"
         if self.days == 1:
             return "single"
-        if len(self.weekdays) == 1:
+        if len(self.weekdays) == 1 or self.share >= WEEKLY_SHARE:
             return "weekly"
         return "mixed" if self.share >= 0.5 else "daily"
 
@@ -192,6 +197,9 @@ class DateEvidence:
             return f"{head}, all on one day ({self.first}, a {self.top_day.title()})"
         if len(self.weekdays) == 1:
             return f"{head}, all {self.top_day.title()}s"
+        if self.share >= WEEKLY_SHARE:
+            off = self.rows - self.weekdays[self.top][0]
+            return f"{head}, all {self.top_day.title()}s but {off:,} on other weekdays"
         return (
             f"{head}, on {len(self.weekdays)} weekdays, {self.share:.0%} of them "
             f"{self.top_day.title()}s"

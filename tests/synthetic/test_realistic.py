@@ -232,7 +232,6 @@ def _but_revisions(quarantined: pd.DataFrame, data) -> pd.DataFrame:
     return quarantined[~revised].sort_values(["file", "line"]).reset_index(drop=True)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the import date fix (issue 21)")
 def test_the_import_with_default_settings_accepts_all_but_the_broken_rows(
     data, tmp_path, monkeypatch, clean_demand_env
 ):
