@@ -107,3 +107,31 @@ def test_every_feastext_module_says_what_it_relies_on_and_the_versions_checked()
             continue
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         assert "Relies on (checked against" in doc, path.name
+
+
+def test_the_gate_builds_training_sets_through_the_one_public_module():
+    """registry/ reuses training's training-set construction (training/dataset.py) and its
+    metrics, by public names only: no private name crosses between them."""
+    crossing = []
+    for path in sorted((ROOT / "registry").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("training"):
+                for alias in node.names:
+                    aliases[alias.asname or alias.name] = node.module
+                    if alias.name.startswith("_") or node.module not in (
+                        "training",
+                        "training.dataset",
+                        "training.metrics",
+                    ):
+                        crossing.append(f"{path.name}: from {node.module} import {alias.name}")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+            ):
+                crossing.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert crossing == []
