@@ -31,7 +31,7 @@ from feastext.materialization import (
 )
 from tests.feastext.redis_proxy import RedisProxy
 from tests.feastext.test_materialization import toy_store
-from tests.features.test_redis_materialization import (
+from tests.feastext.test_redis_materialization import (
     client,
     day,
     product,
