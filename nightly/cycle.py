@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -88,8 +87,17 @@ def raw_fingerprint(settings: Settings) -> str:
 
 
 def definitions_fingerprint(settings: Settings) -> str:
-    """A hash of what `feast apply` registers: the repo's files, the profile, the project."""
+    """A hash of what `feast apply` registers and training reads: the repo's files, the
+    profile, the project, which feature tables exist (`apply` leaves out a view whose
+    table is absent) and the feature service training will choose (plans switch it).
+
+    Call it on the tables in place (after the night's build)."""
+    from training import dataset
+
     digest = hashlib.sha256(f"{settings.profile}:{settings.feast_project}".encode())
+    tables = sorted(p.name for p in settings.feature_dir.glob("*.parquet"))
+    digest.update(f"tables:{','.join(tables)}".encode())
+    digest.update(f"service:{dataset.service_for(settings)}".encode())
     for path in sorted(settings.feature_repo.glob("*")):
         if path.suffix in {".py", ".yaml", ".feastignore"} or path.name == ".feastignore":
             digest.update(path.name.encode())
@@ -163,7 +171,9 @@ def run(
     clock.step("build features", lambda: _build_aside(settings, progress))
     report.new_feature_rows = _rows_after(settings, previous)
     definitions = definitions_fingerprint(settings)
-    if last.get("definitions") != definitions or not _registered(settings):
+    reason = apply_reason(settings, last)
+    if reason:
+        progress(f"feast apply: {reason}")
         clock.step("feast apply", lambda: publish.apply(settings))
     else:
         progress("feast apply skipped: the feature definitions are those of the last night")
@@ -205,29 +215,35 @@ def _build_aside(settings: Settings, progress: Progress) -> None:
 
     On the engine DEMAND_ENGINE names. On DuckDB incremental when the tables in place
     extend (same grain and definitions, raw sales only appended; see ``build_duckdb.build``),
-    else full; the progress line says which.
+    else full; the progress line says which. The directory is replaced whole (one rename
+    of a link, ``demand.swap``): a crash leaves every table old or every table new.
     """
-    aside = settings.data_dir / "features.next"
-    shutil.rmtree(aside, ignore_errors=True)
+    live = settings.feature_dir
     built = pipeline.build_with(
         settings,
-        aside,
         progress=lambda m: progress(f"built {m}"),
-        previous=settings.feature_dir if settings.feature_dir.exists() else None,
+        previous=live if live.exists() else None,
     )
     progress(f"feature build: {built.mode}, {built.seconds:.1f}s")
-    settings.feature_dir.mkdir(parents=True, exist_ok=True)
-    for name in built.rows:
-        (aside / f"{name}.parquet").replace(settings.feature_dir / f"{name}.parquet")
-    shutil.rmtree(aside, ignore_errors=True)
+
+
+def apply_reason(settings: Settings, last: dict) -> str | None:
+    """Why tonight must run `feast apply` (None: the registry would not change)."""
+    if last.get("definitions") != definitions_fingerprint(settings):
+        return "the feature definitions, tables or chosen service changed"
+    if not _registered(settings):
+        return "the registry lacks the feature service"
+    return None
 
 
 def _registered(settings: Settings) -> bool:
-    """Whether the Feast registry still holds the feature service (a registry can be reset)."""
+    """Whether the Feast registry still holds the feature service training will choose (a
+    registry can be reset; a weekly set never registers the settings' daily default)."""
     from demand.featurestore import open_store
+    from training import dataset
 
     services = open_store(settings).list_feature_services()
-    return settings.feature_service in {s.name for s in services}
+    return dataset.service_for(settings) in {s.name for s in services}
 
 
 def _materialize(settings: Settings, progress: Progress) -> None:
