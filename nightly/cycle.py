@@ -168,7 +168,7 @@ def run(
             f"{d:%Y-%m-%d}" for d in pd.date_range(previous + pd.Timedelta(days=1), last_day)
         ]
 
-    clock.step("build features", lambda: _build_aside(settings, progress))
+    built = clock.step("build features", lambda: _build_aside(settings, progress))
     report.new_feature_rows = _rows_after(settings, previous)
     definitions = definitions_fingerprint(settings)
     reason = apply_reason(settings, last)
@@ -177,7 +177,7 @@ def run(
         clock.step("feast apply", lambda: publish.apply(settings))
     else:
         progress("feast apply skipped: the feature definitions are those of the last night")
-    clock.step("materialize", lambda: _materialize(settings, progress))
+    clock.step("materialize", lambda: _materialize(settings, progress, built.mode))
     report.materialized_through = f"{publish.origin_close(settings):%Y-%m-%d %H:%M}"
 
     from training import train
@@ -210,7 +210,7 @@ def run(
     return report
 
 
-def _build_aside(settings: Settings, progress: Progress) -> None:
+def _build_aside(settings: Settings, progress: Progress) -> plan.BuildReport:
     """Build every feature table into a sibling directory, then swap them in together.
 
     On the engine DEMAND_ENGINE names. On DuckDB incremental when the tables in place
@@ -225,6 +225,7 @@ def _build_aside(settings: Settings, progress: Progress) -> None:
         previous=live if live.exists() else None,
     )
     progress(f"feature build: {built.mode}, {built.seconds:.1f}s")
+    return built
 
 
 def apply_reason(settings: Settings, last: dict) -> str | None:
@@ -246,19 +247,27 @@ def _registered(settings: Settings) -> bool:
     return dataset.service_for(settings) in {s.name for s in services}
 
 
-def _materialize(settings: Settings, progress: Progress) -> None:
-    """Only rows newer than each view's last load; everything for a view never loaded.
+def _materialize(settings: Settings, progress: Progress, mode: str = "incremental") -> None:
+    """Only rows newer than each view's last load when the build only appended periods
+    (``mode``: the feature build's); everything for a view never loaded, and after a build
+    that rebuilt the tables whole.
 
     (Feast's incremental load of a view it never loaded starts at now − TTL, which
-    skips a history that ended earlier than that.)
+    skips a history that ended earlier than that. A whole rebuild may have changed rows
+    the online store already holds, a correction of earlier periods with no new one: an
+    incremental load would add nothing and serve the rows before the correction. A full
+    load writes one latest row per key, as many keys as an incremental night's.)
     """
     from demand.featurestore import open_store
 
     views = open_store(settings).list_feature_views()
     never = [v.name for v in views if not v.most_recent_end_time]
+    full = bool(never) or not mode.startswith("incremental")
     if never:
         progress(f"first load of {', '.join(never)}: materializing everything")
-    publish.materialize(settings, incremental=not never)
+    elif full:
+        progress(f"the feature tables were rebuilt ({mode}): materializing everything")
+    publish.materialize(settings, incremental=not full)
 
 
 def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:
