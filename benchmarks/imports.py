@@ -76,10 +76,10 @@ def _child(folder: str, raw_dir: str, results) -> None:
 def measure(folder: Path, raw_dir: Path, fresh: bool = True) -> dict:
     """Import ``folder`` into ``raw_dir`` (emptied first when ``fresh``) in a process of its
     own: seconds, peak GiB."""
-    import shutil
+    from demand import swap
 
     if fresh:
-        shutil.rmtree(raw_dir, ignore_errors=True)
+        swap.remove(raw_dir)  # a link and its generation (rmtree refuses a link)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     child = context.Process(target=_child, args=(str(folder), str(raw_dir), results))

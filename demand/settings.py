@@ -29,6 +29,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from demand.console import Advice, UserError
 
+from demand import swap
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -579,11 +581,12 @@ class Settings(BaseSettings):
 
     @property
     def raw_dir(self) -> Path:
-        return self.data_dir / "raw"
+        # every command opens the directory here: an interrupted swap is undone first
+        return swap.recover(self.data_dir / "raw")
 
     @property
     def feature_dir(self) -> Path:
-        return self.data_dir / "features"
+        return swap.recover(self.data_dir / "features")
 
     @property
     def feast_dir(self) -> Path:

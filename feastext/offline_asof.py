@@ -17,7 +17,9 @@ this path; everything else (materialization, other sources, a folder of files,
 At scale (10 M entity rows × 7 views) the join carries keys, times and the matched row's
 position in the file only, once per distinct (keys, time), and the values are taken by
 position; DuckDB works within ``DEMAND_DUCKDB_MEMORY_LIMIT``, spilling beyond it, and the
-result goes to pandas column by column (README, Performance).
+result goes to pandas column by column (README, Performance). The file's identity (device,
+inode, size, mtime) is compared across its two reads, and the view read again when a
+build swapped it in between: row numbers of one file never fetch another's values.
 
 Relies on (checked against feast 0.67.0, ibis-framework 12.0.0, duckdb 2.0.1):
 - ``feast.infra.offline_stores.ibis._to_utc`` and ``IbisRetrievalJob``'s private
@@ -31,6 +33,7 @@ tests/feastext/test_offline_asof.py compares its training sets with Feast's Duck
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -56,6 +59,8 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from ibis.backends.duckdb.converter import DuckDBPyArrowData
+
+from demand.console import UserError
 
 TYPE = "feastext.offline_asof.AsofDuckDBOfflineStore"
 ROW = "__asof_row"  # the entity row's position: the result comes back in entity order
@@ -218,17 +223,56 @@ def _view_join(
 
 def _joined(connection, entities: str, n: int, view: _ViewJoin) -> pa.Table:
     """The view's values for the ``n`` entity rows, in entity order (nulls where no row is
-    fresh): the join finds each entity row's file row, a take fetches the values."""
+    fresh): the join finds each entity row's file row, a take fetches the values.
+
+    The file is read twice, and a feature build may swap it in between (a nightly beside a
+    `demand train`): row numbers of one file would then fetch another file's values. So
+    the file's identity is taken before the first read and after the second, and the
+    view is read again when it changed (a swap takes a moment; a build swaps once).
+    """
+    for _ in range(READ_ATTEMPTS):
+        before = _identity(view.path)
+        rows = _matched_rows(connection, entities, view)
+        values = _values_at(connection, entities, view, rows)
+        if _identity(view.path) == before:
+            break
+    else:
+        raise UserError(
+            f"{view.path} was replaced while a training set read it, {READ_ATTEMPTS} times in "
+            "a row (a feature build swapping tables in?); run again once the build has finished"
+        )
+    # a scatter into entity order (the join returns its rows in no set order): linear,
+    # where ORDER BY sorted every value column again; null where no row matched
+    at = np.full(n, -1, dtype=np.int64)
+    at[values[ROW].to_numpy()] = np.arange(values.num_rows)
+    return values.drop_columns([ROW]).take(pa.array(at, mask=at < 0))
+
+
+READ_ATTEMPTS = 3
+
+
+def _identity(path: str) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced or rewritten: device, inode, size, mtime."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def _matched_rows(connection, entities: str, view: _ViewJoin) -> pa.Table:
+    """The first read: each entity row (``e``) and its fresh file row (``f``, else null)."""
     # Joined once per distinct (keys, time), then back to every entity row by a hash join:
     # entity rows repeat a view's keys and time (horizons of one origin, the stores of one
     # region), and the ASOF join sorts what it is given (1 M entity rows: 1.5 s a view).
     on = ", ".join(_quote(c) for c in view.on)
     same = " AND ".join(f"e.{_quote(c)} IS NOT DISTINCT FROM d.{_quote(c)}" for c in view.on)
-    rows = connection.sql(
+    return connection.sql(
         f"WITH d AS (SELECT e.*, CASE WHEN {view.fresh} THEN {view.alias}._row END AS f "
         f"FROM (SELECT DISTINCT {on} FROM {entities}) AS e {view.join}) "
         f"SELECT e.{ROW} AS e, d.f FROM {entities} AS e LEFT JOIN d ON {same}"
     ).to_arrow_table()
+
+
+def _values_at(connection, entities: str, view: _ViewJoin, rows: pa.Table) -> pa.Table:
+    """The second read: the matched file rows' values, with their entity row (``ROW``)."""
     # Only the matched file rows' values, found by their position as DuckDB streams the
     # file: taking them from the whole file read into memory held every row of the view
     # whatever the entity rows (the M5 sales view: 33.6 M rows; with the join of whole
@@ -237,18 +281,13 @@ def _joined(connection, entities: str, n: int, view: _ViewJoin) -> pa.Table:
     connection.register(matched, rows.filter(rows["f"].is_valid()))
     try:
         listed = ", ".join(f"v.{value} AS {_quote(name)}" for name, value in view.values.items())
-        values = connection.sql(
+        return connection.sql(
             f"SELECT m.e AS {ROW}, {listed} FROM {matched} AS m "
             f"JOIN read_parquet({_literal(view.path)}, file_row_number = true) AS v "
             "ON v.file_row_number = m.f"
         ).to_arrow_table()
     finally:
         connection.unregister(matched)
-    # a scatter into entity order (the join returns its rows in no set order): linear,
-    # where ORDER BY sorted every value column again; null where no row matched
-    at = np.full(n, -1, dtype=np.int64)
-    at[values[ROW].to_numpy()] = np.arange(values.num_rows)
-    return values.drop_columns([ROW]).take(pa.array(at, mask=at < 0))
 
 
 def _bound(connection, store: AsofDuckDBOfflineStoreConfig) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demand import swap
 from demand.calendar import DESCRIPTION_FILE, RawDescription, Source
 from demand.console import UserError
 from demand.settings import Engine, Settings
@@ -77,7 +78,7 @@ def generate(
     """
     if replace_imported and imported(settings):
         progress(f"deleting the imported raw data in {settings.raw_dir}")
-        shutil.rmtree(settings.raw_dir)
+        swap.remove(settings.raw_dir)
     refuse_over_imported(settings)
     state = generated_state(settings)
     same = bool(state) and (state["scale"], state["seed"]) == (settings.scale.value, settings.seed)
@@ -94,12 +95,20 @@ def generate(
         generated = generator.stream(settings.scale, settings.seed, extra_days=extra)
     except ValueError as error:
         raise UserError(str(error)) from None
-    # written chunk by chunk (a few stores, or a run of days): no scale is held whole
-    rows = raw.write_stream(
-        generated, settings.raw_dir, progress, scale=settings.scale.value, seed=settings.seed
-    )
-    state = {"scale": settings.scale.value, "seed": settings.seed, "extra_days": extra}
-    (settings.raw_dir / GENERATED).write_text(json.dumps(state))
+    # written chunk by chunk (a few stores, or a run of days): no scale is held whole;
+    # aside, then swapped in whole (a crash leaves the raw data as it was)
+    live = settings.raw_dir
+    aside = live.with_name(live.name + ".next")
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        rows = raw.write_stream(
+            generated, aside, progress, scale=settings.scale.value, seed=settings.seed
+        )
+        state = {"scale": settings.scale.value, "seed": settings.seed, "extra_days": extra}
+        (aside / GENERATED).write_text(json.dumps(state))
+        swap.swap_in(aside, live)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
     return rows
 
 
@@ -157,10 +166,20 @@ def build_with(
 ) -> plan.BuildReport:
     """:func:`build` from ``settings.raw_dir`` on the engine ``DEMAND_ENGINE`` names.
 
-    ``feature_dir``: where to write (default ``settings.feature_dir``); ``previous``: as
-    in :func:`build` (the Spark build always builds whole and says so in its mode).
+    ``feature_dir``: where to write (default: ``settings.feature_dir``, built aside and
+    swapped in whole, ``demand.swap``); ``previous``: as in :func:`build` (the Spark build
+    always builds whole and says so in its mode).
     """
-    feature_dir = feature_dir or settings.feature_dir
+    if feature_dir is None:
+        live = settings.feature_dir
+        aside = live.with_name(live.name + ".next")
+        shutil.rmtree(aside, ignore_errors=True)
+        try:
+            built = build_with(settings, aside, progress, previous)
+            swap.swap_in(aside, live)
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+        return built
     if settings.engine is Engine.spark:
         from features import build_spark
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -88,8 +87,17 @@ def raw_fingerprint(settings: Settings) -> str:
 
 
 def definitions_fingerprint(settings: Settings) -> str:
-    """A hash of what `feast apply` registers: the repo's files, the profile, the project."""
+    """A hash of what `feast apply` registers and training reads: the repo's files, the
+    profile, the project, which feature tables exist (`apply` leaves out a view whose
+    table is absent) and the feature service training will choose (plans switch it).
+
+    Call it on the tables in place (after the night's build)."""
+    from training import dataset
+
     digest = hashlib.sha256(f"{settings.profile}:{settings.feast_project}".encode())
+    tables = sorted(p.name for p in settings.feature_dir.glob("*.parquet"))
+    digest.update(f"tables:{','.join(tables)}".encode())
+    digest.update(f"service:{dataset.service_for(settings)}".encode())
     for path in sorted(settings.feature_repo.glob("*")):
         if path.suffix in {".py", ".yaml", ".feastignore"} or path.name == ".feastignore":
             digest.update(path.name.encode())
@@ -160,14 +168,16 @@ def run(
             f"{d:%Y-%m-%d}" for d in pd.date_range(previous + pd.Timedelta(days=1), last_day)
         ]
 
-    clock.step("build features", lambda: _build_aside(settings, progress))
+    built = clock.step("build features", lambda: _build_aside(settings, progress))
     report.new_feature_rows = _rows_after(settings, previous)
     definitions = definitions_fingerprint(settings)
-    if last.get("definitions") != definitions or not _registered(settings):
+    reason = apply_reason(settings, last)
+    if reason:
+        progress(f"feast apply: {reason}")
         clock.step("feast apply", lambda: publish.apply(settings))
     else:
         progress("feast apply skipped: the feature definitions are those of the last night")
-    clock.step("materialize", lambda: _materialize(settings, progress))
+    clock.step("materialize", lambda: _materialize(settings, progress, built.mode))
     report.materialized_through = f"{publish.origin_close(settings):%Y-%m-%d %H:%M}"
 
     from training import train
@@ -200,49 +210,64 @@ def run(
     return report
 
 
-def _build_aside(settings: Settings, progress: Progress) -> None:
+def _build_aside(settings: Settings, progress: Progress) -> plan.BuildReport:
     """Build every feature table into a sibling directory, then swap them in together.
 
     On the engine DEMAND_ENGINE names. On DuckDB incremental when the tables in place
     extend (same grain and definitions, raw sales only appended; see ``build_duckdb.build``),
-    else full; the progress line says which.
+    else full; the progress line says which. The directory is replaced whole (one rename
+    of a link, ``demand.swap``): a crash leaves every table old or every table new.
     """
-    aside = settings.data_dir / "features.next"
-    shutil.rmtree(aside, ignore_errors=True)
+    live = settings.feature_dir
     built = pipeline.build_with(
         settings,
-        aside,
         progress=lambda m: progress(f"built {m}"),
-        previous=settings.feature_dir if settings.feature_dir.exists() else None,
+        previous=live if live.exists() else None,
     )
     progress(f"feature build: {built.mode}, {built.seconds:.1f}s")
-    settings.feature_dir.mkdir(parents=True, exist_ok=True)
-    for name in built.rows:
-        (aside / f"{name}.parquet").replace(settings.feature_dir / f"{name}.parquet")
-    shutil.rmtree(aside, ignore_errors=True)
+    return built
+
+
+def apply_reason(settings: Settings, last: dict) -> str | None:
+    """Why tonight must run `feast apply` (None: the registry would not change)."""
+    if last.get("definitions") != definitions_fingerprint(settings):
+        return "the feature definitions, tables or chosen service changed"
+    if not _registered(settings):
+        return "the registry lacks the feature service"
+    return None
 
 
 def _registered(settings: Settings) -> bool:
-    """Whether the Feast registry still holds the feature service (a registry can be reset)."""
+    """Whether the Feast registry still holds the feature service training will choose (a
+    registry can be reset; a weekly set never registers the settings' daily default)."""
     from demand.featurestore import open_store
+    from training import dataset
 
     services = open_store(settings).list_feature_services()
-    return settings.feature_service in {s.name for s in services}
+    return dataset.service_for(settings) in {s.name for s in services}
 
 
-def _materialize(settings: Settings, progress: Progress) -> None:
-    """Only rows newer than each view's last load; everything for a view never loaded.
+def _materialize(settings: Settings, progress: Progress, mode: str = "incremental") -> None:
+    """Only rows newer than each view's last load when the build only appended periods
+    (``mode``: the feature build's); everything for a view never loaded, and after a build
+    that rebuilt the tables whole.
 
     (Feast's incremental load of a view it never loaded starts at now − TTL, which
-    skips a history that ended earlier than that.)
+    skips a history that ended earlier than that. A whole rebuild may have changed rows
+    the online store already holds, a correction of earlier periods with no new one: an
+    incremental load would add nothing and serve the rows before the correction. A full
+    load writes one latest row per key, as many keys as an incremental night's.)
     """
     from demand.featurestore import open_store
 
     views = open_store(settings).list_feature_views()
     never = [v.name for v in views if not v.most_recent_end_time]
+    full = bool(never) or not mode.startswith("incremental")
     if never:
         progress(f"first load of {', '.join(never)}: materializing everything")
-    publish.materialize(settings, incremental=not never)
+    elif full:
+        progress(f"the feature tables were rebuilt ({mode}): materializing everything")
+    publish.materialize(settings, incremental=not full)
 
 
 def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:

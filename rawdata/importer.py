@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from demand import swap
 from demand.calendar import (
     DESCRIPTION_FILE,
     WEEKDAYS,
@@ -131,7 +132,7 @@ def run_import(
         )
     if options.week_start is not None and options.week_start not in WEEKDAYS:
         raise UserError(f"--week-start {options.week_start!r}: expected one of {WEEKDAYS}")
-    store.recover(raw_dir)
+    swap.recover(raw_dir)  # as every command that opens it
     earlier = _earlier_import(raw_dir)
     files = read.find_files(folder)
     sales_table = _sales_table(files, earlier)
@@ -572,7 +573,7 @@ def _write(con, raw_dir: Path, done: _Checked, progress) -> ImportReport:
             return report
         history = _record(con, raw_dir, next_dir, done.replaced, report)
         report.history = str(raw_dir / store.IMPORTS / history.name)
-        store.swap(next_dir, raw_dir)
+        swap.swap_in(next_dir, raw_dir)
         return report
     finally:
         shutil.rmtree(next_dir, ignore_errors=True)

@@ -474,10 +474,7 @@ def build(store, settings: Settings, progress=print, window: Window | None = Non
     from feast.errors import FeatureServiceNotFoundException
 
     built = built_lineage(settings)
-    service_name = feature_service(
-        settings, built, (settings.feature_dir / "planned_promotions.parquet").exists()
-    )
-    settings = settings.model_copy(update={"feature_service": service_name})
+    settings = settings.model_copy(update={"feature_service": service_for(settings, built)})
     schedule = Schedule.of(settings, built.calendar)
     if window is None:
         history = sales_history(settings)
@@ -529,6 +526,14 @@ def build(store, settings: Settings, progress=print, window: Window | None = Non
         settings.feature_service,
         sampling,
     )
+
+
+def service_for(settings: Settings, built: Lineage | None = None) -> str:
+    """The feature service a training set of the tables in place is built from (the
+    nightly's apply decision asks the same question, so both must answer it here)."""
+    built = built or built_lineage(settings)
+    has_plans = (settings.feature_dir / "planned_promotions.parquet").exists()
+    return feature_service(settings, built, has_plans)
 
 
 def chosen_service(settings: Settings, training_set: TrainingSet) -> str:

@@ -5,7 +5,8 @@ Rule for overlapping imports: a row of a later import replaces the earlier row w
 same natural key (store, product, period for sales; see ``tables.py``); every earlier
 row that is replaced by a different one is kept in ``raw/imports/<n>-<when>/``, with
 the import's summary. Rows of earlier imports whose keys the new files do not carry
-stay as they were, so a later import appends.
+stay as they were, so a later import appends. The new directory replaces the old one
+whole (``demand.swap``).
 """
 
 from __future__ import annotations
@@ -152,20 +153,3 @@ def same_files(a: Path, b: Path, names: list[str]) -> bool:
         if x.exists() != y.exists() or (x.exists() and not filecmp.cmp(x, y, shallow=False)):
             return False
     return True
-
-
-def swap(next_dir: Path, raw_dir: Path) -> None:
-    """Replace ``raw_dir`` by ``next_dir`` (two renames; ``recover`` finishes a crash)."""
-    previous = raw_dir.with_name(raw_dir.name + ".previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if raw_dir.exists():
-        raw_dir.rename(previous)
-    next_dir.rename(raw_dir)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
-def recover(raw_dir: Path) -> None:
-    """A swap interrupted between its renames: put the previous raw directory back."""
-    previous = raw_dir.with_name(raw_dir.name + ".previous")
-    if previous.exists() and not raw_dir.exists():
-        previous.rename(raw_dir)

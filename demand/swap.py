@@ -1,0 +1,129 @@
+"""Directories replaced whole: the raw tables and the feature tables.
+
+``DATA_DIR/raw`` and ``DATA_DIR/features`` are symbolic links to a generation directory
+beside them (``raw.g-<id>``). A writer fills a new directory aside, renames it to a new
+generation and flips the link with one ``rename(2)`` of a new link over the old one: a
+reader opening the directory at any instant, or after a crash at any point, sees one
+whole generation, old or new. The old generation is deleted after the flip.
+
+A directory written before links were used (or by an older version, whose swap was two
+renames through ``<name>.previous``) is turned into a link on its first swap: renamed to
+``<name>.previous``, then linked there. A crash between those two leaves no ``<name>``;
+:func:`recover`, called wherever the directory is opened (``Settings.raw_dir`` and
+``Settings.feature_dir``), renames ``<name>.previous`` back. That is the only state a
+reader ever repairs; leftovers of an interrupted writer (a generation never linked, a
+half-deleted old one) are unreferenced and removed by the next writer (:func:`swap_in`),
+never by a reader, which could be racing a writer that is still filling them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+GENERATION = ".g-"  # raw.g-<id>: one generation of raw
+LINK = ".link"  # raw.link: the new link, before it is renamed over raw
+PREVIOUS = ".previous"  # raw.previous: a real directory being turned into a link
+
+
+def _rename(source: Path, target: Path) -> None:
+    """Every rename of a swap (the crash tests raise here, at each in turn)."""
+    os.replace(source, target)
+
+
+def _symlink(name: str, at: Path) -> None:
+    """Every link a swap creates (the crash tests raise here too)."""
+    os.symlink(name, at, target_is_directory=True)
+
+
+def _remove(path: Path) -> None:
+    """Every deletion of a swap (a crash mid-way leaves an unlinked directory, never a
+    linked one half deleted)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def recover(live: Path) -> Path:
+    """``live`` as one whole generation after an interrupted swap; returns ``live``.
+
+    Cheap when nothing was interrupted (one ``lstat``): it runs on every opening.
+    """
+    if os.path.lexists(live):
+        return live
+    previous = live.with_name(live.name + PREVIOUS)
+    if previous.is_dir():
+        with contextlib.suppress(FileNotFoundError):  # another process recovered it first
+            _rename(previous, live)
+    return live
+
+
+def swap_in(built: Path, live: Path) -> None:
+    """Replace the directory ``live`` by ``built`` (a sibling) whole, in one atomic rename.
+
+    Then the old generation and any a crashed swap left behind are removed.
+    """
+    recover(live)
+    for _ in range(3):  # a reader may put a half-converted directory back meanwhile
+        if _as_link(live):
+            break
+    else:
+        raise OSError(f"{live} could not be turned into a link (another process keeps it)")
+    old = _target(live)
+    generation = live.with_name(f"{live.name}{GENERATION}{uuid.uuid4().hex[:12]}")
+    _rename(built, generation)
+    link = live.with_name(live.name + LINK)
+    if os.path.lexists(link):
+        link.unlink()
+    _symlink(generation.name, link)
+    _rename(link, live)  # the flip: before it the old generation, after it the new one
+    for stale in _unlinked(live):
+        _remove(stale)
+    if old is not None and old != generation and old.exists():
+        _remove(old)
+
+
+def remove(live: Path) -> None:
+    """Delete ``live`` and what it links to (``demand generate --replace-imported``)."""
+    recover(live)
+    target = _target(live)
+    if live.is_symlink():
+        live.unlink()
+    elif live.exists():
+        shutil.rmtree(live)
+    if target is not None:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _as_link(live: Path) -> bool:
+    """Make ``live`` a link (a real directory is moved beside it first); False when another
+    process put the directory back between the two steps."""
+    if live.is_symlink() or not live.exists():
+        return True
+    previous = live.with_name(live.name + PREVIOUS)
+    _remove(previous)  # an older version's finished swap left it
+    _rename(live, previous)
+    try:
+        _symlink(previous.name, live)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _target(live: Path) -> Path | None:
+    """The generation ``live`` links to (None: no link)."""
+    if not live.is_symlink():
+        return None
+    return live.with_name(os.readlink(live))
+
+
+def _unlinked(live: Path) -> list[Path]:
+    """Generations, and directories on their way to becoming links, that ``live`` no
+    longer names: what interrupted swaps left behind."""
+    current = _target(live)
+    found = [p for p in live.parent.glob(f"{live.name}{GENERATION}*") if p != current]
+    previous = live.with_name(live.name + PREVIOUS)
+    if previous.exists() and previous != current:
+        found.append(previous)
+    return found

@@ -1,0 +1,120 @@
+"""A directory swap is whole at every instant: a crash at any of its steps (each rename,
+link and deletion, in turn) leaves the directory, once recovered, all old or all new,
+and the next swap leaves nothing of the crashed one behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from demand import swap
+
+
+class Crash(Exception):
+    """The process dies here."""
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def contents(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+OLD = {"a.parquet": "old a", "b.parquet": "old b", "imports/0001/summary.json": "old"}
+NEW = {"a.parquet": "new a", "c.parquet": "new c", "imports/0002/summary.json": "new"}
+
+
+def crash_at(monkeypatch, step: int) -> list[str]:
+    """Raise at the ``step``-th rename, link or deletion of a swap (before it happens);
+    returns the steps seen."""
+    seen: list[str] = []
+    for name in ("_rename", "_symlink", "_remove"):
+        real = getattr(swap, name)
+
+        def counted(*args, _real=real, _name=name):
+            if len(seen) == step:
+                raise Crash(f"{_name}{args}")
+            seen.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(swap, name, counted)
+    return seen
+
+
+def steps_of_a_swap(tmp_path: Path, linked: bool, monkeypatch) -> int:
+    """How many steps a swap from this start takes (run once without a crash)."""
+    live = _start(tmp_path / "count", linked)
+    seen = crash_at(monkeypatch, 10_000)
+    swap.swap_in(write(live.with_name("raw.next"), NEW), live)
+    monkeypatch.undo()
+    assert contents(live) == NEW
+    return len(seen)
+
+
+def _start(root: Path, linked: bool) -> Path:
+    """``root/raw`` holding OLD: a plain directory (as written before links), or a link."""
+    live = root / "raw"
+    if linked:
+        swap.swap_in(write(root / "raw.next", OLD), live)
+        assert live.is_symlink()
+    else:
+        write(live, OLD)
+    return live
+
+
+@pytest.mark.parametrize("linked", [False, True], ids=["plain directory", "link"])
+def test_a_crash_at_every_step_leaves_old_or_new_whole(tmp_path, monkeypatch, linked):
+    total = steps_of_a_swap(tmp_path, linked, monkeypatch)
+    assert total >= 4  # the move aside, the generation rename, the link, the flip
+    outcomes = []
+    for step in range(total + 1):
+        root = tmp_path / f"crash-{step}"
+        live = _start(root, linked)
+        crash_at(monkeypatch, step)
+        built = write(root / "raw.next", NEW)
+        if step < total:
+            with pytest.raises(Crash):
+                swap.swap_in(built, live)
+        else:
+            swap.swap_in(built, live)
+        monkeypatch.undo()
+        # the next command opens the directory
+        seen = contents(swap.recover(live))
+        assert seen in (OLD, NEW), (step, seen)
+        outcomes.append("new" if seen == NEW else "old")
+        # and the next writer (which, as every writer, empties its aside folder first)
+        # cleans up whatever the crash left
+        shutil.rmtree(root / "raw.next", ignore_errors=True)
+        swap.swap_in(write(root / "raw.next", {"d.parquet": "again"}), live)
+        assert contents(live) == {"d.parquet": "again"}
+        left = sorted(p.name for p in root.iterdir() if p.name != "raw")
+        assert left == [os.readlink(live)], (step, left)
+    # every crash before the flip keeps the old state, every one after it the new
+    assert outcomes == sorted(outcomes, key=["old", "new"].index), outcomes
+    assert outcomes[0] == "old" and outcomes[-1] == "new"
+
+
+def test_an_older_versions_interrupted_swap_is_put_back(tmp_path):
+    """The two-rename swap before links: raw moved to raw.previous, the new one never
+    renamed in. Opening the directory puts the previous one back."""
+    write(tmp_path / "raw.previous", OLD)
+    assert contents(swap.recover(tmp_path / "raw")) == OLD
+    assert not (tmp_path / "raw.previous").exists()
+
+
+def test_remove_deletes_the_link_and_its_generation(tmp_path):
+    live = tmp_path / "raw"
+    swap.swap_in(write(tmp_path / "raw.next", OLD), live)
+    swap.remove(live)
+    assert list(tmp_path.iterdir()) == []
