@@ -148,7 +148,7 @@ def import_files(
         grain=Grain(grain) if grain else None,
         week_start=week_start.lower() if week_start else None,
         earliest=settings.import_earliest_date,
-        promo_known_days_before=settings.promo_known_days_before,
+        promo_known_periods_before=settings.promo_known_periods_before,
     )
     report = run_import(
         folder, settings.raw_dir, options, progress=step, duckdb_config=settings.duckdb_config
