@@ -185,7 +185,7 @@ def import_files(
         week_start=week_start.lower() if week_start else None,
         earliest=settings.import_earliest_date,
         latest=settings.import_latest_date,
-        promo_known_days_before=settings.promo_known_days_before,
+        promo_known_periods_before=settings.promo_known_periods_before,
     )
     try:
         report = run_import(

@@ -27,9 +27,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from demand.console import Advice, UserError
-
 from demand import swap
+from demand.console import Advice, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,6 +207,11 @@ ModelVersion = Annotated[str | None, AfterValidator(_model_version), Shown("vers
 # read by demand.console before any settings are: known, but not settings
 NOT_SETTINGS = frozenset({"DEMAND_DEBUG", "DEMAND_LIBRARY_WARNINGS"})
 
+# A plan without planned_at is known this many periods before its period (or when it was
+# imported, if later). Weekly: 13 weeks, so that a model forecasting up to 13 weeks ahead
+# (DEMAND_WEEKLY_HORIZON's limit) sees at every horizon a plan imported in time.
+PROMO_KNOWN_PERIODS_BEFORE = {"day": 14, "week": 13}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -267,11 +271,28 @@ class Settings(BaseSettings):
     )
 
     # importing a retailer's files (`demand import DIR`)
-    promo_known_days_before: int = Field(
-        default=14,
+    promo_known_periods_before: int | None = Field(
+        default=None,
         ge=0,
-        description="A planned promotion or price without planned_at is known this many days "
-        "before its period starts.",
+        description="A planned promotion or price without planned_at is known at the later of "
+        "(its period's first day minus N periods of the grain) and the time it was imported "
+        "(never back-dated). Default per grain: 14 days; 13 weeks (every weekly horizon, "
+        "at most 13 weeks, sees a plan imported in time).",
+    )
+    # a store-product pair's active life (features.transforms.active_sql): periods it has
+    # sold nothing in before it counts as stopped; unset, the grain's default
+    inactive_after: int | None = Field(
+        default=None,
+        ge=1,
+        description="A pair that has sold nothing for N periods of the grain (and for "
+        "DEMAND_INACTIVE_GAP_MULTIPLE times its mean gap between sales) is inactive: no "
+        "training labels, no batch forecasts. Default: 28 days; 8 weeks.",
+    )
+    inactive_gap_multiple: float | None = Field(
+        default=None,
+        ge=0,
+        description="A slow mover's quiet run must also reach this multiple of its mean gap "
+        "between sales before it counts as stopped. Default: 4.",
     )
     # no window by default: a history from the 1990s is as good as last year's; only
     # impossible dates (before 1900, observations after the clock) are quarantined
@@ -551,6 +572,12 @@ class Settings(BaseSettings):
         # Feast and MLflow resolve relative paths against their own working
         # directories; absolute paths keep every tool looking at the same files.
         return path.expanduser().resolve()
+
+    def promo_known_before(self, grain: str) -> int:
+        """DEMAND_PROMO_KNOWN_PERIODS_BEFORE, or the grain's default, in periods of ``grain``."""
+        if self.promo_known_periods_before is not None:
+            return self.promo_known_periods_before
+        return PROMO_KNOWN_PERIODS_BEFORE[grain]
 
     @property
     def duckdb_config(self) -> dict[str, str | int | bool]:

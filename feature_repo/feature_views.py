@@ -53,6 +53,8 @@ store_product_sales = FeatureView(
             "partner_units_mean_7",
         ),
         Field(name="copurchase_partner_id", dtype=String),
+        # the period's status (1/0), not model inputs: serving's status, training's labels
+        *_floats("active", "censored"),
         Field(name="sales_known_at", dtype=UnixTimestamp),
     ],
     source=sources.store_product_daily,
@@ -182,6 +184,7 @@ store_product_sales_weekly = FeatureView(
             "promo_weeks_4",
             "promo_this_week",
         ),
+        *_floats("active", "censored"),  # the week's status: not model inputs
         Field(name="sales_known_at", dtype=UnixTimestamp),
     ],
     source=sources.store_product_weekly,

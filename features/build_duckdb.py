@@ -84,6 +84,7 @@ def stage(con: duckdb.DuckDBPyConnection, plan: Plan = DAILY) -> None:
     else:
         price = "price" if _has_column(con, "raw_sales", "price") else "NULL"
         promo = "promo" if _has_column(con, "raw_sales", "promo") else "NULL"
+        has = {c: _has_column(con, "raw_sales", c) for c in ("on_hand", "stockout", "active")}
         # a view: the largest input is read from its parquet where a step needs it
         con.execute(f"""
             CREATE OR REPLACE VIEW sales_daily AS
@@ -91,7 +92,9 @@ def stage(con: duckdb.DuckDBPyConnection, plan: Plan = DAILY) -> None:
                    CAST(units AS DOUBLE) AS units,
                    CAST(units * {price} AS DOUBLE) AS revenue,
                    CAST(CASE WHEN {price} IS NOT NULL THEN units END AS DOUBLE) AS priced_units,
-                   CASE WHEN {promo} THEN 1 ELSE 0 END AS promo
+                   CASE WHEN {promo} THEN 1 ELSE 0 END AS promo,
+                   {t.stockout_sql(has["on_hand"], has["stockout"])} AS stockout,
+                   {t.listed_sql(has["active"])} AS listed
             FROM raw_sales""")
         first_last = "SELECT MIN(day), MAX(day) FROM sales_daily"
     lifespan = "lifespan_days" if _has_column(con, "raw_products", "lifespan_days") else "NULL"
@@ -133,6 +136,12 @@ def stage(con: duckdb.DuckDBPyConnection, plan: Plan = DAILY) -> None:
                    {"CAST(price AS DOUBLE)" if has["price"] else "CAST(NULL AS DOUBLE)"} AS price,
                    CAST(planned_at AS TIMESTAMPTZ) AS planned_at
             FROM raw_promotions""")
+    if plan.assortment:
+        con.execute(f"""
+            CREATE OR REPLACE TABLE assortment AS
+            SELECT store_id, product_id, {period(day.format("listed_from"))} AS from_day,
+                   {period(day.format("listed_to"))} AS to_day
+            FROM raw_assortment""")
     con.execute(f"""
         CREATE OR REPLACE TABLE periods AS
         SELECT CAST(range AS INTEGER) AS day
@@ -293,7 +302,7 @@ def _sales_digest(con: duckdb.DuckDBPyConnection, through: int) -> str:
     inputs to every purchase feature row of those periods."""
     count, total = con.execute(f"""
         SELECT COUNT(*), SUM(CAST(hash(store_id, product_id, day, units, revenue,
-                                       priced_units, promo) AS HUGEINT))
+                                       priced_units, promo, stockout, listed) AS HUGEINT))
         FROM sales_daily WHERE day <= {through}""").fetchone()
     return f"{count}:{total or 0}"
 

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from demand.settings import Engine, Settings
 from features import spark as spark_session
+from features import transforms as t
 from features.plan import (
     MEASURES,
     BuildReport,
@@ -60,6 +61,7 @@ def build(
     feature_dir: Path,
     progress: Callable[[str], None] | None = None,
     previous: Path | None = None,
+    windows: t.Windows | None = None,
 ) -> BuildReport:
     """Read ``raw_dir/<table>.parquet`` with Spark, write ``feature_dir/<table>.parquet``.
 
@@ -69,7 +71,7 @@ def build(
     every executor mounts). Raises :class:`SparkUnavailable` when Spark cannot start,
     read the raw tables or run the build; nothing in ``feature_dir`` changes then.
     """
-    plan = plan_for(raw_dir)
+    plan = plan_for(raw_dir, windows)
     say = progress or (lambda _: None)
     started = time.perf_counter()
     spark = spark_session.session(settings)
@@ -191,7 +193,9 @@ def _stage(spark: SparkSession, plan: Plan, staged: list[str]) -> None:
                    CAST(units AS DOUBLE) AS units,
                    CAST(units * {price} AS DOUBLE) AS revenue,
                    CAST(CASE WHEN {price} IS NOT NULL THEN units END AS DOUBLE) AS priced_units,
-                   CASE WHEN {promo} THEN 1 ELSE 0 END AS promo
+                   CASE WHEN {promo} THEN 1 ELSE 0 END AS promo,
+                   {t.stockout_sql("on_hand" in raw, "stockout" in raw)} AS stockout,
+                   {t.listed_sql("active" in raw)} AS listed
             FROM raw_sales""",
         )
         first_last = "SELECT MIN(day), MAX(day) FROM sales_daily"
@@ -230,6 +234,15 @@ def _stage(spark: SparkSession, plan: Plan, staged: list[str]) -> None:
                    {_or_null(raw, "promo", "BOOLEAN")}, {_or_null(raw, "price", "DOUBLE")},
                    {_instant("planned_at", raw["planned_at"])} AS planned_at
             FROM raw_promotions""",
+        )
+    if plan.assortment:
+        raw = _columns(spark, "raw_assortment")
+        cache(
+            "assortment",
+            f"""SELECT store_id, product_id,
+                   {period(_day("listed_from", raw["listed_from"]))} AS from_day,
+                   {period(_day("listed_to", raw["listed_to"]))} AS to_day
+            FROM raw_assortment""",
         )
     first, last = spark.sql(first_last).collect()[0]
     spark.range(first, last + 1).selectExpr("CAST(id AS INT) AS day").createOrReplaceTempView(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -13,7 +14,7 @@ from demand import swap
 from demand.calendar import DESCRIPTION_FILE, RawDescription, Source
 from demand.console import UserError
 from demand.settings import Engine, Settings
-from features import build_duckdb, plan, publish, spark
+from features import build_duckdb, plan, publish, spark, transforms
 from rawdata import raw
 from synthetic import generator
 
@@ -180,14 +181,26 @@ def build_with(
         finally:
             shutil.rmtree(aside, ignore_errors=True)
         return built
+    w = windows(settings)
     if settings.engine is Engine.spark:
         from features import build_spark
 
-        return build_spark.build(settings, settings.raw_dir, feature_dir, progress, previous)
+        return build_spark.build(settings, settings.raw_dir, feature_dir, progress, previous, w)
     return build_duckdb.build(
         settings.raw_dir,
         feature_dir,
+        windows=w,
         progress=progress,
         duckdb_config=settings.duckdb_config,
         previous=previous,
     )
+
+
+def windows(settings: Settings) -> transforms.Windows:
+    """The raw data's grain's windows, with the settings' rule of a pair's active life."""
+    w = transforms.for_grain(RawDescription.read(settings.raw_dir).grain.value)
+    changes = {
+        "inactive_after": settings.inactive_after,
+        "inactive_gap_multiple": settings.inactive_gap_multiple,
+    }
+    return dataclasses.replace(w, **{k: v for k, v in changes.items() if v is not None})

@@ -68,6 +68,10 @@ FORECAST_TABLE = {
     Grain.week: "region_weather_forecast_weekly",
 }
 
+# a period's status in the sales tables (transforms.purchase_features): what training's
+# labels, batch forecasts and /forecast's status read, never a model input
+STATUS_FIELDS = ("active", "censored")
+
 META_ENGINE = "demand.engine"  # the engine that built the table (absent: duckdb, older builds)
 
 
@@ -151,10 +155,16 @@ class Plan:
         return "promotions" in self.description.optional_tables
 
     @property
+    def assortment(self) -> bool:
+        return "assortment" in self.description.optional_tables
+
+    @property
     def raw_tables(self) -> tuple[str, ...]:
         sales = "orders" if self.order_lines else "sales"
         optional = [
-            n for n in ("weather_forecast", "promotions") if n in self.description.optional_tables
+            n
+            for n in ("weather_forecast", "promotions", "assortment")
+            if n in self.description.optional_tables
         ]
         return (sales, "products", "stores", "weather_observed", *optional)
 
@@ -175,9 +185,10 @@ class Plan:
     def steps(self, since: str | None = None) -> list[Step]:
         """The intermediate relations in order; ``since``: an incremental build's grid start."""
         steps = list(ORDER_LINE_STEPS if self.order_lines else AGGREGATED_STEPS)
-        if since is not None:
+        if since is not None or self.assortment:
+            listed = self.assortment
             steps = [
-                (name, (lambda w: t.sales_grid(since)) if name == "sales_grid" else sql)
+                (name, (lambda w: t.sales_grid(since, listed)) if name == "sales_grid" else sql)
                 for name, sql in steps
             ]
         days = self.calendar.days

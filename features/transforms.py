@@ -11,7 +11,11 @@ Input relations, staged by ``build_duckdb.py`` and ``build_spark.py``:
 
 * ``lines(order_id, customer_id, store_id, product_id, day, quantity, revenue, promo)``
   (order lines: daily only), or, for aggregated sales, ``sales_daily`` itself
-  (see :func:`sales_daily`) staged from the retailer's units per period
+  (see :func:`sales_daily`) staged from the retailer's units per period, with its
+  ``stockout`` (1: the period ran out of stock, 0: it did not, NULL: not said) and
+  ``listed`` (the row's ``active`` flag: 1, 0 or NULL)
+* ``assortment(store_id, product_id, from_day, to_day)``: optional, the periods a
+  store lists a product (``to_day`` inclusive, NULL: still listed)
 * ``products(product_id, category, lifespan_days, list_price)``
 * ``stores(store_id, region_id, latitude, longitude)``
 * ``weather_observed(region_id, day, temperature_c, precipitation_mm, sunshine_hours)``:
@@ -55,6 +59,12 @@ class Windows:
     copurchase_every: int = 7
     copurchase_lookback: int = 364
     copurchase_min_orders: int = 20  # baskets in the window before a pair counts as partners
+    # A pair's active life (see :func:`purchase_features`): inactive once it has sold nothing
+    # for ``inactive_after`` periods and for ``inactive_gap_multiple`` times its mean gap
+    # between sales so far (a slow mover that sells every six weeks is not delisted by
+    # eight quiet weeks). DEMAND_INACTIVE_AFTER and DEMAND_INACTIVE_GAP_MULTIPLE override.
+    inactive_after: int = 28
+    inactive_gap_multiple: float = 4.0
 
     def __post_init__(self) -> None:
         if self.copurchase_lookback % self.copurchase_every:
@@ -89,7 +99,11 @@ class Windows:
 # Weekly: last week, the two before, a month, and the same week last year (null until
 # the history has a year); level and spread over a month and a quarter; the declared
 # lifespan re-stamped every four weeks (its view's TTL is 56 days).
-WEEKLY = Windows(lags=(1, 2, 4, 52), short=4, long=13, unit="week", lifespan_every=4)
+# A regular seller counts as stopped after eight quiet weeks (28 quiet days at the daily
+# grain).
+WEEKLY = Windows(
+    lags=(1, 2, 4, 52), short=4, long=13, unit="week", lifespan_every=4, inactive_after=8
+)
 
 
 def for_grain(grain: str) -> Windows:
@@ -108,47 +122,100 @@ def sales_daily() -> str:
            SUM(quantity) AS units,
            SUM(revenue) AS revenue,
            SUM(quantity) AS priced_units,
-           MAX(CASE WHEN promo THEN 1 ELSE 0 END) AS promo
+           MAX(CASE WHEN promo THEN 1 ELSE 0 END) AS promo,
+           CAST(NULL AS INTEGER) AS stockout,
+           CAST(NULL AS INTEGER) AS listed
     FROM lines
     GROUP BY store_id, product_id, day
     """
 
 
-def sales_grid(since: str | None = None) -> str:
+def stockout_sql(on_hand: bool, stockout: bool) -> str:
+    """A sales row's ``stockout`` from its optional stock columns: 1 when the period ran
+    out (``stockout`` true, or nothing ``on_hand`` at its end), 0 when it did not, NULL
+    when the row does not say."""
+    given = [c for c, present in (("stockout", stockout), ("on_hand", on_hand)) if present]
+    ran_out = ["on_hand <= 0" if c == "on_hand" else c for c in given]
+    said = [f"{c} IS NOT NULL" for c in given]
+    if not ran_out:
+        return "CAST(NULL AS INTEGER)"
+    return f"CASE WHEN {' OR '.join(ran_out)} THEN 1 WHEN {' OR '.join(said)} THEN 0 END"
+
+
+def listed_sql(active: bool) -> str:
+    """A sales row's ``listed``: its optional ``active`` flag as 1, 0 or NULL."""
+    if not active:
+        return "CAST(NULL AS INTEGER)"
+    return "CASE WHEN active THEN 1 WHEN NOT active THEN 0 END"
+
+
+def sales_grid(since: str | None = None, assortment: bool = False) -> str:
     """Every (store, product, period) from the pair's first sale on; no sale means 0 units.
 
     A store that carries a product and sold none of it on a period sold zero: these
-    rows are real observations, and windows count them.
+    rows are real observations, and windows count them (whether the pair was still
+    carried is :func:`purchase_features`' ``active``).
 
     ``since`` (incremental builds: SQL of a period number): each pair's rows start there
     (or at its first sale, if later), and ``last_sale_before`` carries the pair's last
     period with units sold before its first row (NULL when the grid starts at the first
-    sale).
+    sale), ``first_sale_before`` its first such period and ``sales_before`` how many;
+    ``first_day`` is the pair's first row (before ``since`` too).
+
+    ``assortment``: the optional assortment table is staged; ``in_assortment`` says the
+    pair is in it at all, ``listed_now`` that one of its listings covers the period.
     """
     if since is None:
         pairs = """(SELECT store_id, product_id, MIN(day) AS start_day,
-                 CAST(NULL AS INTEGER) AS last_sale_before
+                 CAST(NULL AS INTEGER) AS last_sale_before,
+                 CAST(NULL AS INTEGER) AS first_sale_before,
+                 0 AS sales_before, MIN(day) AS first_day
           FROM sales_daily GROUP BY store_id, product_id)"""
     else:
         start = f"CASE WHEN MIN(day) >= {since} THEN MIN(day) ELSE {since} END"
+        before = "s.units > 0 AND s.day < f.start_day"
         pairs = f"""(SELECT f.store_id, f.product_id, f.start_day,
-                 MAX(CASE WHEN s.units > 0 AND s.day < f.start_day THEN s.day END)
-                     AS last_sale_before
+                 MAX(CASE WHEN {before} THEN s.day END) AS last_sale_before,
+                 MIN(CASE WHEN {before} THEN s.day END) AS first_sale_before,
+                 COUNT(CASE WHEN {before} THEN 1 END) AS sales_before,
+                 MIN(s.day) AS first_day
           FROM (SELECT store_id, product_id, {start} AS start_day
                 FROM sales_daily GROUP BY store_id, product_id) f
           JOIN sales_daily s ON s.store_id = f.store_id AND s.product_id = f.product_id
           GROUP BY f.store_id, f.product_id, f.start_day)"""
+    if assortment:
+        # a pair's listings hold few intervals: the equi-join on the pair is small
+        listed = """,
+           CASE WHEN ap.store_id IS NOT NULL THEN 1 ELSE 0 END AS in_assortment,
+           CASE WHEN ad.day IS NOT NULL THEN 1 ELSE 0 END AS listed_now"""
+        joins = """
+    LEFT JOIN (SELECT DISTINCT store_id, product_id FROM assortment) ap
+      ON ap.store_id = g.store_id AND ap.product_id = g.product_id
+    LEFT JOIN (SELECT DISTINCT a.store_id, a.product_id, p.day
+               FROM assortment a JOIN periods p
+                 ON p.day >= a.from_day AND (a.to_day IS NULL OR p.day <= a.to_day)) ad
+      ON ad.store_id = g.store_id AND ad.product_id = g.product_id AND ad.day = p.day"""
+    else:
+        listed = """,
+           0 AS in_assortment,
+           0 AS listed_now"""
+        joins = ""
     return f"""
     SELECT g.store_id, g.product_id, p.day,
            COALESCE(s.units, 0) AS units,
            COALESCE(s.revenue, 0) AS revenue,
            COALESCE(s.priced_units, 0) AS priced_units,
            COALESCE(s.promo, 0) AS promo,
-           g.last_sale_before
+           COALESCE(s.stockout, 0) AS stockout,
+           s.listed,
+           g.last_sale_before,
+           g.first_sale_before,
+           g.sales_before,
+           g.first_day{listed}
     FROM {pairs} g
     JOIN periods p ON p.day >= g.start_day
     LEFT JOIN sales_daily s
-      ON s.store_id = g.store_id AND s.product_id = g.product_id AND s.day = p.day
+      ON s.store_id = g.store_id AND s.product_id = g.product_id AND s.day = p.day{joins}
     """
 
 
@@ -185,6 +252,30 @@ def _std(column: str, frame: str) -> str:
     )
 
 
+def active_sql(w: Windows) -> str:
+    """SQL (over ``sales_grid``) of a period's status: 1 active, 0 inactive.
+
+    In order: a period with units sold is active (the pair was on sale); a row's own
+    ``active`` flag decides its period; a pair in the assortment table is active in the
+    periods a listing covers and inactive outside them; otherwise the rule: inactive
+    once the pair has sold nothing for ``inactive_after`` periods and for
+    ``inactive_gap_multiple`` times its mean gap between sales so far (from its first to
+    its last sale), counted from its last sale (or, before any, from its first row).
+    Only what is known when the period closes is read: the status is a feature row's.
+    """
+    frame = f"OVER ({_SERIES} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    last = f"COALESCE(MAX(CASE WHEN units > 0 THEN day END) {frame}, last_sale_before)"
+    first = f"COALESCE(first_sale_before, MIN(CASE WHEN units > 0 THEN day END) {frame})"
+    sales = f"(sales_before + COUNT(CASE WHEN units > 0 THEN 1 END) {frame})"
+    quiet = f"day - COALESCE({last}, first_day - 1)"
+    mean_gap = f"CAST({last} - {first} AS DOUBLE) / NULLIF({sales} - 1, 0)"
+    needed = f"GREATEST({w.inactive_after}, COALESCE({w.inactive_gap_multiple} * {mean_gap}, 0))"
+    return f"""CASE WHEN units > 0 THEN 1
+                WHEN listed IS NOT NULL THEN listed
+                WHEN in_assortment = 1 THEN listed_now
+                WHEN {quiet} >= {needed} THEN 0 ELSE 1 END"""
+
+
 def purchase_features(w: Windows) -> str:
     """Lags, rolling level and spread, trend, recency, price and promotion per row of the grid.
 
@@ -192,6 +283,11 @@ def purchase_features(w: Windows) -> str:
     ``units_lag_1`` is ``d`` itself, ``units_lag_7`` the same weekday as ``d + 1``.
     Windows at the start of a series average the periods that exist. Recency reaches
     back before the grid's first row through ``last_sale_before`` (incremental builds).
+
+    ``active`` (:func:`active_sql`) and ``censored`` (1: the period ran out of stock, so
+    its units understate demand) describe the period itself: training takes no label
+    from an inactive or censored period, batch forecasts skip a pair inactive at its
+    origin, and they are no model inputs.
     """
     lags = ",\n           ".join(
         f"LAG(units, {k - 1}) OVER ({_SERIES}) AS units_lag_{k}"
@@ -217,7 +313,9 @@ def purchase_features(w: Windows) -> str:
            CAST({_exact_sum("revenue", long)} AS DOUBLE)
                / NULLIF(SUM(priced_units) OVER ({_SERIES} {long}), 0) AS avg_price_{w.long},
            SUM(promo) OVER ({_SERIES} {short}) AS {w.promo_periods},
-           promo AS {w.promo_now}
+           promo AS {w.promo_now},
+           {active_sql(w)} AS active,
+           stockout AS censored
     FROM sales_grid
     """
 

@@ -48,6 +48,7 @@ from demand.calendar import (
     Source,
 )
 from demand.console import UserError
+from demand.settings import PROMO_KNOWN_PERIODS_BEFORE
 from rawdata.importing import checks, read, store
 from rawdata.importing.read import ReadOptions, SourceFile
 from rawdata.importing.tables import OPTIONAL_TABLES, REQUIRED_TABLES, SPECS
@@ -111,7 +112,9 @@ class ImportOptions:
     week_start: str | None = None
     earliest: date | None = None  # a window the user keeps; none by default
     latest: date | None = None
-    promo_known_days_before: int = 14
+    # periods of the grain before its period a plan without planned_at is known (or when
+    # imported, if later); None: the grain's default (demand.settings)
+    promo_known_periods_before: int | None = None
 
 
 def run_import(
@@ -173,6 +176,9 @@ class _Checked:
     earlier: RawDescription | None
     notes: list[str]
     evidence: str = ""
+    now: datetime | None = (
+        None  # the import's clock: when a plan without planned_at became known here
+    )
 
 
 def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress) -> ImportReport:
@@ -184,7 +190,7 @@ def _import(con, files, raw_dir, options, clock, earlier, sales_table, progress)
         checks.type_rows(con, source, options.read, clock)
     calendar, notes, evidence = _calendar(con, sources, options, earlier, sales_table)
     progress(f"grain: {evidence}")
-    done = _Checked(sources, {}, {}, [], calendar, sales_table, earlier, notes, evidence)
+    done = _Checked(sources, {}, {}, [], calendar, sales_table, earlier, notes, evidence, clock.now)
 
     known: dict[str, str] = {}
     for name in SPECS:  # what a table refers to comes before it
@@ -252,16 +258,23 @@ def _stop_if_empty(done: _Checked) -> None:
 def _check(con, name: str, raw_dir: Path, options, known: dict[str, str], done: _Checked):
     """Judge one file's rows, then merge the accepted ones with an earlier import's."""
     spec, source = SPECS[name], done.sources[name]
+    columns = source.columns
+    if name == "promotions":
+        periods = options.promo_known_periods_before
+        if periods is None:
+            periods = PROMO_KNOWN_PERIODS_BEFORE[done.calendar.grain.value]
+        _plan_known_at(con, source, periods * done.calendar.days, done.now)
+        columns = [*columns, "planned_at"] if "planned_at" not in columns else columns
     checked = checks.judge(con, spec, done.calendar, known)
     accepted = f"accepted_{name}"
     passing = f"(SELECT * FROM {checked} WHERE _reason IS NULL)"
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {accepted} AS "
-        + store.contract_select(spec, source.columns, passing, order="_line")
+        + store.contract_select(spec, columns, passing, order="_line")
     )
-    if name == "promotions":
-        accepted = _plan_known_at(con, accepted, options.promo_known_days_before)
     previous = raw_dir / f"{name}.parquet" if done.earlier is not None else None
+    if name == "promotions" and previous is not None and previous.exists():
+        accepted = _new_revisions(con, accepted, checked, previous)
     done.finals[name], replaced = store.merge(con, spec, accepted, previous)
     if replaced:
         done.replaced[name] = replaced
@@ -421,18 +434,71 @@ def _know(con, name: str, finals: dict[str, str], known: dict[str, str]) -> None
         known[alias] = relation
 
 
-def _plan_known_at(con, accepted: str, days: int) -> str:
-    """A plan without planned_at is known ``days`` days before its period starts."""
-    columns = [r[0] for r in con.execute(f"DESCRIBE {accepted}").fetchall()]
-    fill = f"CAST(date AS TIMESTAMPTZ) - INTERVAL {int(days)} DAY"
-    if "planned_at" in columns:
-        value = f"coalesce(planned_at, {fill})"
-        select = f"SELECT * REPLACE ({value} AS planned_at) FROM {accepted}"
-    else:  # after price and promo, before _order: the contract's column order
-        listed = ", ".join(c for c in columns if c != "_order")
-        select = f"SELECT {listed}, {fill} AS planned_at, _order FROM {accepted}"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {accepted}_known AS {select}")
-    return f"{accepted}_known"
+def _plan_known_at(con, source: SourceFile, days: int, now: datetime) -> None:
+    """Give every plan its ``planned_at``, and refuse a revision dated before an earlier one.
+
+    A plan without one is known at the later of its period's first day minus ``days``
+    and ``now`` (the import's time): never back-dated to before anyone here knew it.
+    ``_stamped`` remembers which were filled (see :func:`_new_revisions`). Among the rows
+    still passing, a plan whose planned_at is before that of an earlier line for the same
+    store, product and period is ``revision_out_of_order``: revisions come in the order
+    they were made, so one of the two dates is wrong. Rewrites ``typed_promotions``.
+    """
+    typed = "typed_promotions"
+    given = "planned_at" in source.columns
+    stamp = (
+        f"greatest(CAST(date AS TIMESTAMPTZ) - INTERVAL '{int(days)} days', "
+        f"TIMESTAMPTZ '{now.isoformat()}')"
+    )
+    planned = f"coalesce(planned_at, {stamp})" if given else stamp
+    key = "store_id, product_id, date"
+    earlier = (
+        f"max(CASE WHEN _reason IS NULL THEN planned_at END) OVER (PARTITION BY {key} "
+        "ORDER BY _line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    )
+    order = (
+        f"CASE WHEN _reason IS NULL AND planned_at < {earlier} "
+        "THEN 'revision_out_of_order|planned_at' END"
+        if given
+        else "CAST(NULL AS VARCHAR)"
+    )
+    keep = "* EXCLUDE (planned_at, _reason)" if given else "* EXCLUDE (_reason)"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {typed} AS "
+        f"SELECT {keep}, {planned} AS planned_at, "
+        f"{'planned_at IS NULL' if given else 'true'} AS _stamped, "
+        f"coalesce(_reason, {order}) AS _reason FROM {typed}"
+    )
+
+
+def _new_revisions(con, accepted: str, checked: str, previous: Path) -> str:
+    """The accepted plans less those stamped by this import whose promo and price equal
+    the newest revision already stored for their store, product and period.
+
+    A plan without planned_at is stamped with the import's time: imported again, it would
+    otherwise become a new revision each time. An unchanged plan is no revision.
+    """
+    literal = str(previous).replace("'", "''")
+    stored = set(pq.read_schema(previous).names)
+    new = {r[0] for r in con.execute(f"DESCRIBE {accepted}").fetchall()}
+    same = " AND ".join(
+        f"{f'o.{c}' if c in stored else 'NULL'} IS NOT DISTINCT FROM "
+        f"{f'a.{c}' if c in new else 'NULL'}"
+        for c in ("promo", "price")
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW {accepted}_new AS
+        SELECT a.* FROM {accepted} a
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {checked} c, (
+                SELECT *, row_number() OVER (PARTITION BY store_id, product_id, date
+                                             ORDER BY planned_at DESC) AS newest
+                FROM read_parquet('{literal}')) o
+            WHERE c._line = a._order AND c._stamped AND o.newest = 1
+              AND o.store_id = a.store_id AND o.product_id = a.product_id AND o.date = a.date
+              AND {same})"""
+    )
+    return f"{accepted}_new"
 
 
 def _summarise(con, source: SourceFile, checked: str, key: tuple[str, ...]) -> FileSummary:

@@ -104,7 +104,7 @@ def write_stream(
         raise
     other = SalesTable.orders if generated.sales_table is SalesTable.sales else SalesTable.sales
     # one data set per directory: the other contract's tables go
-    for stale in (other.value, "promotions"):
+    for stale in (other.value, "promotions", "assortment"):
         (raw_dir / f"{stale}.parquet").unlink(missing_ok=True)
     for name, path in paths.items():
         path.replace(raw_dir / f"{name}.parquet")
@@ -374,7 +374,7 @@ def _cross_table_check(sales: str, keys: KeyCounts) -> None:
             rows = sum(counts[value] for value in missing)
             violations.append(Violation(table, column, check, missing[0], rows))
 
-    for table in (sales, "promotions"):
+    for table in (sales, "promotions", "assortment"):
         unknown(table, "store_id", stores, "exists in stores")
         unknown(table, "product_id", products, "exists in products")
     regions = set(keys[("weather_observed", "region_id")])

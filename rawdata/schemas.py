@@ -174,6 +174,25 @@ SALES = pa.DataFrameSchema(
         "promo": pa.Column(
             "boolean", nullable=True, required=False, description="Optional: sold on promotion."
         ),
+        "on_hand": _measure(
+            "Optional: stock at the end of the period; 0 marks it censored (it ran out, so "
+            "units understate demand): no label, no metric.",
+            pa.Check.ge(0),
+            optional=True,
+        ),
+        "stockout": pa.Column(
+            "boolean",
+            nullable=True,
+            required=False,
+            description="Optional: the period ran out of stock (censored, as on_hand 0).",
+        ),
+        "active": pa.Column(
+            "boolean",
+            nullable=True,
+            required=False,
+            description="Optional: the store carried the product in the period; overrides "
+            "the assortment table and the rule of DEMAND_INACTIVE_AFTER for that period.",
+        ),
     },
     unique=["store_id", "product_id", "date"],
     coerce=True,
@@ -194,13 +213,39 @@ PROMOTIONS = pa.DataFrameSchema(
         "planned_at": pa.Column(
             "datetime64[ns, UTC]",
             nullable=False,
-            description="When the plan became known (UTC); the importer fills a missing one "
-            "with the period's first day minus DEMAND_PROMO_KNOWN_DAYS_BEFORE days.",
+            description="When the plan (or this revision of it) became known (UTC); every "
+            "revision is kept. The importer fills a missing one with the later of the "
+            "period's first day minus DEMAND_PROMO_KNOWN_PERIODS_BEFORE periods and the "
+            "time of the import.",
         ),
     },
-    unique=["store_id", "product_id", "date"],
+    unique=["store_id", "product_id", "date", "planned_at"],
     coerce=True,
     name="promotions",
+)
+
+ASSORTMENT = pa.DataFrameSchema(
+    {
+        "store_id": _key("Store."),
+        "product_id": _key("Product."),
+        "listed_from": pa.Column(
+            "datetime64[ns]", nullable=False, description="First day the store carries it."
+        ),
+        "listed_to": pa.Column(
+            "datetime64[ns]",
+            nullable=True,
+            description="Last day the store carries it (empty: still carried). A pair in "
+            "this table is inactive outside its listings (no labels, no batch forecasts).",
+        ),
+    },
+    checks=[
+        pa.Check(
+            lambda df: ~(df["listed_to"] < df["listed_from"]), name="listed_to_not_before_from"
+        )
+    ],
+    unique=["store_id", "product_id", "listed_from"],
+    coerce=True,
+    name="assortment",
 )
 
 RAW_TABLES: dict[str, pa.DataFrameSchema] = {
@@ -213,6 +258,7 @@ RAW_TABLES: dict[str, pa.DataFrameSchema] = {
         WEATHER_OBSERVED,
         WEATHER_FORECAST,
         PROMOTIONS,
+        ASSORTMENT,
     )
 }
 GENERATED_TABLES = ("orders", "products", "stores", "weather_observed", "weather_forecast")

@@ -84,6 +84,7 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
     origins: list = []
     targets: list = []
     units: list[float | None] = []
+    inactive: list[bool] = []
     step = max(horizon, BATCH_ITEMS // horizon * horizon)  # whole keys per batch
     for start in range(0, len(stores), step):
         batch = slice(start, start + step)
@@ -91,6 +92,7 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
         units += score(loaded, stores[batch], products[batch], vectors)
         origins += vectors.origin
         targets += vectors.target
+        inactive += vectors.inactive()
         if len(stores) > step:
             progress(f"  {min(start + step, len(stores)):,} of {len(stores):,} rows")
     frame = pd.DataFrame(
@@ -106,8 +108,12 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
         },
         columns=COLUMNS,
     )
-    # a key without an origin (no sales row online) has nothing to forecast from
-    return frame[frame["origin_date"].notna()].reset_index(drop=True)
+    # a key without an origin (no sales row online) has nothing to forecast from; a pair
+    # inactive at its origin (stopped selling, delisted) gets no published forecast
+    stopped = pd.Series(inactive, index=frame.index, dtype=bool)
+    if stopped.any():
+        progress(f"left out {stopped.sum() // horizon:,} keys inactive at their origin")
+    return frame[frame["origin_date"].notna() & ~stopped].reset_index(drop=True)
 
 
 def publish(settings: Settings, frame: pd.DataFrame, progress: Progress = print) -> list[str]:

@@ -89,6 +89,14 @@ class Vectors:
     # per view: the newest event timestamp among the rows read (None: no row at all)
     newest: dict[str, datetime | None] = field(default_factory=dict)
 
+    def inactive(self) -> list[bool]:
+        """For each key, whether its pair was inactive at its origin (the sales row's
+        ``active`` is 0: it stopped selling or is not listed). Unknown: not inactive."""
+        active = self.columns.get("active")
+        if active is None:
+            return [False] * len(self.origin)
+        return [a is not None and a == 0 for a in active]
+
     def stale_views(self) -> list[list[str]]:
         """For each key, the views whose features are null for it, in view order."""
         out: list[list[str]] = [[] for _ in self.origin]

@@ -152,7 +152,11 @@ class Forecast(BaseModel):
     product_id: str
     date: dt.date
     units: float | None
-    status: Literal["ok", "missing_features"]
+    status: Literal["ok", "missing_features", "inactive"] = Field(
+        description="ok; missing_features: no units, a view the model needs had no usable "
+        "row; inactive: the pair was inactive at the origin (stopped selling, delisted: no "
+        "batch forecast is published for it), units are the model's all the same.",
+    )
     stale: list[str] = Field(
         default_factory=list,
         description="Views whose features were null for this item, as in training at its "
@@ -324,6 +328,7 @@ class DemandForecast:
         }
         answers = score(loaded, stores, products, vectors, planned)
         stale = vectors.stale_views()
+        inactive = vectors.inactive()
         self._observe(vectors)
         return ForecastResponse.model_validate(
             {
@@ -334,10 +339,14 @@ class DemandForecast:
                         "product_id": item.product_id,
                         "date": item.date,
                         "units": value,
-                        "status": "ok" if value is not None else "missing_features",
+                        "status": "missing_features"
+                        if value is None
+                        else ("inactive" if stopped else "ok"),
                         "stale": views,
                     }
-                    for item, value, views in zip(items, answers, stale, strict=True)
+                    for item, value, views, stopped in zip(
+                        items, answers, stale, inactive, strict=True
+                    )
                 ],
             }
         )

@@ -20,6 +20,7 @@ first day. Only a whole closed week is an origin or a label.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ import pandas as pd
 
 from demand.calendar import Calendar
 from demand.settings import Settings, last_closed_day
-from features.plan import Lineage, lineage
+from features.plan import STATUS_FIELDS, Lineage, lineage
 from training.periods import Schedule, TrainingDataError, feature_service
 
 
@@ -88,10 +89,11 @@ def sales_history(settings: Settings, window: Window | None = None) -> pd.DataFr
 
     built = built_lineage(settings)
     path = settings.feature_dir / f"{built.sales_features_table}.parquet"
+    # each period's status, where the tables have it (older builds: every period counts)
+    names = pq.read_schema(path).names
+    columns = HISTORY_COLUMNS + [c for c in STATUS_FIELDS if c in names]
     if window is None:
-        table = pq.read_table(
-            path, columns=HISTORY_COLUMNS, read_dictionary=["store_id", "product_id"]
-        )
+        table = pq.read_table(path, columns=columns, read_dictionary=["store_id", "product_id"])
         return _history_frame(table, built.calendar)
     # a row known at the start of period p + 1 describes period p: a day's margin on each
     # side of the stamps, the exact dates kept below
@@ -99,7 +101,7 @@ def sales_history(settings: Settings, window: Window | None = None) -> pd.DataFr
     known = (window.first_origin + days - pd.Timedelta(days=2), window.last_target + days)
     with _duckdb(settings) as con:
         table = con.sql(
-            f"SELECT {', '.join(HISTORY_COLUMNS)} FROM read_parquet(?) "
+            f"SELECT {', '.join(columns)} FROM read_parquet(?) "
             "WHERE event_timestamp >= ? AND event_timestamp <= ?",
             params=[str(path), *(t.tz_localize("UTC").to_pydatetime() for t in known)],
         ).to_arrow_table()
@@ -122,6 +124,9 @@ def _history_frame(table, calendar: Calendar) -> pd.DataFrame:
     )
     if "units_lag_1" in table.column_names:
         frame["units"] = table.column("units_lag_1").to_pandas().astype(float)
+    for status in STATUS_FIELDS:
+        if status in table.column_names:
+            frame[status] = table.column(status).to_pandas().astype(float)
     return frame
 
 
@@ -162,6 +167,9 @@ class Sampling:
     seed: int
     candidate_rows: int  # the rows before sampling
     max_rows: int | None = None  # the cap the fraction came from (None: given as a fraction)
+    # sampled rows left out because their target period was inactive or censored
+    inactive_labels: int = 0
+    censored_labels: int = 0
 
     @classmethod
     def of(cls, settings: Settings, candidate_rows: int) -> Sampling:
@@ -181,6 +189,8 @@ class Sampling:
             "train_sample_fraction": self.fraction,
             "train_sample_seed": self.seed,
             "candidate_rows": self.candidate_rows,
+            "inactive_labels": self.inactive_labels,
+            "censored_labels": self.censored_labels,
         }
 
 
@@ -365,6 +375,23 @@ def sampled_origins_and_labels(
         inside = _starts(cal, target_period) <= window.last_target
         row_pair, horizon = row_pair[inside], horizon[inside]
         origin_period, target_period = origin_period[inside], target_period[inside]
+    history_pair = series.codes(history)
+    # no label from a period the pair was inactive in, or that ran out of stock
+    inactive = (
+        _labels(series.code[row_pair], target_period, history_pair, history, cal, "active", 1.0)
+        == 0
+    )
+    censored = (
+        _labels(series.code[row_pair], target_period, history_pair, history, cal, "censored") == 1
+    )
+    kept = ~(inactive | censored)
+    sampling = dataclasses.replace(
+        sampling,
+        inactive_labels=int(inactive.sum()),
+        censored_labels=int((censored & ~inactive).sum()),
+    )
+    row_pair, horizon = row_pair[kept], horizon[kept]
+    origin_period, target_period = origin_period[kept], target_period[kept]
     rows = pd.DataFrame(
         {
             "store_id": pair_store[row_pair],
@@ -372,9 +399,7 @@ def sampled_origins_and_labels(
             "origin": _starts(cal, origin_period).astype("datetime64[ns]"),
             "horizon": horizon,
             "target": _starts(cal, target_period).astype("datetime64[ns]"),
-            "label": _labels(
-                series.code[row_pair], target_period, series.codes(history), history, cal
-            ),
+            "label": _labels(series.code[row_pair], target_period, history_pair, history, cal),
         }
     )
     if rows.empty:
@@ -392,22 +417,27 @@ def _labels(
     pair_code: np.ndarray,
     history: pd.DataFrame,
     calendar: Calendar,
+    column: str = "units",
+    missing: float = 0.0,
 ) -> np.ndarray:
     """Units of each row's pair in its target period; 0 where the history has no row
-    (a pair selling by the origin that sold nothing then: a real zero)."""
-    if len(history) == 0:
-        return np.zeros(len(row_pair))
+    (a pair selling by the origin that sold nothing then: a real zero).
+
+    ``column``: another column of the history (a status), ``missing`` where it has none.
+    """
+    if len(history) == 0 or column not in history:
+        return np.full(len(row_pair), missing)
     period = _periods(history["date"], calendar)
     span = int(max(period.max(), row_period.max(initial=0))) + 1
     history_key = np.where(pair_code < 0, -1, pair_code * span + period)
     order = np.argsort(history_key, kind="stable")
     sorted_key = history_key[order]
-    units = history["units"].to_numpy(dtype=float)[order]
+    units = history[column].to_numpy(dtype=float)[order]
     wanted = row_pair * span + row_period
     at = np.minimum(np.searchsorted(sorted_key, wanted), max(len(sorted_key) - 1, 0))
     found = sorted_key[at] == wanted
-    labels = np.where(found, units[at], 0.0)
-    return np.where(np.isnan(labels), 0.0, labels)
+    labels = np.where(found, units[at], missing)
+    return np.where(np.isnan(labels), missing, labels)
 
 
 def entity_frame(
@@ -451,6 +481,8 @@ def model_inputs(
         )
         for feature in projection.features:
             if feature.dtype == UnixTimestamp or feature.name in absent:
+                continue
+            if feature.name in STATUS_FIELDS:  # a period's status: labels', not an input
                 continue
             features.append(feature.name)
             if feature.dtype == String:
@@ -502,6 +534,16 @@ def build(store, settings: Settings, progress=print, window: Window | None = Non
         else f", {sampling.fraction:.2%} of the {sampling.candidate_rows:,} candidate rows "
         f"(DEMAND_TRAIN_MAX_ROWS={sampling.max_rows or '-'}, seed {sampling.seed})"
     )
+    left_out = [
+        f"{n:,} {what}"
+        for n, what in (
+            (sampling.inactive_labels, "inactive"),
+            (sampling.censored_labels, "censored (out of stock)"),
+        )
+        if n
+    ]
+    if left_out:
+        sampled += f"; no label from {' and '.join(left_out)} target {schedule.unit}s"
     every = "weekly" if schedule.unit == "week" else "daily"
     progress(
         f"retrieving features for {len(entities):,} rows ({rows['origin'].nunique()} {every} "

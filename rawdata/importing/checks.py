@@ -13,7 +13,8 @@ one reported):
    clock; planned promotions may lie in the future, their ``planned_at`` may not),
    ``date_out_of_range`` (outside DEMAND_IMPORT_EARLIEST_DATE / _LATEST_DATE, when the
    user sets them: no window is imposed by default), ``valid_before_issue``,
-   ``empty_plan`` (a plan with neither promo nor price);
+   ``empty_plan`` (a plan with neither promo nor price),
+   ``negative_stock`` (sales' ``on_hand``), ``listed_to_before_from`` (assortment);
 4. ``not_period_start``: a sales or plan date that does not start a period of the grain;
 5. across tables: ``unknown_store``, ``unknown_product`` (not among the accepted
    stores or products, this import's or earlier ones'), ``region_without_weather``
@@ -191,7 +192,13 @@ def _table_rules(
         rules.append(('"units" < 0', "negative_units", "units"))
         if has("price"):
             rules.append(('"price" < 0', "negative_price", "price"))
+        if has("on_hand"):
+            rules.append(('"on_hand" < 0', "negative_stock", "on_hand"))
         dates("date")
+    elif name == "assortment":
+        dates("listed_from", future=False)  # a listing may be planned ahead
+        if has("listed_to"):
+            rules.append(('"listed_to" < "listed_from"', "listed_to_before_from", "listed_to"))
     elif name == "products":
         if has("lifespan_days"):
             rules.append(('"lifespan_days" <= 0', "impossible_value", "lifespan_days"))
@@ -253,7 +260,7 @@ def judge(
     if spec.name == "stores":
         cond = f'"region_id" NOT IN (SELECT region_id FROM {known["regions"]})'
         rules.append((cond, "region_without_weather", "region_id"))
-    if spec.name in ("orders", "sales", "promotions"):
+    if spec.name in ("orders", "sales", "promotions", "assortment"):
         cond = f'"store_id" NOT IN (SELECT store_id FROM {known["stores"]})'
         rules.append((cond, "unknown_store", "store_id"))
         cond = f'"product_id" NOT IN (SELECT product_id FROM {known["products"]})'

@@ -69,6 +69,9 @@ SALES = TableSpec(
         Column("units", Kind.number),
         Column("price", Kind.number, required=False),
         Column("promo", Kind.flag, required=False),
+        Column("on_hand", Kind.number, required=False),  # 0 at the period's end: censored
+        Column("stockout", Kind.flag, required=False),
+        Column("active", Kind.flag, required=False),  # carried in the period (overrides)
     ),
     key=("store_id", "product_id", "date"),
     period_column="date",
@@ -123,14 +126,36 @@ PROMOTIONS = TableSpec(
         Column("price", Kind.number, required=False),
         Column("planned_at", Kind.timestamp, required=False),
     ),
-    key=("store_id", "product_id", "date"),
+    # every revision of a plan is kept; a missing planned_at is filled before the key is
+    # judged (importer: the later of the period start − N periods and the import's time)
+    key=("store_id", "product_id", "date", "planned_at"),
     period_column="date",
+)
+ASSORTMENT = TableSpec(
+    "assortment",
+    ("assortment",),
+    (
+        Column("store_id", Kind.key),
+        Column("product_id", Kind.key),
+        Column("listed_from", Kind.date),
+        Column("listed_to", Kind.date, required=False),  # empty: still listed
+    ),
+    key=("store_id", "product_id", "listed_from"),
 )
 
 # In the order they are checked: what a table refers to is checked before it.
 SPECS: dict[str, TableSpec] = {
     s.name: s
-    for s in (WEATHER_OBSERVED, WEATHER_FORECAST, STORES, PRODUCTS, ORDERS, SALES, PROMOTIONS)
+    for s in (
+        WEATHER_OBSERVED,
+        WEATHER_FORECAST,
+        STORES,
+        PRODUCTS,
+        ORDERS,
+        SALES,
+        PROMOTIONS,
+        ASSORTMENT,
+    )
 }
 REQUIRED_TABLES = ("products", "stores", "weather_observed")  # plus orders or sales
-OPTIONAL_TABLES = ("weather_forecast", "promotions")
+OPTIONAL_TABLES = ("weather_forecast", "promotions", "assortment")

@@ -151,16 +151,17 @@ def test_blank_lines_keep_the_line_numbers(tmp_path):
     assert quarantine["line"].tolist() == [len(files["sales.csv"])]
 
 
-def test_plans_without_planned_at_are_known_fourteen_days_before(tmp_path):
+def test_plans_without_planned_at_are_known_fourteen_days_before_or_when_imported(tmp_path):
     files = base()
     files["promotions.csv"] = [
         "store_id,product_id,date,promo,price",
-        "S1,P1,2024-06-10,true,7.5",
+        "S1,P1,2024-06-20,true,7.5",
+        "S1,P2,2024-06-10,true,7.5",  # 14 days before is before the import: not back-dated
     ]
     _import(tmp_path, files)
     plans = pd.read_parquet(tmp_path / "data" / "raw" / "promotions.parquet")
-    assert plans["planned_at"].tolist() == [pd.Timestamp("2024-05-27", tz="UTC")]
-    assert str(plans["promo"].dtype) == "bool" and plans["price"].tolist() == [7.5]
+    assert plans["planned_at"].tolist() == [pd.Timestamp("2024-06-06", tz="UTC"), pd.Timestamp(NOW)]
+    assert str(plans["promo"].dtype) == "bool" and plans["price"].tolist() == [7.5, 7.5]
 
 
 def test_prices_is_another_name_for_promotions(tmp_path):
