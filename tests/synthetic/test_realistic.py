@@ -210,26 +210,12 @@ def _import(folder: Path, data_dir: Path, monkeypatch) -> pd.DataFrame:
     return rows[["source_file", "line", "reason"]].rename(columns={"source_file": "file"})
 
 
-def _revised_lines(data) -> set[int]:
-    """The promotions.csv lines of the keys planned twice (not a broken row among them)."""
-    plan = data.files["promotions"]
-    twice = plan.duplicated(KEY, keep=False)
-    lines = set(plan.index[twice] + 2)
-    return lines - set(data.broken.loc[data.broken["file"] == "promotions.csv", "line"])
-
-
 def _expected(data) -> pd.DataFrame:
     return data.broken[["file", "line", "reason"]].sort_values(["file", "line"])
 
 
-def _but_revisions(quarantined: pd.DataFrame, data) -> pd.DataFrame:
-    """The quarantined rows less the plan revisions (today's import keeps one plan per key:
-    both copies are ``conflicting_duplicate``); every other row is judged as it will be."""
-    revised = (quarantined["file"] == "promotions.csv") & quarantined["line"].isin(
-        _revised_lines(data)
-    )
-    assert (quarantined.loc[revised, "reason"] == "conflicting_duplicate").all()
-    return quarantined[~revised].sort_values(["file", "line"]).reset_index(drop=True)
+def _sorted(quarantined: pd.DataFrame) -> pd.DataFrame:
+    return quarantined.sort_values(["file", "line"]).reset_index(drop=True)
 
 
 def test_the_import_with_default_settings_accepts_all_but_the_broken_rows(
@@ -237,23 +223,22 @@ def test_the_import_with_default_settings_accepts_all_but_the_broken_rows(
 ):
     quarantined = _import(EXAMPLE, tmp_path / "data", monkeypatch)
     expected = _expected(data).reset_index(drop=True)
-    pd.testing.assert_frame_equal(_but_revisions(quarantined, data), expected)
+    pd.testing.assert_frame_equal(_sorted(quarantined), expected)
 
 
 def test_the_import_quarantines_exactly_the_broken_rows_when_1992_is_allowed(
     data, tmp_path, monkeypatch, clean_demand_env
 ):
-    """As above, with the earliest date lowered (the setting a user must change today)."""
+    """As above, under a date window the user sets that admits the whole history."""
     monkeypatch.setenv("DEMAND_IMPORT_EARLIEST_DATE", "1900-01-01")
     quarantined = _import(EXAMPLE, tmp_path / "data", monkeypatch)
     expected = _expected(data).reset_index(drop=True)
-    pd.testing.assert_frame_equal(_but_revisions(quarantined, data), expected)
+    pd.testing.assert_frame_equal(_sorted(quarantined), expected)
     raw = tmp_path / "data" / "raw"
     broken = (data.broken["file"] == "sales.csv").sum()
     assert len(pd.read_parquet(raw / "sales.parquet")) == len(data.files["sales"]) - broken
 
 
-@pytest.mark.xfail(strict=True, reason="needs plan revisions kept per planned_at (issue 21)")
 def test_the_import_keeps_every_plan_revision(data, tmp_path, monkeypatch, clean_demand_env):
     monkeypatch.setenv("DEMAND_IMPORT_EARLIEST_DATE", "1900-01-01")
     quarantined = _import(EXAMPLE, tmp_path / "data", monkeypatch)
@@ -261,3 +246,5 @@ def test_the_import_keeps_every_plan_revision(data, tmp_path, monkeypatch, clean
     expected = _expected(data)
     expected = expected[expected["file"] == "promotions.csv"].reset_index(drop=True)
     pd.testing.assert_frame_equal(plans, expected)
+    stored = pd.read_parquet(tmp_path / "data" / "raw" / "promotions.parquet")
+    assert len(stored) == len(data.files["promotions"]) - len(expected)
