@@ -42,7 +42,10 @@ class Round:
     scale: float = 1.0
 
     def apply(self, test, examples: int, **options):
-        """``test`` (a @given function) with this round's settings and seed."""
+        """``test`` (a @given function) with this round's settings and seed.
+
+        Make ``test`` in the body, afresh each round: hypothesis takes settings once.
+        """
         test = settings(
             max_examples=max(1, round(examples * self.scale)),
             derandomize=self.seed is None,
@@ -56,9 +59,16 @@ class Round:
 
 
 def _say(text: str) -> None:
-    # straight to the terminal: pytest captures stdout, and a fuzz run is watched
-    sys.__stderr__.write(text + "\n")
-    sys.__stderr__.flush()
+    # past pytest's capture (of the file descriptors too): a fuzz run is watched
+    if _config is None:
+        sys.__stderr__.write(text + "\n")
+        return
+    capture = _config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        _config.pluginmanager.get_plugin("terminalreporter").write_line(text)
+
+
+_config = None
 
 
 class Budget:
@@ -117,6 +127,8 @@ _budget = Budget()
 
 
 def pytest_configure(config) -> None:
+    global _config
+    _config = config
     config.addinivalue_line(
         "markers", "fuzz_weight(n): this test's share of FUZZ_SECONDS, against 1 for the others"
     )

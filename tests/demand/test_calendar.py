@@ -89,8 +89,9 @@ def test_every_date_from_year_1_to_9999_has_its_period_and_nearest_starts(calend
         assert before is not None or day < first + dt.timedelta(calendar.days)
         assert after is not None or day > last - dt.timedelta(calendar.days)
 
-    test = given(day=st.one_of(st.dates(first, last), edges))(check)
-    fuzzer.run(f"calendar {calendar.grain} {calendar.week_start}", lambda r: r.apply(test, 100)())
+    days = st.one_of(st.dates(first, last), edges)
+    name = f"calendar {calendar.grain} {calendar.week_start}"
+    fuzzer.run(name, lambda r: r.apply(given(day=days)(check), 100)())
 
 
 def test_the_ends_of_the_calendar():

@@ -129,8 +129,8 @@ def test_every_date_gets_its_calendar_row_by_row(udfs, grain, fuzzer):
         got = out.drop(columns=horizon).to_dict("records")
         assert got == [expected(t) for t in texts], texts
 
-    test = given(texts=st.lists(TEXTS, min_size=1, max_size=8))(check)
-    fuzzer.run(f"calendar view ({grain})", lambda r: r.apply(test, examples=100)())
+    texts = st.lists(TEXTS, min_size=1, max_size=8)
+    fuzzer.run(f"calendar view ({grain})", lambda r: r.apply(given(texts=texts)(check), 100)())
 
 
 @pytest.mark.parametrize("grain", ["day", "week"])
