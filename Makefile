@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEMAND := $(BIN)/demand
 ARGS ?=
 
-.PHONY: help install java demo test test-fast lint format features generate validate build-features apply examples \
+.PHONY: help install java demo test test-fast fuzz lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
         config docs-config \
         bench-features bench-build bench-spark bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
@@ -62,6 +62,13 @@ config: $(INSTALLED) ## Print every setting's effective value (passwords hidden)
 
 docs-config: $(INSTALLED) ## Rewrite README's configuration table from demand/settings.py
 	$(BIN)/python -m demand.configuration README.md
+
+# make fuzz: the tests that use the fuzzer fixture (tests/fuzzing.py), freshly seeded
+FUZZ_SECONDS ?= 600
+SEED ?=
+fuzz: $(INSTALLED) ## Fuzz the service for FUZZ_SECONDS (600): schemathesis and the property-based tests, fresh seeds, each printed (replay: make fuzz SEED=… FUZZ_SECONDS=0)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(SEED) $(BIN)/pytest -m fuzz -p no:cacheprovider \
+	  --timeout=$$(( $(FUZZ_SECONDS) + 900 )) $(ARGS)
 
 lint: $(INSTALLED) ## Check formatting and lint with ruff, and the layers between packages (lint-imports)
 	$(BIN)/ruff check .

@@ -73,12 +73,22 @@ class Calendar:
         return EPOCH + dt.timedelta(days=period * self.days + self.offset)
 
     def starts_period(self, day: dt.date) -> bool:
-        return self.start(self.period(day)) == day
+        # arithmetic on day numbers: the start of 0001-01-01's week may precede year 1
+        return ((day - EPOCH).days - self.offset) % self.days == 0
 
-    def nearest_starts(self, day: dt.date) -> tuple[dt.date, dt.date]:
-        """The first days of the period containing ``day`` and of the next one."""
+    def nearest_starts(self, day: dt.date) -> tuple[dt.date | None, dt.date | None]:
+        """The first days of the period containing ``day`` and of the next one.
+
+        None for one that lies outside the calendar (before 0001-01-01, after 9999-12-31).
+        """
         period = self.period(day)
-        return self.start(period), self.start(period + 1)
+        return self._start_or_none(period), self._start_or_none(period + 1)
+
+    def _start_or_none(self, period: int) -> dt.date | None:
+        try:
+            return self.start(period)
+        except OverflowError:  # Python's dates end at years 1 and 9999
+            return None
 
     def start_sql(self, period: str) -> str:
         """SQL turning a period number into the day number of its first day."""

@@ -37,20 +37,29 @@ def target_day_calendar(inputs: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     parsed = pd.to_datetime(inputs["forecast_date"], format="%Y-%m-%d", errors="coerce")
-    # an unparseable date yields -1 everywhere; clients' dates are checked before this
+    # an unparseable date yields -1 everywhere; clients' dates are checked before this.
+    # A date pandas cannot hold (before 1677-09-22, after 2262-04-11) is unparseable here.
     day = parsed.fillna(pd.Timestamp("1970-01-01"))
-    years = range(int(day.dt.year.min()), int(day.dt.year.max()) + 2)
-    # the same calendar as the generator's; a retailer elsewhere changes the country
+    # The same calendar as the generator's; a retailer elsewhere changes the country.
+    # A day's next holiday is looked for in its year and the next only, so that a row's
+    # output never depends on the other rows (the lookup memoises rows), and a request
+    # spanning centuries asks for four years, not every year between (2 s for 1678-2262).
+    years = sorted({y + k for y in day.dt.year.unique().tolist() for k in (0, 1)})
     dates = pd.DatetimeIndex(sorted(holidays.country_holidays("US", years=years)))
+    # The library knows no US holidays before 1865 or after 2100: there, and after the
+    # last holiday it knows, the next holiday is unknown, -1 (an empty calendar was a 500).
     position = dates.searchsorted(day.to_numpy())
-    next_holiday = dates[position.clip(max=len(dates) - 1)]
+    following = dates.append(pd.DatetimeIndex([pd.NaT]))[position]
+    # (masked before subtracting: centuries apart overflow pandas' nanoseconds)
+    following = following.where(following.year <= day.dt.year.to_numpy() + 1)
+    to_next = pd.Series((following - day.to_numpy()).days, index=inputs.index).fillna(-1)
     out = pd.DataFrame(index=inputs.index)
     out["horizon_days"] = inputs["horizon"].astype("int64")
     out["target_day_of_week"] = day.dt.dayofweek.astype("int64")
     out["target_day_of_month"] = day.dt.day.astype("int64")
     out["target_month"] = day.dt.month.astype("int64")
     out["target_is_holiday"] = day.isin(dates).astype("int64")
-    out["target_days_to_holiday"] = (next_holiday - day.to_numpy()).days.astype("int64")
+    out["target_days_to_holiday"] = to_next.astype("int64")
     calendar_columns = out.columns.drop("horizon_days")
     out.loc[parsed.isna().to_numpy(), calendar_columns] = -1
     return out
@@ -74,19 +83,25 @@ def target_week_calendar(inputs: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     parsed = pd.to_datetime(inputs["forecast_date"], format="%Y-%m-%d", errors="coerce")
+    # a week that runs past the last day pandas can hold is unparseable (its end overflows)
+    parsed = parsed.where(parsed <= pd.Timestamp.max.floor("D") - pd.Timedelta(days=7))
     start = parsed.fillna(pd.Timestamp("1970-01-01"))
-    years = range(int(start.dt.year.min()), int(start.dt.year.max()) + 2)
+    # holidays of the start's year and the next only: see target_day_calendar
+    years = sorted({y + k for y in start.dt.year.unique().tolist() for k in (0, 1)})
     dates = pd.DatetimeIndex(sorted(holidays.country_holidays("US", years=years)))
     first = dates.searchsorted(start.to_numpy())
     after_week = dates.searchsorted((start + pd.Timedelta(days=7)).to_numpy())
-    next_holiday = dates[first.clip(max=len(dates) - 1)]
+    following = dates.append(pd.DatetimeIndex([pd.NaT]))[first]
+    # (masked before subtracting: centuries apart overflow pandas' nanoseconds)
+    following = following.where(following.year <= start.dt.year.to_numpy() + 1)
+    to_next = pd.Series((following - start.to_numpy()).days, index=inputs.index).fillna(-1)
     out = pd.DataFrame(index=inputs.index)
     out["horizon_weeks"] = inputs["horizon"].astype("int64")
     out["target_week_of_year"] = start.dt.isocalendar().week.astype("int64").to_numpy()
     # the month most of the week lies in
     out["target_month"] = (start + pd.Timedelta(days=3)).dt.month.astype("int64")
     out["target_holidays_in_week"] = (after_week - first).astype("int64")
-    out["target_days_to_holiday"] = (next_holiday - start.to_numpy()).days.astype("int64")
+    out["target_days_to_holiday"] = to_next.astype("int64")
     calendar_columns = out.columns.drop("horizon_weeks")
     out.loc[parsed.isna().to_numpy(), calendar_columns] = -1
     return out

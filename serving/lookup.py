@@ -381,6 +381,7 @@ class OnlineLookup:
         product_ids: Sequence[str],
         targets: Sequence[date | None] | None = None,
         horizons: Sequence[int] | None = None,
+        within: int | None = None,
     ) -> Vectors:
         """Every feature of the service for each key at its origin, for its target day.
 
@@ -394,6 +395,12 @@ class OnlineLookup:
         lacks get None. ``horizons`` (instead of ``targets``): each item's target is that
         many periods after its key's origin, whatever the origin turns out to be (batch
         forecasts ask for every key's next periods without reading its origin first).
+
+        The on-demand views run only for the items that can be scored: a key with an
+        origin and, given ``within``, a target 1 to ``within`` periods after it (the
+        service passes the model's horizon and refuses the rest). Other items get None
+        for their outputs, as a key without an origin gets for every view: a target
+        the client made up (year 1, 9999) never reaches a view's code.
         """
         n = len(store_ids)
         rows = [
@@ -443,9 +450,24 @@ class OnlineLookup:
         }
         columns = vectors.columns
         values = {**columns, **request}
+        scored = [
+            i
+            for i, (o, h) in enumerate(zip(origin, horizon, strict=True))
+            if o is not None and (within is None or 1 <= h <= within)
+        ]
+        if len(scored) < n:  # only the inputs of the scored items
+            inputs = {name for o in self.on_demand for name in o.inputs if name in values}
+            values = {name: [values[name][i] for i in scored] for name in inputs}
         for odfv in self.on_demand:
             self._apply(odfv, values)
-        columns.update({name: values[name] for o in self.on_demand for name in o.outputs})
+        for name in (name for o in self.on_demand for name in o.outputs):
+            if len(scored) < n:
+                column: list[Any] = [None] * n
+                for i, value in zip(scored, values[name], strict=True):
+                    column[i] = value
+                columns[name] = column
+            else:
+                columns[name] = values[name]
         vectors.origin, vectors.target, vectors.horizon = origin, target, horizon
         self._remember(vectors.newest, max(close_of, default=None))
         return vectors

@@ -19,6 +19,29 @@ def calendar_of(contract: FeatureContract) -> Calendar:
     return Calendar(Grain(contract.grain), contract.week_start)
 
 
+def misplaced(contract: FeatureContract, dates: Sequence[dt.date]) -> tuple[str, str] | None:
+    """``(field, message)`` for the first date that starts no period of the grain, else None.
+
+    Needs no origin: the service asks before it looks anything up.
+    """
+    cal = calendar_of(contract)
+    for i, day in enumerate(dates):
+        if not cal.starts_period(day):
+            # at the ends of Python's calendar (years 1 and 9999) one side may not exist
+            valid = [str(d) for d in cal.nearest_starts(day) if d is not None]
+            nearest = (
+                f"the nearest valid dates are {valid[0]} and {valid[1]}"
+                if len(valid) == 2
+                else f"the nearest valid date is {valid[0]}"
+            )
+            return (
+                f"items[{i}].date",
+                f"{day} does not start a {cal.grain.value}: the model forecasts whole "
+                f"{cal.grain.value}s starting on {cal.week_start.capitalize()}; {nearest}",
+            )
+    return None
+
+
 def refusal(
     contract: FeatureContract,
     dates: Sequence[dt.date],
@@ -27,15 +50,9 @@ def refusal(
 ) -> tuple[str, str] | None:
     """``(field, message)`` for the first item whose date cannot be forecast, else None."""
     cal = calendar_of(contract)
-    for i, day in enumerate(dates):
-        if not cal.starts_period(day):
-            before, after = cal.nearest_starts(day)
-            return (
-                f"items[{i}].date",
-                f"{day} does not start a {cal.grain.value}: the model forecasts whole "
-                f"{cal.grain.value}s starting on {cal.week_start.capitalize()}; the nearest "
-                f"valid dates are {before} and {after}",
-            )
+    refused = misplaced(contract, dates)
+    if refused:
+        return refused
     horizon = contract.horizon
     for i, (day, origin, h) in enumerate(zip(dates, origins, horizons, strict=True)):
         if origin is not None and not 1 <= h <= horizon:

@@ -42,7 +42,7 @@ from demand.settings import get_settings
 from serving import model_loader
 from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable
-from serving.periods import refusal
+from serving.periods import misplaced, refusal
 from serving.predict import score
 
 logger = logging.getLogger("demand.serving")
@@ -313,11 +313,15 @@ class DemandForecast:
                     )
         stores = [item.store_id for item in items]
         products = [item.product_id for item in items]
+        dates = [item.date for item in items]
+        refused = misplaced(loaded.contract, dates)  # no period of the grain: before any lookup
+        if refused:
+            return _reject(422, *refused)
         try:
-            vectors = loaded.lookup.fetch(stores, products, [item.date for item in items])
+            # on-demand views only for items within the horizon: the rest are refused below
+            vectors = loaded.lookup.fetch(stores, products, dates, within=loaded.contract.horizon)
         except StoreUnavailable as error:
             return _unavailable(error)
-        dates = [item.date for item in items]
         refused = refusal(loaded.contract, dates, vectors.origin, vectors.horizon)
         if refused:  # not a period of the model's grain, or outside its horizon
             return _reject(422, *refused)

@@ -10,8 +10,9 @@ from demand.settings import Settings, get_settings
 from features import pipeline
 from synthetic import generator
 
-# the serving fixtures (a trained model, a service): tests/serving and tests/deploy share them
-pytest_plugins = ["tests.serving_fixtures"]
+# the serving fixtures (a trained model, a service): tests/serving and tests/deploy share them;
+# the fuzzer fixture runs property-based tests fixed (make test) or freshly seeded (make fuzz)
+pytest_plugins = ["tests.serving_fixtures", "tests.fuzzing"]
 
 # the platform mutes its libraries' deprecations at run time; the tests keep pytest's
 # filters (pyproject.toml), which make the pinned libraries' ones errors

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from demand.calendar import Calendar, Grain, RawDescription, SalesTable, Source
+from demand.calendar import WEEKDAYS, Calendar, Grain, RawDescription, SalesTable, Source
 
 
 @pytest.mark.parametrize("week_start", ["monday", "thursday", "sunday"])
@@ -57,3 +57,46 @@ def test_a_raw_dir_without_description_holds_generated_daily_order_lines(tmp_pat
 def test_an_unknown_weekday_is_refused():
     with pytest.raises(ValueError, match="week_start"):
         Calendar(Grain.week, "caturday")
+
+
+CALENDARS = [Calendar(), *(Calendar(Grain.week, day) for day in WEEKDAYS)]
+
+
+@pytest.mark.parametrize("calendar", CALENDARS, ids=lambda c: f"{c.grain}-{c.week_start}")
+def test_every_date_from_year_1_to_9999_has_its_period_and_nearest_starts(calendar, fuzzer):
+    """No date of Python's calendar raises: at its ends a nearest start may not exist (None)."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    first, last = dt.date(1, 1, 1), dt.date(9999, 12, 31)
+    edges = st.sampled_from([first, last]).flatmap(
+        lambda edge: st.integers(0, 20).map(
+            lambda n: edge + dt.timedelta(n) if edge == first else edge - dt.timedelta(n)
+        )
+    )
+
+    def check(day):
+        before, after = calendar.nearest_starts(day)
+        if before is not None:
+            assert before <= day and calendar.starts_period(before)
+            assert calendar.starts_period(day) == (before == day)
+            assert (day - before).days < calendar.days
+        if after is not None:
+            assert day < after and calendar.starts_period(after)
+            assert (after - day).days <= calendar.days
+        if before is not None and after is not None:
+            assert (after - before).days == calendar.days
+        assert before is not None or day < first + dt.timedelta(calendar.days)
+        assert after is not None or day > last - dt.timedelta(calendar.days)
+
+    days = st.one_of(st.dates(first, last), edges)
+    name = f"calendar {calendar.grain} {calendar.week_start}"
+    fuzzer.run(name, lambda r: r.apply(given(day=days)(check), 100)())
+
+
+def test_the_ends_of_the_calendar():
+    sunday = Calendar(Grain.week, "sunday")  # 0001-01-01 is a Monday: its week starts in year 0
+    assert not sunday.starts_period(dt.date(1, 1, 1))
+    assert sunday.nearest_starts(dt.date(1, 1, 1)) == (None, dt.date(1, 1, 7))
+    assert sunday.nearest_starts(dt.date(9999, 12, 31)) == (dt.date(9999, 12, 26), None)
+    assert Calendar().nearest_starts(dt.date(9999, 12, 31)) == (dt.date(9999, 12, 31), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -111,3 +112,42 @@ def test_catboost_input_without_pandas_predicts_what_the_contract_frame_predicts
     columns = {k: [_plain(v) for v in vs] for k, vs in columns.items()}
     native = loaded.model.predict(loaded.contract.model_frame(frame)).clip(min=0)
     assert np.allclose(predict_units(loaded.model, loaded.contract, columns, len(frame)), native)
+
+
+def test_on_demand_views_run_only_for_items_that_can_be_scored(loaded, known_keys, monkeypatch):
+    """A key without an origin, or a target outside ``within`` periods of it, never reaches
+    an on-demand view's code: their outputs are None (issue 22: a client's year 2165 made
+    the calendar view fail). The others are what a fetch of them alone gives."""
+    lookup = loaded.lookup
+    keys, origin = known_keys
+    (s1, p1), (s2, p2) = keys[:2]
+    far, before = dt.date(2165, 1, 1), origin - dt.timedelta(days=3)
+    stores = [s1, "S_UNKNOWN", s2, s1]
+    products = [p1, p1, p2, p2]
+    targets = [origin + dt.timedelta(days=2), far, far, before]
+    seen: list[str] = []
+    wrapped = []
+    for view in lookup.on_demand:
+
+        def recording(frame, udf=view.udf):
+            if "forecast_date" in frame:
+                seen.extend(frame["forecast_date"])
+            return udf(frame)
+
+        wrapped.append(dataclasses.replace(view, udf=recording))
+    monkeypatch.setattr(lookup, "on_demand", wrapped)
+    monkeypatch.setattr(lookup, "_memo", {})  # every row computed afresh, and seen
+    vectors = lookup.fetch(stores, products, targets, within=loaded.contract.horizon)
+    assert vectors.origin == [origin, None, origin, origin]
+    assert set(seen) == {str(targets[0])}
+    outputs = [name for view in lookup.on_demand for name in view.outputs]
+    assert outputs and all(vectors.columns[name][1:] == [None] * 3 for name in outputs)
+    alone = lookup.fetch([s1], [p1], targets[:1])
+    assert {name: vectors.columns[name][0] for name in outputs} == {
+        name: alone.columns[name][0] for name in outputs
+    }
+    # without ``within`` (demand online): every key with an origin, whatever its target
+    seen.clear()
+    monkeypatch.setattr(lookup, "_memo", {})
+    lookup.fetch(stores, products, targets)
+    assert set(seen) == {str(targets[0]), str(far), str(before)}
