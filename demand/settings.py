@@ -226,6 +226,12 @@ class Settings(BaseSettings):
         default="Tweedie:variance_power=1.5",
         description="CatBoost loss, chosen on the validation window (README, The loss).",
     )
+    target_scale: Literal["recent_mean", "none"] = Field(
+        default="recent_mean",
+        description="recent_mean: the model learns each row's units divided by its pair's "
+        "recent mean (28 days, 13 weeks: known at the origin), weighted by it, and forecasts "
+        "are multiplied back; series of every volume share one scale. none: raw units.",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         description="Where MLflow clients send runs and versions. Default: embedded, a SQLite "

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from demand import memory
@@ -114,8 +115,23 @@ def feature_contract(
             "backtest_model_train_start": f"{train_targets.min():%Y-%m-%d}",
             "backtest_model_train_end": f"{train_targets.max():%Y-%m-%d}",
             "loss": settings.loss,
+            **target_scale(settings, training_set, split, schedule),
         },
     )
+
+
+def target_scale(
+    settings: Settings, training_set: dataset.TrainingSet, split: Split, schedule: Schedule
+) -> dict[str, str]:
+    """The contract's ``target_scale`` and its floor (from the backtest model's training
+    rows, so the backtest judges a choice made without it); empty when not scaled."""
+    name = demand_model.scale_feature(
+        settings, training_set.features, schedule.calendar.grain.value
+    )
+    if name is None:
+        return {}
+    floor = demand_model.scale_floor(training_set.frame.loc[split.train, name])
+    return {"target_scale": name, "target_scale_floor": repr(floor)}
 
 
 # the furthest any baseline looks back from an origin, in periods: the 28-day moving
@@ -139,6 +155,30 @@ def baseline_history(history: pd.DataFrame, rows: pd.DataFrame, schedule: Schedu
     return recent[keys.isin(pairs)].reset_index(drop=True)
 
 
+def validation_wapes(
+    model,
+    x: pd.DataFrame,
+    frame: pd.DataFrame,
+    split: Split,
+    history,
+    schedule: Schedule,
+    levels: np.ndarray | None = None,
+) -> dict[str, float]:
+    """WAPE of the model and of each baseline on the validation window: where options are
+    chosen (the backtest only judges them)."""
+    rows = frame[split.valid]
+    valid = split.valid.to_numpy()
+    predictions = {
+        "model": demand_model.predict(
+            model, x[split.valid], None if levels is None else levels[valid]
+        )
+    }
+    recent = baseline_history(history, rows, schedule)
+    for name, baseline in baselines.for_grain(schedule.calendar.grain.value).items():
+        predictions[name] = baseline.fit(recent).predict(rows)
+    return {p: scores(rows["label"], v)["wape"] for p, v in predictions.items()}
+
+
 @dataclass
 class TrainResult:
     run_id: str
@@ -152,6 +192,9 @@ class TrainResult:
     rows: int
     seconds: dict[str, float]
     reused: bool = False  # the version already trained on this training set
+    # WAPE on the validation window (where early stopping, and any choice, looks), per
+    # predictor: the model and each baseline
+    validation: dict[str, float] | None = None
 
 
 def run(
@@ -217,6 +260,11 @@ def run(
     contract = feature_contract(store.project, settings, training_set, split, task_type)
     x = contract.model_frame(frame)
     y = frame["label"]
+    # the divisor of each row's units when the target is scaled (None: raw units)
+    levels = contract.levels(frame[contract.target_scale]) if contract.target_scale else None
+
+    def part(mask: pd.Series) -> np.ndarray | None:
+        return None if levels is None else levels[mask.to_numpy()]
 
     import mlflow
 
@@ -243,6 +291,7 @@ def run(
                 "refit_rows": int(split.refit.sum()),
                 "device": task_type,
                 "engine": contract.engine,
+                "target_scale": contract.target_scale or "none",
             }
         )
         tracking.log_dataset(
@@ -257,16 +306,21 @@ def run(
             y[split.valid],
             contract.categorical,
             params,
+            train_levels=part(split.train),
+            valid_levels=part(split.valid),
         )
         seconds["fit"] = time.perf_counter() - started
         progress(f"fitted {model.tree_count_} trees in {seconds['fit']:.0f}s")
 
         test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
         history = baseline_history(training_set.history, test, schedule)
-        predictions = {"model": demand_model.predict(model, x[split.test])}
+        predictions = {"model": demand_model.predict(model, x[split.test], part(split.test))}
         for name, baseline in baselines.for_grain(schedule.calendar.grain.value).items():
             predictions[name] = baseline.fit(history).predict(test)
         summary = pd.DataFrame({p: scores(test["label"], v) for p, v in predictions.items()}).T
+        validation = validation_wapes(
+            model, x, frame, split, training_set.history, schedule, levels
+        )
         by_horizon = breakdown(test, predictions, "horizon")
         by_category = breakdown(test, predictions, "category")
 
@@ -277,6 +331,7 @@ def run(
             )
         for _, r in by_category.iterrows():
             metrics[metric_key(r["predictor"], "wape", r["category"])] = r["wape"]
+        metrics.update({f"validation_{metric_key(p, 'wape')}": v for p, v in validation.items()})
         metrics["best_iteration"] = float(model.get_best_iteration() or 0)
         metrics["poisson_floor_wape"] = poisson_floor_wape(test["label"], predictions["model"])
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if pd.notna(v)})
@@ -291,7 +346,12 @@ def run(
         # the backtest chose the trees; the model that serves learns from every closed day
         started = time.perf_counter()
         served = demand_model.refit(
-            x[split.refit], y[split.refit], contract.categorical, params, model.tree_count_
+            x[split.refit],
+            y[split.refit],
+            contract.categorical,
+            params,
+            model.tree_count_,
+            levels=part(split.refit),
         )
         seconds["refit"] = time.perf_counter() - started
         progress(
@@ -332,4 +392,5 @@ def run(
         digest=training_set.digest,
         rows=len(frame),
         seconds=seconds,
+        validation=validation,
     )
