@@ -226,6 +226,16 @@ class Settings(BaseSettings):
         default="Tweedie:variance_power=1.5",
         description="CatBoost loss, chosen on the validation window (README, The loss).",
     )
+    search_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Time budget of an Optuna hyperparameter search on the validation window "
+        "(depth, learning rate, l2, random strength), each trial a nested MLflow run; 0: off, "
+        "the parameters above. Needs optuna installed.",
+    )
+    search_trials: int = Field(
+        default=100, ge=1, description="At most this many search trials within the budget."
+    )
     target_scale: Literal["recent_mean", "none"] = Field(
         default="recent_mean",
         description="recent_mean: the model learns each row's units divided by its pair's "

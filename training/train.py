@@ -20,7 +20,7 @@ from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Engine, Settings
 from features.grain import Calendar
-from training import baselines, dataset, tracking
+from training import baselines, dataset, search, tracking
 from training import device as devices
 from training import model as demand_model
 from training.metrics import METRICS, breakdown, metric_key, poisson_floor_wape, scores
@@ -269,6 +269,7 @@ def run(
     import mlflow
 
     params = demand_model.params(settings, task_type)
+    searched = None
     with mlflow.start_run(
         experiment_id=tracking.experiment_id(client, settings),
         run_name=f"{settings.model_name}-{training_set.digest[:8]}",
@@ -280,6 +281,20 @@ def run(
             "demand.engine": contract.engine,
         },
     ) as active:
+        if settings.search_seconds > 0:
+            # choose the parameters on the validation window before anything is logged:
+            # the run's params are then the ones its models were fitted with
+            searched = search.run(
+                settings,
+                params,
+                (x[split.train], y[split.train], part(split.train)),
+                (x[split.valid], y[split.valid], part(split.valid)),
+                contract.categorical,
+                progress,
+                log_trial=tracking.log_trial,
+            )
+            params = searched.params
+            seconds["search"] = searched.seconds
         mlflow.log_params(
             {
                 **params,
@@ -299,17 +314,21 @@ def run(
         )
 
         started = time.perf_counter()
-        model = demand_model.fit(
-            x[split.train],
-            y[split.train],
-            x[split.valid],
-            y[split.valid],
-            contract.categorical,
-            params,
-            train_levels=part(split.train),
-            valid_levels=part(split.valid),
-        )
-        seconds["fit"] = time.perf_counter() - started
+        if searched is not None:  # the best trial's model: fitted on these rows, these params
+            model = searched.model
+            tracking.log_tables({"search_trials": searched.trials})
+        else:
+            model = demand_model.fit(
+                x[split.train],
+                y[split.train],
+                x[split.valid],
+                y[split.valid],
+                contract.categorical,
+                params,
+                train_levels=part(split.train),
+                valid_levels=part(split.valid),
+            )
+        seconds["fit"] = time.perf_counter() - started + seconds.get("search", 0.0)
         progress(f"fitted {model.tree_count_} trees in {seconds['fit']:.0f}s")
 
         test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
