@@ -175,7 +175,7 @@ bench-materialization: $(INSTALLED) ## Benchmark materialization at 1 M keys, st
 bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (default, large; ARGS=--compare-losses)
 	$(BIN)/python -m benchmarks.train $(ARGS)
 
-bench-quality: $(INSTALLED) ## Benchmark the model against every baseline: backtest WAPE, the improvement, training time (ARGS="--scale tiny")
+bench-quality: $(INSTALLED) ## Benchmark the model against every baseline: validation and backtest WAPE, the improvement, training time and memory (ARGS="--data realistic --scale bench", "--target-scale none")
 	$(BIN)/python -m benchmarks.quality $(ARGS)
 
 bench-batch: $(INSTALLED) ## Benchmark sampled training and the batch forecasts at M5 width (30,000 series; ARGS="--series 2000")
