@@ -132,6 +132,19 @@ class FeatureContract:
         """The feature each row's units were divided by before the fit; None: not scaled."""
         return self.extra.get("target_scale") or None
 
+    @property
+    def output(self) -> str:
+        """What the model's raw output (a CatBoost or MLflow pyfunc ``predict``) is, in words:
+        units, or for a scaled model a ratio to each row's level, which :meth:`units` turns
+        into units. Training writes it on the run and the registered version."""
+        if self.target_scale is None:
+            return "units"
+        floor = self.extra.get("target_scale_floor", "0")
+        return (
+            f"a ratio, units / max({self.target_scale}, {floor}): multiply by that level for "
+            "units (FeatureContract.units; the service and batch forecasts do)"
+        )
+
     def levels(self, values) -> np.ndarray:
         """The divisor of each row, from the values of :attr:`target_scale` (ones when the
         model is not scaled): the feature, or the floor where it is lower or null (a pair

@@ -373,6 +373,7 @@ class OnlineLookup:
         product_ids: Sequence[str],
         targets: Sequence[date | None] | None = None,
         horizons: Sequence[int] | None = None,
+        planned: dict[str, Sequence[Any]] | None = None,
     ) -> Vectors:
         """Every feature of the service for each key at its origin, for its target day.
 
@@ -386,6 +387,8 @@ class OnlineLookup:
         lacks get None. ``horizons`` (instead of ``targets``): each item's target is that
         many periods after its key's origin, whatever the origin turns out to be (batch
         forecasts ask for every key's next periods without reading its origin first).
+        ``planned``: a client's planned values per feature (None: the store's plan stands),
+        in place before on-demand views run, so a view reading them sees the client's.
         """
         n = len(store_ids)
         rows = [
@@ -434,6 +437,9 @@ class OnlineLookup:
             "horizon": horizon,
         }
         columns = vectors.columns
+        for name, given in (planned or {}).items():
+            held = columns.get(name, [None] * len(given))
+            columns[name] = [v if v is not None else h for v, h in zip(given, held, strict=True)]
         values = {**columns, **request}
         for odfv in self.on_demand:
             self._apply(odfv, values)

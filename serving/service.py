@@ -309,19 +309,22 @@ class DemandForecast:
                     )
         stores = [item.store_id for item in items]
         products = [item.product_id for item in items]
+        planned = {
+            feature: [getattr(item, field) for item in items]
+            for field, feature in PLANNED.items()
+            if feature in loaded.contract.features
+        }
         try:
-            vectors = loaded.lookup.fetch(stores, products, [item.date for item in items])
+            # the client's plan before on-demand views run: a price ratio reads the price asked
+            vectors = loaded.lookup.fetch(
+                stores, products, [item.date for item in items], planned=planned
+            )
         except StoreUnavailable as error:
             return _unavailable(error)
         dates = [item.date for item in items]
         refused = refusal(loaded.contract, dates, vectors.origin, vectors.horizon)
         if refused:  # not a period of the model's grain, or outside its horizon
             return _reject(422, *refused)
-        planned = {
-            feature: [getattr(item, field) for item in items]
-            for field, feature in PLANNED.items()
-            if feature in loaded.contract.features
-        }
         answers = score(loaded, stores, products, vectors, planned)
         stale = vectors.stale_views()
         self._observe(vectors)

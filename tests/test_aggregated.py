@@ -93,7 +93,7 @@ def test_the_grain_is_in_the_feature_tables_and_the_contract(trained):
     contract = _contract(settings)
     assert (contract.grain, contract.week_start) == (spec["grain"], spec["week_start"])
     if spec["grain"] == "week":
-        assert contract.feature_service == "demand_forecast_weekly_v1"
+        assert contract.feature_service == "demand_forecast_weekly_v2"
         assert contract.horizon == settings.weekly_horizon == 4
         stamps = pd.read_parquet(settings.feature_dir / "store_product_weekly.parquet")[
             "event_timestamp"

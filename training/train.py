@@ -395,6 +395,8 @@ def run(
         importance = pd.Series(served.get_feature_importance(), index=contract.features)
         tracking.log_plots(test, predictions, by_horizon, importance, schedule.unit)
         info = tracking.log_model(served, x[split.test].head(5), contract, backtest_model=model)
+        # a pyfunc of a scaled model predicts ratios, not units: say so where it is loaded
+        mlflow.set_tag("demand.model_output", contract.output)
 
         version = None
         if register:
@@ -408,7 +410,8 @@ def run(
                 f"{split.cutoff:%Y-%m-%d} ("
                 + ", ".join(f"{b} {summary.loc[b, 'wape']:.3f}" for b in grain_baselines)
                 + f"); {model.tree_count_} trees "
-                f"refit on targets through {contract.train_end}; trained on {task_type}",
+                f"refit on targets through {contract.train_end}; trained on {task_type}; "
+                f"raw output: {contract.output}",
             )
             version = registered.version
         run_id = active.info.run_id

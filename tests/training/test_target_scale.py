@@ -46,6 +46,13 @@ def test_a_scaled_contract_multiplies_by_the_level_never_below_the_floor():
     assert FeatureContract.from_tags(contract.to_tags()).target_scale == "units_mean_28"
 
 
+def test_the_contract_says_when_the_models_raw_output_is_a_ratio():
+    # a pyfunc loaded from MLflow predicts this; training writes it on the run and version
+    assert _contract().output == "units"
+    scaled = _contract(target_scale="units_mean_28", target_scale_floor="0.25").output
+    assert scaled.startswith("a ratio, units / max(units_mean_28, 0.25)")
+
+
 def test_the_floor_is_in_the_datas_own_unit():
     """The slowest sellers' level, not a constant: kilograms and 10^5 units alike."""
     levels = pd.Series([0.0, np.nan, *np.linspace(1_000, 100_000, 200)])
