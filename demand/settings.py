@@ -268,7 +268,7 @@ class Settings(BaseSettings):
         default="demand_forecast_v1",
         description="Feast feature service models use. Unset, training picks it from the "
         "feature tables: demand_forecast_v1 for daily order lines, demand_forecast_v2 for "
-        "daily aggregated sales or planned promotions, demand_forecast_weekly_v1 for weeks.",
+        "daily aggregated sales or planned promotions, demand_forecast_weekly_v2 for weeks.",
     )
 
     # importing a retailer's files (`demand import DIR`)
