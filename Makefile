@@ -13,7 +13,7 @@ ARGS ?=
 .PHONY: help install java demo test test-fast fuzz lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
         config docs-config \
-        bench-features bench-build bench-spark bench-train bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
+        bench-features bench-build bench-spark bench-train bench-quality bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
 help: ## List the targets
@@ -181,6 +181,9 @@ bench-materialization: $(INSTALLED) ## Benchmark materialization at 1 M keys, st
 
 bench-train: $(INSTALLED) ## Benchmark training-set build and CatBoost fit (default, large; ARGS=--compare-losses)
 	$(BIN)/python -m benchmarks.train $(ARGS)
+
+bench-quality: $(INSTALLED) ## Benchmark the model against every baseline: validation and backtest WAPE, the improvement, training time and memory (ARGS="--data realistic --scale bench", "--target-scale none")
+	$(BIN)/python -m benchmarks.quality $(ARGS)
 
 bench-batch: $(INSTALLED) ## Benchmark sampled training and the batch forecasts at M5 width (30,000 series; ARGS="--series 2000")
 	$(BIN)/python -m benchmarks.batch $(ARGS)

@@ -45,6 +45,9 @@ class FeatureContract:
     #     registered model is the backtest model, as before the refit)
     #   backtest_model_train_start, backtest_model_train_end: its training targets
     #   loss: the CatBoost loss
+    #   target_scale, target_scale_floor: the model was fitted on units divided by this
+    #     feature (a level known at the origin, never below the floor), so its output is
+    #     multiplied back (:meth:`units`); absent: the model outputs units
     extra: dict[str, str] = field(default_factory=dict)
     # the periods horizons count: day, or week starting on week_start (versions before
     # grains lack both and are daily)
@@ -123,6 +126,48 @@ class FeatureContract:
             if not getattr(self, name):
                 out.append(f"{name} is empty")
         return out
+
+    @property
+    def target_scale(self) -> str | None:
+        """The feature each row's units were divided by before the fit; None: not scaled."""
+        return self.extra.get("target_scale") or None
+
+    @property
+    def output(self) -> str:
+        """What the model's raw output (a CatBoost or MLflow pyfunc ``predict``) is, in words:
+        units, or for a scaled model a ratio to each row's level, which :meth:`units` turns
+        into units. Training writes it on the run and the registered version."""
+        if self.target_scale is None:
+            return "units"
+        floor = self.extra.get("target_scale_floor", "0")
+        return (
+            f"a ratio, units / max({self.target_scale}, {floor}): multiply by that level for "
+            "units (FeatureContract.units; the service and batch forecasts do)"
+        )
+
+    def levels(self, values) -> np.ndarray:
+        """The divisor of each row, from the values of :attr:`target_scale` (ones when the
+        model is not scaled): the feature, or the floor where it is lower or null (a pair
+        that sold nothing lately still gets a forecast above zero)."""
+        if self.target_scale is None:
+            return np.ones(len(values))
+        level = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
+        floor = float(self.extra.get("target_scale_floor", 0) or 0)
+        return np.fmax(level.to_numpy(dtype=np.float64), floor)
+
+    def units(self, predicted, values) -> np.ndarray:
+        """Units from the model's raw output for rows whose :attr:`target_scale` values are
+        ``values``, never below zero. Training's backtest, the production gate and serving
+        all turn predictions into units here."""
+        raw = np.asarray(predicted, dtype=np.float64).clip(min=0)
+        return raw if self.target_scale is None else raw * self.levels(values)
+
+    def predict(self, model, frame: pd.DataFrame) -> np.ndarray:
+        """Units ``model`` (a CatBoostRegressor of this contract) forecasts for the rows of
+        ``frame`` (a training set's or an online frame's columns)."""
+        raw = model.predict(self.model_frame(frame))
+        scale = self.target_scale
+        return self.units(raw, frame[scale] if scale else np.ones(len(frame)))
 
     def model_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input columns, in order, with the dtypes CatBoost accepts.

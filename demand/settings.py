@@ -78,6 +78,13 @@ class Loss(StrEnum):
     Tweedie = "Tweedie"  # needs :variance_power=P, 1 < P < 2
 
 
+class TargetScale(StrEnum):
+    """What the model learns; see README, The target."""
+
+    recent_mean = "recent_mean"  # units / the pair's recent mean, multiplied back
+    none = "none"  # raw units
+
+
 class SettingError(UserError):
     """A ``DEMAND_*`` setting with a value of the wrong type or out of range."""
 
@@ -267,7 +274,7 @@ class Settings(BaseSettings):
         default="demand_forecast_v1",
         description="Feast feature service models use. Unset, training picks it from the "
         "feature tables: demand_forecast_v1 for daily order lines, demand_forecast_v2 for "
-        "daily aggregated sales or planned promotions, demand_forecast_weekly_v1 for weeks.",
+        "daily aggregated sales or planned promotions, demand_forecast_weekly_v2 for weeks.",
     )
 
     # importing a retailer's files (`demand import DIR`)
@@ -414,6 +421,22 @@ class Settings(BaseSettings):
     loss: CatBoostLoss = Field(
         default="Tweedie:variance_power=1.5",
         description="CatBoost loss, chosen on the validation window (README, The loss).",
+    )
+    search_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Time budget of an Optuna hyperparameter search on the validation window "
+        "(depth, learning rate, l2, random strength), each trial a nested MLflow run; 0: off, "
+        "the parameters above.",
+    )
+    search_trials: int = Field(
+        default=100, ge=1, description="At most this many search trials within the budget."
+    )
+    target_scale: TargetScale = Field(
+        default=TargetScale.recent_mean,
+        description="recent_mean: the model learns each row's units divided by its pair's "
+        "recent mean (28 days, 13 weeks: known at the origin), weighted by it, and forecasts "
+        "are multiplied back; series of every volume share one scale. none: raw units.",
     )
     mlflow_tracking_uri: UriOrPath | None = Field(
         default=None,

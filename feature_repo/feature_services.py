@@ -28,6 +28,7 @@ from feature_views import (
     store_product_sales,
     store_product_sales_weekly,
 )
+from price_features import target_week_price
 
 demand_forecast_v1 = FeatureService(
     name="demand_forecast_v1",
@@ -81,6 +82,27 @@ demand_forecast_weekly_v1 = FeatureService(
         product_attributes,
         planned_promotions,
         target_week_calendar,
+    ],
+    tags={"model": "weekly_units", "grain": "week", "request_inputs": "price,promo"},
+)
+
+# weekly v1 and the target week's planned price relative to the pair's recent price and its
+# promotion depth (price_features.py): a changed model input, so a new version
+demand_forecast_weekly_v2 = FeatureService(
+    name="demand_forecast_weekly_v2",
+    description="Weekly units per store and product with planned prices and promotions, "
+    "the planned price relative to the pair's recent price, and the promotion depth.",
+    features=[
+        store_product_sales_weekly,
+        product_attributes,
+        planned_promotions,
+        product_lifespan,
+        region_weather_observed_weekly,
+        region_weather_forecast_weekly,
+        region_weather_climate,
+        store_attributes,
+        target_week_calendar,
+        target_week_price,
     ],
     tags={"model": "weekly_units", "grain": "week", "request_inputs": "price,promo"},
 )

@@ -206,7 +206,7 @@ def predict(name: str, version: str, contract: FeatureContract, rows: pd.DataFra
     import mlflow.catboost
 
     model = mlflow.catboost.load_model(contract.backtest_model_uri(name, version))
-    return np.clip(model.predict(contract.model_frame(rows)), 0, None)
+    return contract.predict(model, rows)
 
 
 def wape(

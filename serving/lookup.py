@@ -382,6 +382,7 @@ class OnlineLookup:
         targets: Sequence[date | None] | None = None,
         horizons: Sequence[int] | None = None,
         within: int | None = None,
+        planned: dict[str, Sequence[Any]] | None = None,
     ) -> Vectors:
         """Every feature of the service for each key at its origin, for its target day.
 
@@ -401,6 +402,9 @@ class OnlineLookup:
         service passes the model's horizon and refuses the rest). Other items get None
         for their outputs, as a key without an origin gets for every view: a target
         the client made up (year 1, 9999) never reaches a view's code.
+
+        ``planned``: a client's planned values per feature (None: the store's plan stands),
+        in place before on-demand views run, so a view reading them sees the client's.
         """
         n = len(store_ids)
         rows = [
@@ -449,6 +453,9 @@ class OnlineLookup:
             "horizon": horizon,
         }
         columns = vectors.columns
+        for name, given in (planned or {}).items():
+            held = columns.get(name, [None] * len(given))
+            columns[name] = [v if v is not None else h for v, h in zip(given, held, strict=True)]
         values = {**columns, **request}
         scored = [
             i

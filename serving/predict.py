@@ -49,10 +49,13 @@ def model_input(contract: FeatureContract, columns: dict[str, Sequence[Any]], ro
 
 
 def predict_units(model, contract: FeatureContract, columns: dict[str, Sequence[Any]], rows: int):
-    """Units per row, clipped at 0 as in training's backtest."""
+    """Units per row, clipped at 0 as in training's backtest (times each row's level for a
+    model fitted on scaled units: the contract's ``units``)."""
     if rows == 0:
         return np.empty(0)
-    return np.asarray(model.predict(model_input(contract, columns, rows))).clip(min=0)
+    predicted = model.predict(model_input(contract, columns, rows))
+    scale = contract.target_scale
+    return contract.units(predicted, columns[scale] if scale else [None] * rows)
 
 
 def score(

@@ -317,19 +317,22 @@ class DemandForecast:
         refused = misplaced(loaded.contract, dates)  # no period of the grain: before any lookup
         if refused:
             return _reject(422, *refused)
-        try:
-            # on-demand views only for items within the horizon: the rest are refused below
-            vectors = loaded.lookup.fetch(stores, products, dates, within=loaded.contract.horizon)
-        except StoreUnavailable as error:
-            return _unavailable(error)
-        refused = refusal(loaded.contract, dates, vectors.origin, vectors.horizon)
-        if refused:  # not a period of the model's grain, or outside its horizon
-            return _reject(422, *refused)
         planned = {
             feature: [getattr(item, field) for item in items]
             for field, feature in PLANNED.items()
             if feature in loaded.contract.features
         }
+        try:
+            # on-demand views only for items within the horizon (the rest are refused below),
+            # with the client's plan in place first: a price ratio reads the price asked
+            vectors = loaded.lookup.fetch(
+                stores, products, dates, within=loaded.contract.horizon, planned=planned
+            )
+        except StoreUnavailable as error:
+            return _unavailable(error)
+        refused = refusal(loaded.contract, dates, vectors.origin, vectors.horizon)
+        if refused:  # not a period of the model's grain, or outside its horizon
+            return _reject(422, *refused)
         answers = score(loaded, stores, products, vectors, planned)
         stale = vectors.stale_views()
         inactive = vectors.inactive()

@@ -93,7 +93,7 @@ def test_the_grain_is_in_the_feature_tables_and_the_contract(trained):
     contract = _contract(settings)
     assert (contract.grain, contract.week_start) == (spec["grain"], spec["week_start"])
     if spec["grain"] == "week":
-        assert contract.feature_service == "demand_forecast_weekly_v1"
+        assert contract.feature_service == "demand_forecast_weekly_v2"
         assert contract.horizon == settings.weekly_horizon == 4
         stamps = pd.read_parquet(settings.feature_dir / "store_product_weekly.parquet")[
             "event_timestamp"
@@ -211,7 +211,7 @@ def test_the_service_forecasts_the_next_period_as_training_would(promoted, servi
     offline = offline.sort_values("row_id").reset_index(drop=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     model = mlflow.catboost.load_model(f"models:/{settings.model_name}/1")
-    expected = model.predict(contract.model_frame(offline)).clip(min=0)
+    expected = contract.predict(model, offline)
     served = [f.units for f in answer.forecasts]
     assert np.allclose(served, expected, rtol=1e-9, atol=1e-9)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 from catboost import CatBoostRegressor, Pool
 
@@ -34,6 +37,45 @@ def params(settings: Settings, task_type: str) -> dict:
     }
 
 
+# the level each row's units are divided by, per grain: the pair's mean over the last
+# 28 days / 13 weeks, a feature known at the origin and served with the model
+SCALE_FEATURES = {"day": "units_mean_28", "week": "units_mean_13"}
+
+
+def scale_feature(settings: Settings, features: list[str], grain: str) -> str | None:
+    """The feature the target is scaled by, or None: scaling off, or no such feature."""
+    name = SCALE_FEATURES.get(grain)
+    return name if settings.target_scale == "recent_mean" and name in features else None
+
+
+def scale_floor(levels: pd.Series) -> float:
+    """The smallest divisor: the 1st percentile of the positive levels of the training rows.
+
+    In the data's own unit (units, kilograms, dollars), so a pair that sold nothing lately
+    gets the level of the slowest sellers rather than a division by zero, whatever the unit.
+    """
+    positive = pd.to_numeric(levels, errors="coerce")
+    positive = positive[positive > 0]
+    return float(positive.quantile(0.01)) if len(positive) else 1.0
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """Labels divided by each row's level, weighted by it: the loss of a row is then its
+    loss in units (a pair selling 100 a day counts 100× one selling 1), as WAPE counts,
+    while trees see every series on one scale."""
+
+    label: np.ndarray
+    weight: np.ndarray | None
+
+    @classmethod
+    def of(cls, y: pd.Series, levels: np.ndarray | None) -> Scaled:
+        y = np.asarray(y, dtype=np.float64)
+        if levels is None:
+            return cls(y, None)
+        return cls(y / levels, levels)
+
+
 def fit(
     train_x: pd.DataFrame,
     train_y: pd.Series,
@@ -42,12 +84,19 @@ def fit(
     categorical: list[str],
     model_params: dict,
     verbose: int = 100,
+    train_levels: np.ndarray | None = None,
+    valid_levels: np.ndarray | None = None,
 ) -> CatBoostRegressor:
-    """Fit with early stopping on the validation window; keeps the best iteration."""
+    """Fit with early stopping on the validation window; keeps the best iteration.
+
+    With levels, the model learns units / level (:class:`Scaled`); :func:`predict` and
+    the contract's ``units`` multiply back.
+    """
+    train, valid = Scaled.of(train_y, train_levels), Scaled.of(valid_y, valid_levels)
     model = CatBoostRegressor(**model_params)
     model.fit(
-        Pool(train_x, train_y, cat_features=categorical),
-        eval_set=Pool(valid_x, valid_y, cat_features=categorical),
+        Pool(train_x, train.label, cat_features=categorical, weight=train.weight),
+        eval_set=Pool(valid_x, valid.label, cat_features=categorical, weight=valid.weight),
         use_best_model=True,
         verbose=verbose,
     )
@@ -61,6 +110,7 @@ def refit(
     model_params: dict,
     trees: int,
     verbose: int = 100,
+    levels: np.ndarray | None = None,
 ) -> CatBoostRegressor:
     """Fit exactly ``trees`` trees on all of ``x``: no eval set, no early stopping.
 
@@ -69,10 +119,15 @@ def refit(
     """
     fixed = {k: v for k, v in model_params.items() if k not in ("od_type", "od_wait")}
     model = CatBoostRegressor(**{**fixed, "iterations": trees})
-    model.fit(Pool(x, y, cat_features=categorical), verbose=verbose)
+    scaled = Scaled.of(y, levels)
+    model.fit(
+        Pool(x, scaled.label, cat_features=categorical, weight=scaled.weight), verbose=verbose
+    )
     return model
 
 
-def predict(model: CatBoostRegressor, x: pd.DataFrame):
-    """Units (CatBoostRegressor returns the expected value for Poisson/Tweedie), never < 0."""
-    return model.predict(x).clip(min=0)
+def predict(model: CatBoostRegressor, x: pd.DataFrame, levels: np.ndarray | None = None):
+    """Units (CatBoostRegressor returns the expected value for Poisson/Tweedie), never < 0;
+    times each row's level for a model fitted on scaled units."""
+    raw = model.predict(x).clip(min=0)
+    return raw if levels is None else raw * levels

@@ -25,7 +25,7 @@ class TrainingDataError(UserError):
 SERVICE_V1, SERVICE_V2, SERVICE_WEEKLY = (
     "demand_forecast_v1",
     "demand_forecast_v2",
-    "demand_forecast_weekly_v1",
+    "demand_forecast_weekly_v2",
 )
 
 

@@ -83,6 +83,15 @@ def log_tables(tables: dict[str, pd.DataFrame]) -> None:
             mlflow.log_artifact(str(path), artifact_path="backtest")
 
 
+def log_trial(number: int, params: dict, metrics: dict) -> None:
+    """One hyperparameter search trial as a nested run of the active training run."""
+    import mlflow
+
+    with mlflow.start_run(run_name=f"search-trial-{number}", nested=True):
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+
 def log_plots(
     test: pd.DataFrame,
     predictions: dict[str, np.ndarray],

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from demand import memory
@@ -19,7 +20,7 @@ from demand.calendar import Calendar
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Engine, Settings
-from training import baselines, dataset, tracking
+from training import baselines, dataset, search, tracking
 from training import device as devices
 from training import model as demand_model
 from training.metrics import (
@@ -120,8 +121,23 @@ def feature_contract(
             "backtest_model_train_start": f"{train_targets.min():%Y-%m-%d}",
             "backtest_model_train_end": f"{train_targets.max():%Y-%m-%d}",
             "loss": settings.loss,
+            **target_scale(settings, training_set, split, schedule),
         },
     )
+
+
+def target_scale(
+    settings: Settings, training_set: dataset.TrainingSet, split: Split, schedule: Schedule
+) -> dict[str, str]:
+    """The contract's ``target_scale`` and its floor (from the backtest model's training
+    rows, so the backtest judges a choice made without it); empty when not scaled."""
+    name = demand_model.scale_feature(
+        settings, training_set.features, schedule.calendar.grain.value
+    )
+    if name is None:
+        return {}
+    floor = demand_model.scale_floor(training_set.frame.loc[split.train, name])
+    return {"target_scale": name, "target_scale_floor": repr(floor)}
 
 
 # the furthest any baseline looks back from an origin, in periods: the 28-day moving
@@ -145,6 +161,30 @@ def baseline_history(history: pd.DataFrame, rows: pd.DataFrame, schedule: Schedu
     return recent[keys.isin(pairs)].reset_index(drop=True)
 
 
+def validation_wapes(
+    model,
+    x: pd.DataFrame,
+    frame: pd.DataFrame,
+    split: Split,
+    history,
+    schedule: Schedule,
+    levels: np.ndarray | None = None,
+) -> dict[str, float]:
+    """WAPE of the model and of each baseline on the validation window: where options are
+    chosen (the backtest only judges them)."""
+    rows = frame[split.valid]
+    valid = split.valid.to_numpy()
+    predictions = {
+        "model": demand_model.predict(
+            model, x[split.valid], None if levels is None else levels[valid]
+        )
+    }
+    recent = baseline_history(history, rows, schedule)
+    for name, baseline in baselines.for_grain(schedule.calendar.grain.value).items():
+        predictions[name] = baseline.fit(recent).predict(rows)
+    return {p: scores(rows["label"], v)["wape"] for p, v in predictions.items()}
+
+
 @dataclass
 class TrainResult:
     run_id: str
@@ -159,6 +199,9 @@ class TrainResult:
     seconds: dict[str, float]
     reused: bool = False  # the version already trained on this training set
     floor_note: str = ""  # why floor_wape is NaN (fractional units), else ""
+    # WAPE on the validation window (where early stopping, and any choice, looks), per
+    # predictor: the model and each baseline
+    validation: dict[str, float] | None = None
 
 
 def run(
@@ -224,11 +267,17 @@ def run(
     contract = feature_contract(store.project, settings, training_set, split, task_type)
     x = contract.model_frame(frame)
     y = frame["label"]
+    # the divisor of each row's units when the target is scaled (None: raw units)
+    levels = contract.levels(frame[contract.target_scale]) if contract.target_scale else None
+
+    def part(mask: pd.Series) -> np.ndarray | None:
+        return None if levels is None else levels[mask.to_numpy()]
 
     import mlflow
 
     params = demand_model.params(settings, task_type)
     grain_baselines = baselines.for_grain(schedule.calendar.grain.value)
+    searched = None
     with mlflow.start_run(
         experiment_id=tracking.experiment_id(client, settings),
         run_name=f"{settings.model_name}-{training_set.digest[:8]}",
@@ -240,6 +289,20 @@ def run(
             "demand.engine": contract.engine,
         },
     ) as active:
+        if settings.search_seconds > 0:
+            # choose the parameters on the validation window before anything is logged:
+            # the run's params are then the ones its models were fitted with
+            searched = search.run(
+                settings,
+                params,
+                (x[split.train], y[split.train], part(split.train)),
+                (x[split.valid], y[split.valid], part(split.valid)),
+                contract.categorical,
+                progress,
+                log_trial=tracking.log_trial,
+            )
+            params = searched.params
+            seconds["search"] = searched.seconds
         mlflow.log_params(
             {
                 **params,
@@ -253,6 +316,7 @@ def run(
                 "engine": contract.engine,
                 # the names of the baselines' metrics, which the gates compare with
                 "baselines": ",".join(grain_baselines),
+                "target_scale": contract.target_scale or "none",
             }
         )
         tracking.log_dataset(
@@ -260,23 +324,32 @@ def run(
         )
 
         started = time.perf_counter()
-        model = demand_model.fit(
-            x[split.train],
-            y[split.train],
-            x[split.valid],
-            y[split.valid],
-            contract.categorical,
-            params,
-        )
-        seconds["fit"] = time.perf_counter() - started
+        if searched is not None:  # the best trial's model: fitted on these rows, these params
+            model = searched.model
+            tracking.log_tables({"search_trials": searched.trials})
+        else:
+            model = demand_model.fit(
+                x[split.train],
+                y[split.train],
+                x[split.valid],
+                y[split.valid],
+                contract.categorical,
+                params,
+                train_levels=part(split.train),
+                valid_levels=part(split.valid),
+            )
+        seconds["fit"] = time.perf_counter() - started + seconds.get("search", 0.0)
         progress(f"fitted {model.tree_count_} trees in {seconds['fit']:.0f}s")
 
         test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
         history = baseline_history(training_set.history, test, schedule)
-        predictions = {"model": demand_model.predict(model, x[split.test])}
+        predictions = {"model": demand_model.predict(model, x[split.test], part(split.test))}
         for name, baseline in grain_baselines.items():
             predictions[name] = baseline.fit(history).predict(test)
         summary = pd.DataFrame({p: scores(test["label"], v) for p, v in predictions.items()}).T
+        validation = validation_wapes(
+            model, x, frame, split, training_set.history, schedule, levels
+        )
         by_horizon = breakdown(test, predictions, "horizon")
         by_category = breakdown(test, predictions, "category")
 
@@ -287,6 +360,7 @@ def run(
             )
         for _, r in by_category.iterrows():
             metrics[metric_key(r["predictor"], "wape", r["category"])] = r["wape"]
+        metrics.update({f"validation_{metric_key(p, 'wape')}": v for p, v in validation.items()})
         metrics["best_iteration"] = float(model.get_best_iteration() or 0)
         metrics["poisson_floor_wape"] = poisson_floor_wape(test["label"], predictions["model"])
         note = floor_note(test["label"])
@@ -304,7 +378,12 @@ def run(
         # the backtest chose the trees; the model that serves learns from every closed day
         started = time.perf_counter()
         served = demand_model.refit(
-            x[split.refit], y[split.refit], contract.categorical, params, model.tree_count_
+            x[split.refit],
+            y[split.refit],
+            contract.categorical,
+            params,
+            model.tree_count_,
+            levels=part(split.refit),
         )
         seconds["refit"] = time.perf_counter() - started
         progress(
@@ -316,6 +395,8 @@ def run(
         importance = pd.Series(served.get_feature_importance(), index=contract.features)
         tracking.log_plots(test, predictions, by_horizon, importance, schedule.unit)
         info = tracking.log_model(served, x[split.test].head(5), contract, backtest_model=model)
+        # a pyfunc of a scaled model predicts ratios, not units: say so where it is loaded
+        mlflow.set_tag("demand.model_output", contract.output)
 
         version = None
         if register:
@@ -329,7 +410,8 @@ def run(
                 f"{split.cutoff:%Y-%m-%d} ("
                 + ", ".join(f"{b} {summary.loc[b, 'wape']:.3f}" for b in grain_baselines)
                 + f"); {model.tree_count_} trees "
-                f"refit on targets through {contract.train_end}; trained on {task_type}",
+                f"refit on targets through {contract.train_end}; trained on {task_type}; "
+                f"raw output: {contract.output}",
             )
             version = registered.version
         run_id = active.info.run_id
@@ -346,4 +428,5 @@ def run(
         digest=training_set.digest,
         rows=len(frame),
         seconds=seconds,
+        validation=validation,
     )

@@ -62,8 +62,14 @@ def _rows(settings, version: str = CHALLENGER) -> scoring.BacktestRows:
 
 
 def _wape(uri: str, contract: FeatureContract, frame: pd.DataFrame) -> float:
-    """Worked out here: the model at ``uri``, clipped at zero, Σ|error| / Σ units."""
+    """Worked out here: the model at ``uri`` in units (clipped at zero, times each row's
+    level for a scaled model), Σ|error| / Σ units."""
     predicted = mlflow.catboost.load_model(uri).predict(contract.model_frame(frame))
+    if contract.target_scale:
+        predicted = np.clip(predicted, 0, None) * np.fmax(
+            frame[contract.target_scale].to_numpy(dtype=float),
+            float(contract.extra["target_scale_floor"]),
+        )
     label = frame["label"].to_numpy()
     return float(np.abs(label - np.clip(predicted, 0, None)).sum() / label.sum())
 

@@ -110,7 +110,7 @@ def test_catboost_input_without_pandas_predicts_what_the_contract_frame_predicts
     )
     columns = {name: frame[name].tolist() for name in loaded.contract.features}
     columns = {k: [_plain(v) for v in vs] for k, vs in columns.items()}
-    native = loaded.model.predict(loaded.contract.model_frame(frame)).clip(min=0)
+    native = loaded.contract.predict(loaded.model, frame)
     assert np.allclose(predict_units(loaded.model, loaded.contract, columns, len(frame)), native)
 
 

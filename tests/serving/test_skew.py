@@ -178,7 +178,7 @@ def test_the_service_names_stale_views_and_scores_the_training_row(
         .get_model_version(settings.model_name, "1")
         .tags
     )
-    units = model.predict(FeatureContract.from_tags(tags).model_frame(expected)).clip(min=0)
+    units = FeatureContract.from_tags(tags).predict(model, expected)
     assert np.allclose([f.units for f in answer.forecasts], units, rtol=1e-9, atol=1e-9)
 
 

@@ -167,10 +167,10 @@ def test_the_served_model_is_refit_through_the_last_closed_day(trained, settings
     # the backtest metrics are the backtest model's: it never saw those rows, the refit did
     split = train.time_split(training_set.frame, settings)
     test = training_set.frame[split.test]
-    x, label = contract.model_frame(test), test["label"].to_numpy()
+    label = test["label"].to_numpy()
 
     def wape(model) -> float:
-        return float(np.abs(label - model.predict(x).clip(min=0)).sum() / label.sum())
+        return float(np.abs(label - contract.predict(model, test)).sum() / label.sum())
 
     assert wape(backtested) == pytest.approx(trained.summary.loc["model", "wape"], abs=1e-9)
     assert wape(served) < wape(backtested) - 0.02
@@ -196,7 +196,10 @@ def test_the_refit_forecasts_the_next_day_from_what_it_learned_since(trained, se
     backtested = mlflow.catboost.load_model(f"{uri}/backtest_model").predict(x)
     moved = np.abs(served - backtested) > 0.05 * np.maximum(served, backtested)
     assert len(x) == len(pairs)
-    assert moved.mean() > 0.25, moved.mean()
+    # a model on the scaled target reads each pair's level from its recent mean, which both
+    # models share: what the refit learned moves the rest, fewer pairs by 5 % (0.19 here
+    # against 0.25+ on raw units); the same model twice moves none
+    assert moved.mean() > 0.1, moved.mean()
 
 
 def test_pyfunc_predicts_units(trained, settings):
@@ -208,7 +211,11 @@ def test_pyfunc_predicts_units(trained, settings):
     native = mlflow.catboost.load_model(uri).predict(example)
     assert np.allclose(predictions, native)
     assert (predictions > 0).all()  # Tweedie's log link would give negatives at low volume
-    assert predictions.mean() > 0.5  # units, not log-units of a store's daily sales
+    # the model learns units over each pair's recent mean: the contract multiplies back
+    contract = _contract(settings, trained.version)
+    assert contract.target_scale == "units_mean_28"
+    units = contract.units(predictions, example[contract.target_scale])
+    assert units.mean() > 0.5  # units, not log-units of a store's daily sales
 
 
 def test_feast_resolves_the_feature_service_from_the_version(trained, settings):

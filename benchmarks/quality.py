@@ -1,0 +1,195 @@
+"""Benchmark the model's quality: its backtest WAPE against every baseline, in one run.
+
+    python -m benchmarks.quality [--scale default] [--target-scale none]
+    python -m benchmarks.quality --data realistic [--scale bench]
+
+``--data generated`` (the default) generates the retailer at ``--scale`` (kept when its
+raw tables are already there: the generator writes the same tables for the same seed).
+``--data realistic`` writes the real-shaped weekly export (``synthetic/realistic.py``,
+``example``: the checked-in copy's 7.5k rows, ``bench``: ~400k rows, units up to 10^6)
+and imports it as `demand import` does, with default settings. Either way it builds the
+features, then runs
+the training job exactly as `demand train` does (nothing registered) and prints the
+model's backtest WAPE, each baseline's, the best baseline's and how far below it the
+model is (the issue's goal: at least 20 %), with the training time per step. The
+validation-window WAPEs, where the model's options are chosen, are printed beside
+them; the backtest only judges. ``--target-scale`` overrides DEMAND_TARGET_SCALE (compare
+the two by their validation WAPE). Data goes to DEMAND_DATA_DIR/bench/quality-<scale>
+(quality-realistic-<scale>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+from benchmarks.common import Figure, console, peak_rss_gib, report, reset_peak, timed
+from demand.settings import TargetScale, get_settings
+from features import pipeline
+from training import train
+
+SCALES = ["tiny", "default", "large"]
+REALISTIC_SCALES = ["example", "bench"]
+
+
+def raw_digest(raw_dir) -> str:
+    """One hash of the generated raw tables' bytes: the goal measures the model, never the
+    data, so two runs compared must show the same digest."""
+    sha = hashlib.sha256()
+    for path in sorted(raw_dir.glob("*.parquet")):
+        sha.update(path.name.encode())
+        sha.update(path.read_bytes())
+    return sha.hexdigest()[:16]
+
+
+def improvement(model: float, best: float) -> float:
+    """How far below the best baseline the model's WAPE is, as a share of it (0.2: 20 %)."""
+    return 1 - model / best if best else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=["generated", "realistic"], default="generated")
+    parser.add_argument(
+        "--scale",
+        choices=SCALES + REALISTIC_SCALES,
+        help="generated: tiny, default (the default), large; realistic: example (the "
+        "default), bench",
+    )
+    parser.add_argument("--target-scale", choices=[t.value for t in TargetScale])
+    args = parser.parse_args(argv)
+    realistic = args.data == "realistic"
+    scale = args.scale or ("example" if realistic else "default")
+    if scale not in (REALISTIC_SCALES if realistic else SCALES):
+        parser.error(f"--scale {scale} is not a scale of the {args.data} retailer")
+    warnings.filterwarnings("ignore")
+    base = get_settings()
+    overrides = {"target_scale": args.target_scale} if args.target_scale else {}
+    t: dict[str, float] = {}
+    if realistic:
+        folder = base.data_dir / "bench" / f"quality-realistic-{scale}"
+        settings = get_settings(data_dir=folder, **overrides)
+        with timed(t, "import"):
+            digest = import_realistic(settings, scale, folder / "export")
+        with timed(t, "features"):
+            pipeline.run(settings, progress=lambda m: None, regenerate=False)
+    else:
+        settings = get_settings(
+            data_dir=base.data_dir / "bench" / f"quality-{scale}", scale=scale, **overrides
+        )
+        with timed(t, "features"):
+            regenerate = not (settings.raw_dir / "orders.parquet").exists()
+            pipeline.run(settings, progress=lambda m: None, regenerate=regenerate)
+        digest = raw_digest(settings.raw_dir)
+    reset_peak()  # the training job's own peak, not the import's or the build's
+    with timed(t, "train"):
+        result = train.run(settings, register=False, progress=console.print)
+    peak = peak_rss_gib()
+    summary = result.summary
+    wape = summary["wape"]
+    names = [p for p in summary.index if p != "model"]
+    best = min(names, key=lambda p: wape[p])
+    gain = improvement(wape["model"], wape[best])
+    label = f"realistic-{scale}" if realistic else scale
+    rows = [
+        {
+            "predictor": p,
+            "backtest WAPE": f"{wape[p]:.4f}",
+            "validation WAPE": _valid(result, p),
+            "model below it": "" if p == "model" else f"{improvement(wape['model'], wape[p]):+.1%}",
+        }
+        for p in ["model", *sorted(names, key=lambda p: wape[p])]
+    ]
+    valid = result.validation or {}
+    valid_best = min((p for p in valid if p != "model"), key=valid.get, default=None)
+    target = settings.target_scale.value
+    console.print(
+        f"{args.data} {scale} · target {target} · data {digest} · {result.rows:,} rows · "
+        f"backtest WAPE {wape['model']:.4f} vs best baseline {best} {wape[best]:.4f}: "
+        f"[bold]{gain:.1%} below[/bold] (goal: 20 %)"
+        + (
+            f" · validation {valid['model']:.4f} vs {valid_best} {valid[valid_best]:.4f}: "
+            f"{improvement(valid['model'], valid[valid_best]):.1%} below"
+            if valid_best
+            else ""
+        )
+    )
+    fits = result.seconds.get("fit", 0.0) + result.seconds.get("refit", 0.0)
+    console.print(
+        "training seconds: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
+        + f"; train total {t['train']:.1f} ({t['train'] / fits:.2f}× the CatBoost fits)"
+        + f"; training's peak {peak:.2f} GiB"
+    )
+    figures = [
+        Figure(
+            "backtest WAPE, model",
+            float(wape["model"]),
+            "WAPE",
+            peer=f"best baseline ({best})",
+            peer_value=float(wape[best]),
+            scale=label,
+            details={
+                "rows": result.rows,
+                "raw_digest": digest,
+                "improvement": round(gain, 4),
+                "target_scale": target,
+            },
+        ),
+        *(Figure(f"backtest WAPE, {p}", float(wape[p]), "WAPE", scale=label) for p in names),
+        *(Figure(f"validation WAPE, {p}", float(v), "WAPE", scale=label) for p, v in valid.items()),
+        *(Figure(f"training: {k}", v, "s", scale=label) for k, v in result.seconds.items()),
+        Figure(
+            "training: total",
+            t["train"],
+            "s",
+            peer="the CatBoost fits (fit + refit)",
+            peer_value=fits,
+            scale=label,
+        ),
+        Figure("training: peak memory", peak, "GiB", scale=label),
+    ]
+    report("quality", f"bench-quality ({label}, target {target})", rows, figures, base.data_dir)
+    return 0
+
+
+def import_realistic(settings, scale: str, export: Path) -> str:
+    """Write the realistic export at ``scale`` into ``export`` (kept when its files are
+    there: the generator writes the same files for the same seed) and import it as
+    `demand import` does, with default settings; the export's digest."""
+    from rawdata.importer import ImportOptions, run_import
+    from synthetic import realistic
+
+    if not (export / "sales.csv").exists():
+        realistic.write(export, scale)
+    if not (settings.raw_dir / "sales.parquet").exists():
+        options = ImportOptions(
+            earliest=settings.import_earliest_date,
+            latest=settings.import_latest_date,
+            promo_known_days_before=settings.promo_known_days_before,
+        )
+        report_ = run_import(
+            export,
+            settings.raw_dir,
+            options,
+            progress=lambda m: None,
+            duckdb_config=settings.duckdb_config,
+        )
+        console.print(
+            f"imported {report_.grain} ({report_.sales_table}): "
+            + ", ".join(f"{f.file} {f.accepted:,}/{f.read:,}" for f in report_.files)
+        )
+    return realistic.digest(export)[:16]
+
+
+def _valid(result, predictor: str) -> str:
+    value = result.validation.get(predictor) if result.validation else None
+    return "" if value is None else f"{value:.4f}"
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    raise SystemExit(main())
