@@ -169,7 +169,7 @@ def import_realistic(settings, scale: str, export: Path) -> str:
         options = ImportOptions(
             earliest=settings.import_earliest_date,
             latest=settings.import_latest_date,
-            promo_known_days_before=settings.promo_known_days_before,
+            promo_known_periods_before=settings.promo_known_periods_before,
         )
         report_ = run_import(
             export,
