@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+
+# builds a Bento of a trained model
+pytestmark = pytest.mark.container
 
 
 def test_bento_build_packages_the_production_model(serving_env):

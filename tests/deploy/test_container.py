@@ -261,6 +261,7 @@ def _containerize(env: dict[str, str], *args: str) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.container  # `demand bento containerize` in a subprocess
 def test_containerize_without_a_production_model_says_how_to_get_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEMAND_")}
     done = _containerize({**env, "DEMAND_DATA_DIR": str(tmp_path)}, "--backend", "buildah")
@@ -280,6 +281,7 @@ def _model_env(serving_env, **more: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.container  # `demand bento containerize` in a subprocess
 def test_containerize_without_the_engine_says_how_to_install_it(serving_env, tmp_path):
     # a PATH with Python's tools only: no buildah, podman or docker on it
     env = _model_env(serving_env, PATH=str(Path(sys.executable).parent))
@@ -292,6 +294,7 @@ def test_containerize_without_the_engine_says_how_to_install_it(serving_env, tmp
     assert "docker is not installed" in done.stderr and "--backend buildah" in done.stderr
 
 
+@pytest.mark.container  # `demand bento containerize` in a subprocess
 def test_containerize_refuses_an_unknown_backend(serving_env):
     done = _containerize(_model_env(serving_env), "--backend", "kaniko")
     assert done.returncode == 2  # a bad argument (README, exit codes)

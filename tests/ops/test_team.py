@@ -22,7 +22,8 @@ from ops import team
 from tests.servers import drop_database, require_servers
 
 DEMAND = str(Path(sys.executable).with_name("demand"))
-pytestmark = pytest.mark.usefixtures("clean_demand_env")
+# `demand team` in subprocesses against PostgreSQL and Redis
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_demand_env")]
 SECRET = "s3cret-pw"  # trust auth ignores it; it must still never be printed or recorded
 
 

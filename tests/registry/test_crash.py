@@ -25,6 +25,9 @@ from registry.gates import Rescore, Stage
 from registry.state import RegistryError
 from tests.registry.helpers import GOOD, assert_consistent, fresh, snapshot
 
+# a registry crashed at every write: minutes
+pytestmark = pytest.mark.slow
+
 WRITES = {
     "set_registered_model_alias",
     "delete_registered_model_alias",

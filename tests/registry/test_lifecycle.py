@@ -204,6 +204,7 @@ def test_list_and_show(base, gated, cli_env, capsys):
     assert "✓ no worse than production" in shown
 
 
+@pytest.mark.slow  # two processes racing
 def test_two_processes_promoting_at_once_leave_one_production_version(base):
     settings, _client = fresh(base, "race")
     race(base, (base.tracking_uri,) * 2, settings.model_name, (GOOD, BAD))
@@ -227,6 +228,7 @@ def postgres_uri():
         connection.close()
 
 
+@pytest.mark.slow  # two processes racing
 @pytest.mark.postgres
 def test_two_processes_promoting_at_once_on_postgresql(base, postgres_uri):
     copies = [transfer.copy_version(base, v, "race_pg", postgres_uri) for v in (GOOD, BAD)]

@@ -25,6 +25,9 @@ from registry.lock import LockTimeout, LockUnavailable, lock_key, lock_url, regi
 from tests.registry.helpers import BAD, GOOD, assert_consistent, race, snapshot
 from tests.servers import drop_database, require_servers
 
+# a tracking server and two processes
+pytestmark = pytest.mark.slow
+
 SECRET = "lock-pw"  # trust auth ignores it; it must never be printed
 
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import urllib.request
 
+import pytest
+
 from cli import serve as cli
+
+# a real `bentoml serve` process
+pytestmark = pytest.mark.slow
 
 
 def get(url: str) -> tuple[int, str]:
