@@ -20,8 +20,9 @@ from deploy import bento, container, requirements
 
 DEMAND = str(Path(sys.executable).with_name("demand"))
 PACKAGES = sorted(p.parent.name for p in REPO_ROOT.glob("*/__init__.py"))
-PROJECT_MODULES = {*PACKAGES, "data_sources", "entities", "feature_views"}
-PROJECT_MODULES |= {"calendar_features", "feature_services"}
+# the Feast repo's modules import each other by file name
+FEATURE_REPO_MODULES = {p.stem for p in (REPO_ROOT / "feature_repo").glob("*.py")}
+PROJECT_MODULES = {*PACKAGES, *FEATURE_REPO_MODULES}
 
 
 def _listed() -> dict[str, str]:
