@@ -15,6 +15,9 @@ from features import build_duckdb
 from synthetic import aggregate, generator
 from tests.features.test_incremental import assert_same_tables
 
+# a 350,000-row build, three times
+pytestmark = pytest.mark.slow
+
 STORES, PRODUCTS, DAYS = 10, 100, 365  # 1,000 series, about 350,000 sales rows
 # One thread: what is held at once then follows the plan, not how the machine schedules two
 # threads (under load, two threads once fitted in 100 MB where they usually do not). 50 MB

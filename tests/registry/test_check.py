@@ -18,6 +18,9 @@ from registry import audit, lifecycle, state
 from registry.gates import Stage
 from tests.registry.helpers import GOOD, fresh
 
+# a registry of trained versions per test
+pytestmark = pytest.mark.slow
+
 
 def _clean(base, name: str):
     """v1 in production, v2 in staging, v3 a candidate: what real moves leave."""

@@ -23,6 +23,9 @@ from registry import lifecycle, scoring
 from registry.gates import Stage
 from training import dataset, train
 
+# trains a champion and challengers, then re-scores them
+pytestmark = pytest.mark.slow
+
 CHALLENGER, LATER, LATEST = "1", "2", "3"
 
 
