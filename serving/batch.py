@@ -58,7 +58,7 @@ def keys(settings: Settings) -> list[tuple[str, str]]:
 
 
 def _weekly(settings: Settings) -> bool:
-    # the purchase table of the grain built last (features.build removes the other one)
+    # the purchase table of the grain built last (features.plan.remove_stale removes the other one)
     return (settings.feature_dir / "store_product_weekly.parquet").exists()
 
 
