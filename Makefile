@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install java demo test test-fast fuzz lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
-        config docs-config \
+        config docs-config docs docs-serve graphviz \
         bench-features bench-build bench-spark bench-train bench-quality bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
@@ -48,7 +48,7 @@ java: ## Install a Java runtime (Debian's openjdk-17-jre-headless) when there is
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
-test: $(INSTALLED) java ## Run the whole test suite (what CI runs)
+test: $(INSTALLED) java graphviz ## Run the whole test suite (what CI runs)
 	$(BIN)/pytest $(ARGS)
 
 # unit and small integration tests: no Spark, image, nightly, fuzzing or end-to-end run,
@@ -60,8 +60,24 @@ test-fast: $(INSTALLED) ## Run the fast tier: unit and small integration tests (
 config: $(INSTALLED) ## Print every setting's effective value (passwords hidden) and where it came from
 	$(DEMAND) config
 
-docs-config: $(INSTALLED) ## Rewrite README's configuration table from demand/settings.py
-	$(BIN)/python -m demand.configuration README.md
+docs-config: $(INSTALLED) ## Rewrite the generated reference pages (docs/reference/: CLI, settings, HTTP API, raw data, features) and the diagram
+	$(BIN)/python -m cli.reference
+
+graphviz: ## Install graphviz (Debian's) when `dot` is missing: it renders the architecture diagram
+	@command -v dot >/dev/null || { \
+	  echo "› installing graphviz (the architecture diagram)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphviz >/dev/null; }
+
+# strict (mkdocs.yml): a broken link or anchor, or a page on disk missing from the nav, fails
+docs: $(INSTALLED) graphviz ## Build the docs site into build/site (references regenerated first; strict)
+	$(BIN)/python -m cli.reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(INSTALLED) graphviz ## Serve the docs site at http://127.0.0.1:8000, rebuilt on every edit (ARGS="-a 0.0.0.0:8000")
+	$(BIN)/python -m cli.reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve $(ARGS)
 
 # make fuzz: the tests that use the fuzzer fixture (tests/fuzzing.py), freshly seeded
 FUZZ_SECONDS ?= 600
