@@ -265,7 +265,7 @@ def config(
         bool,
         typer.Option(
             "--markdown",
-            help="Print the README's configuration reference (generated from the settings).",
+            help="Print the settings reference of the docs (generated from the settings).",
         ),
     ] = False,
 ) -> None:

@@ -411,22 +411,28 @@ def _without_demand_variables() -> None:
         del os.environ[name]
 
 
+def stale(docs_dir: Path, pages: dict[str, str]) -> list[str]:
+    """The generated files under ``docs_dir`` whose text is not ``pages``' (or is missing)."""
+    return [
+        name
+        for name, text in pages.items()
+        if not (docs_dir / name).exists() or (docs_dir / name).read_text() != text
+    ]
+
+
 def main(argv: list[str]) -> int:
-    """Write the reference pages; with ``--check``, only say which differ (exit 1)."""
+    """Write the generated files; with ``--check``, only say which differ (exit 1)."""
     _without_demand_variables()
-    check = "--check" in argv
-    stale = []
-    for name, text in generated().items():
+    pages = generated()
+    differ = stale(DOCS_DIR, pages)
+    if "--check" in argv:
+        if differ:
+            print(f"stale: {', '.join(differ)}; run `make docs`", file=sys.stderr)
+        return 1 if differ else 0
+    for name in differ:
         path = DOCS_DIR / name
-        if not path.exists() or path.read_text() != text:
-            stale.append(name)
-            if not check:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-    if check and stale:
-        print(f"stale: {', '.join(stale)}; run `make docs`", file=sys.stderr)
-        return 1
-    for name in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(pages[name])
         print(f"wrote docs/{name}")
     return 0
 

@@ -1,10 +1,10 @@
-"""What `demand config` shows, and the README's configuration reference, both from ``Settings``.
+"""What `demand config` shows, and the docs' settings reference, both from ``Settings``.
 
 The effective value of every setting, secrets hidden, with where it came from; and the
-Markdown table (variable, setting, type, default, description) that README,
-Configuration, holds between two markers. ``make docs-config`` rewrites that table
-(``python -m demand.configuration README.md``) and a test keeps the two equal, so the
-reference cannot drift from the settings it describes.
+Markdown table (variable, setting, type, default, description) that the docs' settings
+page (docs/reference/settings.md, written by cli/reference.py) holds between two markers.
+``make docs-config`` rewrites it (``python -m demand.configuration`` rewrites only the
+table) and a test keeps the two equal, so the reference cannot drift from the settings.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def effective(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 def reference_table() -> str:
-    """README, Configuration: one row per setting, generated from the fields of ``Settings``."""
+    """The settings reference: one row per setting, generated from the fields of ``Settings``."""
     lines = [
         "| variable | setting | type | default | description |",
         "|---|---|---|---|---|",
@@ -134,16 +134,16 @@ def default_text(field: FieldInfo) -> str:
 
 
 def splice(readme: str, table: str) -> str:
-    """``readme`` with the text between the markers replaced by ``table``."""
+    """``readme`` (any page holding the markers) with the text between them replaced."""
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"the README lacks the markers {BEGIN!r} … {END!r}")
+        raise ValueError(f"the page lacks the markers {BEGIN!r} … {END!r}")
     return readme[: start + len(BEGIN)] + "\n" + table + readme[end:]
 
 
 def main(argv: list[str]) -> int:
-    """``python -m demand.configuration README.md``: rewrite the README's reference table."""
-    path = Path(argv[0] if argv else REPO_ROOT / "README.md")
+    """``python -m demand.configuration [PAGE]``: rewrite the settings table in the docs."""
+    path = Path(argv[0] if argv else REPO_ROOT / "docs" / "reference" / "settings.md")
     before = path.read_text()
     after = splice(before, reference_table())
     if after != before:
