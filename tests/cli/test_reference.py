@@ -59,9 +59,7 @@ def test_every_command_option_setting_route_table_and_feature_is_in_its_page(pag
     assert {"import", "nightly", "models promote", "team up", "bento containerize"} <= set(commands)
     for command in commands:
         assert f"## `{command}`" in cli
-    assert "`--append-days <int>`" in cli.replace("<code>", "`").replace("</code>", "`").replace(
-        "&lt;", "<"
-    ).replace("&gt;", ">")
+    assert "| <code>--append-days &lt;int range&gt;</code> | Generated data: first" in cli
 
     settings = pages["reference/settings.md"]
     for name in Settings.model_fields:
