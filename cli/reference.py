@@ -52,9 +52,12 @@ def cli_page() -> str:
         "`demand COMMAND --help` prints the same. `make` alone lists the Makefile's",
         "targets, most of which call one of these.",
         "",
-        "Errors a user can fix print one line saying what is wrong and what to do, and",
-        "exit non-zero; a bad argument or a `DEMAND_*` value that does not pass its type",
-        "exits 2. `DEMAND_DEBUG=1` shows the traceback of an unexpected error.",
+        "Errors a user can fix print one line saying what is wrong and what to do, never a",
+        "traceback, and exit non-zero: 2 for what the command line or the settings get wrong",
+        "before any work (an unknown option, a value not of its type or not among its",
+        "choices, a `DEMAND_*` value that does not pass its type), 1 for what is found while",
+        "working (a file, a server, a gate, a value a command checks itself).",
+        "`DEMAND_DEBUG=1` shows the traceback of an unexpected error.",
         "",
     ]
     for path, command in _commands(root, ["demand"]):
