@@ -58,6 +58,28 @@ def predict_units(model, contract: FeatureContract, columns: dict[str, Sequence[
     return contract.units(predicted, columns[scale] if scale else [None] * rows)
 
 
+def with_short_history(
+    contract: FeatureContract, units, columns: dict[str, Sequence[Any]], rows: list[int]
+):
+    """The model's ``units`` for ``rows`` (positions in ``columns``) with the contract's
+    short-history rule applied: a pair too new at its origin gets its baseline's forecast."""
+    rule = contract.short_history_rule
+    if rule is None:
+        return units
+    ages = [columns[rule.age_feature][i] for i in rows]
+    return contract.with_fallback(units, ages, [columns[rule.feature][i] for i in rows])
+
+
+def short_history(loaded, vectors) -> list[bool]:
+    """For each looked-up key, whether the contract's rule forecast it by the baseline (a
+    key without an origin: False, it has no forecast). All False without a rule."""
+    rule = loaded.contract.short_history_rule
+    if rule is None:
+        return [False] * len(vectors.origin)
+    short = loaded.contract.short_history(vectors.columns[rule.age_feature])
+    return [bool(s) and o is not None for s, o in zip(short, vectors.origin, strict=True)]
+
+
 def score(
     loaded,
     store_ids: Sequence[str],
@@ -71,7 +93,8 @@ def score(
     lookup fetched for these keys, ``planned`` request-time values of contract
     features (a planned price, a promotion): where an item gives one it replaces
     the plan read from the store (``planned_promotions``), where it gives None the
-    plan stands. The service and the batch forecasts both score
+    plan stands. A pair too new at its origin gets the baseline of the contract's
+    short-history rule. The service and the batch forecasts both score
     through here, so a published forecast is what ``/forecast`` answers.
     """
     known = [i for i, origin in enumerate(vectors.origin) if origin is not None]
@@ -81,7 +104,8 @@ def score(
         held = columns.get(name, [None] * len(values))
         columns[name] = [v if v is not None else h for v, h in zip(values, held, strict=True)]
     subset = {name: [columns[name][i] for i in known] for name in loaded.contract.features}
-    units = predict_units(loaded.model, loaded.contract, subset, len(known)).tolist()
+    units = predict_units(loaded.model, loaded.contract, subset, len(known))
+    units = with_short_history(loaded.contract, units, columns, known).tolist()
     answers: list[float | None] = [None] * len(store_ids)
     for i, value in zip(known, units, strict=True):
         answers[i] = value
