@@ -1,11 +1,11 @@
 """A pair's active life, censored periods and age in the sales feature table (``active``,
 ``censored``, ``weeks_since_first_sale``).
 
-Worked out by hand on a weekly export (tests/life.py) of seven pairs: a regular seller that stops, a slow
-mover whose long gaps are its normal, a pair the assortment table lists for a while, a
-pair whose rows carry the ``active`` flag, and one with stock on hand. The status of a
-week is known when the week closes: more weeks never change it (the prefix rule), and an
-incremental build writes what a full build writes.
+Worked out by hand on a weekly export (tests/life.py) of seven pairs: a regular seller
+that stops, a slow mover whose long gaps are its normal, a pair the assortment table lists
+for a while, a pair whose rows carry the ``active`` flag, one with stock on hand, and one
+never sold. The status of a week is known when the week closes: more weeks never change it
+(the prefix rule), and an incremental build writes what a full build writes.
 """
 
 from __future__ import annotations
