@@ -95,9 +95,7 @@ def test_a_delisted_pair_is_inactive_and_a_new_one_gets_its_baseline(life, life_
 
     origin = _origin(settings)
     target = str(origin + dt.timedelta(days=2))
-    items = [
-        {"store_id": s, "product_id": p, "date": target} for s, p in (stopped, new, regular)
-    ]
+    items = [{"store_id": s, "product_id": p, "date": target} for s, p in (stopped, new, regular)]
     status, answer = cli.post_json(f"{life_server}/forecast", {"items": items})
     assert status == 200, answer
     got = answer["forecasts"]
