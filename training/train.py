@@ -220,6 +220,24 @@ def short_history_metrics(
     }
 
 
+def short_history_backtest(
+    contract: FeatureContract, test: pd.DataFrame, alone: np.ndarray, served: np.ndarray
+) -> dict[str, float]:
+    """On the backtest rows the rule gave the baseline: the model's WAPE alone and the
+    baseline's (what the rule won or lost there). Empty without a rule or such rows."""
+    rule = contract.short_history_rule
+    if rule is None:
+        return {}
+    short = contract.short_history(test[rule.age_feature])
+    if not short.any():
+        return {}
+    label = test["label"].to_numpy()[short]
+    return {
+        "short_history_model_wape": scores(label, alone[short])["wape"],
+        "short_history_baseline_wape": scores(label, served[short])["wape"],
+    }
+
+
 @dataclass
 class TrainResult:
     run_id: str
@@ -381,11 +399,8 @@ def run(
 
         test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
         history = baseline_history(training_set.history, test, schedule)
-        predictions = {
-            "model": with_short_history(
-                contract, demand_model.predict(model, x[split.test], part(split.test)), test
-            )
-        }
+        alone = demand_model.predict(model, x[split.test], part(split.test))
+        predictions = {"model": with_short_history(contract, alone, test)}
         for name, baseline in grain_baselines.items():
             predictions[name] = baseline.fit(history).predict(test)
         summary = pd.DataFrame({p: scores(test["label"], v) for p, v in predictions.items()}).T
@@ -411,6 +426,7 @@ def run(
             short_history.choose(settings, frame, split.valid, schedule.calendar.grain.value)[1],
         )
         metrics.update(fallback)
+        metrics.update(short_history_backtest(contract, test, alone, predictions["model"]))
         if fallback:
             rule = contract.short_history_rule
             progress(

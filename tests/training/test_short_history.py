@@ -160,3 +160,8 @@ def test_the_backtest_counts_the_rows_that_fell_back():
     units = train.with_short_history(contract, np.full(5, 10.0), rows)
     assert units.tolist() == [2.0, 5.0, 10.0, 10.0, 0.0]
     assert train.short_history_metrics(_contract(), rows, split, {}) == {}
+    # the model alone against the baseline on the backtest rows that fell back
+    test = rows.assign(label=[1.0, 5.0, 1.0, 1.0, 10.0])
+    versus = train.short_history_backtest(contract, test, np.full(5, 10.0), units)
+    assert versus["short_history_model_wape"] == pytest.approx((9 + 5 + 0) / 16)
+    assert versus["short_history_baseline_wape"] == pytest.approx((1 + 0 + 10) / 16)
