@@ -50,24 +50,24 @@ def model_input(contract: FeatureContract, columns: dict[str, Sequence[Any]], ro
 
 def predict_units(model, contract: FeatureContract, columns: dict[str, Sequence[Any]], rows: int):
     """Units per row, clipped at 0 as in training's backtest (times each row's level for a
-    model fitted on scaled units: the contract's ``units``)."""
+    model fitted on scaled units: the contract's ``units``), a pair too new for the model
+    given its baseline's forecast (the contract's short-history rule, whose columns
+    ``columns`` then holds too): what :meth:`FeatureContract.predict` gives."""
     if rows == 0:
         return np.empty(0)
     predicted = model.predict(model_input(contract, columns, rows))
     scale = contract.target_scale
-    return contract.units(predicted, columns[scale] if scale else [None] * rows)
-
-
-def with_short_history(
-    contract: FeatureContract, units, columns: dict[str, Sequence[Any]], rows: list[int]
-):
-    """The model's ``units`` for ``rows`` (positions in ``columns``) with the contract's
-    short-history rule applied: a pair too new at its origin gets its baseline's forecast."""
+    units = contract.units(predicted, columns[scale] if scale else [None] * rows)
     rule = contract.short_history_rule
     if rule is None:
         return units
-    ages = [columns[rule.age_feature][i] for i in rows]
-    return contract.with_fallback(units, ages, [columns[rule.feature][i] for i in rows])
+    return contract.with_fallback(units, columns[rule.age_feature], columns[rule.feature])
+
+
+def inputs(contract: FeatureContract) -> list[str]:
+    """The columns :func:`predict_units` reads: the model's and its short-history rule's."""
+    rule = contract.short_history_rule
+    return list(dict.fromkeys(contract.features + (rule.columns if rule else [])))
 
 
 def short_history(loaded, vectors) -> list[bool]:
@@ -103,9 +103,8 @@ def score(
         # a client's planned value replaces the plan the store holds; None keeps the plan
         held = columns.get(name, [None] * len(values))
         columns[name] = [v if v is not None else h for v, h in zip(values, held, strict=True)]
-    subset = {name: [columns[name][i] for i in known] for name in loaded.contract.features}
-    units = predict_units(loaded.model, loaded.contract, subset, len(known))
-    units = with_short_history(loaded.contract, units, columns, known).tolist()
+    subset = {name: [columns[name][i] for i in known] for name in inputs(loaded.contract)}
+    units = predict_units(loaded.model, loaded.contract, subset, len(known)).tolist()
     answers: list[float | None] = [None] * len(store_ids)
     for i, value in zip(known, units, strict=True):
         answers[i] = value
