@@ -48,6 +48,11 @@ class FeatureContract:
     #   target_scale, target_scale_floor: the model was fitted on units divided by this
     #     feature (a level known at the origin, never below the floor), so its output is
     #     multiplied back (:meth:`units`); absent: the model outputs units
+    #   short_history_min_periods, short_history_baseline, short_history_feature,
+    #   short_history_age: the short-history rule (:meth:`short_history`): a pair fewer
+    #     than min periods past its first sale at the origin (age feature) is forecast by
+    #     the baseline (its name as logged), whose forecast is that feature's value;
+    #     absent or min 0: every row is the model's
     extra: dict[str, str] = field(default_factory=dict)
     # the periods horizons count: day, or week starting on week_start (versions before
     # grains lack both and are daily)
@@ -145,6 +150,44 @@ class FeatureContract:
             "units (FeatureContract.units; the service and batch forecasts do)"
         )
 
+    @property
+    def short_history_rule(self) -> ShortHistory | None:
+        """The short-history rule training recorded; None: every row is the model's (versions
+        before the rule, or trained with DEMAND_MIN_HISTORY_PERIODS=0)."""
+        minimum = int(self.extra.get("short_history_min_periods", 0) or 0)
+        if minimum <= 0:
+            return None
+        return ShortHistory(
+            minimum,
+            self.extra["short_history_baseline"],
+            self.extra["short_history_feature"],
+            self.extra["short_history_age"],
+        )
+
+    def short_history(self, ages) -> np.ndarray:
+        """For each row with periods-since-first-sale ``ages``, whether the rule forecasts it
+        by the baseline: fewer periods than the minimum, or no sale yet (null). All False
+        without a rule."""
+        rule = self.short_history_rule
+        if rule is None:
+            return np.zeros(len(ages), dtype=bool)
+        age = pd.to_numeric(pd.Series(list(ages), dtype=object), errors="coerce").to_numpy(
+            dtype=np.float64
+        )
+        return ~(age >= rule.min_periods)  # NaN compares False: no sale yet is short
+
+    def with_fallback(self, units, ages, baseline) -> np.ndarray:
+        """``units`` (the model's) with the short-history rows replaced by the baseline's
+        forecast ``baseline`` (its feature's values; null: 0). Training's backtest, the
+        gates (through :meth:`predict`), batch forecasts and /forecast all apply it here."""
+        out = np.asarray(units, dtype=np.float64).copy()
+        short = self.short_history(ages)
+        if short.any():
+            values = pd.to_numeric(pd.Series(list(baseline), dtype=object), errors="coerce")
+            fallback = np.nan_to_num(values.to_numpy(dtype=np.float64), nan=0.0).clip(min=0)
+            out[short] = fallback[short]
+        return out
+
     def levels(self, values) -> np.ndarray:
         """The divisor of each row, from the values of :attr:`target_scale` (ones when the
         model is not scaled): the feature, or the floor where it is lower or null (a pair
@@ -167,7 +210,11 @@ class FeatureContract:
         ``frame`` (a training set's or an online frame's columns)."""
         raw = model.predict(self.model_frame(frame))
         scale = self.target_scale
-        return self.units(raw, frame[scale] if scale else np.ones(len(frame)))
+        units = self.units(raw, frame[scale] if scale else np.ones(len(frame)))
+        rule = self.short_history_rule
+        if rule is None:
+            return units
+        return self.with_fallback(units, frame[rule.age_feature], frame[rule.feature])
 
     def model_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input columns, in order, with the dtypes CatBoost accepts.
@@ -188,6 +235,23 @@ class FeatureContract:
             else:
                 out[column] = pd.to_numeric(values, errors="coerce").astype(np.float64)
         return pd.DataFrame(out, index=frame.index)
+
+
+@dataclass(frozen=True)
+class ShortHistory:
+    """A pair with fewer than ``min_periods`` periods since its first sale at the origin
+    (``age_feature``, or no sale yet) is forecast by ``baseline``: the value of
+    ``feature`` at the origin (a baseline known then: the last period, a moving average)."""
+
+    min_periods: int
+    baseline: str
+    feature: str
+    age_feature: str
+
+    @property
+    def columns(self) -> list[str]:
+        """The features the rule reads beside the model's inputs."""
+        return [self.age_feature, self.feature]
 
 
 class IncompleteContract(UserError, ValueError):

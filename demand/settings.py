@@ -392,6 +392,15 @@ class Settings(BaseSettings):
     weekly_validation: int = Field(
         default=8, ge=2, description="Weekly grain: early stopping on the N weeks before it."
     )
+    # a pair too new for the model (training.short_history); unset, the grain's default
+    min_history_periods: int | None = Field(
+        default=None,
+        ge=0,
+        description="A pair fewer than N periods of the grain past its first sale at the "
+        "origin (or with none yet) is forecast by the baseline that did best on the "
+        "validation window's such rows (the model's contract records it; /forecast says "
+        "short_history). Default: 7 days; 4 weeks. 0: the model forecasts every pair.",
+    )
     train_max_rows: int = Field(
         default=1_000_000,
         ge=1,

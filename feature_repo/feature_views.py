@@ -55,6 +55,8 @@ store_product_sales = FeatureView(
         Field(name="copurchase_partner_id", dtype=String),
         # the period's status (1/0), not model inputs: serving's status, training's labels
         *_floats("active", "censored"),
+        # the pair's age (0 in its first sale's period): the short-history rule's, no input
+        *_floats("days_since_first_sale"),
         Field(name="sales_known_at", dtype=UnixTimestamp),
     ],
     source=sources.store_product_daily,
@@ -185,6 +187,7 @@ store_product_sales_weekly = FeatureView(
             "promo_this_week",
         ),
         *_floats("active", "censored"),  # the week's status: not model inputs
+        *_floats("weeks_since_first_sale"),  # the pair's age: the short-history rule's
         Field(name="sales_known_at", dtype=UnixTimestamp),
     ],
     source=sources.store_product_weekly,

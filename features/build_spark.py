@@ -185,8 +185,9 @@ def _stage(spark: SparkSession, plan: Plan, staged: list[str]) -> None:
         first_last = "SELECT MIN(day), MAX(day) FROM lines"
     else:
         raw = _columns(spark, "raw_sales")
-        price = "price" if "price" in raw else "NULL"
-        promo = "promo" if "promo" in raw else "NULL"
+        # typed NULLs: Spark's analyzer refuses an untyped NULL as a CASE condition
+        price = "price" if "price" in raw else "CAST(NULL AS DOUBLE)"
+        promo = "promo" if "promo" in raw else "CAST(NULL AS BOOLEAN)"
         cache(
             "sales_daily",
             f"""SELECT store_id, product_id, {period(_day("date", raw["date"]))} AS day,

@@ -71,6 +71,9 @@ FORECAST_TABLE = {
 # a period's status in the sales tables (transforms.purchase_features): what training's
 # labels, batch forecasts and /forecast's status read, never a model input
 STATUS_FIELDS = ("active", "censored")
+# a pair's age in the sales tables (periods since its first sale, per grain's unit): what a
+# model's short-history rule reads (demand.contract), never a model input
+AGE_FIELDS = ("days_since_first_sale", "weeks_since_first_sale")
 
 META_ENGINE = "demand.engine"  # the engine that built the table (absent: duckdb, older builds)
 

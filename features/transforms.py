@@ -88,6 +88,10 @@ class Windows:
         return f"{self.unit}s_since_last_sale"
 
     @property
+    def since_first_sale(self) -> str:
+        return f"{self.unit}s_since_first_sale"
+
+    @property
     def promo_periods(self) -> str:
         return f"promo_{self.unit}s_{self.short}"
 
@@ -276,6 +280,17 @@ def active_sql(w: Windows) -> str:
                 WHEN {quiet} >= {needed} THEN 0 ELSE 1 END"""
 
 
+def since_first_sale_sql() -> str:
+    """SQL (over ``sales_grid``) of the periods from the pair's first period with units sold
+    to this one: 0 in the period of the first sale, NULL before any sale. Known when the
+    period closes; an incremental grid reads the first sale before it (``first_sale_before``).
+    A model's short-history rule (``demand.contract``) compares it with its minimum.
+    """
+    frame = f"OVER ({_SERIES} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    first = f"COALESCE(first_sale_before, MIN(CASE WHEN units > 0 THEN day END) {frame})"
+    return f"day - {first}"
+
+
 def purchase_features(w: Windows) -> str:
     """Lags, rolling level and spread, trend, recency, price and promotion per row of the grid.
 
@@ -288,6 +303,9 @@ def purchase_features(w: Windows) -> str:
     its units understate demand) describe the period itself: training takes no label
     from an inactive or censored period, batch forecasts skip a pair inactive at its
     origin, and they are no model inputs.
+
+    ``{unit}s_since_first_sale`` (:func:`since_first_sale_sql`): the pair's age at the
+    row, which the short-history rule of a model's contract reads (no model input either).
     """
     lags = ",\n           ".join(
         f"LAG(units, {k - 1}) OVER ({_SERIES}) AS units_lag_{k}"
@@ -315,7 +333,8 @@ def purchase_features(w: Windows) -> str:
            SUM(promo) OVER ({_SERIES} {short}) AS {w.promo_periods},
            promo AS {w.promo_now},
            {active_sql(w)} AS active,
-           stockout AS censored
+           stockout AS censored,
+           {since_first_sale_sql()} AS {w.since_first_sale}
     FROM sales_grid
     """
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from demand.settings import Settings
 from serving.model_loader import Loaded
-from serving.predict import score
+from serving.predict import score, short_history
 
 TABLE = "demand_forecasts"
 COLUMNS = [
@@ -85,6 +85,7 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
     targets: list = []
     units: list[float | None] = []
     inactive: list[bool] = []
+    short: list[bool] = []
     step = max(horizon, BATCH_ITEMS // horizon * horizon)  # whole keys per batch
     for start in range(0, len(stores), step):
         batch = slice(start, start + step)
@@ -93,6 +94,7 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
         origins += vectors.origin
         targets += vectors.target
         inactive += vectors.inactive()
+        short += short_history(loaded, vectors)
         if len(stores) > step:
             progress(f"  {min(start + step, len(stores)):,} of {len(stores):,} rows")
     frame = pd.DataFrame(
@@ -113,6 +115,14 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
     stopped = pd.Series(inactive, index=frame.index, dtype=bool)
     if stopped.any():
         progress(f"left out {stopped.sum() // horizon:,} keys inactive at their origin")
+    # a pair too new for the model is published with its baseline's forecast (score did it)
+    new = pd.Series(short, index=frame.index, dtype=bool) & ~stopped
+    rule = loaded.contract.short_history_rule
+    if rule is not None and new.any():
+        progress(
+            f"{new.sum() // horizon:,} keys fewer than {rule.min_periods} "
+            f"{calendar.grain.value}s past their first sale: forecast by {rule.baseline}"
+        )
     return frame[frame["origin_date"].notna() & ~stopped].reset_index(drop=True)
 
 

@@ -134,7 +134,8 @@ def _lookup(settings: Settings, contract: FeatureContract, where: str):
             f"{where}: cannot read feature service {contract.feature_service!r} from the Feast "
             f"registry at {registry} ({reason}); run `demand features` (or `demand apply`)"
         ) from None
-    missing = lookup.missing_features(contract.features)
+    rule = contract.short_history_rule  # its features are read online like the model's
+    missing = lookup.missing_features(contract.features + (rule.columns if rule else []))
     if missing:
         raise ServingError(
             f"{where}: feature service {contract.feature_service!r} lacks features the model "

@@ -50,12 +50,34 @@ def model_input(contract: FeatureContract, columns: dict[str, Sequence[Any]], ro
 
 def predict_units(model, contract: FeatureContract, columns: dict[str, Sequence[Any]], rows: int):
     """Units per row, clipped at 0 as in training's backtest (times each row's level for a
-    model fitted on scaled units: the contract's ``units``)."""
+    model fitted on scaled units: the contract's ``units``), a pair too new for the model
+    given its baseline's forecast (the contract's short-history rule, whose columns
+    ``columns`` then holds too): what :meth:`FeatureContract.predict` gives."""
     if rows == 0:
         return np.empty(0)
     predicted = model.predict(model_input(contract, columns, rows))
     scale = contract.target_scale
-    return contract.units(predicted, columns[scale] if scale else [None] * rows)
+    units = contract.units(predicted, columns[scale] if scale else [None] * rows)
+    rule = contract.short_history_rule
+    if rule is None:
+        return units
+    return contract.with_fallback(units, columns[rule.age_feature], columns[rule.feature])
+
+
+def inputs(contract: FeatureContract) -> list[str]:
+    """The columns :func:`predict_units` reads: the model's and its short-history rule's."""
+    rule = contract.short_history_rule
+    return list(dict.fromkeys(contract.features + (rule.columns if rule else [])))
+
+
+def short_history(loaded, vectors) -> list[bool]:
+    """For each looked-up key, whether the contract's rule forecast it by the baseline (a
+    key without an origin: False, it has no forecast). All False without a rule."""
+    rule = loaded.contract.short_history_rule
+    if rule is None:
+        return [False] * len(vectors.origin)
+    short = loaded.contract.short_history(vectors.columns[rule.age_feature])
+    return [bool(s) and o is not None for s, o in zip(short, vectors.origin, strict=True)]
 
 
 def score(
@@ -71,7 +93,8 @@ def score(
     lookup fetched for these keys, ``planned`` request-time values of contract
     features (a planned price, a promotion): where an item gives one it replaces
     the plan read from the store (``planned_promotions``), where it gives None the
-    plan stands. The service and the batch forecasts both score
+    plan stands. A pair too new at its origin gets the baseline of the contract's
+    short-history rule. The service and the batch forecasts both score
     through here, so a published forecast is what ``/forecast`` answers.
     """
     known = [i for i, origin in enumerate(vectors.origin) if origin is not None]
@@ -80,7 +103,7 @@ def score(
         # a client's planned value replaces the plan the store holds; None keeps the plan
         held = columns.get(name, [None] * len(values))
         columns[name] = [v if v is not None else h for v, h in zip(values, held, strict=True)]
-    subset = {name: [columns[name][i] for i in known] for name in loaded.contract.features}
+    subset = {name: [columns[name][i] for i in known] for name in inputs(loaded.contract)}
     units = predict_units(loaded.model, loaded.contract, subset, len(known)).tolist()
     answers: list[float | None] = [None] * len(store_ids)
     for i, value in zip(known, units, strict=True):

@@ -43,7 +43,7 @@ from serving import model_loader
 from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable
 from serving.periods import misplaced, refusal
-from serving.predict import score
+from serving.predict import score, short_history
 
 logger = logging.getLogger("demand.serving")
 
@@ -152,10 +152,18 @@ class Forecast(BaseModel):
     product_id: str
     date: dt.date
     units: float | None
-    status: Literal["ok", "missing_features", "inactive"] = Field(
+    status: Literal["ok", "missing_features", "inactive", "short_history"] = Field(
         description="ok; missing_features: no units, a view the model needs had no usable "
         "row; inactive: the pair was inactive at the origin (stopped selling, delisted: no "
-        "batch forecast is published for it), units are the model's all the same.",
+        "batch forecast is published for it), units are the model's all the same; "
+        "short_history: the pair was too new at the origin for the model (fewer periods past "
+        "its first sale than the model's contract asks), units are the baseline's named in "
+        "baseline. Clients should treat an unknown status as ok with a note.",
+    )
+    baseline: str | None = Field(
+        default=None,
+        description="short_history: the baseline whose forecast units are (as the training "
+        "report names it: moving_average_4w, naive_1d …); null for every other status.",
     )
     stale: list[str] = Field(
         default_factory=list,
@@ -168,6 +176,25 @@ class Forecast(BaseModel):
 class ForecastResponse(BaseModel):
     model: ModelRef
     forecasts: list[Forecast]
+
+
+def _statuses(loaded, answers: list[float | None], vectors) -> list[tuple[str, str | None]]:
+    """Each item's status and, for short_history, the baseline its units are: no units
+    first, then a pair inactive at its origin, then one too new for the model."""
+    rule = loaded.contract.short_history_rule
+    out: list[tuple[str, str | None]] = []
+    for value, stopped, short in zip(
+        answers, vectors.inactive(), short_history(loaded, vectors), strict=True
+    ):
+        if value is None:
+            out.append(("missing_features", None))
+        elif stopped:
+            out.append(("inactive", None))
+        elif short and rule is not None:
+            out.append(("short_history", rule.baseline))
+        else:
+            out.append(("ok", None))
+    return out
 
 
 def _reject(status: int, field: str, message: str) -> Any:
@@ -335,7 +362,7 @@ class DemandForecast:
             return _reject(422, *refused)
         answers = score(loaded, stores, products, vectors, planned)
         stale = vectors.stale_views()
-        inactive = vectors.inactive()
+        statuses = _statuses(loaded, answers, vectors)
         self._observe(vectors)
         return ForecastResponse.model_validate(
             {
@@ -346,13 +373,12 @@ class DemandForecast:
                         "product_id": item.product_id,
                         "date": item.date,
                         "units": value,
-                        "status": "missing_features"
-                        if value is None
-                        else ("inactive" if stopped else "ok"),
+                        "status": status,
+                        "baseline": baseline,
                         "stale": views,
                     }
-                    for item, value, views, stopped in zip(
-                        items, answers, stale, inactive, strict=True
+                    for item, value, views, (status, baseline) in zip(
+                        items, answers, stale, statuses, strict=True
                     )
                 ],
             }

@@ -30,7 +30,7 @@ import pandas as pd
 
 from demand.calendar import Calendar
 from demand.settings import Settings, last_closed_day
-from features.plan import STATUS_FIELDS, Lineage, lineage
+from features.plan import AGE_FIELDS, STATUS_FIELDS, Lineage, lineage
 from training.periods import Schedule, TrainingDataError, feature_service
 
 
@@ -483,6 +483,8 @@ def model_inputs(
             if feature.dtype == UnixTimestamp or feature.name in absent:
                 continue
             if feature.name in STATUS_FIELDS:  # a period's status: labels', not an input
+                continue
+            if feature.name in AGE_FIELDS:  # the short-history rule's, not an input
                 continue
             features.append(feature.name)
             if feature.dtype == String:

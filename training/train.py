@@ -20,7 +20,7 @@ from demand.calendar import Calendar
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Engine, Settings
-from training import baselines, dataset, search, tracking
+from training import baselines, dataset, search, short_history, tracking
 from training import device as devices
 from training import model as demand_model
 from training.metrics import (
@@ -122,6 +122,8 @@ def feature_contract(
             "backtest_model_train_end": f"{train_targets.max():%Y-%m-%d}",
             "loss": settings.loss,
             **target_scale(settings, training_set, split, schedule),
+            # pairs too new for the model: the baseline chosen on the validation window
+            **short_history.choose(settings, frame, split.valid, schedule.calendar.grain.value)[0],
         },
     )
 
@@ -169,9 +171,11 @@ def validation_wapes(
     history,
     schedule: Schedule,
     levels: np.ndarray | None = None,
+    contract: FeatureContract | None = None,
 ) -> dict[str, float]:
     """WAPE of the model and of each baseline on the validation window: where options are
-    chosen (the backtest only judges them)."""
+    chosen (the backtest only judges them). With ``contract``, the model's forecasts are
+    its rule's (the short-history rows the baseline's)."""
     rows = frame[split.valid]
     valid = split.valid.to_numpy()
     predictions = {
@@ -179,10 +183,59 @@ def validation_wapes(
             model, x[split.valid], None if levels is None else levels[valid]
         )
     }
+    if contract is not None:
+        predictions["model"] = with_short_history(contract, predictions["model"], rows)
     recent = baseline_history(history, rows, schedule)
     for name, baseline in baselines.for_grain(schedule.calendar.grain.value).items():
         predictions[name] = baseline.fit(recent).predict(rows)
     return {p: scores(rows["label"], v)["wape"] for p, v in predictions.items()}
+
+
+def with_short_history(
+    contract: FeatureContract, units: np.ndarray, rows: pd.DataFrame
+) -> np.ndarray:
+    """The model's ``units`` for ``rows`` with the contract's short-history rule applied."""
+    rule = contract.short_history_rule
+    if rule is None:
+        return units
+    return contract.with_fallback(units, rows[rule.age_feature], rows[rule.feature])
+
+
+def short_history_metrics(
+    contract: FeatureContract, frame: pd.DataFrame, split: Split, wapes: dict[str, float]
+) -> dict[str, float]:
+    """How many backtest and validation rows the rule gave the baseline, and each
+    candidate's validation WAPE on such rows (what chose it). Empty without a rule."""
+    rule = contract.short_history_rule
+    if rule is None:
+        return {}
+    ages = frame[rule.age_feature]
+    short = pd.Series(contract.short_history(ages), index=frame.index)
+    test_rows = int(split.test.sum())
+    return {
+        "short_history_rows": float((short & split.test).sum()),
+        "short_history_share": float((short & split.test).sum() / test_rows) if test_rows else 0.0,
+        "validation_short_history_rows": float((short & split.valid).sum()),
+        **{f"validation_short_history_{n}_wape": v for n, v in wapes.items()},
+    }
+
+
+def short_history_backtest(
+    contract: FeatureContract, test: pd.DataFrame, alone: np.ndarray, served: np.ndarray
+) -> dict[str, float]:
+    """On the backtest rows the rule gave the baseline: the model's WAPE alone and the
+    baseline's (what the rule won or lost there). Empty without a rule or such rows."""
+    rule = contract.short_history_rule
+    if rule is None:
+        return {}
+    short = contract.short_history(test[rule.age_feature])
+    if not short.any():
+        return {}
+    label = test["label"].to_numpy()[short]
+    return {
+        "short_history_model_wape": scores(label, alone[short])["wape"],
+        "short_history_baseline_wape": scores(label, served[short])["wape"],
+    }
 
 
 @dataclass
@@ -317,6 +370,9 @@ def run(
                 # the names of the baselines' metrics, which the gates compare with
                 "baselines": ",".join(grain_baselines),
                 "target_scale": contract.target_scale or "none",
+                # pairs too new for the model and the baseline forecasting them (0: off)
+                "min_history_periods": contract.extra.get("short_history_min_periods", 0),
+                "short_history_baseline": contract.extra.get("short_history_baseline", "none"),
             }
         )
         tracking.log_dataset(
@@ -343,12 +399,13 @@ def run(
 
         test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
         history = baseline_history(training_set.history, test, schedule)
-        predictions = {"model": demand_model.predict(model, x[split.test], part(split.test))}
+        alone = demand_model.predict(model, x[split.test], part(split.test))
+        predictions = {"model": with_short_history(contract, alone, test)}
         for name, baseline in grain_baselines.items():
             predictions[name] = baseline.fit(history).predict(test)
         summary = pd.DataFrame({p: scores(test["label"], v) for p, v in predictions.items()}).T
         validation = validation_wapes(
-            model, x, frame, split, training_set.history, schedule, levels
+            model, x, frame, split, training_set.history, schedule, levels, contract
         )
         by_horizon = breakdown(test, predictions, "horizon")
         by_category = breakdown(test, predictions, "category")
@@ -362,6 +419,21 @@ def run(
             metrics[metric_key(r["predictor"], "wape", r["category"])] = r["wape"]
         metrics.update({f"validation_{metric_key(p, 'wape')}": v for p, v in validation.items()})
         metrics["best_iteration"] = float(model.get_best_iteration() or 0)
+        fallback = short_history_metrics(
+            contract,
+            frame,
+            split,
+            short_history.choose(settings, frame, split.valid, schedule.calendar.grain.value)[1],
+        )
+        metrics.update(fallback)
+        metrics.update(short_history_backtest(contract, test, alone, predictions["model"]))
+        if fallback:
+            rule = contract.short_history_rule
+            progress(
+                f"{int(fallback['short_history_rows']):,} of {split.test.sum():,} backtest rows "
+                f"fewer than {rule.min_periods} {schedule.unit}s past their first sale: "
+                f"forecast by {rule.baseline} (DEMAND_MIN_HISTORY_PERIODS)"
+            )
         metrics["poisson_floor_wape"] = poisson_floor_wape(test["label"], predictions["model"])
         note = floor_note(test["label"])
         if note:  # the metric is NaN and not logged: the run says why

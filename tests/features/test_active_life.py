@@ -1,10 +1,11 @@
-"""A pair's active life and censored periods in the sales feature table (``active``, ``censored``).
+"""A pair's active life, censored periods and age in the sales feature table (``active``,
+``censored``, ``weeks_since_first_sale``).
 
-Worked out by hand on a weekly export of five pairs: a regular seller that stops, a slow
-mover whose long gaps are its normal, a pair the assortment table lists for a while, a
-pair whose rows carry the ``active`` flag, and one with stock on hand. The status of a
-week is known when the week closes: more weeks never change it (the prefix rule), and an
-incremental build writes what a full build writes.
+Worked out by hand on a weekly export (tests/life.py) of seven pairs: a regular seller
+that stops, a slow mover whose long gaps are its normal, a pair the assortment table lists
+for a while, a pair whose rows carry the ``active`` flag, one with stock on hand, and one
+never sold. The status of a week is known when the week closes: more weeks never change it
+(the prefix rule), and an incremental build writes what a full build writes.
 """
 
 from __future__ import annotations
@@ -12,67 +13,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from demand.calendar import RawDescription
 from features import build_duckdb
 from features import transforms as t
-from synthetic import aggregate, generator
-
-WEEKS = 57
+from synthetic import aggregate
+from tests.life import WEEKS, life_export
 
 
 @pytest.fixture(scope="module")
 def export():
-    data = generator.generate("tiny", seed=7, days=400)
-    full = aggregate.aggregate(data, "week", "sunday", measures=("temperature_c",))
-    weeks = pd.date_range("2023-01-01", periods=WEEKS, freq="7D")
-    store = full.tables["stores"]["store_id"].iloc[0]
-    products = full.tables["products"]["product_id"].tolist()
-    rows = []
-
-    def sell(product, indices, units=3.0, **extra):
-        for i in indices:
-            rows.append(
-                {
-                    "store_id": store,
-                    "product_id": product,
-                    "date": weeks[i],
-                    "units": units,
-                    **extra,
-                }
-            )
-
-    sell(products[0], range(0, 20))  # regular, then stops after week 19
-    sell(products[1], range(0, WEEKS, 6))  # a slow mover: a sale every six weeks
-    sell(products[2], range(0, 10))  # stops, but the assortment lists it to week 30
-    sell(products[3], range(0, 10))  # stops; its rows say when it was carried
-    sell(products[3], [12], units=0.0, active=False)  # a zero row: not carried that week
-    sell(products[3], [40], units=0.0, active=True)  # carried, in a long quiet run
-    sell(products[4], range(0, WEEKS), on_hand=5.0)
-    rows[-1 - 10]["on_hand"] = 0.0  # week 46 ran out
-    sell(products[5], range(0, 25, 3))  # every third week through week 24, then stops
-    sell(products[6], range(0, 6), units=0.0)  # listed with zero rows, never sold
-    sales = pd.DataFrame(rows)
-    sales["active"] = sales["active"].astype("boolean")
-    assortment = pd.DataFrame(
-        {
-            "store_id": [store],
-            "product_id": [products[2]],
-            "listed_from": [weeks[0]],
-            "listed_to": [weeks[30]],
-        }
-    )
-    tables = {**full.tables, "sales": sales, "assortment": assortment}
-    tables.pop("promotions", None)
-    tables.pop("weather_forecast", None)
-    description = RawDescription(
-        source=full.description.source,
-        grain=full.description.grain,
-        week_start="sunday",
-        sales_table=full.description.sales_table,
-        optional_tables=("assortment",),
-        weather_measures=("temperature_c",),
-    )
-    return tables, description, store, products, weeks
+    return life_export()
 
 
 def _status(tables, description, product) -> pd.DataFrame:
@@ -83,7 +32,8 @@ def _status(tables, description, product) -> pd.DataFrame:
 def _rows_of(out: pd.DataFrame, product) -> pd.DataFrame:
     rows = out[out["product_id"] == product].sort_values("event_timestamp")
     week = (rows["event_timestamp"] - pd.Timedelta(days=7)).dt.tz_convert(None)
-    return rows.assign(week=week).set_index("week")[["units_lag_1", "active", "censored"]]
+    columns = ["units_lag_1", "active", "censored", "weeks_since_first_sale"]
+    return rows.assign(week=week).set_index("week")[columns]
 
 
 def _inactive_weeks(status: pd.DataFrame, weeks) -> list[int]:
@@ -149,6 +99,20 @@ def test_a_week_with_nothing_on_hand_is_censored(export):
     assert (status["active"] == 1).all()
 
 
+def test_a_pairs_age_counts_weeks_from_its_first_sale_not_its_first_row(export):
+    tables, description, _, products, weeks = export
+    age = _status(tables, description, products[0])["weeks_since_first_sale"]
+    assert age.tolist() == list(range(WEEKS))  # 0 in the week of the first sale
+    assert _status(tables, description, products[6])["weeks_since_first_sale"].isna().all()
+    # the never-sold pair sells in week 4: its zero rows before say nothing of its age
+    sales = tables["sales"]
+    first = (sales["product_id"] == products[6]) & (sales["date"] == weeks[4])
+    sold = {**tables, "sales": sales.assign(units=sales["units"].where(~first, 2.0))}
+    age = _status(sold, description, products[6])["weeks_since_first_sale"]
+    assert age.iloc[:4].isna().all()
+    assert age.iloc[4:].tolist() == list(range(WEEKS - 4))
+
+
 def test_the_status_of_a_week_ignores_every_later_week(export):
     tables, description, _, products, weeks = export
     cut = weeks[35]
@@ -174,6 +138,7 @@ def test_an_incremental_build_writes_the_status_a_full_build_writes(export, tmp_
     assert report.mode.startswith("incremental")
     build_duckdb.build(tmp_path / "after", tmp_path / "full", windows=w)
     columns = ["store_id", "product_id", "event_timestamp", "active", "censored"]
+    columns += ["weeks_since_first_sale"]
 
     def read(folder):
         frame = pd.read_parquet(folder / "store_product_weekly.parquet", columns=columns)

@@ -12,7 +12,7 @@ import pytest
 
 from serving import model_loader
 from serving.lookup import StoreUnavailable
-from serving.predict import predict_units
+from serving.predict import inputs, predict_units
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,8 @@ def test_catboost_input_without_pandas_predicts_what_the_contract_frame_predicts
     frame = pd.DataFrame(
         {"store_id": [s for s, _ in sample], "product_id": [p for _, p in sample], **fast.columns}
     )
-    columns = {name: frame[name].tolist() for name in loaded.contract.features}
+    # the model's inputs and its short-history rule's columns
+    columns = {name: frame[name].tolist() for name in inputs(loaded.contract)}
     columns = {k: [_plain(v) for v in vs] for k, vs in columns.items()}
     native = loaded.contract.predict(loaded.model, frame)
     assert np.allclose(predict_units(loaded.model, loaded.contract, columns, len(frame)), native)
