@@ -360,9 +360,10 @@ def _publish_shadow(settings: Settings, progress: Progress) -> list[str]:
 
     client = connect(settings)
     held = aliases(client, settings.model_name)
-    staging = held.get("staging")
-    if staging is None or staging == held.get("production"):
-        progress("no shadow forecasts: no staging version apart from production's")
+    staging, production = held.get("staging"), held.get("production")
+    if staging is None or production is None or staging == production:
+        # a shadow is evidence against production: none without both
+        progress("no shadow forecasts: no staging version beside a production one")
         return []
     try:
         loaded = model_loader.load(settings, alias="staging")

@@ -38,7 +38,7 @@ def _publish(settings, sold, version, error, shadowed) -> None:
 def live(base, gated, tmp_path):
     """A registry with BAD in production (forced) and GOOD in staging, over a data dir of
     its own (the feature tables are the session's)."""
-    settings, client = fresh(base, f"live_{tmp_path.name[-12:]}")
+    settings, _ = fresh(base, f"live_{tmp_path.name[-12:]}")
     data = tmp_path / "data"
     data.mkdir()
     (data / "features").symlink_to(base.feature_dir.resolve(), target_is_directory=True)
