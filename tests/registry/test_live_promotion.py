@@ -41,7 +41,8 @@ def live(base, gated, tmp_path):
     settings, _ = fresh(base, f"live_{tmp_path.name[-12:]}")
     data = tmp_path / "data"
     data.mkdir()
-    (data / "features").symlink_to(base.feature_dir.resolve(), target_is_directory=True)
+    for shared in ("features", "feast"):  # the backtest path reads both
+        (data / shared).symlink_to((base.data_dir / shared).resolve(), target_is_directory=True)
     settings = settings.model_copy(update={"data_dir": data, "shadow_nights": NIGHTS})
     for to in (Stage.staging, Stage.production):
         lifecycle.promote(settings, BAD, to, force=True, reason="the test's champion")
