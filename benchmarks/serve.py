@@ -110,6 +110,11 @@ def bodies(settings, keys, origin, model) -> dict[str, list[str]]:
 
 
 def load(url: str, payloads: list[str], connections: int, seconds: int) -> dict:
+    """p50/p99 latency, requests/s and errors of :func:`timed`."""
+    return _summary(*timed(url, payloads, connections, seconds))
+
+
+def timed(url: str, payloads: list[str], connections: int, seconds: int):
     """POST the payloads in turn over ``connections`` keep-alive connections for ``seconds``.
 
     Every request is timed on its own, so the percentiles are those of real
@@ -153,12 +158,32 @@ def load(url: str, payloads: list[str], connections: int, seconds: int) -> dict:
         thread.join()
     elapsed = time.perf_counter() - started
     timings = np.concatenate([np.asarray(x) for x in latencies]) if any(latencies) else np.zeros(1)
+    return timings, elapsed, sum(errors)
+
+
+def alternating(urls: dict[str, str], payloads, connections: int, seconds: int, rounds: int = 6):
+    """Each case's server in turn, in short rounds (A B B A A B …), the latencies pooled:
+    a machine whose load drifts during the run slows both alike (the log's on/off pair)."""
+    pooled: dict[str, list] = {name: [[], 0.0, 0] for name in urls}
+    names = list(urls)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            timings, elapsed, errors = timed(
+                urls[name], payloads, connections, max(1, seconds // rounds)
+            )
+            pooled[name][0].append(timings)
+            pooled[name][1] += elapsed
+            pooled[name][2] += errors
+    return {n: _summary(np.concatenate(t), el, e) for n, (t, el, e) in pooled.items()}
+
+
+def _summary(timings, elapsed: float, errors: int) -> dict:
     return {
         "p50 ms": float(np.percentile(timings, 50)),
         "p99 ms": float(np.percentile(timings, 99)),
         "req/s": len(timings) / elapsed,
         "requests": len(timings),
-        "errors": int(sum(errors)),
+        "errors": int(errors),
     }
 
 
@@ -326,12 +351,22 @@ def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> l
         if "mlflow" in processes:
             wait_http(f"http://127.0.0.1:{ports['mlflow']}/ping", processes["mlflow"])
         for case, payload in payloads.items():
-            url = urls[case] if case in urls else urls[case.split()[0]]
+            if case == LOGGING_OFF:
+                continue  # run with its pair, "service 1 item"
+            url = urls[case.split()[0]]
             load(url, payload[:50], 1, 2)  # warm-up: caches, lazy imports
+            pair = {case: url}
+            if case == "service 1 item" and LOGGING_OFF in payloads:
+                pair[LOGGING_OFF] = urls[LOGGING_OFF]
+                load(urls[LOGGING_OFF], payload[:50], 1, 2)
             for connections in (1, 8):
-                console.print(f"› {store}: {case}, {connections} client(s) …")
-                result = load(url, payload, connections, args.seconds)
-                rows.append({"store": store, "step": case, "clients": connections, **result})
+                console.print(f"› {store}: {' / '.join(pair)}, {connections} client(s) …")
+                if len(pair) > 1:
+                    results = alternating(pair, payload, connections, 2 * args.seconds)
+                else:
+                    results = {case: load(url, payload, connections, args.seconds)}
+                for name, result in results.items():
+                    rows.append({"store": store, "step": name, "clients": connections, **result})
     finally:
         for process in processes.values():
             cli.stop(process)
