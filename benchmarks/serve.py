@@ -4,7 +4,8 @@
 
 Starts, side by side on 127.0.0.1, on the data of DEMAND_DATA_DIR and the model
 holding the production alias: 1. this service (`/forecast`, one item and 1,000
-items per request); 2. `feast serve` returning only the feature vectors for the
+items per request; one item again on a second service with the served-feature log
+off, its peer for the log's cost); 2. `feast serve` returning only the feature vectors for the
 same keys; 3. `mlflow models serve` scoring the same model with the features in
 the request. Each is loaded by a Python client (bounded in time) at 1 and 8 connections,
 rotating through the same keys; the table reports p50/p99 latency, requests/s
@@ -44,6 +45,7 @@ from serving import model_loader
 from serving.lookup import OnlineLookup
 
 BIN = Path(sys.executable).parent
+LOGGING_OFF = "service 1 item, logging off"
 
 
 def sample_keys(settings, n: int) -> tuple[list[tuple[str, str]], dt.date]:
@@ -96,6 +98,9 @@ def bodies(settings, keys, origin, model) -> dict[str, list[str]]:
     batch = list(range(min(1000, len(keys))))
     return {
         "service 1 item": [json.dumps({"items": [item]}) for item in ours],
+        # the same requests to a second service with the served-feature log off, run
+        # right after: the log's cost on the one-item p99 (goal: within 10 %)
+        LOGGING_OFF: [json.dumps({"items": [item]}) for item in ours],
         "service 1,000 items": [json.dumps({"items": [ours[i] for i in batch]})],
         "feast serve 1 key": [feast([i]) for i in range(len(keys))],
         "feast serve 1,000 keys": [feast(batch)],
@@ -105,6 +110,11 @@ def bodies(settings, keys, origin, model) -> dict[str, list[str]]:
 
 
 def load(url: str, payloads: list[str], connections: int, seconds: int) -> dict:
+    """p50/p99 latency, requests/s and errors of :func:`timed`."""
+    return _summary(*timed(url, payloads, connections, seconds))
+
+
+def timed(url: str, payloads: list[str], connections: int, seconds: int):
     """POST the payloads in turn over ``connections`` keep-alive connections for ``seconds``.
 
     Every request is timed on its own, so the percentiles are those of real
@@ -148,12 +158,32 @@ def load(url: str, payloads: list[str], connections: int, seconds: int) -> dict:
         thread.join()
     elapsed = time.perf_counter() - started
     timings = np.concatenate([np.asarray(x) for x in latencies]) if any(latencies) else np.zeros(1)
+    return timings, elapsed, sum(errors)
+
+
+def alternating(urls: dict[str, str], payloads, connections: int, seconds: int, rounds: int = 6):
+    """Each case's server in turn, in short rounds (A B B A A B …), the latencies pooled:
+    a machine whose load drifts during the run slows both alike (the log's on/off pair)."""
+    pooled: dict[str, list] = {name: [[], 0.0, 0] for name in urls}
+    names = list(urls)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            timings, elapsed, errors = timed(
+                urls[name], payloads, connections, max(1, seconds // rounds)
+            )
+            pooled[name][0].append(timings)
+            pooled[name][1] += elapsed
+            pooled[name][2] += errors
+    return {n: _summary(np.concatenate(t), el, e) for n, (t, el, e) in pooled.items()}
+
+
+def _summary(timings, elapsed: float, errors: int) -> dict:
     return {
         "p50 ms": float(np.percentile(timings, 50)),
         "p99 ms": float(np.percentile(timings, 99)),
         "req/s": len(timings) / elapsed,
         "requests": len(timings),
-        "errors": int(sum(errors)),
+        "errors": int(errors),
     }
 
 
@@ -280,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> list[dict]:
     """Start the servers on ``settings``' online store, load each case, stop them."""
-    ports = {name: cli.free_port() for name in ("service", "feast", "mlflow")}
+    ports = {name: cli.free_port() for name in ("service", "quiet", "feast", "mlflow")}
     saved = dict(os.environ)
     os.environ.update(store_env(settings))  # what `bentoml serve` inherits
     try:
@@ -289,6 +319,14 @@ def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> l
                 settings,
                 ports["service"],
                 log=logs / f"service-{store}.log",
+                threads=args.threads,
+                access_log=False,
+            ),
+            # the served-feature log off: the peer of the one-item case (logging on)
+            "quiet": cli.start_server(
+                settings.model_copy(update={"serve_feature_log": False}),
+                ports["quiet"],
+                log=logs / f"service-nolog-{store}.log",
                 threads=args.threads,
                 access_log=False,
             ),
@@ -303,20 +341,32 @@ def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> l
         "service": f"http://127.0.0.1:{ports['service']}/forecast",
         "feast": f"http://127.0.0.1:{ports['feast']}/get-online-features",
         "mlflow": f"http://127.0.0.1:{ports['mlflow']}/invocations",
+        LOGGING_OFF: f"http://127.0.0.1:{ports['quiet']}/forecast",
     }
     rows: list[dict] = []
     try:
         cli.wait_ready(f"http://127.0.0.1:{ports['service']}", processes["service"], 300)
+        cli.wait_ready(f"http://127.0.0.1:{ports['quiet']}", processes["quiet"], 300)
         wait_http(f"http://127.0.0.1:{ports['feast']}/health", processes["feast"])
         if "mlflow" in processes:
             wait_http(f"http://127.0.0.1:{ports['mlflow']}/ping", processes["mlflow"])
         for case, payload in payloads.items():
+            if case == LOGGING_OFF:
+                continue  # run with its pair, "service 1 item"
             url = urls[case.split()[0]]
             load(url, payload[:50], 1, 2)  # warm-up: caches, lazy imports
+            pair = {case: url}
+            if case == "service 1 item" and LOGGING_OFF in payloads:
+                pair[LOGGING_OFF] = urls[LOGGING_OFF]
+                load(urls[LOGGING_OFF], payload[:50], 1, 2)
             for connections in (1, 8):
-                console.print(f"› {store}: {case}, {connections} client(s) …")
-                result = load(url, payload, connections, args.seconds)
-                rows.append({"store": store, "step": case, "clients": connections, **result})
+                console.print(f"› {store}: {' / '.join(pair)}, {connections} client(s) …")
+                if len(pair) > 1:
+                    results = alternating(pair, payload, connections, 2 * args.seconds)
+                else:
+                    results = {case: load(url, payload, connections, args.seconds)}
+                for name, result in results.items():
+                    rows.append({"store": store, "step": name, "clients": connections, **result})
     finally:
         for process in processes.values():
             cli.stop(process)
@@ -329,6 +379,7 @@ PEERS = {
     "service 1 item": "feast serve 1 key",
     "service 1,000 items": "feast serve 1,000 keys",
     "mlflow serve 1 row": "service 1 item",
+    LOGGING_OFF: "service 1 item",
 }
 
 
@@ -378,7 +429,8 @@ def goals(rows: list[dict]) -> list[tuple[str, bool]]:
     one, eight = pick("service 1 item", 1), pick("service 1 item", 8)
     feast8, mlflow8 = pick("feast serve 1 key", 8), pick("mlflow serve 1 row", 8)
     batch = pick("service 1,000 items", 1)
-    assert one and eight and feast8 and batch
+    quiet = pick(LOGGING_OFF, 1)
+    assert one and eight and feast8 and batch and quiet
     versus = f"{eight['req/s'] / feast8['req/s']:.2f}× feast serve (features only)"
     if mlflow8:
         versus += f", {eight['req/s'] / mlflow8['req/s']:.2f}× mlflow serve (features sent)"
@@ -390,6 +442,11 @@ def goals(rows: list[dict]) -> list[tuple[str, bool]]:
         ),
         ("no errors or timeouts", all(r["errors"] == 0 for r in rows)),
         (f"1,000 items: p99 {batch['p99 ms']:.0f} ms", batch["p99 ms"] <= 150),
+        (
+            f"1 item, 1 client, served-feature log on: p99 {one['p99 ms']:.2f} ms against "
+            f"{quiet['p99 ms']:.2f} ms off ({one['p99 ms'] / quiet['p99 ms'] - 1:+.1%})",
+            one["p99 ms"] <= 1.10 * quiet["p99 ms"],
+        ),
     ]
 
 

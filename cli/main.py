@@ -577,14 +577,42 @@ def _print_night(report) -> None:
         "backtest WAPE": ", ".join(f"{k} {v:.3f}" for k, v in report.backtest_wape.items()) or "—",
         "staging": report.staging,
         "production": report.production,
+        "production evidence": report.production_evidence or "—",
         "serving": f"v{report.production_version}" if report.production_version else "none",
     }
     lines.update({f"service {i + 1}": s for i, s in enumerate(report.services)})
     lines.update({f"published to ({i + 1})": p for i, p in enumerate(report.published)})
+    lines.update({f"shadow to ({i + 1})": p for i, p in enumerate(report.shadow)})
+    lines.update({f"skew ({i + 1})": s["summary"] for i, s in enumerate(report.skew)})
     lines["seconds"] = ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items())
     if report.peak_gib:
         lines["peak memory GiB"] = ", ".join(f"{k} {v:.1f}" for k, v in report.peak_gib.items())
     _print_counts("the night", lines)
+
+
+@app.command()
+@friendly
+def skew(
+    rows: Annotated[
+        int | None,
+        typer.Option(min=1, help="Logged rows to recompute [env: DEMAND_SKEW_SAMPLE_ROWS]."),
+    ] = None,
+) -> None:
+    """Served vs offline features: the newest logged forecasts recomputed through Feast.
+
+    Exits 1 when a feature differs outside the views the service named stale.
+    """
+    from monitoring import skew as served_skew
+
+    settings = _settings()
+    found = served_skew.check(settings, rows=rows, progress=step)
+    for one in found:
+        console.print(one.summary())
+        for column, examples in one.examples.items():
+            for example in examples:
+                console.print(f"  {column}: {example}")
+    if not all(one.clean for one in found):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -53,6 +53,8 @@ def server_env(
         DEMAND_MLFLOW_TRACKING_URI=settings.tracking_uri,
         DEMAND_SERVE_MAX_ITEMS=str(settings.serve_max_items),
         DEMAND_SERVE_RELOAD_SECONDS=str(settings.serve_reload_seconds),
+        DEMAND_SERVE_FEATURE_LOG=str(settings.serve_feature_log).lower(),
+        DEMAND_SERVE_FEATURE_LOG_DIR=str(settings.feature_log_dir),
         BENTOML_HOME=str(settings.bentoml_home),
         BENTOML_DO_NOT_TRACK="true",
         BENTOML_CONFIG_OPTIONS=" ".join(

@@ -544,6 +544,37 @@ class Settings(BaseSettings):
         default=None,
         description="Serve this Bento model store tag instead of the registry (set in Bentos).",
     )
+    serve_feature_log: bool = Field(
+        default=True,
+        description="Log every forecast the service answers (request, features read with "
+        "their event times and status, model version, prediction) as parquet in Feast's "
+        "feature-logging schema; asynchronous, never slows or fails a request.",
+    )
+    serve_feature_log_dir: Path | None = Field(
+        default=None,
+        description="Where the served-feature log is written, one folder per feature "
+        "service. Default: DATA_DIR/feature_logs.",
+    )
+    serve_feature_log_max_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="Rows the feature log holds in memory before writing; a request that "
+        "would exceed it is not logged (counted in /metrics: "
+        "demand_feature_log_dropped_rows_total).",
+    )
+    # monitoring (the nightly's served-vs-offline skew check, live evidence from shadows)
+    skew_sample_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Logged rows the nightly recomputes offline to compare served with "
+        "offline features (the newest days' rows first).",
+    )
+    shadow_nights: int = Field(
+        default=7,
+        ge=1,
+        description="Nights of published staging (shadow) forecasts with actuals before the "
+        "production gate judges a challenger on live evidence instead of the backtest.",
+    )
     # containers (`demand bento containerize`, `make base-image`, `make container-smoke`)
     container_image: str = Field(
         default="localhost/demand-forecast-service:latest",
@@ -662,6 +693,10 @@ class Settings(BaseSettings):
     @property
     def forecast_dir(self) -> Path:
         return self.data_dir / "forecasts"
+
+    @property
+    def feature_log_dir(self) -> Path:
+        return self.serve_feature_log_dir or self.data_dir / "feature_logs"
 
     @property
     def forecast_database(self) -> str | None:

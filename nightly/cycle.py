@@ -10,7 +10,9 @@ Each step leaves what it changes consistent when the next one fails:
 * the registry changes only by registering a version and by gated promotions
   (each an atomic alias move under the promotion lock);
 * services follow the production alias (their poll, or ``POST /reload`` here);
-* forecasts are published per origin, replacing that origin's rows whole.
+* forecasts are published per origin, replacing that origin's rows whole; the staging
+  version's beside them as a shadow (never served), the production gate's live evidence;
+* the served-feature log's newest rows are recomputed offline (skew), which only reads.
 
 A night whose raw data is what the last finished night saw does nothing. A night
 run again on the same data registers nothing new (the training set's hash is
@@ -60,6 +62,9 @@ class NightReport:
     production_version: str | None = None
     services: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    production_evidence: str | None = None  # what the production gate judged on
+    shadow: list[str] = field(default_factory=list)  # the staging version's, never served
+    skew: list[dict] = field(default_factory=list)  # served vs offline, per feature service
     seconds: dict[str, float] = field(default_factory=dict)
     peak_gib: dict[str, float] = field(default_factory=dict)  # peak memory of each step
 
@@ -204,6 +209,8 @@ def run(
 
     report.services = [_reload(url) for url in notify]
     report.published = clock.step("publish forecasts", lambda: _publish(settings, progress))
+    report.shadow = clock.step("publish shadow", lambda: _publish_shadow(settings, progress))
+    report.skew = clock.step("skew", lambda: skew_check(settings, progress))
 
     state = {"raw": fingerprint, "definitions": definitions, "last_day": report.last_day}
     _save_state(settings, state, report)
@@ -298,10 +305,26 @@ def _promote(settings: Settings, report: NightReport, to: Stage) -> str:
     if stage == Stage.archived:
         return f"v{report.version} is archived; not promoted again"
     try:
-        lifecycle.promote(settings, report.version, to)
+        outcome = lifecycle.promote(settings, report.version, to)
     except lifecycle.GateRefused as refused:
+        if to == Stage.production:
+            report.production_evidence = evidence_used(refused.result)
         return f"refused: {refused.result.explain()}"
+    if to == Stage.production and outcome.gates is not None:
+        report.production_evidence = evidence_used(outcome.gates)
     return f"v{report.version} promoted to {to}"
+
+
+def evidence_used(result) -> str:
+    """Which evidence the production gate judged the challenger on, in its own words."""
+    from registry.gates import NO_WORSE_LIVE
+
+    for check in result.checks:
+        if check.name == NO_WORSE_LIVE:
+            return f"live (shadow against production): {check.detail}"
+        if check.name.startswith("no worse than production"):
+            return f"backtest: {check.detail}"
+    return "none: the gate stopped before comparing with production"
 
 
 def _reload(url: str) -> str:
@@ -328,6 +351,38 @@ def _publish(settings: Settings, progress: Progress) -> list[str]:
         progress(f"no forecasts published: {error}")
         return []
     return batch.publish(settings, batch.forecast_all(settings, loaded, progress), progress)
+
+
+def _publish_shadow(settings: Settings, progress: Progress) -> list[str]:
+    """The staging version's forecasts beside production's, marked by version (its live
+    evidence for the production gate); nothing when staging holds production's version."""
+    from serving import batch, model_loader
+
+    client = connect(settings)
+    held = aliases(client, settings.model_name)
+    staging, production = held.get("staging"), held.get("production")
+    if staging is None or production is None or staging == production:
+        # a shadow is evidence against production: none without both
+        progress("no shadow forecasts: no staging version beside a production one")
+        return []
+    try:
+        loaded = model_loader.load(settings, alias="staging")
+    except model_loader.ServingError as error:
+        progress(f"no shadow forecasts: {error}")
+        return []
+    frame = batch.forecast_all(settings, loaded, progress)
+    return batch.publish(settings, frame, progress, shadow=True)
+
+
+def skew_check(settings: Settings, progress: Progress = print) -> list[dict]:
+    """Served vs offline features of the newest logged rows (monitoring/skew.py), each
+    feature service's summary; callable alone (`demand skew`)."""
+    from monitoring import skew
+
+    found = skew.check(settings, progress=progress)
+    for one in found:
+        progress(one.summary())
+    return [one.to_dict() for one in found]
 
 
 def _save_state(settings: Settings, state: dict, report: NightReport) -> None:

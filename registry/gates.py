@@ -12,6 +12,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the lifecycle gathers it; a gate only reads its numbers
+    from monitoring.shadow import LiveEvidence
 
 
 class Stage(StrEnum):
@@ -176,4 +180,29 @@ def production_gate(
             contract_complete(contract_problems),
             no_worse_than_champion(rescore, tolerance),
         ),
+    )
+
+
+NO_WORSE_LIVE = "no worse than production, live"
+
+
+def no_worse_than_champion_live(live: LiveEvidence, tolerance: float) -> Check:
+    """On the same live targets (shadow against production forecasts, with the actuals):
+    refused when the challenger is worse by more than ``tolerance`` (relative to the
+    champion's WAPE) with the interval's confidence, i.e. when the whole interval of
+    challenger − champion WAPE lies above the allowance. The rule of the bootstrap's
+    interval, ``training.metrics.paired_difference``, with each series one block."""
+    paired = live.paired
+    if paired is None or not live.sufficient:
+        return Check(NO_WORSE_LIVE, False, f"not enough: {live.describe()}")
+    allowance = paired.champion * tolerance
+    passed = _finite(paired.low, allowance) and paired.low <= allowance
+    return Check(
+        NO_WORSE_LIVE,
+        passed,
+        f"WAPE {paired.challenger:.4f} against production's {paired.champion:.4f}: difference "
+        f"{paired.difference:+.4f}, {paired.level:.0%} interval [{paired.low:+.4f}, "
+        f"{paired.high:+.4f}] over {paired.groups:,} series "
+        f"{'reaches' if passed else 'lies above'} the allowance {allowance:+.4f} (tolerance "
+        f"{tolerance:g}); {live.describe()}",
     )

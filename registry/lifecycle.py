@@ -33,7 +33,15 @@ from dataclasses import asdict, dataclass, field
 
 from demand.settings import Settings
 from registry import audit, scoring
-from registry.gates import GateResult, Rescore, Stage, production_gate, staging_gate
+from registry.gates import (
+    Check,
+    GateResult,
+    Rescore,
+    Stage,
+    no_worse_than_champion_live,
+    production_gate,
+    staging_gate,
+)
 from registry.lock import check_reachable, registry_lock
 from registry.state import (
     ALIAS,
@@ -230,7 +238,8 @@ def promote(
         raise RegistryError(f"v{version}: its training run {challenger.run_id} FAILED")
     check_reachable(settings)  # a lock that cannot be taken fails now, not after scoring
     rows, challenger_wape, problem = None, float("nan"), ""
-    if to == Stage.production:
+    live = _live_evidence(settings, client, name, challenger, to, progress)
+    if to == Stage.production and live is None:
         # the slow part (Feast retrieval, loading the model) before taking the lock
         try:
             rows = scoring.backtest_rows(settings, contract, facts.params, progress)
@@ -246,6 +255,21 @@ def promote(
         champion_number = holder(held, Stage.production)
         if to == Stage.staging:
             result = staging_gate(facts.backtest, contract.problems())
+        elif live is not None and live.champion_version == champion_number:
+            # judged on the same live targets instead of a backtest window
+            result = GateResult(
+                Stage.production,
+                (
+                    *staging_gate(facts.backtest, contract.problems()).checks,
+                    no_worse_than_champion_live(live, settings.promotion_tolerance),
+                ),
+            )
+        elif live is not None:
+            moved = f"production moved to v{champion_number} while v{version} was judged"
+            result = GateResult(
+                Stage.production,
+                (Check("no worse than production", False, f"{moved}; run the promotion again"),),
+            )
         else:
             rescore = _rescore(
                 client, name, champion_number, rows, challenger_wape, problem, challenger
@@ -269,6 +293,21 @@ def promote(
         after = [*lineage(client, name), num] if to == Stage.production else None
         _begin(client, name, moves, after[-LINEAGE_KEPT:] if after else None)
     return Outcome(num, moves, result)
+
+
+def _live_evidence(settings, client, name, challenger, to, progress):
+    """The shadow's live evidence against production, when there is enough of it (None:
+    the production gate judges on the backtest)."""
+    if to != Stage.production:
+        return None
+    champion = holder(aliases(client, name), Stage.production)
+    if champion is None or champion == number(challenger):
+        return None
+    from monitoring import shadow
+
+    found = shadow.live_evidence(settings, number(challenger), champion)
+    progress(found.describe() + ("" if found.sufficient else ": the backtest decides"))
+    return found if found.sufficient else None
 
 
 def _rescore(client, name, champion_number, rows, challenger_wape, problem, challenger) -> Rescore:

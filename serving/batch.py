@@ -7,6 +7,11 @@ publishes the rows where those systems read: one parquet file per origin under
 DATA_DIR/forecasts and, when a database is configured (the team profile), the
 table ``demand_forecasts``. Publishing is idempotent: an origin's rows are
 replaced whole, so a second run leaves one set of rows per origin.
+
+The staging version's forecasts are published the same way as a shadow (``shadow=True``),
+never where planners read: DATA_DIR/forecasts/shadow/version=N/origin=….parquet and the
+table ``demand_forecasts_shadow``, keyed by version. Once their targets close they are
+the live evidence the production gate compares with production's (monitoring/shadow.py).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from serving.model_loader import Loaded
 from serving.predict import score, short_history
 
 TABLE = "demand_forecasts"
+SHADOW_TABLE = "demand_forecasts_shadow"
 COLUMNS = [
     "model_name",
     "model_version",
@@ -126,19 +132,28 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
     return frame[frame["origin_date"].notna() & ~stopped].reset_index(drop=True)
 
 
-def publish(settings: Settings, frame: pd.DataFrame, progress: Progress = print) -> list[str]:
-    """Write the forecasts where planners read them; the places written."""
+def publish(
+    settings: Settings, frame: pd.DataFrame, progress: Progress = print, shadow: bool = False
+) -> list[str]:
+    """Write the forecasts where planners read them (``shadow``: the staging version's,
+    beside them, by version); the places written."""
     if frame.empty:
         progress("no forecasts to publish: the online store holds no key with an origin")
         return []
     frame = frame.assign(published_at=datetime.now(UTC))
     places = []
+    folder = settings.forecast_dir
+    if shadow:
+        [version] = frame["model_version"].unique()
+        folder = folder / "shadow" / f"version={version}"
     for origin, rows in frame.groupby("origin_date", sort=True):
-        places.append(str(_write_parquet(settings.forecast_dir, origin, rows)))
+        places.append(str(_write_parquet(folder, origin, rows)))
     if settings.forecast_database:
-        places.append(_write_table(settings.forecast_database, frame))
+        table = SHADOW_TABLE if shadow else TABLE
+        places.append(_write_table(settings.forecast_database, frame, table))
+    what = "shadow forecast rows (never served)" if shadow else "forecast rows"
     for place in places:
-        progress(f"published {len(frame):,} forecast rows to {place}")
+        progress(f"published {len(frame):,} {what} to {place}")
     return places
 
 
@@ -151,12 +166,16 @@ def _write_parquet(directory: Path, origin, rows: pd.DataFrame) -> Path:
     return path
 
 
-def _write_table(url: str, frame: pd.DataFrame) -> str:
-    """Replace the origins' rows in ``demand_forecasts`` in one transaction."""
+def _write_table(url: str, frame: pd.DataFrame, table: str = TABLE) -> str:
+    """Replace the origins' rows in ``table`` in one transaction (the shadow table's key
+    has the version: several staging versions may forecast one origin)."""
     import psycopg
 
     from demand.servers import Database, ServerUnavailable, redact
 
+    key = "model_name, store_id, product_id, origin_date, target_date"
+    if table == SHADOW_TABLE:
+        key = "model_name, model_version, store_id, product_id, origin_date, target_date"
     database = Database(url)
     database.ensure()
     # Python scalars, not numpy's: what the driver adapts
@@ -164,7 +183,7 @@ def _write_table(url: str, frame: pd.DataFrame) -> str:
     try:
         with psycopg.connect(database.conninfo()) as conn, conn.transaction():
             conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+                f"""CREATE TABLE IF NOT EXISTS {table} (
                     model_name text NOT NULL,
                     model_version text NOT NULL,
                     store_id text NOT NULL,
@@ -174,17 +193,26 @@ def _write_table(url: str, frame: pd.DataFrame) -> str:
                     horizon integer NOT NULL,
                     units double precision,
                     published_at timestamptz NOT NULL,
-                    PRIMARY KEY (model_name, store_id, product_id, origin_date, target_date)
+                    PRIMARY KEY ({key})
                 )"""
             )
-            for name, origin in (
-                frame[["model_name", "origin_date"]].drop_duplicates().itertuples(index=False)
+            for name, version, origin in (
+                frame[["model_name", "model_version", "origin_date"]]
+                .drop_duplicates()
+                .itertuples(index=False)
             ):
-                conn.execute(
-                    f"DELETE FROM {TABLE} WHERE model_name = %s AND origin_date = %s",
-                    (name, origin),
-                )
-            copy_sql = f"COPY {TABLE} ({', '.join([*COLUMNS, 'published_at'])}) FROM STDIN"
+                if table == SHADOW_TABLE:
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE model_name = %s AND model_version = %s "
+                        "AND origin_date = %s",
+                        (name, version, origin),
+                    )
+                else:
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE model_name = %s AND origin_date = %s",
+                        (name, origin),
+                    )
+            copy_sql = f"COPY {table} ({', '.join([*COLUMNS, 'published_at'])}) FROM STDIN"
             with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
                 for row in rows:
                     copy.write_row(row)
@@ -193,4 +221,4 @@ def _write_table(url: str, frame: pd.DataFrame) -> str:
             f"cannot publish forecasts to PostgreSQL at {redact(url)}: "
             f"{str(error).strip().splitlines()[0]}"
         ) from None
-    return f"{redact(url)} table {TABLE}"
+    return f"{redact(url)} table {table}"

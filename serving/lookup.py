@@ -88,6 +88,8 @@ class Vectors:
     stale: dict[str, list[int]] = field(default_factory=dict)
     # per view: the newest event timestamp among the rows read (None: no row at all)
     newest: dict[str, datetime | None] = field(default_factory=dict)
+    # per key: the entity keys every view was read with (store, product, region, target day)
+    keys: list[dict[str, str]] = field(default_factory=list)
 
     def inactive(self) -> list[bool]:
         """For each key, whether its pair was inactive at its origin (the sales row's
@@ -476,6 +478,7 @@ class OnlineLookup:
             else:
                 columns[name] = values[name]
         vectors.origin, vectors.target, vectors.horizon = origin, target, horizon
+        vectors.keys = rows
         self._remember(vectors.newest, max(close_of, default=None))
         return vectors
 

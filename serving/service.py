@@ -28,6 +28,7 @@ import gc
 import logging
 import re
 import threading
+import uuid
 from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 
@@ -39,7 +40,7 @@ from starlette.responses import JSONResponse
 
 from demand.calendar import Calendar
 from demand.settings import get_settings
-from serving import model_loader
+from serving import feature_log, model_loader
 from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable
 from serving.periods import misplaced, refusal
@@ -225,8 +226,9 @@ _metrics: tuple[Any, Any] | None = None
 _metrics_lock = threading.Lock()
 
 
-def _freshness_metrics() -> tuple[Any, Any]:
-    """The feature-age gauge and stale-item counter, created once per process.
+def _freshness_metrics() -> tuple[Any, Any, Any, Any]:
+    """The feature-age gauge, stale-item counter and feature-log counters, created once
+    per process.
 
     prometheus_client refuses a second metric of the same name, and tests build the
     service more than once in one process. Imported here, not at module import:
@@ -250,7 +252,16 @@ def _freshness_metrics() -> tuple[Any, Any]:
                 "Forecast items whose features of the view were null (absent, ahead or expired)",
                 ["view"],
             )
-            _metrics = (age, stale)
+            dropped = Counter(
+                "demand_feature_log_dropped_rows",
+                "Answered forecast items the served-feature log did not keep (reason: full, "
+                "the bounded buffer was; error, the write failed)",
+                ["reason"],
+            )
+            logged = Counter(
+                "demand_feature_log_rows", "Answered forecast items written to the feature log"
+            )
+            _metrics = (age, stale, dropped, logged)
         return _metrics
 
 
@@ -267,7 +278,15 @@ class DemandForecast:
         self.settings = get_settings()
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
-        self._age, self._stale = _freshness_metrics()
+        self._age, self._stale, dropped, logged = _freshness_metrics()
+        self.feature_log: feature_log.FeatureLog | None = None
+        if self.settings.serve_feature_log:
+            self.feature_log = feature_log.FeatureLog(
+                self.settings.feature_log_dir,
+                self.settings.serve_feature_log_max_rows,
+                on_drop=lambda reason, rows: dropped.labels(reason=reason).inc(rows),
+                on_write=logged.inc,
+            )
         self.loaded: model_loader.Loaded | None = None
         self.unready: str | None = None  # why there is no model yet: a store does not answer
         try:
@@ -315,6 +334,8 @@ class DemandForecast:
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         self._stop.set()
+        if self.feature_log is not None:
+            self.feature_log.close()
 
     # -- forecasts ---------------------------------------------------------------------------
 
@@ -364,6 +385,7 @@ class DemandForecast:
         stale = vectors.stale_views()
         statuses = _statuses(loaded, answers, vectors)
         self._observe(vectors)
+        self._log(loaded, items, vectors, answers)
         return ForecastResponse.model_validate(
             {
                 "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias},
@@ -383,6 +405,18 @@ class DemandForecast:
                 ],
             }
         )
+
+    def _log(self, loaded, items, vectors, answers) -> None:
+        """Hand the answer to the served-feature log: references only, never raises."""
+        if self.feature_log is None:
+            return
+        try:
+            served = feature_log.Served(
+                uuid.uuid4().hex, datetime.now(UTC), loaded, items, vectors, answers
+            )
+            self.feature_log.submit(served)
+        except Exception as error:  # the answer matters more than its log line
+            logger.warning("served-feature log: request not logged: %s", error)
 
     def _observe(self, vectors) -> None:
         """Feature age per view against the request's newest origin; stale items per view."""

@@ -88,3 +88,23 @@ def test_corrupt_raw_table_is_reported_and_kept(data_dir, capsys):
     err = capsys.readouterr().err
     assert "quantity" in err
     assert len(pd.read_parquet(path)) == len(orders)  # nothing lost
+
+
+def test_skew_without_logs_says_so_and_exits_0(data_dir, capsys):
+    assert main(["skew"]) == 0
+    assert "no served features logged" in capsys.readouterr().out
+
+
+def test_skew_found_exits_1_naming_the_feature(data_dir, capsys, monkeypatch):
+    from monitoring import skew
+
+    found = skew.Skew(
+        rows=3,
+        feature_service="svc",
+        mismatches={"store_product_sales__units_mean_28": 1},
+        examples={"store_product_sales__units_mean_28": [{"served": 41.0, "offline": 4.0}]},
+    )
+    monkeypatch.setattr(skew, "check", lambda settings, rows=None, progress=None: [found])
+    assert main(["skew", "--rows", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "store_product_sales__units_mean_28 (1 rows)" in out and "41.0" in out

@@ -96,6 +96,7 @@ def test_nights_in_a_row(tmp_path):
         assert first.new_data and first.version == "1" and first.retrained
         assert first.staging == "v1 promoted to staging"
         assert first.production_version is None and first.published == []
+        assert first.shadow == []  # no production to be a shadow of
 
         # nights 2 and 3: new days each, challengers that fail the gate change nothing
         for night in (2, 3):
@@ -117,6 +118,7 @@ def test_nights_in_a_row(tmp_path):
         # night 4: a better challenger is promoted and the running service follows it
         fourth = cycle.run(settings, append_days=1, promote=True, notify=[url], progress=quiet)
         assert fourth.version == "4" and fourth.production == "v4 promoted to production"
+        assert fourth.production_evidence.startswith("backtest: ")  # no shadow of v4 yet
         assert fourth.services == [f"{url}: serving v4 (changed: True)"]
         published = _published(settings, fourth)
         assert published["origin_date"].astype(str).eq(fourth.last_day).all()
@@ -128,6 +130,9 @@ def test_nights_in_a_row(tmp_path):
         assert fifth.production_version == "4"
         assert fifth.services == [f"{url}: serving v4 (changed: False)"]
         _assert_published_is_served(url, _published(settings, fifth), "4")
+        # what the service answered on night 4 (logged) is what Feast recomputes offline
+        [skew] = fifth.skew
+        assert skew["clean"] and skew["rows"] > 0, skew["summary"]
 
         # the same night again: nothing new at all
         again = cycle.run(weak, promote=True, notify=[url], progress=quiet)

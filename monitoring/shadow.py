@@ -1,0 +1,160 @@
+"""Live evidence: the staging version's shadow forecasts against production's, on the same targets.
+
+Each night publishes production's forecasts (DATA_DIR/forecasts/origin=….parquet) and,
+beside them, the staging version's (DATA_DIR/forecasts/shadow/version=N/origin=….parquet,
+never served; serving/batch.py). Once the targets close, the sales are known. Where both
+versions forecast the same store, product, origin and target and the actual is known,
+the two forecasts are compared with the rule the backtest uses:
+``training.metrics.paired_difference``, a block bootstrap of the WAPE difference with
+each series (store, product) one block.
+
+Evidence is "sufficient" after ``shadow_nights`` origins with actuals (a setting); before
+that the production gate judges on the backtest, and says so.
+
+The forecasts are joined with the actuals here (``with_actuals``), from the purchase
+feature table's sales (as training's labels are); the forecast ledger
+(``forecast_accuracy``) is the same join kept incrementally, which this could read instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from demand.settings import Settings
+from training.metrics import PairedDifference, paired_difference
+
+Progress = Callable[[str], None]
+KEY = ["store_id", "product_id", "origin_date", "target_date"]
+LEVEL = 0.9  # the interval's confidence, as the backtest's
+
+
+def shadow_dir(settings: Settings) -> Path:
+    """Where the staging versions' forecasts are published (one folder per version)."""
+    return settings.forecast_dir / "shadow"
+
+
+@dataclass(frozen=True)
+class LiveEvidence:
+    """Champion (production) and challenger (shadow) forecasts of the same closed targets."""
+
+    challenger_version: str
+    champion_version: str
+    nights: int  # origins with both versions' forecasts and actuals
+    needed: int  # nights the setting asks for
+    rows: int
+    window: str  # "first origin..last origin"
+    paired: PairedDifference | None  # None until there are enough nights
+
+    @property
+    def sufficient(self) -> bool:
+        return self.paired is not None and self.nights >= self.needed and self.rows > 0
+
+    def describe(self) -> str:
+        return (
+            f"live evidence: {self.nights} of {self.needed} nights, {self.rows:,} targets with "
+            f"actuals, v{self.challenger_version} (shadow) against v{self.champion_version} "
+            f"(production), origins {self.window}"
+        )
+
+
+def _read(files: list[Path]) -> pd.DataFrame:
+    columns = [*KEY, "model_version", "units"]
+    if not files:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+    for column in ("origin_date", "target_date"):
+        frame[column] = pd.to_datetime(frame[column]).dt.normalize()
+    frame["model_version"] = frame["model_version"].astype(str)
+    return frame
+
+
+def production_forecasts(settings: Settings, version: str) -> pd.DataFrame:
+    """What production published while ``version`` held it."""
+    frame = _read(sorted(settings.forecast_dir.glob("origin=*.parquet")))
+    return frame[frame["model_version"] == str(version)].reset_index(drop=True)
+
+
+def shadow_forecasts(settings: Settings, version: str) -> pd.DataFrame:
+    """What ``version`` forecast in shadow while in staging."""
+    return _read(sorted((shadow_dir(settings) / f"version={version}").glob("origin=*.parquet")))
+
+
+def actuals(settings: Settings) -> pd.DataFrame:
+    """Units sold per store, product and period start (``date``), from the purchase table.
+
+    Periods a pair was inactive or censored (a stock-out), where the tables say so, are
+    left out: their sales say nothing about demand.
+    """
+    from training.dataset import sales_history
+
+    history = sales_history(settings)
+    keep = pd.Series(True, index=history.index)
+    if "active" in history:
+        keep &= history["active"].fillna(1) != 0
+    if "censored" in history:
+        keep &= history["censored"].fillna(0) == 0
+    history = history[keep]
+    return pd.DataFrame(
+        {
+            "store_id": history["store_id"].astype(str),
+            "product_id": history["product_id"].astype(str),
+            "target_date": history["date"],
+            "actual": history["units"],
+        }
+    )
+
+
+def with_actuals(forecasts: pd.DataFrame, sold: pd.DataFrame) -> pd.DataFrame:
+    """Forecast rows whose target has an actual, with it (the forecast ledger's join)."""
+    return forecasts.merge(sold, on=["store_id", "product_id", "target_date"], how="inner")
+
+
+def paired_rows(champion: pd.DataFrame, challenger: pd.DataFrame, sold: pd.DataFrame):
+    """Targets both versions forecast from the same origin, with the actual."""
+    both = champion[[*KEY, "units"]].merge(
+        challenger[[*KEY, "units"]], on=KEY, suffixes=("_champion", "_challenger")
+    )
+    both = both.dropna(subset=["units_champion", "units_challenger"])
+    return with_actuals(both, sold).dropna(subset=["actual"])
+
+
+def evidence(
+    rows: pd.DataFrame, challenger: str, champion: str, needed: int, seed: int = 0
+) -> LiveEvidence:
+    """The paired comparison of ``paired_rows`` (pure: tests give it frames)."""
+    nights = int(rows["origin_date"].nunique())
+    window = (
+        f"{rows['origin_date'].min():%Y-%m-%d}..{rows['origin_date'].max():%Y-%m-%d}"
+        if len(rows)
+        else "none"
+    )
+    paired = None
+    if nights >= needed and len(rows):
+        actual = rows["actual"].to_numpy(float)
+        paired = paired_difference(
+            (rows["units_champion"] - actual).abs(),
+            (rows["units_challenger"] - actual).abs(),
+            actual,
+            rows["store_id"].astype(str) + "|" + rows["product_id"].astype(str),
+            level=LEVEL,
+            seed=seed,
+        )
+    return LiveEvidence(str(challenger), str(champion), nights, needed, len(rows), window, paired)
+
+
+def live_evidence(
+    settings: Settings, challenger: str, champion: str, progress: Progress = lambda _: None
+) -> LiveEvidence:
+    """Shadow forecasts of ``challenger`` against production's of ``champion``, with actuals."""
+    shadow = shadow_forecasts(settings, challenger)
+    if shadow.empty:
+        rows = pd.DataFrame(columns=[*KEY, "units_champion", "units_challenger", "actual"])
+    else:
+        rows = paired_rows(production_forecasts(settings, champion), shadow, actuals(settings))
+    found = evidence(rows, challenger, champion, settings.shadow_nights)
+    progress(found.describe())
+    return found

@@ -1,0 +1,109 @@
+"""Live evidence: shadow against production forecasts of the same targets, with actuals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitoring import shadow
+from registry.gates import NO_WORSE_LIVE, no_worse_than_champion_live
+
+
+def _forecasts(nights: int, series: int, error: float, version: str, seed: int):
+    """Forecasts of every series for the day after each origin, ``error`` × noise off."""
+    rng = np.random.default_rng(seed)
+    origins = pd.date_range("2024-03-01", periods=nights, freq="D")
+    rows = [
+        (f"S{s:02d}", f"P{s:02d}", o, o + pd.Timedelta(days=1))
+        for o in origins
+        for s in range(series)
+    ]
+    frame = pd.DataFrame(rows, columns=shadow.KEY)
+    actual = _actual(frame)
+    frame["units"] = actual + error * rng.normal(size=len(frame))
+    frame["model_version"] = version
+    return frame
+
+
+def _actual(frame):
+    return 10.0 + frame["store_id"].str[1:].astype(int) % 5
+
+
+def _sold(frame):
+    return pd.DataFrame(
+        {
+            "store_id": frame["store_id"],
+            "product_id": frame["product_id"],
+            "target_date": frame["target_date"],
+            "actual": _actual(frame),
+        }
+    ).drop_duplicates()
+
+
+def test_only_targets_both_forecast_from_one_origin_with_an_actual_count():
+    champion = _forecasts(2, 3, 1.0, "1", 0)
+    challenger = _forecasts(2, 3, 1.0, "2", 1)
+    sold = _sold(champion)
+    extra = challenger.iloc[[0]].assign(product_id="P99")  # no champion forecast for it
+    moved = champion.iloc[[1]].assign(
+        origin_date=champion["origin_date"].iloc[1] - pd.Timedelta(days=1)
+    )
+    unknown = sold.iloc[[2]]  # its actual is not known yet
+    rows = shadow.paired_rows(
+        pd.concat([champion.drop(index=1), moved]),
+        pd.concat([challenger, extra]),
+        sold.drop(index=unknown.index),
+    )
+    assert len(rows) == 6 - 2  # the moved origin and the target without an actual are out
+    assert set(rows["product_id"]) <= {"P00", "P01", "P02"}
+
+
+def test_evidence_waits_for_enough_nights():
+    champion, challenger = _forecasts(3, 20, 1.0, "1", 0), _forecasts(3, 20, 1.0, "2", 1)
+    rows = shadow.paired_rows(champion, challenger, _sold(champion))
+    found = shadow.evidence(rows, "2", "1", needed=4)
+    assert (found.nights, found.rows, found.sufficient, found.paired) == (3, 60, False, None)
+    check = no_worse_than_champion_live(found, tolerance=0.0)
+    assert not check.passed and "3 of 4 nights" in check.detail
+
+
+@pytest.mark.parametrize(
+    ("champion_error", "challenger_error", "tolerance", "passes"),
+    [
+        (3.0, 1.0, 0.0, True),  # clearly better
+        (1.0, 1.0, 0.0, True),  # the same forecasts' quality: not credibly worse
+        (1.0, 3.0, 0.0, False),  # credibly worse
+        (1.0, 3.0, 5.0, True),  # worse, within a (large) tolerance
+    ],
+)
+def test_the_live_gate_on_the_paired_interval(champion_error, challenger_error, tolerance, passes):
+    champion = _forecasts(7, 40, champion_error, "1", 0)
+    challenger = _forecasts(7, 40, challenger_error, "2", 1)
+    rows = shadow.paired_rows(champion, challenger, _sold(champion))
+    found = shadow.evidence(rows, "2", "1", needed=7)
+    assert found.sufficient and found.nights == 7 and found.rows == 280
+    check = no_worse_than_champion_live(found, tolerance)
+    assert check.name == NO_WORSE_LIVE
+    assert check.passed is passes, check.detail
+    assert "interval" in check.detail and "7 of 7 nights" in check.detail
+
+
+@pytest.mark.slow
+def test_actuals_are_the_purchase_tables_sales(serving_env):
+    sold = shadow.actuals(serving_env)
+    daily = pd.read_parquet(
+        serving_env.feature_dir / "store_product_daily.parquet",
+    )
+    counted = daily
+    for status, kept in (("active", 1), ("censored", 0)):  # left out of the actuals
+        if status in daily:
+            counted = counted[counted[status].fillna(kept) == kept]
+    row = counted.iloc[len(counted) // 2]
+    day = row["event_timestamp"].tz_convert(None).normalize() - pd.Timedelta(days=1)
+    found = sold[
+        (sold["store_id"] == row["store_id"])
+        & (sold["product_id"] == row["product_id"])
+        & (sold["target_date"] == day)
+    ]
+    assert found["actual"].tolist() == [row["units_lag_1"]]
