@@ -26,6 +26,7 @@ same tables, bit for bit, whatever the chunk size.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -293,3 +294,30 @@ def generate(
         promotion_days=pd.concat([c.promotion_days for c in chunks], ignore_index=True),
         **generated.tables,
     )
+
+
+def table_digests(scale: Scale | str = Scale.default, seed: int = 7) -> dict[str, str]:
+    """A sha256 of each raw table's content, as :func:`stream` hands it to the writer.
+
+    The model's quality goals measure the model, never the data: these digests, recorded
+    in the tests, prove the retailer stays the same while models are tuned on it. Column
+    names, dtypes and each row's values are hashed (pandas' row hashes), not parquet
+    bytes, which change with the writer's version. The sales table is hashed chunk by
+    chunk, so no scale is held whole, and its digest does not depend on the chunk size.
+    """
+    generated = stream(scale, seed)
+    digests = {name: _content_digest([frame]) for name, frame in generated.tables.items()}
+    sales = (
+        c.rows if isinstance(c.rows, pd.DataFrame) else c.rows.to_pandas() for c in generated.chunks
+    )
+    digests[generated.sales_table.value] = _content_digest(sales)
+    return digests
+
+
+def _content_digest(frames: Iterator[pd.DataFrame] | list[pd.DataFrame]) -> str:
+    sha = hashlib.sha256()
+    for number, frame in enumerate(frames):
+        if number == 0:  # the schema once: the same rows in other chunks hash the same
+            sha.update(repr([(c, str(frame[c].dtype)) for c in frame.columns]).encode())
+        sha.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return sha.hexdigest()

@@ -553,7 +553,7 @@ def build(store, settings: Settings, progress=print, window: Window | None = Non
     )
     service = store.get_feature_service(settings.feature_service)
     frame = store.get_historical_features(entity_df=entities, features=service).to_df()
-    frame = frame.sort_values("row_id").reset_index(drop=True)
+    frame = frame.sort_values("row_id", ignore_index=True)  # one copy, not two
     for column in ("origin", "target"):  # Feast hands every datetime back in UTC
         frame[column] = frame[column].dt.tz_convert(None).astype("datetime64[ns]")
     if len(frame) != len(entities):
@@ -597,8 +597,14 @@ def digest(frame: pd.DataFrame, features: list[str]) -> str:
     columns = list(
         dict.fromkeys(["store_id", "product_id", "origin", "horizon", *features, "label"])
     )
-    rows = frame[columns]
-    floats = [c for c in columns if pd.api.types.is_float_dtype(rows[c])]
-    rows = rows.assign(**{c: rows[c].round(HASH_DECIMALS) for c in floats})
+    # one frame of the columns, the floats rounded, the others not copied: the training
+    # set is the training job's largest object, and this runs while it is whole
+    rows = pd.DataFrame(
+        {
+            c: frame[c].round(HASH_DECIMALS) if pd.api.types.is_float_dtype(frame[c]) else frame[c]
+            for c in columns
+        },
+        copy=False,
+    )
     hashed = pd.util.hash_pandas_object(rows, index=False)
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
