@@ -50,9 +50,11 @@ def test_lifecycle_end_to_end(base, gated):
         lifecycle.promote(settings, BAD, Stage.production)
     champion_check = refused.value.result.checks[-1]
     assert not champion_check.passed
-    assert "production v1" in champion_check.detail
-    assert "tolerance 0" in champion_check.detail
+    assert "(production v1)" in champion_check.detail
+    assert "upper end > margin 0.02" in champion_check.detail
     assert "backtest rows" in champion_check.detail
+    # clearly worse: the whole interval is above the margin
+    assert champion_check.evidence["low"] > 0.02
     assert snapshot(client, name) == before
 
     with pytest.raises(RegistryError, match="--force needs --reason"):
@@ -100,8 +102,9 @@ def test_lifecycle_end_to_end(base, gated):
     assert_consistent(client, name)
 
 
-def test_staging_has_one_seat_and_equal_models_pass_with_no_tolerance(base, gated):
-    """Two copies of one model: the re-scored WAPEs are equal, and 'no worse' lets it through."""
+def test_staging_has_one_seat_and_equal_models_pass_with_no_margin(base, gated):
+    """Two copies of one model: the re-scored WAPEs are equal, and 'no worse' lets it
+    through even with a margin of 0 (the interval of a zero difference is [0, 0])."""
     settings, client = fresh(base, "seats", sources=(GOOD, GOOD))
     name = settings.model_name
     lifecycle.promote(settings, "1", Stage.staging)
@@ -109,10 +112,19 @@ def test_staging_has_one_seat_and_equal_models_pass_with_no_tolerance(base, gate
     assert assert_consistent(client, name) == {"1": Stage.candidate, "2": Stage.staging}
 
     lifecycle.promote(settings, "1", Stage.production)
-    outcome = lifecycle.promote(settings, "2", Stage.production)
-    detail = outcome.gates.checks[-1].detail
-    wapes = [float(x) for x in detail.split("WAPE ")[1].split(" (")[0].split(" ≤ ")]
-    assert wapes[0] == pytest.approx(wapes[1])  # same model, same rows, same score
+    no_margin = settings.model_copy(update={"gate_margin": 0.0})
+    outcome = lifecycle.promote(no_margin, "2", Stage.production)
+    evidence = outcome.gates.checks[-1].evidence
+    # same model, same rows, same score
+    assert evidence["challenger"] == pytest.approx(evidence["champion"])
+    assert (evidence["low"], evidence["high"]) == (0.0, 0.0)
+    assert "[+0.0000, +0.0000], upper end ≤ margin 0 " in outcome.gates.checks[-1].detail
+    # the interval is in the audit trail of the move, and in the reason it records
+    (move,) = [m for m in outcome.moves if m.version == "2"]
+    assert move.gate_result.checks[-1].evidence == evidence
+    recorded = audit.history(client.get_model_version(name, "2").tags)[-1]
+    assert recorded.gate_result.checks[-1].evidence == evidence
+    assert "90% interval [+0.0000, +0.0000]" in recorded.reason
     assert assert_consistent(client, name) == {"1": Stage.archived, "2": Stage.production}
 
     with pytest.raises(RegistryError, match="already archived"):
