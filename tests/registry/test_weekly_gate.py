@@ -86,7 +86,7 @@ def test_a_small_weekly_retailer_passes_on_the_weeks_its_champion_never_saw(
 
 
 def test_too_few_unseen_weeks_is_a_refusal_naming_what_is_missing(weekly):
-    settings, client = fresh(weekly, "weekly_refused", sources=(CHALLENGER, TWO_WEEKS_LATER))
+    settings, _client = fresh(weekly, "weekly_refused", sources=(CHALLENGER, TWO_WEEKS_LATER))
     lifecycle.promote(settings, "2", Stage.production, force=True, reason="the later champion")
     with pytest.raises(lifecycle.GateRefused) as refused:
         lifecycle.promote(settings, "1", Stage.production)
