@@ -18,6 +18,7 @@ from registry import audit, cli, lifecycle, state, transfer
 from registry.gates import GateResult, Stage
 from registry.state import RegistryError
 from tests.registry.helpers import BAD, GOOD, assert_consistent, fresh, race, snapshot
+from tests.servers import require_servers
 
 
 def test_lifecycle_end_to_end(base, gated):
@@ -224,13 +225,16 @@ def test_two_processes_promoting_at_once_leave_one_production_version(base):
 
 @pytest.fixture
 def postgres_uri():
-    """A uniquely named PostgreSQL database at 127.0.0.1:5432, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    try:
-        connection = psycopg.connect(admin, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    """A uniquely named PostgreSQL database at 127.0.0.1:5432, dropped afterwards.
+
+    Without the server it skips on a developer's machine and fails under ``CI=true``,
+    as every server test does (``tests.servers``)."""
+    import psycopg
+
+    require_servers(redis=False, postgres=True)
+    connection = psycopg.connect(
+        "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3
+    )
     database = f"demand_registry_{uuid.uuid4().hex[:12]}"
     connection.execute(f'CREATE DATABASE "{database}"')
     try:
