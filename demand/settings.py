@@ -473,10 +473,45 @@ class Settings(BaseSettings):
         default=None, description="Who the audit trail names; default: the OS user."
     )
     # registry
-    promotion_tolerance: float = Field(
-        default=0.0,
+    # the production gate's paired comparison (registry/gates.py; README, Model registry)
+    gate_margin: float = Field(
+        default=0.02,
         ge=0,
-        description="A challenger may be this much (relative) worse in WAPE than the champion.",
+        le=1,
+        description="Production gate: a challenger passes when the upper end of the interval "
+        "of its WAPE minus production's, on the same rows, is at most this (WAPE points). "
+        "0: only a challenger shown no worse passes.",
+    )
+    gate_level: float = Field(
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="Production gate: the confidence level of that interval (a block bootstrap "
+        "over the series, store and product).",
+    )
+    gate_draws: int = Field(
+        default=2000,
+        ge=100,
+        le=100_000,
+        description="Production gate: bootstrap resamples of the series behind the interval.",
+    )
+    gate_min_unseen_days: int = Field(
+        default=14,
+        ge=1,
+        description="Production gate, daily grain: a champion trained later is compared on the "
+        "target days it never saw; fewer than this many is a refusal (two of every weekday).",
+    )
+    gate_min_unseen_weeks: int = Field(
+        default=4,
+        ge=1,
+        description="Production gate, weekly grain: the same minimum in target weeks (a month).",
+    )
+    gate_min_unseen_key_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Production gate: those unseen rows must cover at least this share of the "
+        "backtest's series (store, product).",
     )
     registry_lock_url: PostgresUrl | None = Field(
         default=None,

@@ -29,7 +29,6 @@ from training.metrics import PairedDifference, paired_difference
 
 Progress = Callable[[str], None]
 KEY = ["store_id", "product_id", "origin_date", "target_date"]
-LEVEL = 0.9  # the interval's confidence, as the backtest's
 
 
 def shadow_dir(settings: Settings) -> Path:
@@ -123,7 +122,14 @@ def paired_rows(champion: pd.DataFrame, challenger: pd.DataFrame, sold: pd.DataF
 
 
 def evidence(
-    rows: pd.DataFrame, challenger: str, champion: str, needed: int, seed: int = 0
+    rows: pd.DataFrame,
+    challenger: str,
+    champion: str,
+    needed: int,
+    *,
+    level: float = 0.9,
+    draws: int = 2000,
+    seed: int = 0,
 ) -> LiveEvidence:
     """The paired comparison of ``paired_rows`` (pure: tests give it frames)."""
     nights = int(rows["origin_date"].nunique())
@@ -140,7 +146,8 @@ def evidence(
             (rows["units_challenger"] - actual).abs(),
             actual,
             rows["store_id"].astype(str) + "|" + rows["product_id"].astype(str),
-            level=LEVEL,
+            level=level,
+            draws=draws,
             seed=seed,
         )
     return LiveEvidence(str(challenger), str(champion), nights, needed, len(rows), window, paired)
@@ -155,6 +162,14 @@ def live_evidence(
         rows = pd.DataFrame(columns=[*KEY, "units_champion", "units_challenger", "actual"])
     else:
         rows = paired_rows(production_forecasts(settings, champion), shadow, actuals(settings))
-    found = evidence(rows, challenger, champion, settings.shadow_nights)
+    # the backtest gate's interval (DEMAND_GATE_LEVEL, DEMAND_GATE_DRAWS): one rule
+    found = evidence(
+        rows,
+        challenger,
+        champion,
+        settings.shadow_nights,
+        level=settings.gate_level,
+        draws=settings.gate_draws,
+    )
     progress(found.describe())
     return found

@@ -1,9 +1,16 @@
 """Promotion gates: pure functions from numbers to a verdict, with the numbers in the verdict.
 
 Nothing here touches MLflow, Feast or a model: the lifecycle gathers the inputs
-(backtest metrics of the run, the contract's problems, WAPEs re-scored now) and
-asks these functions. That keeps the rules readable in one place and testable
-as a table.
+(backtest metrics of the run, the contract's problems, both versions' forecasts of the
+same rows, made now) and asks these functions. That keeps the rules readable in one
+place and testable as a table.
+
+The production gate decides on evidence, not on one window's WAPE: the challenger's
+and the champion's errors on the same rows are compared by a block bootstrap over the
+series (``training.metrics.paired_difference``), and the challenger passes when the
+upper end of the interval of its loss minus the champion's is at most
+``DEMAND_GATE_MARGIN``. Each such comparison is a :func:`paired_check`; another loss
+(wQL for quantile models) is another paired check under the same rule.
 """
 
 from __future__ import annotations
@@ -16,6 +23,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the lifecycle gathers it; a gate only reads its numbers
     from monitoring.shadow import LiveEvidence
+    from training.metrics import PairedDifference
+
+import numpy as np
+import pandas as pd
+
+from demand.settings import Settings
 
 
 class Stage(StrEnum):
@@ -32,6 +45,9 @@ class Check:
     name: str
     passed: bool
     detail: str  # the numbers behind the verdict, for people
+    # a paired check's interval and rule (PairedDifference.to_dict() and the margin), so
+    # the audit trail keeps the evidence, not only the sentence; {} for other checks
+    evidence: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,9 +64,11 @@ class GateResult:
         return [c for c in self.checks if not c.passed]
 
     def explain(self) -> str:
-        """One line: which checks failed and why (or that all passed)."""
+        """One line: which checks failed and why, or that all passed and on what evidence
+        (a passed paired check's interval is part of the reason a move records)."""
         if self.passed:
-            return f"all {len(self.checks)} {self.target} checks passed"
+            shown = [f"{c.name}: {c.detail}" for c in self.checks if c.evidence]
+            return "; ".join([f"all {len(self.checks)} {self.target} checks passed", *shown])
         return "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
 
     def to_json(self) -> str:
@@ -61,6 +79,7 @@ class GateResult:
 
     @classmethod
     def from_json(cls, text: str) -> GateResult:
+        """Read a recorded result (moves recorded before paired checks have no evidence)."""
         data = json.loads(text)
         return cls(Stage(data["target"]), tuple(Check(**c) for c in data["checks"]))
 
@@ -86,16 +105,26 @@ class Backtest:
         return min(finite, key=lambda item: item[1], default=None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rescore:
-    """Challenger and champion WAPE on the challenger's backtest rows, computed now."""
+    """Both versions' forecasts of the same rows (the challenger's backtest rows, those the
+    champion never saw), made now by their backtest models; one value per row."""
 
-    challenger_wape: float
-    champion_wape: float | None  # None: there is no production version yet
-    champion_version: str | None
+    champion_version: str | None  # None: there is no production version yet
     rows: int
-    window: str  # "YYYY-MM-DD..YYYY-MM-DD", origins of the backtest
+    window: str  # "YYYY-MM-DD..YYYY-MM-DD", origins of the backtest (and which targets)
     problem: str = ""  # why the rows could not be re-scored, if they could not
+    actual: np.ndarray | None = None  # units sold
+    challenger: np.ndarray | None = None  # the challenger's forecast
+    champion: np.ndarray | None = None  # production's forecast (None without a champion)
+    series: np.ndarray | None = None  # each row's series (store, product): the bootstrap's block
+
+    @property
+    def challenger_wape(self) -> float:
+        if self.actual is None or self.challenger is None:
+            return math.nan
+        total = float(np.abs(self.actual).sum())
+        return float(np.abs(self.actual - self.challenger).sum() / total) if total else math.nan
 
 
 def _finite(*values: float | None) -> bool:
@@ -139,25 +168,94 @@ def contract_complete(problems: list[str]) -> Check:
     return Check("feature contract", True, "complete")
 
 
-def no_worse_than_champion(rescore: Rescore, tolerance: float) -> Check:
-    if rescore.problem:
-        return Check("no worse than production", False, rescore.problem)
-    if rescore.champion_wape is None:
+NO_WORSE = "no worse than production"
+
+
+def paired_check(
+    name: str,
+    champion_loss,
+    challenger_loss,
+    scale,
+    groups,
+    settings: Settings,
+    *,
+    metric: str = "WAPE",
+    about: str = "",
+) -> Check:
+    """The challenger is no worse than the champion by more than ``settings.gate_margin``.
+
+    ``champion_loss``/``challenger_loss`` are each row's loss (|error| for WAPE, the
+    pinball loss for wQL), ``scale`` each row's denominator (|actual|), ``groups`` its
+    block (the series). Passes when the upper end of the ``gate_level`` interval of
+    (challenger − champion) is at most the margin: one window's noise (WAPE moves
+    ±0.05 from week to week on the tiny retailer) no longer decides, and a challenger
+    is refused only where the evidence cannot exclude that it is worse by more than the
+    margin. ``about`` (the champion, the rows) ends the detail.
+    """
+    # here, not at the top: training.metrics loads scipy and scikit-learn, and every
+    # `demand models …` command imports this module
+    from training.metrics import paired_difference
+
+    found = paired_difference(
+        champion_loss,
+        challenger_loss,
+        scale,
+        groups,
+        metric=metric.lower(),
+        level=settings.gate_level,
+        draws=settings.gate_draws,
+    )
+    return judged(name, found, settings.gate_margin, metric=metric, about=about)
+
+
+def judged(
+    name: str, found: PairedDifference, margin: float, *, metric: str = "WAPE", about: str = ""
+) -> Check:
+    """The paired rule on a measured difference: passes when the interval's upper end of
+    (challenger − champion) is at most ``margin``. The backtest's check and the live one
+    (shadow against production) both decide here."""
+    evidence = {**found.to_dict(), "margin": margin}
+    suffix = f" {about}" if about else ""
+    if not _finite(found.difference, found.low, found.high):
         return Check(
-            "no worse than production",
-            _finite(rescore.challenger_wape),
-            f"no production version yet; WAPE {rescore.challenger_wape:.4f} "
+            name,
+            False,
+            f"no {metric} difference to compare (challenger {found.challenger:.4f}, "
+            f"production {found.champion:.4f}: nothing sold, or a forecast missing){suffix}",
+            evidence,
+        )
+    passed = found.high <= margin
+    detail = (
+        f"{metric} {found.challenger:.4f} against {found.champion:.4f}: difference "
+        f"{found.difference:+.4f}, {found.level:.0%} interval [{found.low:+.4f}, "
+        f"{found.high:+.4f}], upper end {'≤' if passed else '>'} margin {margin:g} "
+        f"({found.draws:,} resamples of {found.groups:,} series){suffix}"
+    )
+    return Check(name, passed, detail, evidence)
+
+
+def no_worse_than_champion(rescore: Rescore, settings: Settings) -> Check:
+    """The paired WAPE check of the challenger against production on the same rows."""
+    if rescore.problem:
+        return Check(NO_WORSE, False, rescore.problem)
+    if rescore.champion is None:
+        challenger = rescore.challenger_wape
+        return Check(
+            NO_WORSE,
+            _finite(challenger),
+            f"no production version yet; WAPE {challenger:.4f} "
             f"on {rescore.rows:,} backtest rows ({rescore.window})",
         )
-    limit = rescore.champion_wape * (1 + tolerance)
-    passed = _finite(rescore.challenger_wape, limit) and rescore.challenger_wape <= limit
-    return Check(
-        "no worse than production",
-        passed,
-        f"WAPE {rescore.challenger_wape:.4f} {'≤' if passed else '>'} {limit:.4f} "
-        f"(production v{rescore.champion_version} {rescore.champion_wape:.4f} × "
-        f"(1 + tolerance {tolerance:g})) on the same {rescore.rows:,} backtest rows "
-        f"({rescore.window})",
+    actual = np.asarray(rescore.actual, dtype=float)
+    return paired_check(
+        NO_WORSE,
+        np.abs(actual - rescore.champion),
+        np.abs(actual - rescore.challenger),
+        actual,
+        pd.Series(rescore.series),
+        settings,
+        about=f"(production v{rescore.champion_version}) on the same {rescore.rows:,} "
+        f"backtest rows ({rescore.window})",
     )
 
 
@@ -170,15 +268,16 @@ def staging_gate(backtest: Backtest, contract_problems: list[str]) -> GateResult
 
 
 def production_gate(
-    backtest: Backtest, contract_problems: list[str], rescore: Rescore, tolerance: float
+    backtest: Backtest, contract_problems: list[str], rescore: Rescore, settings: Settings
 ) -> GateResult:
-    """To production: the staging checks, and no worse than production on the same rows now."""
+    """To production: the staging checks, and no worse than production on the same rows now
+    (the paired comparison under ``settings``' margin, level and draws)."""
     return GateResult(
         Stage.production,
         (
             *beats_baselines(backtest),
             contract_complete(contract_problems),
-            no_worse_than_champion(rescore, tolerance),
+            no_worse_than_champion(rescore, settings),
         ),
     )
 
@@ -186,23 +285,9 @@ def production_gate(
 NO_WORSE_LIVE = "no worse than production, live"
 
 
-def no_worse_than_champion_live(live: LiveEvidence, tolerance: float) -> Check:
-    """On the same live targets (shadow against production forecasts, with the actuals):
-    refused when the challenger is worse by more than ``tolerance`` (relative to the
-    champion's WAPE) with the interval's confidence, i.e. when the whole interval of
-    challenger − champion WAPE lies above the allowance. The rule of the bootstrap's
-    interval, ``training.metrics.paired_difference``, with each series one block."""
-    paired = live.paired
-    if paired is None or not live.sufficient:
+def no_worse_than_champion_live(live: LiveEvidence, settings: Settings) -> Check:
+    """On the same live targets (shadow against production forecasts, with the actuals),
+    the backtest's paired rule (``judged``): each series one block, DEMAND_GATE_MARGIN."""
+    if live.paired is None or not live.sufficient:
         return Check(NO_WORSE_LIVE, False, f"not enough: {live.describe()}")
-    allowance = paired.champion * tolerance
-    passed = _finite(paired.low, allowance) and paired.low <= allowance
-    return Check(
-        NO_WORSE_LIVE,
-        passed,
-        f"WAPE {paired.challenger:.4f} against production's {paired.champion:.4f}: difference "
-        f"{paired.difference:+.4f}, {paired.level:.0%} interval [{paired.low:+.4f}, "
-        f"{paired.high:+.4f}] over {paired.groups:,} series "
-        f"{'reaches' if passed else 'lies above'} the allowance {allowance:+.4f} (tolerance "
-        f"{tolerance:g}); {live.describe()}",
-    )
+    return judged(NO_WORSE_LIVE, live.paired, settings.gate_margin, about=f"({live.describe()})")

@@ -237,13 +237,15 @@ def promote(
     if facts.status == "FAILED":
         raise RegistryError(f"v{version}: its training run {challenger.run_id} FAILED")
     check_reachable(settings)  # a lock that cannot be taken fails now, not after scoring
-    rows, challenger_wape, problem = None, float("nan"), ""
+    rows, challenger_forecast, problem = None, None, ""
     live = _live_evidence(settings, client, name, challenger, to, progress)
     if to == Stage.production and live is None:
         # the slow part (Feast retrieval, loading the model) before taking the lock
         try:
             rows = scoring.backtest_rows(settings, contract, facts.params, progress)
-            challenger_wape = scoring.wape(name, number(challenger), contract, rows, progress)
+            challenger_forecast = scoring.forecast(
+                name, number(challenger), contract, rows, progress
+            )
         except scoring.ScoringProblem as error:
             problem = str(error)
 
@@ -261,7 +263,7 @@ def promote(
                 Stage.production,
                 (
                     *staging_gate(facts.backtest, contract.problems()).checks,
-                    no_worse_than_champion_live(live, settings.promotion_tolerance),
+                    no_worse_than_champion_live(live, settings),
                 ),
             )
         elif live is not None:
@@ -272,11 +274,9 @@ def promote(
             )
         else:
             rescore = _rescore(
-                client, name, champion_number, rows, challenger_wape, problem, challenger
+                settings, client, champion_number, rows, challenger_forecast, problem, challenger
             )
-            result = production_gate(
-                facts.backtest, contract.problems(), rescore, settings.promotion_tolerance
-            )
+            result = production_gate(facts.backtest, contract.problems(), rescore, settings)
         if not result.passed and not force:
             raise GateRefused(version, result)
         num = number(challenger)
@@ -310,33 +310,54 @@ def _live_evidence(settings, client, name, challenger, to, progress):
     return found if found.sufficient else None
 
 
-def _rescore(client, name, champion_number, rows, challenger_wape, problem, challenger) -> Rescore:
-    if rows is None:
-        return Rescore(challenger_wape, None, champion_number, 0, "?", problem=problem)
+def _rescore(
+    settings: Settings, client, champion_number, rows, challenger_forecast, problem, challenger
+) -> Rescore:
+    """Both versions' forecasts of the same rows: the challenger's backtest rows that the
+    champion never saw (``scoring.unseen_by``), for the paired comparison."""
+    if rows is None or problem:
+        return Rescore(champion_number, 0, "?", problem=problem)
+    name = settings.model_name
     if champion_number is None:
-        return Rescore(challenger_wape, None, None, rows.rows, rows.window)
+        actual, series = scoring.actual_and_series(rows)
+        return Rescore(
+            None,
+            rows.rows,
+            rows.window,
+            actual=actual,
+            challenger=challenger_forecast,
+            series=series,
+        )
     champion = model_version(client, name, champion_number)
     try:
         champion_contract = contract_of(champion)
-        scored = scoring.unseen_by(champion_contract, rows)
+        minimum = scoring.UnseenMinimum.of(settings, champion_contract.grain)
+        scored = scoring.unseen_by(champion_contract, rows, minimum)
         if scored is not rows:  # fewer rows: the challenger is scored on them too
-            challenger_wape = scoring.wape(
+            challenger_forecast = scoring.forecast(
                 name, number(challenger), contract_of(challenger), scored, lambda _: None
             )
-        champion_wape = scoring.wape(
+        champion_forecast = scoring.forecast(
             name, champion_number, champion_contract, scored, lambda _: None
         )
     except (scoring.ScoringProblem, RegistryError, KeyError) as error:
         return Rescore(
-            challenger_wape,
-            None,
             champion_number,
             rows.rows,
             rows.window,
             problem=f"production v{champion_number} cannot be re-scored: {error}",
         )
     window = f"{scored.window}, {scored.note}" if scored.note else scored.window
-    return Rescore(challenger_wape, champion_wape, champion_number, scored.rows, window)
+    actual, series = scoring.actual_and_series(scored)
+    return Rescore(
+        champion_number,
+        scored.rows,
+        window,
+        actual=actual,
+        challenger=challenger_forecast,
+        champion=champion_forecast,
+        series=series,
+    )
 
 
 def _set_lineage(client, name: str, versions: list[str]) -> None:

@@ -42,11 +42,35 @@ ROW_PARAMS = (
     "train_sample_seed",
 )
 FRACTION_PARAMS = ("train_sample_fraction",)
-# the fewest rows two versions are compared on when a champion saw part of the window;
-# on fewer the gate refuses. On the tiny retailer a week of targets is ~800 rows, and the
-# WAPE of one model over single weeks moves by ±0.05 from week to week (measured), as
-# much as the gaps between versions the gate decides on
-MIN_UNSEEN_ROWS = 1_000
+SERIES = ["store_id", "product_id"]
+
+
+@dataclass(frozen=True)
+class UnseenMinimum:
+    """What two versions must still share when the champion saw part of the window.
+
+    In periods of the grain and in series, never in rows: a fixed row count is a
+    fortnight on one retailer and a year on another. A period's WAPE moves by ±0.05
+    from week to week on the tiny retailer (measured), so one period says little; the
+    paired interval widens on few periods and series anyway, the minimum refuses before
+    a verdict on a slice of the calendar or of the assortment.
+    """
+
+    periods: int
+    unit: str  # "day" or "week"
+    key_share: float
+
+    @classmethod
+    def of(cls, settings: Settings, grain: str) -> UnseenMinimum:
+        """Per grain: ``DEMAND_GATE_MIN_UNSEEN_DAYS`` (two of every weekday) or
+        ``DEMAND_GATE_MIN_UNSEEN_WEEKS`` (a month), and ``DEMAND_GATE_MIN_UNSEEN_KEY_SHARE``."""
+        if grain == "week":
+            return cls(settings.gate_min_unseen_weeks, "week", settings.gate_min_unseen_key_share)
+        return cls(settings.gate_min_unseen_days, "day", settings.gate_min_unseen_key_share)
+
+    @property
+    def setting(self) -> str:
+        return f"DEMAND_GATE_MIN_UNSEEN_{self.unit.upper()}S"
 
 
 class ScoringProblem(RuntimeError):
@@ -159,14 +183,15 @@ def backtest_rows(
 
 
 def unseen_by(
-    champion: FeatureContract, rows: BacktestRows, minimum: int = MIN_UNSEEN_ROWS
+    champion: FeatureContract, rows: BacktestRows, minimum: UnseenMinimum
 ) -> BacktestRows:
     """The rows whose label ``champion``'s backtest model never saw, scored for both alike.
 
     A backtest model saw every label before its own backtest window (training and
     early stopping). When the champion was trained later than the challenger, that
     covers the start of the challenger's window; comparing there would flatter the
-    champion. Fewer than ``minimum`` rows left is a refusal, not a verdict.
+    champion. Fewer unseen target periods, or series, than ``minimum`` is a refusal,
+    not a verdict.
     """
     start = champion.extra.get("backtest_start")
     if not start:
@@ -178,24 +203,39 @@ def unseen_by(
     for service, frame in rows.frames.items():
         kept.frames[service] = kept.select(frame)
     seen_through = f"{first_unseen - pd.Timedelta(days=1):%Y-%m-%d}"
+    later = "promote with --force --reason, or wait for a challenger trained on later data"
     if kept.rows == 0:
         raise ScoringProblem(
             f"it saw labels through {seen_through}, which "
             f"covers the challenger's whole backtest window {rows.window}: no row is unseen "
-            "by both, so they cannot be compared; promote with --force --reason, or wait for "
-            "a challenger trained on later data"
+            f"by both, so they cannot be compared; {later}"
         )
-    if kept.rows < minimum:
+    every, left = next(iter(rows.frames.values())), next(iter(kept.frames.values()))
+    periods = left["target"].nunique()
+    if periods < minimum.periods:
         raise ScoringProblem(
-            f"it saw labels through {seen_through}: of the challenger's {rows.rows:,} backtest "
-            f"rows ({rows.window}) only {kept.rows:,} have a later target, fewer than the "
-            f"{minimum:,} the gate compares on; promote with --force --reason, or wait for "
-            "a challenger trained on later data"
+            f"it saw labels through {seen_through}: the challenger's backtest "
+            f"({rows.window}) has only {periods} target {minimum.unit}s after that "
+            f"({kept.rows:,} rows), fewer than the {minimum.periods} {minimum.unit}s the gate "
+            f"compares on ({minimum.setting}); {later}"
+        )
+    series, covered = _series(every), _series(left)
+    if covered < minimum.key_share * series:
+        raise ScoringProblem(
+            f"it saw labels through {seen_through}: only {covered:,} of the backtest's "
+            f"{series:,} series have a later target, fewer than the share "
+            f"{minimum.key_share:g} the gate compares on (DEMAND_GATE_MIN_UNSEEN_KEY_SHARE); "
+            f"{later}"
         )
     kept.note = (
-        f"rows with a target from {first_unseen:%Y-%m-%d} only: the champion saw the labels before"
+        f"rows with a target from {first_unseen:%Y-%m-%d} only ({periods} {minimum.unit}s, "
+        f"{covered:,} series): the champion saw the labels before"
     )
     return kept
+
+
+def _series(frame: pd.DataFrame) -> int:
+    return len(frame[SERIES].drop_duplicates())
 
 
 def predict(name: str, version: str, contract: FeatureContract, rows: pd.DataFrame) -> np.ndarray:
@@ -209,8 +249,22 @@ def predict(name: str, version: str, contract: FeatureContract, rows: pd.DataFra
     return contract.predict(model, rows)
 
 
+def forecast(
+    name: str, version: str, contract: FeatureContract, rows: BacktestRows, progress: Progress
+) -> np.ndarray:
+    """The version's backtest model's units for ``rows``, in their order."""
+    return predict(name, version, contract, rows.for_contract(contract, progress))
+
+
 def wape(
     name: str, version: str, contract: FeatureContract, rows: BacktestRows, progress: Progress
 ) -> float:
     frame = rows.for_contract(contract, progress)
     return scores(frame["label"], predict(name, version, contract, frame))["wape"]
+
+
+def actual_and_series(rows: BacktestRows) -> tuple[np.ndarray, np.ndarray]:
+    """Units sold per row, and each row's series (the paired bootstrap's block)."""
+    frame = next(iter(rows.frames.values()))
+    series = frame["store_id"].astype(str) + "\x1f" + frame["product_id"].astype(str)
+    return frame["label"].to_numpy(dtype=float), series.to_numpy()

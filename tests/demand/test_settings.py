@@ -137,3 +137,21 @@ def test_the_reference_has_every_setting_with_its_type_and_default():
     assert "| `DEMAND_HORIZON` | `horizon` | integer ≥ 1, ≤ 9 | `7` |" in rows["DEMAND_HORIZON"]
     assert "| `embedded` \\| `team` | `embedded` |" in rows["DEMAND_PROFILE"]
     assert "half the machine's memory" in rows["DEMAND_DUCKDB_MEMORY_LIMIT"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DEMAND_GATE_MARGIN", "-0.01"),
+        ("DEMAND_GATE_LEVEL", "1"),
+        ("DEMAND_GATE_LEVEL", "0"),
+        ("DEMAND_GATE_DRAWS", "10"),
+        ("DEMAND_GATE_MIN_UNSEEN_WEEKS", "0"),
+        ("DEMAND_GATE_MIN_UNSEEN_KEY_SHARE", "1.5"),
+    ],
+)
+def test_the_gates_settings_refuse_what_the_gate_cannot_use(env, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingError, match=variable) as raised:
+        get_settings()
+    assert raised.value.exit_code == 2

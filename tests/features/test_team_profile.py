@@ -1,18 +1,18 @@
 """The team profile for real: Feast's online store in Redis, its registry on PostgreSQL.
 
 Each run gets its own PostgreSQL database and Feast project (Redis keys are
-namespaced by project) and removes both afterwards.
+namespaced by project) and removes both afterwards. The teardown test tears down a
+project of its own, so the tests pass in any order, or one at a time.
 """
 
 import pandas as pd
 import pytest
+import redis
 
 from demand.featurestore import open_store
 from serving.lookup import OnlineLookup
 from tests.parity import assert_online_equals_offline, online_rows
 from tests.servers import REDIS, team_feast_project
-
-redis = pytest.importorskip("redis")
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 KEYS = [("S000", "P0300"), ("S001", "P0000"), ("S003", "P0700"), ("S002", "P1100")]
@@ -70,8 +70,10 @@ def _project_keys(project: str) -> int:
     return sum(1 for key in client.scan_iter(count=5000) if key.endswith(project.encode()))
 
 
-def test_teardown_leaves_no_keys_behind(team):
-    """Runs last in this module: the project's keys exist, then teardown removes them."""
-    assert _project_keys(team.feast_project) > 0
-    open_store(team).teardown()
-    assert _project_keys(team.feast_project) == 0
+def test_teardown_leaves_no_keys_behind(feature_env):
+    """A project of its own: its keys exist, then teardown removes them (the module's
+    project, which the other tests read, is left alone)."""
+    with team_feast_project(feature_env) as own:
+        assert _project_keys(own.feast_project) > 0
+        open_store(own).teardown()
+        assert _project_keys(own.feast_project) == 0

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from demand.settings import Settings
 from monitoring import shadow
 from registry.gates import NO_WORSE_LIVE, no_worse_than_champion_live
 
@@ -64,26 +65,26 @@ def test_evidence_waits_for_enough_nights():
     rows = shadow.paired_rows(champion, challenger, _sold(champion))
     found = shadow.evidence(rows, "2", "1", needed=4)
     assert (found.nights, found.rows, found.sufficient, found.paired) == (3, 60, False, None)
-    check = no_worse_than_champion_live(found, tolerance=0.0)
+    check = no_worse_than_champion_live(found, Settings(gate_margin=0.0))
     assert not check.passed and "3 of 4 nights" in check.detail
 
 
 @pytest.mark.parametrize(
-    ("champion_error", "challenger_error", "tolerance", "passes"),
+    ("champion_error", "challenger_error", "margin", "passes"),
     [
         (3.0, 1.0, 0.0, True),  # clearly better
         (1.0, 1.0, 0.0, True),  # the same forecasts' quality: not credibly worse
         (1.0, 3.0, 0.0, False),  # credibly worse
-        (1.0, 3.0, 5.0, True),  # worse, within a (large) tolerance
+        (1.0, 3.0, 5.0, True),  # worse, within a (large) margin
     ],
 )
-def test_the_live_gate_on_the_paired_interval(champion_error, challenger_error, tolerance, passes):
+def test_the_live_gate_on_the_paired_interval(champion_error, challenger_error, margin, passes):
     champion = _forecasts(7, 40, champion_error, "1", 0)
     challenger = _forecasts(7, 40, challenger_error, "2", 1)
     rows = shadow.paired_rows(champion, challenger, _sold(champion))
     found = shadow.evidence(rows, "2", "1", needed=7)
     assert found.sufficient and found.nights == 7 and found.rows == 280
-    check = no_worse_than_champion_live(found, tolerance)
+    check = no_worse_than_champion_live(found, Settings(gate_margin=margin))
     assert check.name == NO_WORSE_LIVE
     assert check.passed is passes, check.detail
     assert "interval" in check.detail and "7 of 7 nights" in check.detail

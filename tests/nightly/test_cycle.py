@@ -80,7 +80,7 @@ def test_nights_in_a_row(tmp_path):
         # the model then beats the baselines by ~0.09 WAPE (0.42 vs 0.51), every night
         test_days=28,
         validation_days=21,
-        promotion_tolerance=0.5,
+        gate_margin=0.25,  # an absolute WAPE margin: the nights move production
         serve_reload_seconds=0,  # the nights tell the service (POST /reload)
         forecast_db_url=forecast_db,
     )

@@ -58,12 +58,8 @@ def constant_scores(monkeypatch):
     """Promotions to production without scoring: every model scores 0.5 against the
     champion's 0.5, and no model is loaded (for tests of the registry's records)."""
     from registry import lifecycle
-    from registry.gates import Rescore
+    from tests.registry.helpers import constant_rescore
 
     monkeypatch.setattr(lifecycle.scoring, "backtest_rows", lambda *a, **k: object())
-    monkeypatch.setattr(lifecycle.scoring, "wape", lambda *a, **k: 0.5)
-    monkeypatch.setattr(
-        lifecycle,
-        "_rescore",
-        lambda client, name, champion, *rest: Rescore(0.5, 0.5, champion, 10, "fake"),
-    )
+    monkeypatch.setattr(lifecycle.scoring, "forecast", lambda *a, **k: None)
+    monkeypatch.setattr(lifecycle, "_rescore", constant_rescore)

@@ -10,10 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from mlflow import MlflowClient
 
 from registry import audit, state
-from registry.gates import Stage
+from registry.gates import Rescore, Stage
 
 GOOD, BAD = "1", "2"  # the versions of the `base` fixture's registered model
 
@@ -24,6 +25,21 @@ def fresh(base, name: str, sources=(GOOD, BAD)):
     for source in sources:
         client.copy_model_version(f"models:/{base.model_name}/{source}", name)
     return base.model_copy(update={"model_name": name}), client
+
+
+def constant_rescore(settings, client, champion, *rest) -> Rescore:
+    """Every model forecasts 0.5 units against sales of 1 on ten rows of five series (WAPE
+    0.5), the champion too: the paired check passes, and no model is loaded."""
+    ones = np.ones(10)
+    return Rescore(
+        champion,
+        10,
+        "fake",
+        actual=ones,
+        challenger=ones / 2,
+        champion=None if champion is None else ones / 2,
+        series=np.arange(10) % 5,
+    )
 
 
 def snapshot(client, name: str):

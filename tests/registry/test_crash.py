@@ -21,9 +21,9 @@ from mlflow import MlflowClient
 
 from cli.main import main
 from registry import audit, lifecycle, state
-from registry.gates import Rescore, Stage
+from registry.gates import Stage
 from registry.state import RegistryError
-from tests.registry.helpers import GOOD, assert_consistent, fresh, snapshot
+from tests.registry.helpers import GOOD, assert_consistent, constant_rescore, fresh, snapshot
 
 # a registry crashed at every write: minutes
 pytestmark = pytest.mark.slow
@@ -84,12 +84,8 @@ def crashing(monkeypatch):
     monkeypatch.setattr(lifecycle, "connect", connect)
     # constant scores: the gates pass, and no model is loaded
     monkeypatch.setattr(lifecycle.scoring, "backtest_rows", lambda *a, **k: object())
-    monkeypatch.setattr(lifecycle.scoring, "wape", lambda *a, **k: 0.5)
-    monkeypatch.setattr(
-        lifecycle,
-        "_rescore",
-        lambda client, name, champion, *rest: Rescore(0.5, 0.5, champion, 10, "fake"),
-    )
+    monkeypatch.setattr(lifecycle.scoring, "forecast", lambda *a, **k: None)
+    monkeypatch.setattr(lifecycle, "_rescore", constant_rescore)
 
     def arm(at: int | tuple | None, observe=None) -> list[CrashingClient]:
         plan["at"], plan["observe"] = at, observe

@@ -18,6 +18,7 @@ from registry import audit, cli, lifecycle, state, transfer
 from registry.gates import GateResult, Stage
 from registry.state import RegistryError
 from tests.registry.helpers import BAD, GOOD, assert_consistent, fresh, race, snapshot
+from tests.servers import require_servers
 
 
 def test_lifecycle_end_to_end(base, gated):
@@ -50,9 +51,11 @@ def test_lifecycle_end_to_end(base, gated):
         lifecycle.promote(settings, BAD, Stage.production)
     champion_check = refused.value.result.checks[-1]
     assert not champion_check.passed
-    assert "production v1" in champion_check.detail
-    assert "tolerance 0" in champion_check.detail
+    assert "(production v1)" in champion_check.detail
+    assert "upper end > margin 0.02" in champion_check.detail
     assert "backtest rows" in champion_check.detail
+    # clearly worse: the whole interval is above the margin
+    assert champion_check.evidence["low"] > 0.02
     assert snapshot(client, name) == before
 
     with pytest.raises(RegistryError, match="--force needs --reason"):
@@ -100,8 +103,9 @@ def test_lifecycle_end_to_end(base, gated):
     assert_consistent(client, name)
 
 
-def test_staging_has_one_seat_and_equal_models_pass_with_no_tolerance(base, gated):
-    """Two copies of one model: the re-scored WAPEs are equal, and 'no worse' lets it through."""
+def test_staging_has_one_seat_and_equal_models_pass_with_no_margin(base, gated):
+    """Two copies of one model: the re-scored WAPEs are equal, and 'no worse' lets it
+    through even with a margin of 0 (the interval of a zero difference is [0, 0])."""
     settings, client = fresh(base, "seats", sources=(GOOD, GOOD))
     name = settings.model_name
     lifecycle.promote(settings, "1", Stage.staging)
@@ -109,10 +113,19 @@ def test_staging_has_one_seat_and_equal_models_pass_with_no_tolerance(base, gate
     assert assert_consistent(client, name) == {"1": Stage.candidate, "2": Stage.staging}
 
     lifecycle.promote(settings, "1", Stage.production)
-    outcome = lifecycle.promote(settings, "2", Stage.production)
-    detail = outcome.gates.checks[-1].detail
-    wapes = [float(x) for x in detail.split("WAPE ")[1].split(" (")[0].split(" ≤ ")]
-    assert wapes[0] == pytest.approx(wapes[1])  # same model, same rows, same score
+    no_margin = settings.model_copy(update={"gate_margin": 0.0})
+    outcome = lifecycle.promote(no_margin, "2", Stage.production)
+    evidence = outcome.gates.checks[-1].evidence
+    # same model, same rows, same score
+    assert evidence["challenger"] == pytest.approx(evidence["champion"])
+    assert (evidence["low"], evidence["high"]) == (0.0, 0.0)
+    assert "[+0.0000, +0.0000], upper end ≤ margin 0 " in outcome.gates.checks[-1].detail
+    # the interval is in the audit trail of the move, and in the reason it records
+    (move,) = [m for m in outcome.moves if m.version == "2"]
+    assert move.gate_result.checks[-1].evidence == evidence
+    recorded = audit.history(client.get_model_version(name, "2").tags)[-1]
+    assert recorded.gate_result.checks[-1].evidence == evidence
+    assert "90% interval [+0.0000, +0.0000]" in recorded.reason
     assert assert_consistent(client, name) == {"1": Stage.archived, "2": Stage.production}
 
     with pytest.raises(RegistryError, match="already archived"):
@@ -212,13 +225,16 @@ def test_two_processes_promoting_at_once_leave_one_production_version(base):
 
 @pytest.fixture
 def postgres_uri():
-    """A uniquely named PostgreSQL database at 127.0.0.1:5432, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    try:
-        connection = psycopg.connect(admin, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    """A uniquely named PostgreSQL database at 127.0.0.1:5432, dropped afterwards.
+
+    Without the server it skips on a developer's machine and fails under ``CI=true``,
+    as every server test does (``tests.servers``)."""
+    import psycopg
+
+    require_servers(redis=False, postgres=True)
+    connection = psycopg.connect(
+        "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3
+    )
     database = f"demand_registry_{uuid.uuid4().hex[:12]}"
     connection.execute(f'CREATE DATABASE "{database}"')
     try:

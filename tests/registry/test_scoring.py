@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from demand.contract import TAG_PREFIX, FeatureContract
 from demand.featurestore import open_store
+from demand.settings import Settings
 from registry import lifecycle, scoring
 from registry.gates import Stage
 from training import dataset, train
@@ -163,9 +164,12 @@ def test_a_champion_trained_later_is_compared_on_the_rows_it_never_saw(versions)
     assert 0 < len(unseen) < len(frame)
     expected_challenger = _wape(f"models:/{name}/1/backtest_model", challenger, unseen)
     expected_champion = _wape(f"models:/{name}/2/backtest_model", champion, unseen)
-    assert f"WAPE {expected_challenger:.4f}" in check.detail
-    assert f"production v2 {expected_champion:.4f}" in check.detail
+    assert f"WAPE {expected_challenger:.4f} against {expected_champion:.4f}" in check.detail
+    assert "(production v2)" in check.detail
     assert f"on the same {len(unseen):,} backtest rows" in check.detail
+    days = unseen["target"].nunique()
+    assert days >= versions.gate_min_unseen_days
+    assert f"({days} days, " in check.detail
     assert f"target from {first_unseen:%Y-%m-%d} only" in check.detail
     # the champion's served model saw every one of these rows: never what is compared
     served = _wape(f"models:/{name}/2", champion, unseen)
@@ -179,25 +183,30 @@ def test_a_champion_that_saw_nearly_the_whole_window_is_a_refusal_not_a_verdict(
 
     champion = _contract(settings, "2")
     frame = _rows(versions).frames[champion.feature_service]
-    left = int((frame["target"] >= pd.Timestamp(champion.extra["backtest_start"])).sum())
-    assert 0 < left < scoring.MIN_UNSEEN_ROWS
+    unseen = frame[frame["target"] >= pd.Timestamp(champion.extra["backtest_start"])]
+    days = unseen["target"].nunique()
+    assert 0 < days < versions.gate_min_unseen_days
     assert not check.passed
-    assert f"only {left:,} have a later target" in check.detail
-    assert f"fewer than the {scoring.MIN_UNSEEN_ROWS:,}" in check.detail
+    assert f"only {days} target days after that ({len(unseen):,} rows)" in check.detail
+    assert "fewer than the 14 days the gate compares on (DEMAND_GATE_MIN_UNSEEN_DAYS)" in (
+        check.detail
+    )
     assert "--force --reason" in check.detail
 
 
 # unseen_by on its own: plain frames, no MLflow
 
 
-def _backtest_rows(targets: list[str]) -> scoring.BacktestRows:
+def _backtest_rows(targets: list[str], stores=("1", "2")) -> scoring.BacktestRows:
+    """Each target day once per store (one product): two series."""
     frame = pd.DataFrame(
-        {
-            "origin": pd.Timestamp("2024-03-01"),
-            "target": pd.to_datetime(targets),
-            "label": 1.0,
-        }
-    )
+        [
+            {"origin": pd.Timestamp("2024-03-01"), "target": pd.Timestamp(t), "label": 1.0,
+             "store_id": store, "product_id": "p"}
+            for t in targets
+            for store in stores
+        ]
+    )  # fmt: skip
     rows = scoring.BacktestRows(None, pd.Timestamp("2024-03-01"), "2024-03-10")  # type: ignore[arg-type]
     rows.frames["svc"] = frame
     return rows
@@ -210,26 +219,50 @@ def _champion(backtest_start: str | None) -> FeatureContract:
     )
 
 
+TARGETS = ["2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05", "2024-03-07", "2024-03-10"]
+
+
 @pytest.mark.parametrize(
-    ("backtest_start", "minimum", "rows_left", "refusal"),
+    ("backtest_start", "days", "days_left", "refusal"),
     [
         ("2024-02-20", 1, 6, None),  # trained earlier: every row, as they are
-        ("2024-03-01", 1, 6, None),  # same window start: nothing seen
-        ("2024-03-05", 2, 3, None),  # saw targets through 03-04: those rows go
-        ("2024-03-05", 4, None, "only 3 have a later target, fewer than the 4"),
+        ("2024-03-01", 9, 6, None),  # same window start: nothing seen, no minimum applies
+        ("2024-03-05", 3, 3, None),  # saw targets through 03-04: those rows go
+        ("2024-03-05", 4, None, "only 3 target days after that .6 rows., fewer than the 4 days"),
         ("2024-03-11", 1, None, "no row is unseen"),
         (None, 1, None, "records no backtest window"),
     ],
 )
-def test_unseen_by(backtest_start, minimum, rows_left, refusal):
-    rows = _backtest_rows(
-        ["2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05", "2024-03-07", "2024-03-10"]
-    )
+def test_unseen_by(backtest_start, days, days_left, refusal):
+    rows = _backtest_rows(TARGETS)
+    minimum = scoring.UnseenMinimum(days, "day", 0.5)
     if refusal:
         with pytest.raises(scoring.ScoringProblem, match=refusal):
-            scoring.unseen_by(_champion(backtest_start), rows, minimum=minimum)
+            scoring.unseen_by(_champion(backtest_start), rows, minimum)
         return
-    kept = scoring.unseen_by(_champion(backtest_start), rows, minimum=minimum)
-    assert kept.rows == rows_left
+    kept = scoring.unseen_by(_champion(backtest_start), rows, minimum)
+    assert kept.rows == 2 * days_left
     assert kept.frames["svc"]["target"].min() >= pd.Timestamp(backtest_start)
-    assert bool(kept.note) == (rows_left < rows.rows)
+    assert bool(kept.note) == (days_left < len(TARGETS))
+
+
+def test_unseen_rows_must_cover_a_share_of_the_series():
+    """Store 2's rows end before the champion's window: the later days are one series of two."""
+    rows = _backtest_rows(TARGETS, stores=("1",))
+    rows.frames["svc"] = pd.concat(
+        [rows.frames["svc"], _backtest_rows(TARGETS[:3], stores=("2",)).frames["svc"]]
+    )
+    champion = _champion("2024-03-05")
+    assert scoring.unseen_by(champion, rows, scoring.UnseenMinimum(3, "day", 0.5)).rows == 3
+    with pytest.raises(scoring.ScoringProblem, match="only 1 of the backtest's 2 series have a"):
+        scoring.unseen_by(champion, rows, scoring.UnseenMinimum(3, "day", 0.6))
+
+
+def test_the_minimum_is_in_periods_of_the_grain():
+    settings = Settings.model_construct(
+        gate_min_unseen_days=10, gate_min_unseen_weeks=3, gate_min_unseen_key_share=0.5
+    )
+    assert scoring.UnseenMinimum.of(settings, "day") == scoring.UnseenMinimum(10, "day", 0.5)
+    weekly = scoring.UnseenMinimum.of(settings, "week")
+    assert weekly == scoring.UnseenMinimum(3, "week", 0.5)
+    assert weekly.setting == "DEMAND_GATE_MIN_UNSEEN_WEEKS"

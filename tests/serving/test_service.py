@@ -29,8 +29,17 @@ def items_for(keys, origin, horizons=(1,)):
     ]
 
 
-def test_service_class_answers_keys_in_order(service_environ, known_keys):
+def test_service_class_answers_keys_in_order(service_environ, known_keys, monkeypatch):
+    from serving import predict
+
     keys, origin = known_keys
+    inputs = []  # what the model is given: feature name → values, one per known item
+    model_input = predict.model_input
+    monkeypatch.setattr(
+        predict, "model_input", lambda c, columns, rows: inputs.append(columns) or model_input(
+            c, columns, rows
+        )
+    )  # fmt: skip
     service = DemandForecast.inner()
     items = [
         Item(store_id=s, product_id=p, date=origin + dt.timedelta(days=h))
@@ -50,8 +59,13 @@ def test_service_class_answers_keys_in_order(service_environ, known_keys):
     assert [f.stale for f in answer.forecasts if f.status == "ok"] == [[]] * 6
     assert len(answer.forecasts[1].stale) == len(service.loaded.lookup.views)
     assert all(f.units is not None and f.units >= 0 for f in answer.forecasts if f.status == "ok")
-    # the same key one day and seven days ahead: the horizon reaches the model
-    assert answer.forecasts[0].units != answer.forecasts[2].units
+    # the horizon reaches the model: each known item's days from the origin, as asked
+    # (comparing the units of days 1 and 7 would not show it: their weekdays differ too)
+    (given,) = inputs
+    assert list(given["horizon_days"]) == [1, 7] * 3
+    assert list(given["target_day_of_week"]) == [
+        (origin + dt.timedelta(days=h)).weekday() for _ in range(3) for h in (1, 7)
+    ]
 
 
 def test_example_items_are_valid_requests(client):
