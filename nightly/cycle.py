@@ -60,6 +60,8 @@ class NightReport:
     production_version: str | None = None
     services: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    monitoring: str = "not run"
+    alerts: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     peak_gib: dict[str, float] = field(default_factory=dict)  # peak memory of each step
 
@@ -204,6 +206,7 @@ def run(
 
     report.services = [_reload(url) for url in notify]
     report.published = clock.step("publish forecasts", lambda: _publish(settings, progress))
+    clock.step("monitor", lambda: _monitor(settings, report, notify, progress))
 
     state = {"raw": fingerprint, "definitions": definitions, "last_day": report.last_day}
     _save_state(settings, state, report)
@@ -328,6 +331,57 @@ def _publish(settings: Settings, progress: Progress) -> list[str]:
         progress(f"no forecasts published: {error}")
         return []
     return batch.publish(settings, batch.forecast_all(settings, loaded, progress), progress)
+
+
+def _monitor(
+    settings: Settings, report: NightReport, notify: Sequence[str], progress: Progress
+) -> None:
+    """Score the forecasts whose targets closed, measure drift; post any alert as JSON to
+    each ``--notify`` URL. The forecasts are published by now: a monitoring failure is
+    reported, and the night still counts as done."""
+    from monitoring import monitor
+
+    try:
+        result = monitor.run(settings, progress)
+    except UserError as error:
+        report.monitoring = f"failed: {error}"
+        return
+    measured = result.accuracy
+    headline = measured.headline if measured is not None and measured.rows else None
+    report.monitoring = (
+        "nothing to score yet"
+        if headline is None
+        else f"v{measured.headline_version} live WAPE {headline['live_wape']:.3f}, "
+        f"{headline['ratio']:.2f} × its backtest"
+    )
+    report.alerts = [a.message for a in result.alerts]
+    if result.alerts:
+        body = {
+            "model": settings.model_name,
+            "night": str(result.update.last_closed),
+            "alerts": [a.to_dict() for a in result.alerts],
+        }
+        for url in notify:
+            progress(_post_alerts(url, body))
+
+
+def _post_alerts(url: str, body: dict) -> str:
+    """POST the night's alerts (JSON) to ``url``; a receiver that does not answer is said,
+    never fatal."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body, default=str).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return f"alerts posted to {url} ({response.status})"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return f"alerts not posted to {url}: {error}"
 
 
 def _save_state(settings: Settings, state: dict, report: NightReport) -> None:

@@ -1,0 +1,1 @@
+"""Closing the loop after going live: forecast accuracy, drift, alerts and the report."""
