@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEMAND := $(BIN)/demand
 ARGS ?=
 
-.PHONY: help install java demo test test-fast fuzz lint format features generate validate build-features apply examples \
+.PHONY: help install java chromium demo test test-fast fuzz lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
         config docs-config monitor report bench-monitor \
         bench-features bench-build bench-spark bench-train bench-quality bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
@@ -48,13 +48,20 @@ java: ## Install a Java runtime (Debian's openjdk-17-jre-headless) when there is
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
-test: $(INSTALLED) java ## Run the whole test suite (what CI runs)
+chromium: ## Install a headless browser (Debian's chromium) when there is none: the tests open pages people look at in it
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "› installing chromium (the report and docs pages are checked in a real browser)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(INSTALLED) java chromium ## Run the whole test suite (what CI runs)
 	$(BIN)/pytest $(ARGS)
 
 # unit and small integration tests: no Spark, image, nightly, fuzzing or end-to-end run,
 # nothing marked slow (pyproject.toml's markers); for the edit loop
 FAST := not (slow or spark or container or nightly or fuzz or e2e)
-test-fast: $(INSTALLED) ## Run the fast tier: unit and small integration tests (under 3 minutes)
+test-fast: $(INSTALLED) chromium ## Run the fast tier: unit and small integration tests (under 3 minutes)
 	$(BIN)/pytest -m "$(FAST)" $(ARGS)
 
 config: $(INSTALLED) ## Print every setting's effective value (passwords hidden) and where it came from

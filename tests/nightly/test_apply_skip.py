@@ -9,7 +9,6 @@ every night.
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -19,20 +18,10 @@ from nightly import cycle
 from rawdata.importer import run_import
 from synthetic import aggregate, generator
 from tests.features.test_incremental import write_aggregated
+from tests.rawdata.importing.files import export_tables, quiet
 from training import periods
 
 pytestmark = [pytest.mark.nightly, pytest.mark.usefixtures("clean_demand_env")]
-
-
-def quiet(_: str) -> None:
-    pass
-
-
-def _export(folder, tables: dict[str, pd.DataFrame]):
-    folder.mkdir(parents=True)
-    for name, frame in tables.items():
-        frame.to_csv(folder / f"{name}.csv", index=False)
-    return folder
 
 
 def _run_tags(settings, version: str) -> dict[str, str]:
@@ -51,7 +40,7 @@ def test_plans_imported_on_night_two_are_registered_and_trained_on(tmp_path):
     )
     data = generator.generate("tiny", seed=7)
     tables = data.tables()
-    run_import(_export(tmp_path / "first", tables), settings.raw_dir, progress=quiet)
+    run_import(export_tables(tmp_path / "first", tables), settings.raw_dir, progress=quiet)
     first = cycle.run(settings, progress=quiet)
     assert first.version == "1" and "feast apply" in first.seconds
     tags = _run_tags(settings, "1")
@@ -60,7 +49,9 @@ def test_plans_imported_on_night_two_are_registered_and_trained_on(tmp_path):
 
     # the retailer starts sending its promotion plans: no new day, no other table
     plans = aggregate.aggregate(data, "day").tables["promotions"]
-    run_import(_export(tmp_path / "plans", {"promotions": plans}), settings.raw_dir, progress=quiet)
+    run_import(
+        export_tables(tmp_path / "plans", {"promotions": plans}), settings.raw_dir, progress=quiet
+    )
     said: list[str] = []
     second = cycle.run(settings, progress=said.append)
     assert second.new_data and "feast apply" in second.seconds, said

@@ -79,3 +79,15 @@ def table_keys(raw_dir: Path, table: str, key: tuple[str, ...]) -> set:
             else:
                 frame[column] = frame[column].dt.strftime("%Y-%m-%d")
     return set(frame.itertuples(index=False, name=None))
+
+
+def export_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
+    """Frames (table name → rows) written as a retailer's CSV export in a new ``folder``."""
+    folder.mkdir(parents=True)
+    for name, frame in tables.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+def quiet(_: str) -> None:
+    """A progress callback that prints nothing."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from demand.console import UserError
@@ -10,20 +9,9 @@ from demand.settings import get_settings
 from nightly import cycle
 from rawdata.importer import run_import
 from synthetic import generator
+from tests.rawdata.importing.files import export_tables, quiet
 
 pytestmark = [pytest.mark.nightly, pytest.mark.usefixtures("clean_demand_env")]
-
-
-def quiet(_: str) -> None:
-    pass
-
-
-def _export(folder, tables: dict[str, pd.DataFrame]):
-    """The tables as a retailer's CSV export."""
-    folder.mkdir(parents=True)
-    for name, frame in tables.items():
-        frame.to_csv(folder / f"{name}.csv", index=False)
-    return folder
 
 
 def test_nightly_picks_up_a_new_import(tmp_path):
@@ -37,7 +25,7 @@ def test_nightly_picks_up_a_new_import(tmp_path):
         validation_days=21,
     )
     first = generator.generate("tiny", seed=7).tables()
-    run_import(_export(tmp_path / "january", first), settings.raw_dir, progress=quiet)
+    run_import(export_tables(tmp_path / "january", first), settings.raw_dir, progress=quiet)
     night = cycle.run(settings, progress=quiet)
     assert night.new_data and night.version == "1"
 
@@ -53,7 +41,9 @@ def test_nightly_picks_up_a_new_import(tmp_path):
             later["weather_forecast"]["issued_at"] > first["weather_forecast"]["issued_at"].max()
         ],
     }
-    report = run_import(_export(tmp_path / "february", increment), settings.raw_dir, progress=quiet)
+    report = run_import(
+        export_tables(tmp_path / "february", increment), settings.raw_dir, progress=quiet
+    )
     assert all(f.quarantined == 0 for f in report.files)
     assert report.written["orders"] == len(later["orders"])
 
