@@ -71,12 +71,11 @@ def measure(settings: Settings, night: date, backtests: dict[str, dict[str, floa
             "excluded",
         ],
     )
-    rows = rows[pd.to_datetime(rows["target_date"]).dt.date <= night]
-    excluded = rows["excluded"].fillna("").value_counts()
-    excluded = {str(k): int(v) for k, v in excluded.items() if k}
+    rows = rows[pd.to_datetime(rows["target_date"]) <= pd.Timestamp(night)]
+    excluded = {str(k): int(v) for k, v in rows["excluded"].value_counts().items() if v}
     rows = rows[rows["excluded"].isna()].drop(columns="excluded")
     target = pd.to_datetime(rows["target_date"])
-    rows = rows.assign(week=(target - pd.to_timedelta(target.dt.weekday, unit="D")).dt.date)
+    rows = rows.assign(week=target - pd.to_timedelta(target.dt.weekday, unit="D"))
     rows = rows.rename(columns={"actual": "label"}).reset_index(drop=True)
     by = {name: _breakdown(rows, name) for name in BREAKDOWNS}
     overall = scores(rows["label"], rows["forecast"]) if len(rows) else {}
@@ -100,6 +99,7 @@ def _breakdown(rows: pd.DataFrame, name: str) -> pd.DataFrame:
     column is grouped by its codes (pandas would also group its unused categories) and
     its labels put back."""
     predictions = {"live": rows["forecast"].to_numpy(dtype=float)}
+    rows = rows[[name, "label"]]  # what breakdown reads: its copies stay small
     column = rows[name]
     if isinstance(column.dtype, pd.CategoricalDtype):
         coded = rows.assign(**{name: column.cat.codes})
@@ -118,6 +118,7 @@ def _version_key(version: str):
 def _versus(rows: pd.DataFrame, backtests: dict[str, dict[str, float]]) -> pd.DataFrame:
     """Per version and horizon (ALL: every horizon), live WAPE beside the backtest's."""
     records = []
+    rows = rows[["model_version", "horizon", "label", "forecast"]]
     for version, group in rows.groupby("model_version", observed=True, sort=True):
         metrics = backtests.get(str(version), {})
         live = _breakdown(group, "horizon")

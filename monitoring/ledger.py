@@ -434,9 +434,10 @@ def read(settings: Settings, since: date | None = None, columns: list[str] | Non
         ).to_arrow_table()
     for i, name in enumerate(table.column_names):
         kind = table.schema.field(i).type
-        if (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and name != "excluded":
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
             table = table.set_column(i, name, table.column(i).dictionary_encode())
-    return table.to_pandas()
+    # dates as datetime64, not a Python object per row
+    return table.to_pandas(date_as_object=False)
 
 
 def _read_manifest(folder: Path) -> dict:

@@ -25,8 +25,15 @@ Progress = Callable[[str], None]
 WORST_SERIES = 4
 
 
-def write(settings: Settings, out: Path | None = None, progress: Progress = print) -> Path | None:
-    """Write the page (and its PNGs); None when no forecast has a closed target yet."""
+def write(
+    settings: Settings,
+    out: Path | None = None,
+    progress: Progress = print,
+    measured: accuracy.Accuracy | None = None,
+) -> Path | None:
+    """Write the page (and its PNGs); None when no forecast has a closed target yet.
+
+    ``measured``: tonight's accuracy when the caller has it (else measured again)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -37,10 +44,9 @@ def write(settings: Settings, out: Path | None = None, progress: Progress = prin
         return None
     night = pd.Timestamp(last["night"]).date()
     version = str(history.sort_values("night").iloc[-1]["model_version"])
-    backtests = accuracy.backtest_metrics(
-        settings, sorted(history["model_version"].astype(str).unique())
-    )
-    measured = accuracy.measure(settings, night, backtests)
+    if measured is None:
+        versions = sorted(history["model_version"].astype(str).unique())
+        measured = accuracy.measure(settings, night, accuracy.backtest_metrics(settings, versions))
     if not measured.rows:
         return None
     version = measured.headline_version or version

@@ -88,7 +88,7 @@ def test_first_night_joins_every_closed_target(night):
     )
     assert len(rows) == closed * len(pairs)
     assert update.rows_written == len(rows) == update.rows_changed
-    assert max(rows["target_date"]) == last.date()
+    assert max(rows["target_date"]) == last
     # the actual is the sales table's units of the target day (0 where the pair has no row)
     key = pairs.iloc[3]
     day = (origins[0] + pd.Timedelta(days=2)).date()
@@ -100,7 +100,7 @@ def test_first_night_joins_every_closed_target(night):
     row = rows[
         (rows["store_id"] == key["store_id"])
         & (rows["product_id"] == key["product_id"])
-        & (rows["target_date"] == day)
+        & (rows["target_date"] == pd.Timestamp(day))
         & (rows["horizon"] == 2)
     ].iloc[0]
     assert (row["forecast"], row["actual"], row["error"]) == (2.0, sold, 2.0 - sold)
@@ -148,7 +148,7 @@ def test_a_corrected_actual_rescores_its_rows_only(night):
     forecasts_of_it = before[
         (before["store_id"] == key["store_id"])
         & (before["product_id"] == key["product_id"])
-        & (before["target_date"] == day)
+        & (before["target_date"] == pd.Timestamp(day))
     ]
     assert update.rows_changed == len(forecasts_of_it) > 0
     after = {p.name: p.stat().st_mtime_ns for p in ledger.partitions(settings)}
@@ -157,7 +157,7 @@ def test_a_corrected_actual_rescores_its_rows_only(night):
     changed = rows[
         (rows["store_id"] == key["store_id"])
         & (rows["product_id"] == key["product_id"])
-        & (rows["target_date"] == day)
+        & (rows["target_date"] == pd.Timestamp(day))
     ]
     assert (changed["actual"].to_numpy() == forecasts_of_it["actual"].to_numpy() + 40).all()
 
@@ -182,7 +182,7 @@ def test_censored_and_inactive_targets_are_left_out_and_counted(night):
     _rewrite_sales(settings, mark)
     ledger.update(settings, progress=lambda _: None)
     rows = ledger.read(settings)
-    on_day = rows[rows["target_date"] == day]
+    on_day = rows[rows["target_date"] == pd.Timestamp(day)]
     per_key = on_day.groupby(["store_id", "product_id"], observed=True)["excluded"].first()
     assert per_key[(censored["store_id"], censored["product_id"])] == "censored"
     assert per_key[(inactive["store_id"], inactive["product_id"])] == "inactive"

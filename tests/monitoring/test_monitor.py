@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from cli.main import main
 from demand import monitor_summary
 from features import publish
-from monitoring import drift, ledger, monitor, report
+from monitoring import drift, ledger, monitor
 from tests.browser import render
 from tests.monitoring.test_ledger import _publish, _sales
 from training import profile
@@ -123,7 +123,9 @@ def test_monitor_exits_1_on_alerts_and_the_report_renders(planted, monkeypatch, 
     assert "monitoring/report/report.html" in logged
 
 
-def test_a_report_with_nothing_closed_says_so_and_exits_0(feature_env, monkeypatch, tmp_path, capsys):
+def test_a_report_with_nothing_closed_says_so_and_exits_0(
+    feature_env, monkeypatch, tmp_path, capsys
+):
     data = tmp_path / "data"
     shutil.copytree(feature_env.feature_dir, data / "features")
     monkeypatch.setenv("DEMAND_DATA_DIR", str(data))
