@@ -57,26 +57,7 @@ def measure(settings: Settings, night: date, backtests: dict[str, dict[str, floa
     ``backtests``: per model version, its run's metrics (``wape``, ``wape_h1`` …).
     """
     start = night - timedelta(days=settings.monitor_window_days - 1)
-    rows = ledger.read(
-        settings,
-        since=start,
-        columns=[
-            "model_version",
-            "target_date",
-            "horizon",
-            "store_id",
-            "category",
-            "forecast",
-            "actual",
-            "excluded",
-        ],
-    )
-    rows = rows[pd.to_datetime(rows["target_date"]) <= pd.Timestamp(night)]
-    excluded = {str(k): int(v) for k, v in rows["excluded"].value_counts().items() if v}
-    rows = rows[rows["excluded"].isna()].drop(columns="excluded")
-    target = pd.to_datetime(rows["target_date"])
-    rows = rows.assign(week=target - pd.to_timedelta(target.dt.weekday, unit="D"))
-    rows = rows.rename(columns={"actual": "label"}).reset_index(drop=True)
+    rows, excluded = ledger.window(settings, start, night)
     by = {name: _breakdown(rows, name) for name in BREAKDOWNS}
     overall = scores(rows["label"], rows["forecast"]) if len(rows) else {}
     versus = _versus(rows, backtests)

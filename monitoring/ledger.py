@@ -107,7 +107,7 @@ def update(settings: Settings, progress: Progress = print) -> LedgerUpdate:
         manifest["files"] = infos
         row = con.execute(
             "SELECT max(event_timestamp) FROM read_parquet(?)", [sales.as_posix()]
-        ).fetchone()
+        ).fetchall()[0]
         if row[0] is None:
             result.note = "the purchase table is empty: no actuals"
             return result
@@ -154,7 +154,7 @@ def update(settings: Settings, progress: Progress = print) -> LedgerUpdate:
             written, changed = _write_partition(con, folder, day)
             unforecast = con.execute(
                 "SELECT count(*) FROM unforecast WHERE target_date = ?", [day]
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             targets[key] = {
                 "files": _hash(_covering(infos, day)),
                 "actuals": actual_prints.get(key, ""),
@@ -209,7 +209,7 @@ def _file_info(con, path: Path, held: dict | None, result: LedgerUpdate) -> dict
     first, last = con.execute(
         "SELECT min(target_date)::DATE, max(target_date)::DATE FROM read_parquet(?)",
         [path.as_posix()],
-    ).fetchone()
+    ).fetchall()[0]
     return {
         "stamp": stamp,
         "path": path.as_posix(),
@@ -350,11 +350,11 @@ def _write_partition(con, folder: Path, day: date) -> tuple[int, int]:
     path = folder / f"target={day.isoformat()}.parquet"
     new = f"SELECT {', '.join(COLUMNS)} FROM scored WHERE target_date = DATE '{day.isoformat()}'"
     select = f"{new} ORDER BY model_name, model_version, store_id, product_id, origin_date"
-    rows = con.execute(f"SELECT count(*) FROM ({new})").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM ({new})").fetchall()[0][0]
     if path.exists():
         old = f"SELECT {', '.join(COLUMNS)} FROM read_parquet('{path.as_posix()}')"
-        changed = con.execute(f"SELECT count(*) FROM ({new} EXCEPT ALL {old})").fetchone()[0]
-        gone = con.execute(f"SELECT count(*) FROM ({old} EXCEPT ALL {new})").fetchone()[0]
+        changed = con.execute(f"SELECT count(*) FROM ({new} EXCEPT ALL {old})").fetchall()[0][0]
+        gone = con.execute(f"SELECT count(*) FROM ({old} EXCEPT ALL {new})").fetchall()[0][0]
         if not changed and not gone:
             return rows, 0
     else:
@@ -395,9 +395,9 @@ def _write_table(con, url: str, days: list[date]) -> None:
                 )"""
             )
             conn.execute(f"DELETE FROM {TABLE} WHERE target_date = ANY(%s)", (days,))
-            reader = con.execute(
+            reader = con.sql(
                 f"SELECT {', '.join(COLUMNS)} FROM scored ORDER BY target_date"
-            ).fetch_record_batch(100_000)
+            ).to_arrow_reader(100_000)
             copy_sql = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
             with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
                 for batch in reader:
@@ -438,6 +438,70 @@ def read(settings: Settings, since: date | None = None, columns: list[str] | Non
             table = table.set_column(i, name, table.column(i).dictionary_encode())
     # dates as datetime64, not a Python object per row
     return table.to_pandas(date_as_object=False)
+
+
+def window(settings: Settings, start: date, end: date):
+    """The scored rows of targets ``start`` … ``end`` that count (none excluded), with the
+    columns the figures group by, and the count of rows left out per reason.
+
+    Filtered and shaped in DuckDB, text as categories and the target's week (Monday) as
+    the only date: at the M5 size four weeks hold ~12 M rows, and every pandas copy of
+    a wider frame would cost a gigabyte."""
+    import duckdb
+    import pandas as pd
+
+    paths = [
+        p.as_posix()
+        for p in partitions(settings)
+        if start.isoformat() <= p.stem.removeprefix("target=") <= end.isoformat()
+    ]
+    columns = ["model_version", "horizon", "store_id", "category", "week", "label", "forecast"]
+    if not paths:
+        return pd.DataFrame(columns=columns), {}
+    with duckdb.connect(config=settings.duckdb_config) as con:
+        excluded = dict(
+            con.execute(
+                "SELECT excluded, count(*) FROM read_parquet(?) WHERE excluded IS NOT NULL "
+                "GROUP BY 1 ORDER BY 1",
+                [paths],
+            ).fetchall()
+        )
+        table = con.sql(
+            "SELECT model_version, CAST(horizon AS SMALLINT) AS horizon, store_id, category,"
+            " CAST(date_trunc('week', target_date) AS TIMESTAMP) AS week,"
+            " actual AS label, forecast"
+            " FROM read_parquet(?) WHERE excluded IS NULL",
+            params=[paths],
+        ).to_arrow_table()
+    for name in ("model_version", "store_id", "category"):
+        i = table.column_names.index(name)
+        table = table.set_column(i, name, table.column(i).dictionary_encode())
+    return table.to_pandas(), {str(k): int(v) for k, v in excluded.items()}
+
+
+def worst_series(settings: Settings, start: date, end: date, count: int):
+    """Every scored row of the ``count`` series with the most absolute error in the window."""
+    import duckdb
+
+    paths = [
+        p.as_posix()
+        for p in partitions(settings)
+        if start.isoformat() <= p.stem.removeprefix("target=") <= end.isoformat()
+    ]
+    if not paths:
+        return None
+    with duckdb.connect(config=settings.duckdb_config) as con:
+        return con.sql(
+            """WITH rows AS (SELECT * FROM read_parquet(?) WHERE excluded IS NULL),
+            worst AS (
+                SELECT store_id, product_id FROM rows GROUP BY ALL
+                ORDER BY sum(abs_error) DESC, store_id, product_id LIMIT ?
+            )
+            SELECT store_id, product_id, target_date, horizon, forecast, actual
+            FROM rows JOIN worst USING (store_id, product_id)
+            ORDER BY store_id, product_id, target_date, horizon""",
+            params=[paths, count],
+        ).df()
 
 
 def _read_manifest(folder: Path) -> dict:

@@ -122,26 +122,11 @@ def _worst(settings: Settings, measured: accuracy.Accuracy):
     """Forecast (shortest horizon) vs actual of the series with the most absolute error."""
     import matplotlib.pyplot as plt
 
-    rows = ledger.read(
-        settings,
-        since=measured.window_start,
-        columns=[
-            "store_id",
-            "product_id",
-            "target_date",
-            "horizon",
-            "forecast",
-            "actual",
-            "abs_error",
-            "excluded",
-        ],
-    )
-    rows = rows[rows["excluded"].isna()]
+    rows = ledger.worst_series(settings, measured.window_start, measured.night, WORST_SERIES)
     worst = (
-        rows.groupby(["store_id", "product_id"], observed=True)["abs_error"]
-        .sum()
-        .nlargest(WORST_SERIES)
-        .index
+        []
+        if rows is None
+        else list(dict.fromkeys(zip(rows["store_id"], rows["product_id"], strict=True)))
     )
     figure, axes = plt.subplots(len(worst) or 1, 1, figsize=(8, 2.2 * max(len(worst), 1)))
     axes = list(axes) if len(worst) > 1 else [axes]

@@ -273,3 +273,30 @@ def test_the_accuracy_alert_needs_n_nights_in_a_row(feature_env, ratios, fires):
     assert bool(fired) is fires
     if fires:
         assert fired[0].kind == "accuracy" and fired[0].figures["limit"] == 1.2
+
+
+@pytest.mark.postgres
+def test_the_team_profile_ledger_is_a_postgresql_table_too(night):
+    import uuid
+
+    import psycopg
+
+    from demand.servers import Database
+    from tests.servers import drop_database, require_servers
+
+    require_servers(redis=False)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/demand_test_{uuid.uuid4().hex[:10]}"
+    settings = night[0].model_copy(update={"forecast_db_url": url})
+    try:
+        ledger.update(settings, progress=lambda _: None)
+        ledger.update(settings, progress=lambda _: None)  # again: nothing rewritten
+        with psycopg.connect(Database(url).conninfo()) as conn:
+            table = conn.execute(
+                "SELECT store_id, product_id, origin_date, target_date, forecast, actual, "
+                "excluded FROM forecast_accuracy"
+            ).fetchall()
+        rows = ledger.read(settings)
+        assert len(table) == len(rows) > 0
+        assert sum(r[5] for r in table) == pytest.approx(rows["actual"].sum())
+    finally:
+        drop_database(url)
