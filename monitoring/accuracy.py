@@ -1,8 +1,9 @@
 """Live accuracy from the forecast ledger, with the metric code of the backtests.
 
 WAPE, bias and MAE by horizon, category, store, model version and target week come from
-``training.metrics.breakdown`` over the ledger's scored rows (excluded ones left out), so
-a live figure and a backtest figure mean the same thing. The window is the last
+``training.metrics.scores_from_sums``, the function the backtests' ``scores`` computes
+through, over the ledger's counted rows (excluded ones left out), so a live figure and
+a backtest figure mean the same thing; the sums are taken in DuckDB. The window is the last
 ``monitor_window_days`` of closed targets: the rolling four weeks by default.
 
 Each version's live WAPE is set beside what its backtest promised for the same horizons
@@ -23,7 +24,7 @@ import pandas as pd
 
 from demand.settings import Settings
 from monitoring import ledger
-from training.metrics import breakdown, scores
+from training.metrics import SUMS, scores_from_sums
 
 HISTORY = "accuracy_history.parquet"
 BREAKDOWNS = ("horizon", "category", "store_id", "model_version", "week")
@@ -57,17 +58,23 @@ def measure(settings: Settings, night: date, backtests: dict[str, dict[str, floa
     ``backtests``: per model version, its run's metrics (``wape``, ``wape_h1`` …).
     """
     start = night - timedelta(days=settings.monitor_window_days - 1)
-    rows, excluded = ledger.window(settings, start, night)
-    by = {name: _breakdown(rows, name) for name in BREAKDOWNS}
-    overall = scores(rows["label"], rows["forecast"]) if len(rows) else {}
-    versus = _versus(rows, backtests)
-    versions = sorted(rows["model_version"].unique().tolist(), key=_version_key)
+    groupings = {name: [name] for name in BREAKDOWNS}
+    groupings["version_horizon"] = ["model_version", "horizon"]
+    groupings["overall"] = []
+    sums, excluded = ledger.sums(settings, start, night, groupings)
+    by = {name: _scored(sums[name], [name]) for name in BREAKDOWNS}
+    overall = _scored(sums["overall"], [])
+    rows = int(overall["rows"].sum()) if len(overall) else 0
+    versus = _versus(sums["model_version"], sums["version_horizon"], backtests)
+    versions = sorted(by["model_version"]["model_version"].astype(str), key=_version_key)
     return Accuracy(
         night=night,
         window_start=start,
-        rows=len(rows),
+        rows=rows,
         excluded=excluded,
-        overall=overall,
+        overall=(
+            {m: float(overall.iloc[0][m]) for m in ("mae", "rmse", "wape", "bias")} if rows else {}
+        ),
         by=by,
         versus=versus,
         headline_version=versions[-1] if versions else None,
@@ -75,57 +82,39 @@ def measure(settings: Settings, night: date, backtests: dict[str, dict[str, floa
     )
 
 
-def _breakdown(rows: pd.DataFrame, name: str) -> pd.DataFrame:
-    """``training.metrics.breakdown`` of the live forecasts by one column. A categorical
-    column is grouped by its codes (pandas would also group its unused categories) and
-    its labels put back."""
-    predictions = {"live": rows["forecast"].to_numpy(dtype=float)}
-    rows = rows[[name, "label"]]  # what breakdown reads: its copies stay small
-    column = rows[name]
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        coded = rows.assign(**{name: column.cat.codes})
-        frame = breakdown(coded, predictions, name)
-        if len(frame):
-            frame[name] = column.cat.categories[frame[name].to_numpy()]
-    else:
-        frame = breakdown(rows, predictions, name)
-    return frame.drop(columns="predictor", errors="ignore")
+def _scored(sums: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Each group's metrics from its sums, by ``training.metrics.scores_from_sums``."""
+    sums = sums[sums["rows"] > 0] if len(sums) else sums
+    metrics = [scores_from_sums(**{k: r[k] for k in SUMS}) for _, r in sums.iterrows()]
+    frame = pd.concat([sums[[*keys, "rows"]].reset_index(drop=True), pd.DataFrame(metrics)], axis=1)
+    return frame.reindex(columns=[*keys, "rows", "mae", "rmse", "wape", "bias"])
 
 
 def _version_key(version: str):
     return (0, int(version), "") if str(version).isdigit() else (1, 0, str(version))
 
 
-def _versus(rows: pd.DataFrame, backtests: dict[str, dict[str, float]]) -> pd.DataFrame:
+def _versus(
+    by_version: pd.DataFrame, by_version_horizon: pd.DataFrame, backtests: dict
+) -> pd.DataFrame:
     """Per version and horizon (ALL: every horizon), live WAPE beside the backtest's."""
-    records = []
-    rows = rows[["model_version", "horizon", "label", "forecast"]]
-    for version, group in rows.groupby("model_version", observed=True, sort=True):
-        metrics = backtests.get(str(version), {})
-        live = _breakdown(group, "horizon")
-        parts = [(ALL, scores(group["label"], group["forecast"])["wape"], metrics.get("wape"))]
-        parts += [
-            (int(r["horizon"]), r["wape"], metrics.get(f"wape_h{int(r['horizon'])}"))
-            for _, r in live.iterrows()
-        ]
-        for horizon, live_wape, backtest in parts:
-            records.append(
-                {
-                    "model_version": str(version),
-                    "horizon": horizon,
-                    "live_wape": float(live_wape),
-                    "backtest_wape": float("nan") if backtest is None else float(backtest),
-                    "rows": int(
-                        len(group) if horizon == ALL else (group["horizon"] == horizon).sum()
-                    ),
-                }
-            )
-    frame = pd.DataFrame(
-        records, columns=["model_version", "horizon", "live_wape", "backtest_wape", "rows"]
-    )
+    overall = _scored(by_version, ["model_version"]).assign(horizon=ALL)
+    per_horizon = _scored(by_version_horizon, ["model_version", "horizon"])
+    frame = pd.concat([overall, per_horizon], ignore_index=True)
+    frame["model_version"] = frame["model_version"].astype(str)
+    frame["horizon"] = frame["horizon"].astype(int)
+
+    def backtest(row) -> float:
+        metrics = backtests.get(row["model_version"], {})
+        key = "wape" if row["horizon"] == ALL else f"wape_h{row['horizon']}"
+        return float(metrics.get(key, np.nan))
+
+    frame = frame.rename(columns={"wape": "live_wape"})
+    frame["backtest_wape"] = frame.apply(backtest, axis=1) if len(frame) else []
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["ratio"] = frame["live_wape"] / frame["backtest_wape"]
-    return frame
+    frame = frame.sort_values(["model_version", "horizon"]).reset_index(drop=True)
+    return frame[["model_version", "horizon", "live_wape", "backtest_wape", "rows", "ratio"]]
 
 
 def backtest_metrics(settings: Settings, versions) -> dict[str, dict[str, float]]:

@@ -440,13 +440,12 @@ def read(settings: Settings, since: date | None = None, columns: list[str] | Non
     return table.to_pandas(date_as_object=False)
 
 
-def window(settings: Settings, start: date, end: date):
-    """The scored rows of targets ``start`` … ``end`` that count (none excluded), with the
-    columns the figures group by, and the count of rows left out per reason.
-
-    Filtered and shaped in DuckDB, text as categories and the target's week (Monday) as
-    the only date: at the M5 size four weeks hold ~12 M rows, and every pandas copy of
-    a wider frame would cost a gigabyte."""
+def sums(settings: Settings, start: date, end: date, groupings: dict[str, list[str]]):
+    """Per grouping (name → columns), the sums every metric is a function of
+    (``training.metrics.SUMS``) over the counted rows of targets ``start`` … ``end``, and
+    the rows left out per reason. Summed in DuckDB: at the M5 size four weeks of targets
+    hold ~12 M rows, which pandas would hold in gigabytes. ``week`` is the target's
+    Monday."""
     import duckdb
     import pandas as pd
 
@@ -455,10 +454,18 @@ def window(settings: Settings, start: date, end: date):
         for p in partitions(settings)
         if start.isoformat() <= p.stem.removeprefix("target=") <= end.isoformat()
     ]
-    columns = ["model_version", "horizon", "store_id", "category", "week", "label", "forecast"]
     if not paths:
-        return pd.DataFrame(columns=columns), {}
+        return {n: pd.DataFrame(columns=[*c, "rows"]) for n, c in groupings.items()}, {}
     with duckdb.connect(config=settings.duckdb_config) as con:
+        con.execute(
+            "CREATE TEMP TABLE counted AS SELECT model_version, horizon, store_id, category,"
+            " CAST(date_trunc('week', target_date) AS DATE) AS week,"
+            " count(*) AS rows, sum(abs(forecast - actual)) AS absolute_error,"
+            " sum((forecast - actual) * (forecast - actual)) AS squared_error,"
+            " sum(forecast - actual) AS error, sum(abs(actual)) AS absolute_actual"
+            " FROM read_parquet(?) WHERE excluded IS NULL GROUP BY ALL",
+            [paths],
+        )
         excluded = dict(
             con.execute(
                 "SELECT excluded, count(*) FROM read_parquet(?) WHERE excluded IS NOT NULL "
@@ -466,17 +473,16 @@ def window(settings: Settings, start: date, end: date):
                 [paths],
             ).fetchall()
         )
-        table = con.sql(
-            "SELECT model_version, CAST(horizon AS SMALLINT) AS horizon, store_id, category,"
-            " CAST(date_trunc('week', target_date) AS TIMESTAMP) AS week,"
-            " actual AS label, forecast"
-            " FROM read_parquet(?) WHERE excluded IS NULL",
-            params=[paths],
-        ).to_arrow_table()
-    for name in ("model_version", "store_id", "category"):
-        i = table.column_names.index(name)
-        table = table.set_column(i, name, table.column(i).dictionary_encode())
-    return table.to_pandas(), {str(k): int(v) for k, v in excluded.items()}
+        found = {}
+        for name, columns in groupings.items():
+            keys = ", ".join(columns)
+            found[name] = con.execute(
+                f"SELECT {keys + ', ' if keys else ''}sum(rows)::BIGINT AS rows,"
+                " sum(absolute_error) AS absolute_error, sum(squared_error) AS squared_error,"
+                " sum(error) AS error, sum(absolute_actual) AS absolute_actual FROM counted"
+                + (f" GROUP BY {keys} ORDER BY {keys}" if keys else "")
+            ).df()
+    return found, {str(k): int(v) for k, v in excluded.items()}
 
 
 def worst_series(settings: Settings, start: date, end: date, count: int):
