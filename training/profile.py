@@ -9,8 +9,8 @@ often it gets new rows, so a feed that stopped is seen the first night it misses
 
 Feast 0.67's ``feast monitor`` computes per-feature histograms too, but over each batch's
 own min and max (bins that differ between the two sides cannot be compared bin by bin),
-stores them in offline-store tables the platform's DuckDB store does not implement, and
-keeps no profile per model version; hence the platform's own, a few kilobytes of JSON.
+with a baseline per feature view rather than per model version, and no drift score;
+hence the platform's own, a few kilobytes of JSON.
 """
 
 from __future__ import annotations
