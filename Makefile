@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: help install java chromium demo test test-fast fuzz lint format features generate validate build-features apply examples \
         materialize online feast train models promote-staging promote rollback serve bento \
-        config docs-config docs docs-serve graphviz \
+        config docs-config docs docs-serve graphviz monitor report bench-monitor \
         bench-features bench-build bench-spark bench-train bench-quality bench-batch bench-serve bench-nightly bench-scale lock clean import nightly forecast team-up team-down team-status ui \
         container-tools base-image container container-smoke bench-container serving-requirements
 
@@ -151,6 +151,12 @@ nightly: $(INSTALLED) ## The nightly cycle: new data → features → train → 
 forecast: $(INSTALLED) ## Publish every store × product's forecasts for the next days (parquet; PostgreSQL in the team profile)
 	$(DEMAND) forecast --all $(ARGS)
 
+monitor: $(INSTALLED) ## Score published forecasts against actuals, measure feature and prediction drift; exits 1 on an alert
+	$(DEMAND) monitor $(ARGS)
+
+report: $(INSTALLED) ## Write the monitoring report (one HTML page with its plots), logged to the version's MLflow run
+	$(DEMAND) report $(ARGS)
+
 serve: $(INSTALLED) ## Serve forecasts for the production model over HTTP (ARGS="--port 3000 --alias production")
 	$(DEMAND) serve $(ARGS)
 
@@ -210,6 +216,9 @@ bench-quality: $(INSTALLED) ## Benchmark the model against every baseline: valid
 
 bench-batch: $(INSTALLED) ## Benchmark sampled training and the batch forecasts at M5 width (30,000 series; ARGS="--series 2000")
 	$(BIN)/python -m benchmarks.batch $(ARGS)
+
+bench-monitor: $(INSTALLED) ## Benchmark one night's monitoring (ledger, accuracy, drift, report) at M5 width: 30,000 series, 28 days ahead (ARGS="--series 2000")
+	$(BIN)/python -m benchmarks.monitor $(ARGS)
 
 bench-serve: $(INSTALLED) ## Benchmark /forecast against feast serve and mlflow models serve
 	$(BIN)/python -m benchmarks.serve $(ARGS)

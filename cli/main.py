@@ -550,7 +550,10 @@ def nightly(
     ] = None,
     notify: Annotated[
         list[str] | None,
-        typer.Option(help="URL of a running service to POST /reload after promotion; repeat."),
+        typer.Option(
+            help="URL of a running service to POST /reload after promotion; it also gets "
+            "the night's monitoring alerts as a JSON POST. Repeat."
+        ),
     ] = None,
 ) -> None:
     """The nightly cycle: new data → features → Feast → train → gates → services → forecasts."""
@@ -584,6 +587,8 @@ def _print_night(report) -> None:
     lines.update({f"published to ({i + 1})": p for i, p in enumerate(report.published)})
     lines.update({f"shadow to ({i + 1})": p for i, p in enumerate(report.shadow)})
     lines.update({f"skew ({i + 1})": s["summary"] for i, s in enumerate(report.skew)})
+    lines["monitoring"] = report.monitoring
+    lines.update({f"alert {i + 1}": a for i, a in enumerate(report.alerts)})
     lines["seconds"] = ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items())
     if report.peak_gib:
         lines["peak memory GiB"] = ", ".join(f"{k} {v:.1f}" for k, v in report.peak_gib.items())
@@ -637,6 +642,69 @@ def forecast(
     loaded = model_loader.load(settings, alias=alias)
     frame = batch.forecast_all(settings, loaded, step)
     batch.publish(settings, frame, step)
+
+
+@app.command()
+@friendly
+def monitor() -> None:
+    """Score published forecasts against actuals, measure drift; exit 1 on an alert."""
+    from monitoring import monitor as monitoring
+    from monitoring import skew
+
+    settings = _settings()
+    result = monitoring.run(settings, step, skew=skew.for_monitor)
+    _print_monitor(result)
+    if result.alerts:
+        err.print(f"[red]{len(result.alerts)} alert(s)[/red]")
+        raise typer.Exit(1)
+
+
+def _print_monitor(result) -> None:
+    measured = result.accuracy
+    lines: dict[str, object] = {"last closed day": str(result.update.last_closed or "—")}
+    if measured is None or not measured.rows:
+        lines["live accuracy"] = "nothing to score yet"
+    else:
+        headline = measured.headline
+        lines["scored forecasts"] = measured.rows
+        lines["window"] = f"{measured.window_start} … {measured.night}"
+        lines["live WAPE"] = (
+            f"{measured.overall['wape']:.3f} (bias {measured.overall['bias']:+.3f})"
+        )
+        if headline is not None:
+            lines[f"v{measured.headline_version} live / backtest"] = (
+                f"{headline['live_wape']:.3f} / {headline['backtest_wape']:.3f} = "
+                f"{headline['ratio']:.2f}"
+            )
+        for reason, count in measured.excluded.items():
+            lines[f"left out ({reason})"] = count
+    if result.update.unforecast_actuals:
+        lines["actuals never forecast (ignored)"] = result.update.unforecast_actuals
+    lines["drift"] = result.drift.skipped or (
+        ", ".join(result.drift.drifted) or f"none ({result.drift.rows:,} vectors)"
+    )
+    lines["skew"] = "not checked" if result.skew is None else f"{len(result.skew)} feature(s)"
+    for i, alert in enumerate(result.alerts):
+        lines[f"alert {i + 1}"] = alert.message
+    _print_counts("monitoring", lines)
+
+
+@app.command()
+@friendly
+def report(
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file to write (default: DATA_DIR/monitoring/report).")
+    ] = None,
+) -> None:
+    """One HTML page of live accuracy, drift and skew, logged to the version's MLflow run."""
+    from monitoring import report as monitoring_report
+
+    settings = _settings()
+    written = monitoring_report.write(settings, out, step)
+    if written is None:
+        console.print("nothing to score yet: no published forecast has a closed target")
+        return
+    console.print(f"report: {written}")
 
 
 team_app = typer.Typer(

@@ -548,6 +548,53 @@ class Settings(BaseSettings):
         "demand_forecasts). Default: none in the embedded profile (parquet files only), "
         "database demand_forecasts on the team's PostgreSQL in the team profile.",
     )
+    # monitoring (`demand monitor`, `demand report`, the nightly cycle)
+    monitor_restate_days: int = Field(
+        default=28,
+        ge=0,
+        le=3660,
+        description="Actuals of the last N days before the last closed day are compared with "
+        "what the forecast ledger scored each night; a late or corrected actual there "
+        "re-scores the forecasts of its day (older corrections are left as scored).",
+    )
+    monitor_window_days: int = Field(
+        default=28,
+        ge=7,
+        le=3660,
+        description="Live accuracy is the forecasts whose target falls in the last N days "
+        "(the rolling figure; 28: four weeks).",
+    )
+    monitor_wape_margin: float = Field(
+        default=0.2,
+        ge=0,
+        description="Alert when live WAPE exceeds the version's backtest WAPE by this share "
+        "(0.2: live above 1.2 × backtest) …",
+    )
+    monitor_wape_nights: int = Field(
+        default=3,
+        ge=1,
+        le=365,
+        description="… on this many nights in a row.",
+    )
+    monitor_psi_threshold: float = Field(
+        default=0.25,
+        gt=0,
+        description="A feature, or the predictions, drift when their population stability "
+        "index against the version's reference profile reaches this (0.1 watch, 0.25 act).",
+    )
+    monitor_null_rate_change: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="A feature drifts when its share of nulls moves this much from the "
+        "reference (0.1: ten points).",
+    )
+    monitor_drift_keys: int = Field(
+        default=2000,
+        ge=10,
+        description="Store × product keys whose online feature vectors (every horizon) are "
+        "compared with the reference each night, a fixed sample.",
+    )
     # serving
     serve_host: str = Field(default="127.0.0.1", description="Address the service listens on.")
     serve_port: int = Field(
@@ -732,6 +779,11 @@ class Settings(BaseSettings):
     @property
     def feature_log_dir(self) -> Path:
         return self.serve_feature_log_dir or self.data_dir / "feature_logs"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """The forecast ledger, the nightly accuracy history, the report and its summary."""
+        return self.data_dir / "monitoring"
 
     @property
     def forecast_database(self) -> str | None:

@@ -1,1 +1,2 @@
-"""Monitoring the live platform: served-vs-offline skew, live evidence from shadow forecasts."""
+"""The live platform watched: accuracy against actuals, drift, alerts and the report;
+served-vs-offline skew; live evidence from shadow forecasts."""

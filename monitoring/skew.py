@@ -219,3 +219,18 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value if isinstance(value, int | float | str | bool) else str(value)
+
+
+def findings(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Skewed features as the monitor's alerts read them, from ``Skew.to_dict()`` records:
+    one ``{"feature", "mismatches", "rows"}`` per feature served unlike offline."""
+    return [
+        {"feature": feature, "mismatches": count, "rows": one["rows"]}
+        for one in found
+        for feature, count in sorted(one["mismatches"].items())
+    ]
+
+
+def for_monitor(settings: Settings) -> list[dict[str, Any]]:
+    """The skew check as ``demand monitor`` plugs it in (monitoring.monitor.run's ``skew``)."""
+    return findings([one.to_dict() for one in check(settings, progress=lambda _: None)])

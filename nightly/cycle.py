@@ -65,6 +65,8 @@ class NightReport:
     production_evidence: str | None = None  # what the production gate judged on
     shadow: list[str] = field(default_factory=list)  # the staging version's, never served
     skew: list[dict] = field(default_factory=list)  # served vs offline, per feature service
+    monitoring: str = "not run"
+    alerts: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     peak_gib: dict[str, float] = field(default_factory=dict)  # peak memory of each step
 
@@ -211,6 +213,7 @@ def run(
     report.published = clock.step("publish forecasts", lambda: _publish(settings, progress))
     report.shadow = clock.step("publish shadow", lambda: _publish_shadow(settings, progress))
     report.skew = clock.step("skew", lambda: skew_check(settings, progress))
+    clock.step("monitor", lambda: _monitor(settings, report, notify, progress))
 
     state = {"raw": fingerprint, "definitions": definitions, "last_day": report.last_day}
     _save_state(settings, state, report)
@@ -383,6 +386,58 @@ def skew_check(settings: Settings, progress: Progress = print) -> list[dict]:
     for one in found:
         progress(one.summary())
     return [one.to_dict() for one in found]
+
+
+def _monitor(
+    settings: Settings, report: NightReport, notify: Sequence[str], progress: Progress
+) -> None:
+    """Score the forecasts whose targets closed, measure drift; post any alert as JSON to
+    each ``--notify`` URL. The forecasts are published by now: a monitoring failure is
+    reported, and the night still counts as done."""
+    from monitoring import monitor, skew
+
+    try:
+        # the skew step ran before: its findings become alerts and the report's table
+        result = monitor.run(settings, progress, skew=lambda _: skew.findings(report.skew))
+    except UserError as error:
+        report.monitoring = f"failed: {error}"
+        return
+    measured = result.accuracy
+    headline = measured.headline if measured is not None and measured.rows else None
+    report.monitoring = (
+        "nothing to score yet"
+        if headline is None
+        else f"v{measured.headline_version} live WAPE {headline['live_wape']:.3f}, "
+        f"{headline['ratio']:.2f} × its backtest"
+    )
+    report.alerts = [a.message for a in result.alerts]
+    if result.alerts:
+        body = {
+            "model": settings.model_name,
+            "night": str(result.update.last_closed),
+            "alerts": [a.to_dict() for a in result.alerts],
+        }
+        for url in notify:
+            progress(_post_alerts(url, body))
+
+
+def _post_alerts(url: str, body: dict) -> str:
+    """POST the night's alerts (JSON) to ``url``; a receiver that does not answer is said,
+    never fatal."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body, default=str).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return f"alerts posted to {url} ({response.status})"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return f"alerts not posted to {url}: {error}"
 
 
 def _save_state(settings: Settings, state: dict, report: NightReport) -> None:

@@ -43,6 +43,7 @@ from demand.settings import get_settings
 from serving import feature_log, model_loader
 from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable
+from serving.monitoring_gauges import MonitoringGauges
 from serving.periods import misplaced, refusal
 from serving.predict import score, short_history
 
@@ -287,6 +288,7 @@ class DemandForecast:
                 on_drop=lambda reason, rows: dropped.labels(reason=reason).inc(rows),
                 on_write=logged.inc,
             )
+        self._monitoring = MonitoringGauges(self.settings.monitoring_dir)
         self.loaded: model_loader.Loaded | None = None
         self.unready: str | None = None  # why there is no model yet: a store does not answer
         try:
@@ -300,6 +302,7 @@ class DemandForecast:
     def _start(self) -> None:
         self.loaded = model_loader.load(self.settings)
         self.unready = None
+        self._monitoring.refresh()
         _settle_garbage_collector()
         if self.settings.serve_reload_seconds > 0 and self._follows_alias:
             threading.Thread(target=self._poll, name="alias-poll", daemon=True).start()
@@ -469,6 +472,7 @@ class DemandForecast:
             changed = self._reload()
         except model_loader.ServingError as error:
             return JSONResponse({"error": str(error)}, status_code=409)
+        self._monitoring.refresh()  # the nightly cycle calls here after it monitored
         loaded = self.loaded
         return {
             "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias},
@@ -489,6 +493,7 @@ class DemandForecast:
     def _poll(self) -> None:
         while not self._stop.wait(self.settings.serve_reload_seconds):
             try:
+                self._monitoring.refresh()
                 self._reload()
             except Exception as error:  # a failed reload keeps the current model serving
                 logger.warning("reload check failed, keeping v%s: %s", self.loaded.version, error)

@@ -20,7 +20,7 @@ from demand.calendar import Calendar
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Engine, Settings
-from training import baselines, dataset, search, short_history, tracking
+from training import baselines, dataset, profile, search, short_history, tracking
 from training import device as devices
 from training import model as demand_model
 from training.metrics import (
@@ -469,6 +469,14 @@ def run(
         if note:  # the metric is NaN and not logged: the run says why
             mlflow.set_tag("demand.poisson_floor", note)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if pd.notna(v)})
+        # what nightly monitoring compares the served features and forecasts with
+        profile.log_reference(
+            store,
+            contract,
+            dataset.built_lineage(settings).sales_features_table,
+            frame.loc[split.test, contract.features],
+            predictions["model"],
+        )
         tracking.log_tables(
             {
                 "summary": summary.reset_index(names="predictor"),

@@ -18,6 +18,7 @@ from cli.serve import free_port, post_json, start_server, stop, wait_ready
 from demand.servers import Database
 from demand.settings import TargetScale, get_settings
 from features import pipeline
+from monitoring import ledger
 from nightly import cycle
 from registry import lifecycle
 from registry.gates import Stage
@@ -147,6 +148,18 @@ def test_nights_in_a_row(tmp_path):
         assert len(table) == rows_before
         assert not table.duplicated(["store_id", "product_id", "origin_date", "target_date"]).any()
         assert set(table["origin_date"].astype(str)) == {fourth.last_day, fifth.last_day}
+
+        # monitoring: night 5 scored v4's forecasts of its new day, in parquet and PostgreSQL,
+        # and the night redone above added nothing to either
+        assert fourth.monitoring == "nothing to score yet"
+        assert fifth.monitoring.startswith("v4 live WAPE"), fifth.monitoring
+        scored = ledger.read(settings)
+        assert set(scored["model_version"].astype(str)) == {"4"}
+        assert set(scored["target_date"].dt.strftime("%Y-%m-%d")) == {fifth.last_day}
+        assert set(scored["horizon"]) == {1}
+        with psycopg.connect(Database(forecast_db).conninfo()) as conn:
+            in_table = conn.execute("SELECT count(*) FROM forecast_accuracy").fetchone()[0]
+        assert in_table == len(scored) > 0
     finally:
         if process is not None:
             stop(process)

@@ -1,0 +1,107 @@
+"""Drift: a unit change (×10), a feed gone null and a feed that stopped, each caught at once.
+
+The pure comparison here; ``test_drift_online.py`` plants the same in the feature tables
+of a trained model and reads them back through the online store.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from demand.settings import get_settings
+from monitoring import alerts, drift
+from training import profile
+
+SETTINGS = get_settings(monitor_psi_threshold=0.25, monitor_null_rate_change=0.1)
+
+
+def _night(rng, rows=3000) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "temperature_c": rng.normal(18, 6, rows),
+            "list_price": rng.gamma(3, 4, rows),
+            "units_lag_1": rng.poisson(3, rows).astype(float),
+            "category": rng.choice(["garden", "kitchen", "sports"], rows),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def reference():
+    rng = np.random.default_rng(1)
+    frame = _night(rng)
+    feeds = {
+        "sales": {"age_days": 0.0, "cadence_days": 1.0},
+        "weather": {"age_days": 0.0, "cadence_days": 1.0},
+        "lifespan": {"age_days": 5.0, "cadence_days": 28.0},
+    }
+    return profile.reference_profile(frame, ["category"], frame["units_lag_1"] + 0.3, feeds)
+
+
+FEEDS_NOW = {
+    "sales": {"age_days": 0.0, "cadence_days": 1.0},
+    "weather": {"age_days": 0.0, "cadence_days": 1.0},
+    "lifespan": {"age_days": 20.0, "cadence_days": 28.0},
+}
+
+
+def _compare(reference, frame, feeds=FEEDS_NOW):
+    table, feed_table = drift.compare(reference, frame, frame["units_lag_1"] + 0.3, SETTINGS, feeds)
+    return table.set_index("feature"), feed_table.set_index("feed")
+
+
+def test_an_ordinary_night_drifts_nowhere(reference):
+    table, feeds = _compare(reference, _night(np.random.default_rng(2)))
+    assert not table["drifted"].any(), table
+    assert not feeds["stopped"].any()
+    assert table.loc["temperature_c", "psi"] < 0.05
+
+
+def test_a_price_in_cents_is_caught(reference):
+    frame = _night(np.random.default_rng(3))
+    frame["list_price"] *= 10
+    table, _ = _compare(reference, frame)
+    assert table["drifted"].to_dict() == {
+        "list_price": True,
+        "temperature_c": False,
+        "units_lag_1": False,
+        "category": False,
+        profile.PREDICTION: False,
+    }
+    assert table.loc["list_price", "psi"] > 1
+
+
+def test_a_feed_gone_null_is_caught(reference):
+    frame = _night(np.random.default_rng(4))
+    frame["temperature_c"] = np.nan
+    table, _ = _compare(reference, frame)
+    assert table.loc["temperature_c", "drifted"]
+    assert table.loc["temperature_c", "null_rate_now"] == 1.0
+    assert "nulls 0% → 100%" in table.loc["temperature_c", "why"]
+    assert table["drifted"].sum() == 1
+
+
+def test_a_feed_that_stopped_is_caught_the_first_night(reference):
+    # the daily weather feed missed one day; the 28-day lifespan estimate is 20 days old
+    # (normal for it), the sales feed is current
+    feeds = {**FEEDS_NOW, "weather": {"age_days": 1.0, "cadence_days": 1.0}}
+    _, table = _compare(reference, _night(np.random.default_rng(5)), feeds)
+    assert table["stopped"].to_dict() == {"sales": False, "weather": True, "lifespan": False}
+
+
+def test_drifted_features_become_alerts(reference):
+    frame = _night(np.random.default_rng(6))
+    frame["list_price"] *= 10
+    table, feeds = drift.compare(reference, frame, None, SETTINGS, FEEDS_NOW)
+    fired = alerts.drift_alerts(table, feeds, "3")
+    assert [a.kind for a in fired] == ["drift"]
+    assert fired[0].figures["feature"] == "list_price"
+    assert "v3: list_price drifted (PSI" in fired[0].message
+
+
+def test_a_feature_absent_tonight_is_reported(reference):
+    frame = _night(np.random.default_rng(7)).drop(columns="list_price")
+    table, _ = _compare(reference, frame)
+    assert table.loc["list_price", "why"] == "absent tonight"
