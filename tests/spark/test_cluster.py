@@ -1,6 +1,6 @@
 """Spark on a real standalone cluster: ``DEMAND_SPARK_MASTER=spark://127.0.0.1:PORT``.
 
-A master and one worker (one core) start on 127.0.0.1 from the pyspark package
+A master and one worker (two cores) start on 127.0.0.1 from the pyspark package
 (``spark-class …Master`` / ``…Worker``), on free ports, web UIs too. A child process (a
 Spark driver is one per process, and this one may hold the local session of the other
 tests) builds the tiny retailer's feature tables and a training set on that cluster;
@@ -29,7 +29,9 @@ from tests.children import free_port
 from tests.spark.test_build import assert_tables_equal
 from training import dataset
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+# a standalone application starts executors in a JVM of their own and runs every stage
+# through them: minutes here, over pytest's usual per-test limit
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_MAX_ROWS = 3000  # as the local-mode parity test: Spark's cost here is per stage
@@ -103,7 +105,7 @@ class StandaloneCluster:
         self._start(
             "worker",
             ["org.apache.spark.deploy.worker.Worker", self.url, "--host", "127.0.0.1",
-             "--webui-port", str(free_port()), "--cores", "1", "--memory", "1g",
+             "--webui-port", str(free_port()), "--cores", "2", "--memory", "1g",
              "--work-dir", str(self.directory / "work")],
             "Successfully registered with master",
         )  # fmt: skip
@@ -149,7 +151,7 @@ def test_the_build_and_a_training_set_on_a_standalone_cluster_equal_duckdb(
             "DEMAND_ENGINE": "spark",
             "DEMAND_SPARK_MASTER": standalone.url,
             "DEMAND_SPARK_CONF": json.dumps(
-                {"spark.executor.memory": "512m", "spark.cores.max": "1"}
+                {"spark.executor.memory": "768m", "spark.cores.max": "2"}
             ),
             "DEMAND_TRAIN_MAX_ROWS": str(TRAIN_MAX_ROWS),
         }
@@ -160,7 +162,7 @@ def test_the_build_and_a_training_set_on_a_standalone_cluster_equal_duckdb(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1700,
     )
     assert driver.returncode == 0, driver.stderr[-5000:]
     # the work ran on the worker: it started an executor for the application
