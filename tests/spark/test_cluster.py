@@ -151,7 +151,13 @@ def test_the_build_and_a_training_set_on_a_standalone_cluster_equal_duckdb(
             "DEMAND_ENGINE": "spark",
             "DEMAND_SPARK_MASTER": standalone.url,
             "DEMAND_SPARK_CONF": json.dumps(
-                {"spark.executor.memory": "768m", "spark.cores.max": "2"}
+                # tiny tables: Spark's cluster default of 200 shuffle partitions makes
+                # thousands of empty tasks (features/spark.py sets 8 for local sessions)
+                {
+                    "spark.executor.memory": "768m",
+                    "spark.cores.max": "2",
+                    "spark.sql.shuffle.partitions": "8",
+                }
             ),
             "DEMAND_TRAIN_MAX_ROWS": str(TRAIN_MAX_ROWS),
         }
