@@ -11,7 +11,7 @@ import os
 import warnings
 
 from demand.console import quiet_library_warnings
-from demand.settings import Engine, Materializer, OfflineStore, Settings
+from demand.settings import Engine, Materializer, OfflineStore, Profile, RedisType, Settings
 
 # Feast takes a custom offline store as the dotted path of its class (a name ending
 # in "OfflineStore"); its config class is the same name plus "Config".
@@ -60,21 +60,25 @@ def open_store(settings: Settings, materializing: bool = False):
     spark = settings.engine == Engine.spark
     asof = not spark and settings.offline_store == OfflineStore.asof
     platform = materializing and settings.materializer == Materializer.platform
-    if not (spark or asof or platform):
+    cluster = settings.profile == Profile.team and settings.redis_type == RedisType.redis_cluster
+    if not (spark or asof or platform or cluster):
         return FeatureStore(
             repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
         )
     return FeatureStore(
         repo_path=str(settings.feature_repo),
-        config=_rendered_config(settings, asof, platform, spark),
+        config=_rendered_config(settings, asof, platform, spark, cluster),
     )
 
 
-def _rendered_config(settings: Settings, asof: bool, platform: bool, spark: bool = False):
+def _rendered_config(
+    settings: Settings, asof: bool, platform: bool, spark: bool = False, cluster: bool = False
+):
     """The profile's yaml with the ASOF offline store in place of Feast's DuckDB store
     (``asof``), or Feast's Spark store over the same sources (``spark``: the session starts
     when a training set or a materialization first reads), and the platform's engine and
-    online store in place of Feast's (``platform``).
+    online store in place of Feast's (``platform``); a Redis online store is Feast's
+    ``redis_cluster`` type when DEMAND_REDIS_TYPE says so (``cluster``).
 
     Rendered here rather than in the yaml, so the yaml files (which `feast` children and
     the Bento's containers read with their own environments) stay as they are.
@@ -97,8 +101,13 @@ def _rendered_config(settings: Settings, asof: bool, platform: bool, spark: bool
             "type": SPARK_OFFLINE_STORE,
             "master": settings.spark_master,
             "spark_conf": settings.spark_conf,
+            # entity frames, as parquet the executors read: DATA_DIR is shared storage on a
+            # cluster (feastext/offline_spark.py)
+            "staging_dir": str(settings.data_dir / "spark" / "entities"),
         }
     online = raw.get("online_store") or {}
+    if cluster and online.get("type") == "redis":
+        online = raw["online_store"] = {**online, "redis_type": RedisType.redis_cluster.value}
     if platform and online.get("type") in PLATFORM_ONLINE_STORES:
         raw["online_store"] = {**online, "type": PLATFORM_ONLINE_STORES[online["type"]]}
         raw["batch_engine"] = {"type": PLATFORM_ENGINE}

@@ -63,6 +63,13 @@ class Engine(StrEnum):
     spark = "spark"
 
 
+class RedisType(StrEnum):
+    """What DEMAND_REDIS_URL names: one Redis server, or the nodes of a Redis Cluster."""
+
+    redis = "redis"
+    redis_cluster = "redis_cluster"
+
+
 class Materializer(StrEnum):
     """How the online store is loaded; see README, Performance."""
 
@@ -258,6 +265,11 @@ class Settings(BaseSettings):
         default="127.0.0.1:6379",
         description="Feast online store (team profile): Feast's Redis connection string, "
         "host:port, more host:port for a cluster, then options such as password=….",
+    )
+    redis_type: RedisType = Field(
+        default=RedisType.redis,
+        description="What DEMAND_REDIS_URL names (team profile): redis, one server; "
+        "redis_cluster, nodes of a Redis Cluster (keys spread over its masters by slot).",
     )
     feast_registry_url: SqlUrl = Field(
         default="postgresql+psycopg://postgres@127.0.0.1:5432/demand_feast",

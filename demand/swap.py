@@ -14,11 +14,18 @@ renames through ``<name>.previous``) is turned into a link on its first swap: re
 reader ever repairs; leftovers of an interrupted writer (a generation never linked, a
 half-deleted old one) are unreferenced and removed by the next writer (:func:`swap_in`),
 never by a reader, which could be racing a writer that is still filling them.
+
+Writers of one directory take turns: :func:`swap_in` and :func:`remove` hold an exclusive
+``flock`` on ``.<name>.lock`` beside it. Without it, two writers at once (a nightly build
+and a manual one, two imports) deleted each other's generation between its rename and its
+flip, as "left behind by a crash", and the link named a deleted directory. The lock is
+the kernel's: a writer that dies releases it, so a crash never leaves it held.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
@@ -27,6 +34,7 @@ from pathlib import Path
 GENERATION = ".g-"  # raw.g-<id>: one generation of raw
 LINK = ".link"  # raw.link: the new link, before it is renamed over raw
 PREVIOUS = ".previous"  # raw.previous: a real directory being turned into a link
+LOCK = ".lock"  # .raw.lock: held by the one writer swapping raw
 
 
 def _rename(source: Path, target: Path) -> None:
@@ -59,11 +67,27 @@ def recover(live: Path) -> Path:
     return live
 
 
+@contextlib.contextmanager
+def writing(live: Path):
+    """Hold ``live``'s writer lock (blocking until another writer's swap is done)."""
+    path = live.with_name(f".{live.name}{LOCK}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released on close, or when the process dies
+        yield
+
+
 def swap_in(built: Path, live: Path) -> None:
     """Replace the directory ``live`` by ``built`` (a sibling) whole, in one atomic rename.
 
-    Then the old generation and any a crashed swap left behind are removed.
+    Then the old generation and any a crashed swap left behind are removed. One writer at
+    a time (:func:`writing`): "left behind" is then never another writer's generation.
     """
+    with writing(live):
+        _swap_in(built, live)
+
+
+def _swap_in(built: Path, live: Path) -> None:
     recover(live)
     for _ in range(3):  # a reader may put a half-converted directory back meanwhile
         if _as_link(live):
@@ -86,6 +110,11 @@ def swap_in(built: Path, live: Path) -> None:
 
 def remove(live: Path) -> None:
     """Delete ``live`` and what it links to (``demand generate --replace-imported``)."""
+    with writing(live):
+        _remove_live(live)
+
+
+def _remove_live(live: Path) -> None:
     recover(live)
     target = _target(live)
     if live.is_symlink():

@@ -356,7 +356,15 @@ class PlatformRedisOnlineStore(RedisOnlineStore):
     the HSET (and EXPIRE) commands go out as one RESP payload built column-wise in Arrow
     (redis-py packs each command's arguments in Python: 1.9 s of 2.5 s per 100k keys
     measured here), and their integer replies are read back in bulk before the next
-    batch's read: the server writes one batch while the next is serialized."""
+    batch's read: the server writes one batch while the next is serialized.
+
+    On Redis Cluster (``redis_type: redis_cluster``) a batch's keys live on several
+    masters, so one connection and one script cannot read them: each batch is two
+    redis-py cluster pipelines (:meth:`_write_pipelined`), the HGETs of its ``_ts`` fields,
+    then its HSETs; redis-py groups each pipeline's commands by master and sends each
+    group in one round trip. Pipelined, but packed by redis-py a command at a time, so
+    slower per key than the one-server path (tests/feastext/test_redis_cluster.py counts
+    the round trips and compares the bytes with one server's)."""
 
     def _get_client(self, online_store_config):
         """Feast's client, with a timeout on every call: the connection string's, or
@@ -377,7 +385,13 @@ class PlatformRedisOnlineStore(RedisOnlineStore):
         store = config.online_store
         try:
             self._write(config, table, batches)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
+        except (
+            redis.ConnectionError,
+            redis.TimeoutError,
+            # a Redis Cluster that lost a master: CLUSTERDOWN, or a slot no node covers
+            redis.exceptions.ClusterError,
+            redis.exceptions.RedisClusterException,
+        ) as error:
             # one line for the user; the connection is closed, nothing more is sent
             raise ServerUnavailable(
                 f"Redis at {_server(store.connection_string)} failed while materializing "
@@ -413,7 +427,8 @@ class PlatformRedisOnlineStore(RedisOnlineStore):
 
     @staticmethod
     def _write_pipelined(client, store, hashes: _Hashes) -> None:
-        """Feast's own commands through a redis-py pipeline (Redis Cluster)."""
+        """Feast's own commands through a redis-py pipeline (Redis Cluster): two pipeline
+        executions per batch, each one round trip per master."""
         keys = hashes.keys.to_numpy(zero_copy_only=False).tolist()
         with client.pipeline(transaction=False) as pipe:
             if store.skip_dedup:

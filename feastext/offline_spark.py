@@ -21,10 +21,21 @@ Around Feast's store (alpha in Feast 0.67), what the platform needs that it does
 - a null created time ranks below any other, as in the DuckDB stores (:func:`spark_source`);
 - materialization reads each key's latest row on Spark and hands it over as Arrow, to the
   engine of ``materializing`` stores (feastext/materialization.py).
+- the entity frame reaches Spark as a parquet file in ``staging_dir`` (the platform's is
+  ``DATA_DIR/spark/entities``), read by the executors, where Feast's upload
+  (``createDataFrame``) serialized it into the query's tasks: Spark warned of a 2.9 MB task
+  at 12k rows, and a million rows made tasks of hundreds of MB (:func:`staged_entities`).
+  On a cluster the executors read that path themselves: DATA_DIR must be storage every
+  worker sees at the same path (NFS, a shared volume), as it already must be for the
+  Spark feature build, which reads and writes its tables there.
 
 Relies on (checked against feast 0.67.0, pyspark 4.3.0):
 - Feast's Spark offline store and its retrieval job's private ``_to_arrow_internal`` /
   ``_to_df_internal`` hooks;
+- the Spark store module's private ``_upload_entity_df(spark_session, table_name,
+  entity_df, event_timestamp_col)``, the one place Feast turns a pandas entity frame into a
+  Spark view (replaced by one that reads the staged parquet; everything else, the
+  frame's schema and time range, stays Feast's, computed from the pandas frame);
 - the text of the Spark SQL Feast generates: ``_ROW_ID`` rewrites its entity row id
   (a regex over Feast's query, the one place that breaks first when Feast changes it).
 tests/spark/test_feast_spark.py compares its training sets with DuckDB's.
@@ -33,17 +44,25 @@ tests/spark/test_feast_spark.py compares its training sets with DuckDB's.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import io
+import os
 import re
+import tempfile
+import time
+import uuid
 import warnings
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from feast.data_format import ParquetFormat
 from feast.data_source import DataSource
 from feast.feature_view import FeatureView
+from feast.infra.offline_stores.contrib.spark_offline_store import spark as feast_spark
 from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
     SparkOfflineStore,
     SparkOfflineStoreConfig,
@@ -62,6 +81,9 @@ class SparkFileOfflineStoreConfig(SparkOfflineStoreConfig):
     type: Literal["feastext.offline_spark.SparkFileOfflineStore"] = TYPE  # type: ignore[assignment]
     # where the session runs (DEMAND_SPARK_MASTER); ``spark_conf`` is DEMAND_SPARK_CONF
     master: str = "local[*]"
+    # where entity frames are staged as parquet for the executors to read (None: a
+    # directory under the system's temporary one, which only a local session can read)
+    staging_dir: str | None = None
 
 
 def session(store: SparkOfflineStoreConfig):
@@ -158,15 +180,77 @@ def _quiet():
         yield
 
 
+STAGED_STALE_S = 24 * 3600  # a staged frame this old was left by a process that died
+
+# the staging directory of the get_historical_features call running in this context
+_staging: contextvars.ContextVar[Path | None] = contextvars.ContextVar("staging", default=None)
+# the files staged in this context, handed to the job that reads them
+_staged: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("staged", default=None)
+
+
+def staging_dir(store: SparkOfflineStoreConfig) -> Path:
+    configured = getattr(store, "staging_dir", None)
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / "demand-spark-entities"
+
+
+def staged_entities(spark_session, frame: pd.DataFrame, event_timestamp_col: str, where: Path):
+    """``frame`` written to a parquet file in ``where`` and read back as a Spark frame.
+
+    The times as Feast's upload makes them: the event time as UTC, naive times read in the
+    session's time zone (UTC), microseconds (what Spark keeps). Staged files older than
+    :data:`STAGED_STALE_S` (a process that died before its job read them) are removed.
+    """
+    where.mkdir(parents=True, exist_ok=True)
+    for old in where.glob("entities-*.parquet"):
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > STAGED_STALE_S:
+                old.unlink()
+    frame = frame.copy()
+    frame[event_timestamp_col] = pd.to_datetime(frame[event_timestamp_col], utc=True)
+    for name in frame.columns:
+        if pd.api.types.is_datetime64_dtype(frame[name]) and frame[name].dt.tz is None:
+            frame[name] = frame[name].dt.tz_localize("UTC")
+    path = where / f"entities-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, path, coerce_timestamps="us", allow_truncated_timestamps=True)
+    return spark_session.read.parquet(str(path)), path
+
+
+_feast_upload = feast_spark._upload_entity_df
+
+
+def _upload_entity_df(spark_session, table_name, entity_df, event_timestamp_col) -> None:
+    """Feast's upload, but a pandas frame of a :class:`SparkFileOfflineStore` call is staged
+    as parquet (:func:`staged_entities`) instead of being shipped inside the tasks."""
+    where, staged = _staging.get(), _staged.get()
+    if where is None or staged is None or not isinstance(entity_df, pd.DataFrame):
+        _feast_upload(spark_session, table_name, entity_df, event_timestamp_col)
+        return
+    frame, path = staged_entities(spark_session, entity_df, event_timestamp_col, where)
+    staged.append(path)
+    frame.createOrReplaceTempView(table_name)
+
+
+def _stage_entities_from_parquet() -> None:
+    """Route Feast's entity upload through :func:`_upload_entity_df` (once; idempotent)."""
+    if feast_spark._upload_entity_df is not _upload_entity_df:
+        feast_spark._upload_entity_df = _upload_entity_df
+
+
 class SparkArrowRetrievalJob(SparkRetrievalJob):
     """Feast's Spark job whose result comes back as Spark's Arrow, in entity order.
 
     ``ordered``: the query carries :data:`ROW`; the result is sorted by it, without it.
+    ``staged``: the entity frame's parquet files, removed once the result has been read
+    (the platform reads a training set's job once).
     """
 
-    def __init__(self, *args, ordered: bool = False, **kwargs) -> None:
+    def __init__(self, *args, ordered: bool = False, staged=(), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._ordered = ordered
+        self._staged = list(staged)
 
     def to_spark_df(self):
         frame = super().to_spark_df()
@@ -176,14 +260,18 @@ class SparkArrowRetrievalJob(SparkRetrievalJob):
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         if self._should_use_staging_for_arrow():  # a staging_location: Feast's export
-            return super()._to_arrow_internal(timeout)
-        return self.to_spark_df().toArrow()
+            table = super()._to_arrow_internal(timeout)
+        else:
+            table = self.to_spark_df().toArrow()
+        for path in self._staged:
+            path.unlink(missing_ok=True)
+        return table
 
     def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
         return self._to_arrow_internal(timeout).to_pandas()
 
 
-def _arrow_job(job: SparkRetrievalJob, ordered: bool = False) -> SparkArrowRetrievalJob:
+def _arrow_job(job: SparkRetrievalJob, ordered: bool = False, staged=()) -> SparkArrowRetrievalJob:
     return SparkArrowRetrievalJob(
         spark_session=job.spark_session,
         query=unambiguous_ids(job.query),
@@ -192,6 +280,7 @@ def _arrow_job(job: SparkRetrievalJob, ordered: bool = False) -> SparkArrowRetri
         on_demand_feature_views=job.on_demand_feature_views,
         metadata=job._metadata,
         ordered=ordered,
+        staged=staged,
     )
 
 
@@ -217,19 +306,31 @@ class SparkFileOfflineStore(SparkOfflineStore):
                 raise ValueError(f"the entity frame may not have a column named {ROW}")
             # a copy: Feast's upload rewrites the frame's time column in place
             entity_df = entity_df.assign(**{ROW: range(len(entity_df))})
-        with _quiet():
-            job = SparkOfflineStore.get_historical_features(
-                config,
-                [on_spark(v) for v in feature_views],
-                feature_refs,
-                entity_df,
-                registry,
-                project,
-                full_feature_names,
-                filter_by_created_timestamp,
-                **kwargs,
-            )
-        return _arrow_job(job, ordered)
+        _stage_entities_from_parquet()
+        staged: list[Path] = []
+        where = _staging.set(staging_dir(config.offline_store))
+        into = _staged.set(staged)
+        try:
+            with _quiet():
+                job = SparkOfflineStore.get_historical_features(
+                    config,
+                    [on_spark(v) for v in feature_views],
+                    feature_refs,
+                    entity_df,
+                    registry,
+                    project,
+                    full_feature_names,
+                    filter_by_created_timestamp,
+                    **kwargs,
+                )
+        except BaseException:
+            for path in staged:
+                path.unlink(missing_ok=True)
+            raise
+        finally:
+            _staged.reset(into)
+            _staging.reset(where)
+        return _arrow_job(job, ordered, staged)
 
     @staticmethod
     def pull_latest_from_table_or_query(

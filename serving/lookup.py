@@ -131,10 +131,13 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
     """What a store raises when it cannot be reached or read (never a bug of ours)."""
     errors: list[type[BaseException]] = [sqlite3.Error, OSError]
     try:
+        from redis.exceptions import ClusterError, RedisClusterException
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        errors += [RedisConnectionError, RedisTimeoutError]
+        # a Redis Cluster that lost a master: its slots refuse connections, or the other
+        # masters answer CLUSTERDOWN (ClusterDownError), or no node covers a slot
+        errors += [RedisConnectionError, RedisTimeoutError, ClusterError, RedisClusterException]
     except ImportError:  # an install without the redis extra
         pass
     return tuple(errors)

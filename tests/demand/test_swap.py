@@ -98,7 +98,7 @@ def test_a_crash_at_every_step_leaves_old_or_new_whole(tmp_path, monkeypatch, li
         shutil.rmtree(root / "raw.next", ignore_errors=True)
         swap.swap_in(write(root / "raw.next", {"d.parquet": "again"}), live)
         assert contents(live) == {"d.parquet": "again"}
-        left = sorted(p.name for p in root.iterdir() if p.name != "raw")
+        left = sorted(p.name for p in root.iterdir() if p.name not in ("raw", ".raw.lock"))
         assert left == [os.readlink(live)], (step, left)
     # every crash before the flip keeps the old state, every one after it the new
     assert outcomes == sorted(outcomes, key=["old", "new"].index), outcomes
@@ -117,4 +117,61 @@ def test_remove_deletes_the_link_and_its_generation(tmp_path):
     live = tmp_path / "raw"
     swap.swap_in(write(tmp_path / "raw.next", OLD), live)
     swap.remove(live)
-    assert list(tmp_path.iterdir()) == []
+    # the writers' lock stays: deleting it could let two writers hold two different files
+    assert [p.name for p in tmp_path.iterdir()] == [".raw.lock"]
+
+
+WRITER = """
+import os, sys, time
+from pathlib import Path
+from demand import swap
+
+live, name, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+real = swap._symlink
+
+def slow_symlink(*args):  # a slow disk: the other writer gets to run between the steps
+    time.sleep(0.002)
+    return real(*args)
+
+swap._symlink = slow_symlink
+for n in range(rounds):
+    built = live.with_name(f"{live.name}.{name}.next")
+    built.mkdir()
+    for part in range(3):
+        (built / f"{part}.parquet").write_text(f"{name} {n}")
+    swap.swap_in(built, live)
+    # the link names a generation that is there (it is deleted only after the next flip;
+    # looked at twice: that flip's deletion may end between reading the link and its target)
+    if not live.exists() and not (time.sleep(0.01) or live.exists()):
+        sys.exit(f"{name} round {n}: {live} links to a deleted generation")
+"""
+
+
+def test_two_concurrent_writers_never_delete_each_others_generation(tmp_path):
+    """Two processes swapping the same directory at once: every swap completes, the link
+    never names a deleted generation, and the directory ends whole (one writer's last
+    round) with one generation left."""
+    import subprocess
+    import sys
+
+    live = tmp_path / "raw"
+    swap.swap_in(write(tmp_path / "first", OLD), live)
+    rounds = 60
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(live), name, str(rounds)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    errors = [w.communicate(timeout=300)[1] for w in writers]
+
+    assert [w.returncode for w in writers] == [0, 0], errors
+    final = contents(live)
+    assert final in (
+        {f"{p}.parquet": f"{name} {rounds - 1}" for p in range(3)} for name in ("a", "b")
+    )
+    assert len(list(tmp_path.glob("raw.g-*"))) == 1

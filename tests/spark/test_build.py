@@ -8,6 +8,8 @@ engine), and every row equal, floats to 1e-9.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -54,12 +56,21 @@ def test_every_feature_table_equals_the_duckdb_build(spark, data_dir, tmp_path):
 
     assert on_spark.rows == on_duckdb.rows
     assert on_spark.input_lines == on_duckdb.input_lines
-    assert sorted(p.name for p in (tmp_path / "spark").iterdir()) == sorted(
-        f"{name}.parquet" for name in on_duckdb.rows
+    assert_tables_equal(tmp_path / "duckdb", tmp_path / "spark", on_duckdb.rows)
+
+    assert plan.lineage(tmp_path / "duckdb").engine is Engine.duckdb
+    assert plan.lineage(tmp_path / "spark").engine is Engine.spark
+
+
+def assert_tables_equal(on_duckdb: Path, on_spark: Path, tables) -> None:
+    """The Spark build's tables in ``on_spark`` are the DuckDB build's in ``on_duckdb``: one
+    file per table, the same columns, types and lineage (but the engine), every row."""
+    assert sorted(p.name for p in on_spark.iterdir()) == sorted(
+        f"{name}.parquet" for name in tables
     )  # one file per table, nothing left aside
-    for name in on_duckdb.rows:
-        expected = pq.read_table(tmp_path / "duckdb" / f"{name}.parquet")
-        actual = pq.read_table(tmp_path / "spark" / f"{name}.parquet")
+    for name in tables:
+        expected = pq.read_table(on_duckdb / f"{name}.parquet")
+        actual = pq.read_table(on_spark / f"{name}.parquet")
         assert [(f.name, f.type) for f in actual.schema] == [
             (f.name, f.type) for f in expected.schema
         ], name
@@ -73,6 +84,3 @@ def test_every_feature_table_equals_the_duckdb_build(spark, data_dir, tmp_path):
         expected, actual = _sorted(expected.to_pandas()), _sorted(actual.to_pandas())
         pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=0, atol=1e-9)
         assert len(actual) > 0 and np.isfinite(actual.select_dtypes("float")).any().any()
-
-    assert plan.lineage(tmp_path / "duckdb").engine is Engine.duckdb
-    assert plan.lineage(tmp_path / "spark").engine is Engine.spark

@@ -243,3 +243,31 @@ def test_materializing_from_spark_writes_the_duckdb_bytes_to_redis(feature_env, 
         got = _redis_hashes(team.feast_project)
     assert len(expected) > 100
     assert got == expected
+
+
+def test_a_million_entity_rows_make_no_large_task(toy, spark, capfd, tmp_path, monkeypatch):
+    """The entity frame reaches Spark as a parquet file the executors read, not inside the
+    query's tasks: a million rows, and Spark warns of no large task (its warning, logged at
+    WARN by the JVM: "contains a task of very large size")."""
+    _, spark_store = toy
+    monkeypatch.setattr(spark_store.config.offline_store, "staging_dir", str(tmp_path))
+    n = 1_000_000
+    frame = pd.DataFrame(
+        {
+            "product_id": ["p1", "p2", "p3", "p4"] * (n // 4),
+            "region_id": "r1",
+            "event_timestamp": (T0 + pd.to_timedelta(pd.RangeIndex(n) % 10, unit="D")),
+        }
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        capfd.readouterr()
+        got = spark_store.get_historical_features(entity_df=frame, features=["product_stats:units"])
+        units = got.to_df()["units"]
+        log = capfd.readouterr().err
+    finally:
+        spark.sparkContext.setLogLevel("FATAL")
+
+    assert len(units) == n and units.notna().sum() > 0
+    assert "very large size" not in log, log[-2000:]
+    assert list(tmp_path.iterdir()) == []  # the staged frame is removed once read
