@@ -73,9 +73,9 @@ def test_evidence_waits_for_enough_nights():
     ("champion_error", "challenger_error", "margin", "passes"),
     [
         (3.0, 1.0, 0.0, True),  # clearly better
-        (1.0, 1.0, 0.0, True),  # the same forecasts' quality: not credibly worse
+        (1.0, 1.0, 0.02, True),  # the same quality: within the default margin
         (1.0, 3.0, 0.0, False),  # credibly worse
-        (1.0, 3.0, 5.0, True),  # worse, within a (large) margin
+        (1.0, 3.0, 0.5, True),  # worse, within a (large) margin
     ],
 )
 def test_the_live_gate_on_the_paired_interval(champion_error, challenger_error, margin, passes):
