@@ -124,6 +124,13 @@ _SIZE = re.compile(
 _PERCENT = re.compile(r"\s*(?P<number>\d+(\.\d*)?)\s*%\s*")
 
 
+def _quantile_levels(value: str) -> str:
+    from demand.quantiles import label, parse_levels
+
+    # normalized, so the contract and the MLflow params spell one set of levels one way
+    return ",".join(label(level) for level in parse_levels(value))
+
+
 def _memory_size(value: str) -> str:
     # DuckDB's own notation, checked here: DuckDB reads '-1', 'none' or '0GB' as no limit or
     # none at all and fails at the first query; a size the build can run in is what is meant
@@ -203,6 +210,9 @@ def _model_version(value: str | None) -> str | None:
 
 
 CatBoostLoss = Annotated[str, AfterValidator(_catboost_loss), Shown("CatBoost loss")]
+QuantileLevels = Annotated[
+    str, AfterValidator(_quantile_levels), Shown("quantile levels, comma-separated")
+]
 MemorySize = Annotated[str, AfterValidator(_memory_size), Shown("size (8GB, 512MiB, 50%)")]
 SqlUrl = Annotated[str, AfterValidator(_sql_url), Shown("SQLAlchemy URL")]
 PostgresUrl = Annotated[str, AfterValidator(_postgresql_url), Shown("PostgreSQL URL")]
@@ -437,6 +447,12 @@ class Settings(BaseSettings):
         description="recent_mean: the model learns each row's units divided by its pair's "
         "recent mean (28 days, 13 weeks: known at the origin), weighted by it, and forecasts "
         "are multiplied back; series of every volume share one scale. none: raw units.",
+    )
+    quantiles: QuantileLevels = Field(
+        default="0.1,0.5,0.9",
+        description="Quantile forecasts beside the point forecast, at these levels in (0, 1), "
+        "each once: a CatBoost MultiQuantile model fitted on CPU, calibrated per horizon on "
+        "the validation window (README, Quantiles). Empty: point forecasts only.",
     )
     mlflow_tracking_uri: UriOrPath | None = Field(
         default=None,

@@ -20,7 +20,7 @@ from demand.calendar import Calendar
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Engine, Settings
-from training import baselines, dataset, search, tracking
+from training import baselines, dataset, quantiles, search, tracking
 from training import device as devices
 from training import model as demand_model
 from training.metrics import (
@@ -202,6 +202,8 @@ class TrainResult:
     # WAPE on the validation window (where early stopping, and any choice, looks), per
     # predictor: the model and each baseline
     validation: dict[str, float] | None = None
+    # the quantile forecasts' backtest numbers (wQL, coverage, lead time); None: point only
+    quantiles: dict[str, float] | None = None
 
 
 def run(
@@ -375,6 +377,21 @@ def run(
             }
         )
 
+        # quantile forecasts beside the point model (DEMAND_QUANTILES; None when empty)
+        intervals = quantiles.run(
+            settings,
+            contract,
+            x,
+            frame,
+            split,
+            lambda rows: baseline_history(training_set.history, rows, schedule),
+            schedule,
+            levels,
+            progress,
+        )
+        if intervals is not None:
+            contract = intervals.contract(contract)
+
         # the backtest chose the trees; the model that serves learns from every closed day
         started = time.perf_counter()
         served = demand_model.refit(
@@ -395,6 +412,8 @@ def run(
         importance = pd.Series(served.get_feature_importance(), index=contract.features)
         tracking.log_plots(test, predictions, by_horizon, importance, schedule.unit)
         info = tracking.log_model(served, x[split.test].head(5), contract, backtest_model=model)
+        if intervals is not None:
+            intervals.log_models(info, x[split.test].head(5))
         # a pyfunc of a scaled model predicts ratios, not units: say so where it is loaded
         mlflow.set_tag("demand.model_output", contract.output)
 
@@ -429,4 +448,5 @@ def run(
         rows=len(frame),
         seconds=seconds,
         validation=validation,
+        quantiles=None if intervals is None else intervals.metrics,
     )
