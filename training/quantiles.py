@@ -9,8 +9,10 @@ sales are 0: the contract's ``quantile_units`` sorts them and puts them on the s
 Calibration: per horizon and level, one offset added to the model's output, chosen on the
 validation window so that the share of actuals below the quantile is the level there
 (conformal quantile calibration). For whole units the share is read on the rounded
-quantiles, and a lower level (< 0.5) counts the actuals strictly below it: the central
-interval [P10, P90] then holds about 80 % of actuals, ends included, even where most are 0.
+quantiles; a lower level (< 0.5) counts the actuals strictly below it, an upper one those
+at or below, the median half of those at it: the central interval [P10, P90] then holds
+about 80 % of actuals, ends included, even where most are 0 (a median, like any
+quantile of counts, has P(Y ≤ m) above 1/2, often far above where most sales are 0).
 Early stopping also reads the validation window: the offsets are a little optimistic, and
 the backtest (after that window) is what judges them.
 
@@ -43,6 +45,7 @@ MODEL_PATH, BACKTEST_MODEL_PATH = "quantile_model", "backtest_quantile_model"
 BASELINE = "baseline_interval"  # the seasonal naive's empirical interval, in metric names
 # the backtest's lead time, in periods (capped at the horizon): the issue's 7-day total
 LEAD_TIME = 7
+CLOSE = 0.01  # shares within a point of the level count as calibrated (see offset)
 
 
 def model_params(settings: Settings, levels) -> dict:
@@ -56,20 +59,26 @@ def model_params(settings: Settings, levels) -> dict:
 
 def offset(raw, y, scale, level: float, counts: bool) -> float:
     """The offset (in the model's output) that puts ``level`` of the actuals at or below the
-    quantile (strictly below for a lower level of whole units); see the module docstring."""
+    quantile (for whole units: strictly below for a lower level, half the ties for the
+    median); see the module docstring."""
     residual = y / scale - raw
     plain = float(np.quantile(residual, level))
     if not counts:
         return plain
     candidates = np.unique(np.quantile(residual, np.linspace(0, 1, 401)))
-    best, best_gap = plain, np.inf
+    gaps, losses = [], []
     for c in candidates:
         units = qmath.support((raw + c) * scale, counts=True)
-        share = np.mean(y < units) if level < 0.5 else np.mean(y <= units)
-        gap = abs(share - level) + 1e-9 * abs(c - plain)  # ties: the one nearest the plain one
-        if gap < best_gap:
-            best, best_gap = float(c), gap
-    return best
+        below, at = np.mean(y < units), np.mean(y == units)
+        share = below + (0.0 if level < 0.5 else 1.0 if level > 0.5 else 0.5) * at
+        gaps.append(abs(share - level))
+        losses.append(np.maximum(level * (y - units), (level - 1) * (y - units)).sum())
+    gaps, losses = np.array(gaps), np.array(losses)
+    # whole units reach a share only in steps, and several offsets come near it (a median
+    # of 0 everywhere is "calibrated" where half the actuals are 0): of those within a
+    # point of the nearest, the one with the lowest pinball loss
+    near = gaps <= gaps.min() + CLOSE
+    return float(candidates[near][np.argmin(losses[near])])
 
 
 def calibrate(raw, y, scale, horizons, levels, counts: bool) -> dict[str, list[float]]:

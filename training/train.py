@@ -378,6 +378,7 @@ def run(
         )
 
         # quantile forecasts beside the point model (DEMAND_QUANTILES; None when empty)
+        started = time.perf_counter()
         intervals = quantiles.run(
             settings,
             contract,
@@ -391,6 +392,7 @@ def run(
         )
         if intervals is not None:
             contract = intervals.contract(contract)
+            seconds["quantiles"] = time.perf_counter() - started
 
         # the backtest chose the trees; the model that serves learns from every closed day
         started = time.perf_counter()
