@@ -177,3 +177,51 @@ def test_batch_forecasts_carry_one_column_per_quantile(service_environ):
     merged = totals.set_index(["store_id", "product_id"]).join(weekly, rsuffix="_summed")
     assert (merged["units_p90"] <= merged["units_p90_summed"]).all()
     assert (merged["order_up_to"] == merged["units_p90"]).all()
+
+
+def test_an_existing_forecast_table_gains_the_quantile_columns(service_environ, tmp_path):
+    """A demand_forecasts table from before quantiles is migrated in place: its rows stay,
+    the new origin's rows carry one column per quantile."""
+    import uuid
+
+    import psycopg
+
+    from demand.servers import Database
+    from tests.servers import drop_database, require_servers
+
+    require_servers(redis=False)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test_quantiles_{uuid.uuid4().hex[:8]}"
+    database = Database(url)
+    database.ensure()
+    try:
+        with psycopg.connect(database.conninfo()) as conn:
+            conn.execute(
+                f"""CREATE TABLE {batch.TABLE} (
+                    model_name text NOT NULL, model_version text NOT NULL,
+                    store_id text NOT NULL, product_id text NOT NULL,
+                    origin_date date NOT NULL, target_date date NOT NULL,
+                    horizon integer NOT NULL, units double precision,
+                    published_at timestamptz NOT NULL,
+                    PRIMARY KEY (model_name, store_id, product_id, origin_date, target_date))"""
+            )
+            conn.execute(
+                f"INSERT INTO {batch.TABLE} VALUES ('old', '0', 'S', 'P', '2020-01-01', "
+                "'2020-01-02', 1, 3.0, now())"
+            )
+        settings = service_environ.model_copy(update={"data_dir": tmp_path, "forecast_db_url": url})
+        loaded = model_loader.load(service_environ)
+        frame = batch.forecast_all(service_environ, loaded, progress=lambda _: None)
+        batch.publish(settings, frame, progress=lambda _: None)
+        batch.publish(settings, frame, progress=lambda _: None)  # idempotent, columns there
+        with psycopg.connect(database.conninfo()) as conn:
+            old = conn.execute(
+                f"SELECT units, units_p10, units_p90 FROM {batch.TABLE} WHERE model_name = 'old'"
+            ).fetchall()
+            new = conn.execute(
+                f"SELECT count(*), count(units_p10), sum((units_p10 <= units_p50 AND "
+                f"units_p50 <= units_p90)::int) FROM {batch.TABLE} WHERE model_name <> 'old'"
+            ).fetchone()
+        assert old == [(3.0, None, None)]
+        assert new[0] == len(frame) and new[1] == len(frame) and new[2] == len(frame)
+    finally:
+        drop_database(url)
