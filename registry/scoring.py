@@ -23,7 +23,7 @@ import pandas as pd
 from demand.contract import FeatureContract
 from demand.settings import Settings
 from training import dataset
-from training.metrics import scores
+from training.metrics import pinball, scores
 
 Progress = Callable[[str], None]
 KEYS = ["store_id", "product_id", "origin", "horizon"]
@@ -214,3 +214,21 @@ def wape(
 ) -> float:
     frame = rows.for_contract(contract, progress)
     return scores(frame["label"], predict(name, version, contract, frame))["wape"]
+
+
+def pinball_losses(
+    name: str, version: str, contract: FeatureContract, frame: pd.DataFrame
+) -> np.ndarray | None:
+    """Each row's pinball loss (training.metrics.pinball) of the version's *backtest*
+    quantile model on ``frame``, for the production gate's paired wQL check; None for a
+    version without quantile forecasts."""
+    import mlflow.catboost
+
+    path = contract.extra.get("backtest_quantile_model")
+    if not contract.quantiles or not path:
+        return None
+    model = mlflow.catboost.load_model(f"models:/{name}/{version}/{path}")
+    raw = model.predict(contract.model_frame(frame))
+    scale = frame[contract.target_scale] if contract.target_scale else np.ones(len(frame))
+    units = contract.quantile_units(raw, scale, frame["horizon"].to_numpy())
+    return pinball(frame["label"], units, contract.quantiles)
