@@ -528,6 +528,11 @@ class Settings(BaseSettings):
     serve_max_items: int = Field(
         default=5000, ge=1, description="Items one /forecast request may carry."
     )
+    serve_quantiles: bool = Field(
+        default=True,
+        description="Serve the version's quantile forecasts (false: point forecasts only, "
+        "`quantiles: null`, as for a version without them; bench-serve's point-only peer).",
+    )
     serve_max_body_bytes: int = Field(
         # 5,000 items with 64-character ids, a price and a promo are about 1.2 MB
         default=2 * 1024 * 1024,

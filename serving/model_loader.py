@@ -179,7 +179,7 @@ def load(settings: Settings, alias: str | None = None, version: str | None = Non
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     model = mlflow.catboost.load_model(f"models:/{found.name}/{found.version}")
-    path = contract.extra.get("quantile_model")
+    path = contract.extra.get("quantile_model") if settings.serve_quantiles else None
     quantile_model = (
         mlflow.catboost.load_model(f"models:/{found.name}/{found.version}/{path}") if path else None
     )
@@ -212,7 +212,7 @@ def load_bento_model(settings: Settings, tag: str) -> Loaded:
     contract = FeatureContract.from_json(str(text))
     store, lookup = _lookup(settings, contract, where)
     model = mlflow.catboost.load_model(bento_model.path_of("mlflow_model"))
-    path = contract.extra.get("quantile_model")
+    path = contract.extra.get("quantile_model") if settings.serve_quantiles else None
     quantile_model = (
         mlflow.catboost.load_model(bento_model.path_of(f"mlflow_model/{path}")) if path else None
     )
