@@ -225,3 +225,39 @@ def test_an_existing_forecast_table_gains_the_quantile_columns(service_environ, 
         assert new[0] == len(frame) and new[1] == len(frame) and new[2] == len(frame)
     finally:
         drop_database(url)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--lead-time", "8"], "--lead-time"),  # the horizon is 7 days
+        (["--lead-time", "3", "--service-level", "1"], "--service-level"),
+        (["--lead-time", "3", "--service-level", "0"], "--service-level"),
+        (["--service-level", "0.9"], "--service-level"),
+    ],
+)
+def test_forecast_all_refuses_a_bad_lead_time_or_service_level_with_exit_2(
+    serving_env, monkeypatch, capsys, args, named
+):
+    from cli.main import main
+
+    monkeypatch.setenv("DEMAND_DATA_DIR", str(serving_env.data_dir))
+    monkeypatch.setenv("DEMAND_MLFLOW_TRACKING_URI", serving_env.tracking_uri)
+    assert main(["forecast", "--all", *args]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+
+
+def test_forecast_all_publishes_lead_time_totals(serving_env, monkeypatch, tmp_path):
+    import pandas as pd
+
+    from cli.main import main
+
+    monkeypatch.setenv("DEMAND_DATA_DIR", str(serving_env.data_dir))
+    monkeypatch.setenv("DEMAND_MLFLOW_TRACKING_URI", serving_env.tracking_uri)
+    assert main(["forecast", "--all", "--lead-time", "7", "--service-level", "0.95"]) == 0
+    written = list((serving_env.forecast_dir / "lead_time").glob("origin=*.parquet"))
+    assert len(written) >= 1
+    totals = pd.concat(pd.read_parquet(p) for p in written)
+    assert {"units_p10", "units_p50", "units_p90", "order_up_to"} <= set(totals.columns)
+    assert (totals["lead_time"] == 7).all() and (totals["order_up_to"] >= totals["units_p90"]).all()
