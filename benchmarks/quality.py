@@ -165,8 +165,62 @@ def main(argv: list[str] | None = None) -> int:
         ),
         Figure("training: peak memory", peak, "GiB", scale=label),
     ]
+    figures += quantile_figures(result.quantiles or {}, label)
     report("quality", f"bench-quality ({label}, target {target})", rows, figures, base.data_dir)
     return 0
+
+
+def quantile_figures(q: dict[str, float], label: str) -> list[Figure]:
+    """The quantile forecasts' backtest against the baseline interval, printed and as figures
+    (the issue's goals: central 80 % coverage 0.75-0.85 at every horizon, mean wQL 20 %
+    below the baseline interval's, 7-period lead-time P90 coverage 0.85-0.95)."""
+    if not q:
+        console.print("quantiles: none (DEMAND_QUANTILES is empty)")
+        return []
+    base = "baseline_interval"
+    horizons = sorted(
+        (int(k.rsplit("_h", 1)[1]), v)
+        for k, v in q.items()
+        if k.startswith("interval_coverage_h") and k.rsplit("_h", 1)[1].isdigit()
+    )
+    low, high = min(v for _, v in horizons), max(v for _, v in horizons)
+    gain = improvement(q["wql"], q[f"{base}_wql"])
+    console.print(
+        f"quantiles: mean wQL {q['wql']:.4f} vs baseline interval {q[f'{base}_wql']:.4f}: "
+        f"[bold]{gain:.1%} below[/bold] (goal: 20 %) · central interval coverage "
+        f"{q.get('interval_coverage', float('nan')):.3f} (by horizon {low:.3f}-{high:.3f}; "
+        f"baseline interval {q.get(f'{base}_interval_coverage', float('nan')):.3f}; goal "
+        f"0.75-0.85) · {q.get('lead_time_periods', 0):.0f}-period lead-time P90 coverage "
+        f"{q.get('lead_time_coverage_p90', float('nan')):.3f} (goal 0.85-0.95; the sum of "
+        f"per-period P90s: {q.get('lead_time_summed_coverage_p90', float('nan')):.3f})"
+    )
+    return [
+        Figure(
+            "backtest mean wQL, model",
+            q["wql"],
+            "wQL",
+            peer="baseline interval",
+            peer_value=q[f"{base}_wql"],
+            scale=label,
+        ),
+        Figure(
+            "backtest central interval coverage",
+            q.get("interval_coverage", float("nan")),
+            "share",
+            peer="baseline interval",
+            peer_value=q.get(f"{base}_interval_coverage", float("nan")),
+            scale=label,
+            details={f"h{h}": round(v, 4) for h, v in horizons},
+        ),
+        Figure(
+            "backtest lead-time P90 coverage",
+            q.get("lead_time_coverage_p90", float("nan")),
+            "share",
+            peer="sum of per-period P90s",
+            peer_value=q.get("lead_time_summed_coverage_p90", float("nan")),
+            scale=label,
+        ),
+    ]
 
 
 def import_realistic(settings, scale: str, export: Path) -> str:

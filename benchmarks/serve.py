@@ -101,6 +101,8 @@ def bodies(settings, keys, origin, model) -> dict[str, list[str]]:
         # the same requests to a second service with the served-feature log off, run
         # right after: the log's cost on the one-item p99 (goal: within 10 %)
         LOGGING_OFF: [json.dumps({"items": [item]}) for item in ours],
+        # the same service with its quantile model off (DEMAND_SERVE_QUANTILES=false)
+        "point-only 1 item": [json.dumps({"items": [item]}) for item in ours],
         "service 1,000 items": [json.dumps({"items": [ours[i] for i in batch]})],
         "feast serve 1 key": [feast([i]) for i in range(len(keys))],
         "feast serve 1,000 keys": [feast(batch)],
@@ -310,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> list[dict]:
     """Start the servers on ``settings``' online store, load each case, stop them."""
-    ports = {name: cli.free_port() for name in ("service", "quiet", "feast", "mlflow")}
+    ports = {
+        name: cli.free_port() for name in ("service", "quiet", "feast", "mlflow", "point-only")
+    }
     saved = dict(os.environ)
     os.environ.update(store_env(settings))  # what `bentoml serve` inherits
     try:
@@ -332,6 +336,14 @@ def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> l
             ),
             "feast": start_feast(settings, ports["feast"], logs / f"feast-{store}.log"),
         }
+        os.environ["DEMAND_SERVE_QUANTILES"] = "false"
+        processes["point-only"] = cli.start_server(
+            settings,
+            ports["point-only"],
+            log=logs / f"point-only-{store}.log",
+            threads=args.threads,
+            access_log=False,
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -342,11 +354,13 @@ def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> l
         "feast": f"http://127.0.0.1:{ports['feast']}/get-online-features",
         "mlflow": f"http://127.0.0.1:{ports['mlflow']}/invocations",
         LOGGING_OFF: f"http://127.0.0.1:{ports['quiet']}/forecast",
+        "point-only": f"http://127.0.0.1:{ports['point-only']}/forecast",
     }
     rows: list[dict] = []
     try:
         cli.wait_ready(f"http://127.0.0.1:{ports['service']}", processes["service"], 300)
         cli.wait_ready(f"http://127.0.0.1:{ports['quiet']}", processes["quiet"], 300)
+        cli.wait_ready(f"http://127.0.0.1:{ports['point-only']}", processes["point-only"], 300)
         wait_http(f"http://127.0.0.1:{ports['feast']}/health", processes["feast"])
         if "mlflow" in processes:
             wait_http(f"http://127.0.0.1:{ports['mlflow']}/ping", processes["mlflow"])
@@ -380,6 +394,7 @@ PEERS = {
     "service 1,000 items": "feast serve 1,000 keys",
     "mlflow serve 1 row": "service 1 item",
     LOGGING_OFF: "service 1 item",
+    "point-only 1 item": "service 1 item",  # quantiles' cost: the same service without them
 }
 
 
@@ -427,6 +442,7 @@ def goals(rows: list[dict]) -> list[tuple[str, bool]]:
         return next((r for r in rows if r["step"] == case and r["clients"] == clients), None)
 
     one, eight = pick("service 1 item", 1), pick("service 1 item", 8)
+    point = pick("point-only 1 item", 1)
     feast8, mlflow8 = pick("feast serve 1 key", 8), pick("mlflow serve 1 row", 8)
     batch = pick("service 1,000 items", 1)
     quiet = pick(LOGGING_OFF, 1)
@@ -436,6 +452,18 @@ def goals(rows: list[dict]) -> list[tuple[str, bool]]:
         versus += f", {eight['req/s'] / mlflow8['req/s']:.2f}× mlflow serve (features sent)"
     return [
         (f"1 item, 1 client: p99 {one['p99 ms']:.1f} ms", one["p99 ms"] <= 10),
+        *(
+            [
+                (
+                    f"1 item with quantiles, 1 client: p99 {one['p99 ms']:.1f} ms = "
+                    f"{one['p99 ms'] / point['p99 ms']:.2f}× point-only "
+                    f"{point['p99 ms']:.1f} ms (goal ≤ 1.20×)",
+                    one["p99 ms"] <= 1.2 * point["p99 ms"],
+                )
+            ]
+            if point
+            else []
+        ),
         (
             f"1 item, 8 clients: {eight['req/s']:.0f} req/s = {versus}",
             eight["req/s"] >= 3 * feast8["req/s"],

@@ -629,6 +629,22 @@ def forecast(
     alias: Annotated[str, typer.Option(help="Registry alias whose version forecasts.")] = (
         "production"
     ),
+    lead_time: Annotated[
+        int | None,
+        typer.Option(
+            "--lead-time",
+            help="Also publish each key's total over its next L periods (quantiles of the "
+            "sum, at most the model's horizon) under forecasts/lead_time.",
+        ),
+    ] = None,
+    service_level: Annotated[
+        float | None,
+        typer.Option(
+            "--service-level",
+            help="With --lead-time: the order-up-to level, the total's quantile at this "
+            "level in (0, 1).",
+        ),
+    ] = None,
 ) -> None:
     """Batch forecasts, published as parquet (and to PostgreSQL in the team profile)."""
     if not all_keys:
@@ -636,12 +652,37 @@ def forecast(
             "say which forecasts: --all (every store × product); "
             "single keys go to the service's /forecast"
         )
+    if service_level is not None and not 0 < service_level < 1:
+        raise typer.BadParameter(
+            f"{service_level:g} is outside (0, 1); a service level is a probability",
+            param_hint="--service-level",
+        )
+    if lead_time is not None and lead_time < 1:
+        raise typer.BadParameter(f"{lead_time} is not a period count", param_hint="--lead-time")
+    if service_level is not None and lead_time is None:
+        raise typer.BadParameter("needs --lead-time", param_hint="--service-level")
     from serving import batch, model_loader
 
     settings = _settings()
     loaded = model_loader.load(settings, alias=alias)
+    if lead_time is not None:
+        if lead_time > loaded.contract.horizon:
+            raise typer.BadParameter(
+                f"{lead_time} periods is longer than the horizon of {loaded.name} "
+                f"v{loaded.version} ({loaded.contract.horizon})",
+                param_hint="--lead-time",
+            )
+        if loaded.quantile_model is None:
+            raise typer.BadParameter(
+                f"{loaded.name} v{loaded.version} has no quantile forecasts (trained before "
+                "them, or with DEMAND_QUANTILES empty)",
+                param_hint="--lead-time",
+            )
     frame = batch.forecast_all(settings, loaded, step)
     batch.publish(settings, frame, step)
+    if lead_time is not None:
+        totals = batch.lead_times(loaded, frame, lead_time, service_level)
+        batch.publish_lead_times(settings, totals, step)
 
 
 @app.command()

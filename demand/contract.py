@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import pandas as pd
 
+from demand import quantiles as quantile_math
 from demand.console import UserError
 
 TAG_PREFIX = "demand.contract."
@@ -53,6 +54,11 @@ class FeatureContract:
     #     than min periods past its first sale at the origin (age feature) is forecast by
     #     the baseline (its name as logged), whose forecast is that feature's value;
     #     absent or min 0: every row is the model's
+    #   quantiles ("0.1,0.5,0.9"), quantile_model and backtest_quantile_model (paths inside
+    #     the version's model), quantile_offsets (JSON: horizon → each level's conformal
+    #     offset, in the model's output), quantile_counts ("true": whole units),
+    #     quantile_dependence (JSON: the horizons' correlation for lead-time totals),
+    #     quantile_device: absent on versions without quantile forecasts
     extra: dict[str, str] = field(default_factory=dict)
     # the periods horizons count: day, or week starting on week_start (versions before
     # grains lack both and are daily)
@@ -187,6 +193,36 @@ class FeatureContract:
             fallback = np.nan_to_num(values.to_numpy(dtype=np.float64), nan=0.0).clip(min=0)
             out[short] = fallback[short]
         return out
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        """The levels this version forecasts quantiles at; () for a point-only version."""
+        return quantile_math.parse_levels(self.extra.get("quantiles", ""))
+
+    @property
+    def quantile_counts(self) -> bool:
+        return self.extra.get("quantile_counts") == "true"
+
+    @property
+    def dependence(self) -> np.ndarray:
+        """The horizons' correlation (horizon × horizon) lead-time totals are drawn with."""
+        text = self.extra.get("quantile_dependence")
+        return np.asarray(json.loads(text)) if text else np.eye(self.horizon)
+
+    def quantile_units(self, raw, values, horizons) -> np.ndarray:
+        """Quantiles in units (rows × levels) from the quantile model's raw output: each
+        horizon's conformal offset added, times each row's level (:meth:`levels`), within
+        the support (:func:`demand.quantiles.support`), in increasing order. Training's
+        backtest, the gates, the service and batch forecasts all turn quantiles into units
+        here."""
+        raw = np.asarray(raw, dtype=np.float64).reshape(len(horizons), -1)
+        offsets = json.loads(self.extra.get("quantile_offsets", "{}"))
+        shift = np.array(
+            [offsets.get(str(int(h)), [0.0] * raw.shape[1]) for h in horizons], dtype=np.float64
+        ).reshape(raw.shape)
+        level = self.levels(values) if self.target_scale else np.ones(len(horizons))
+        units = quantile_math.support((raw + shift) * level[:, None], self.quantile_counts)
+        return quantile_math.non_crossing(units)
 
     def levels(self, values) -> np.ndarray:
         """The divisor of each row, from the values of :attr:`target_scale` (ones when the

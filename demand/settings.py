@@ -131,6 +131,13 @@ _SIZE = re.compile(
 _PERCENT = re.compile(r"\s*(?P<number>\d+(\.\d*)?)\s*%\s*")
 
 
+def _quantile_levels(value: str) -> str:
+    from demand.quantiles import label, parse_levels
+
+    # normalized, so the contract and the MLflow params spell one set of levels one way
+    return ",".join(label(level) for level in parse_levels(value))
+
+
 def _memory_size(value: str) -> str:
     # DuckDB's own notation, checked here: DuckDB reads '-1', 'none' or '0GB' as no limit or
     # none at all and fails at the first query; a size the build can run in is what is meant
@@ -210,6 +217,9 @@ def _model_version(value: str | None) -> str | None:
 
 
 CatBoostLoss = Annotated[str, AfterValidator(_catboost_loss), Shown("CatBoost loss")]
+QuantileLevels = Annotated[
+    str, AfterValidator(_quantile_levels), Shown("quantile levels, comma-separated")
+]
 MemorySize = Annotated[str, AfterValidator(_memory_size), Shown("size (8GB, 512MiB, 50%)")]
 SqlUrl = Annotated[str, AfterValidator(_sql_url), Shown("SQLAlchemy URL")]
 PostgresUrl = Annotated[str, AfterValidator(_postgresql_url), Shown("PostgreSQL URL")]
@@ -459,6 +469,12 @@ class Settings(BaseSettings):
         "recent mean (28 days, 13 weeks: known at the origin), weighted by it, and forecasts "
         "are multiplied back; series of every volume share one scale. none: raw units.",
     )
+    quantiles: QuantileLevels = Field(
+        default="0.1,0.5,0.9",
+        description="Quantile forecasts beside the point forecast, at these levels in (0, 1), "
+        "each once: a CatBoost MultiQuantile model fitted on CPU, calibrated per horizon on "
+        "the validation window (README, Quantiles). Empty: point forecasts only.",
+    )
     mlflow_tracking_uri: UriOrPath | None = Field(
         default=None,
         description="Where MLflow clients send runs and versions. Default: embedded, a SQLite "
@@ -614,6 +630,11 @@ class Settings(BaseSettings):
     )
     serve_max_items: int = Field(
         default=5000, ge=1, description="Items one /forecast request may carry."
+    )
+    serve_quantiles: bool = Field(
+        default=True,
+        description="Serve the version's quantile forecasts (false: point forecasts only, "
+        "`quantiles: null`, as for a version without them; bench-serve's point-only peer).",
     )
     serve_max_body_bytes: int = Field(
         # 5,000 items with 64-character ids, a price and a promo are about 1.2 MB

@@ -91,12 +91,31 @@ LEGACY_BASELINES = ("seasonal_naive", "moving_average_28")
 
 
 @dataclass(frozen=True)
+class Intervals:
+    """The run's quantile backtest, as training logged it (training/quantiles.py): the
+    central interval's nominal and observed coverage, the mean wQL and the baseline
+    interval's. ``levels`` is empty for a version without quantile forecasts."""
+
+    levels: tuple[float, ...] = ()
+    coverage: float = math.nan
+    wql: float = math.nan
+    baseline_wql: float = math.nan
+    coverage_by_horizon: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def nominal(self) -> float:
+        return max(self.levels) - min(self.levels) if len(self.levels) >= 2 else math.nan
+
+
+@dataclass(frozen=True)
 class Backtest:
     """The run's own backtest, as training logged it: the model's WAPE and each
-    baseline's, by the name it was logged under (``moving_average_4w``)."""
+    baseline's, by the name it was logged under (``moving_average_4w``), and its quantile
+    forecasts' (None: not read, as before quantiles; the staging gate then does not ask)."""
 
     wape: float
     baselines: dict[str, float] = field(default_factory=dict)
+    intervals: Intervals | None = None
 
     @property
     def best_baseline(self) -> tuple[str, float] | None:
@@ -118,6 +137,11 @@ class Rescore:
     challenger: np.ndarray | None = None  # the challenger's forecast
     champion: np.ndarray | None = None  # production's forecast (None without a champion)
     series: np.ndarray | None = None  # each row's series (store, product): the bootstrap's block
+    # each row's pinball loss (training.metrics.pinball) under each version's quantiles;
+    # None: a version without quantile forecasts, or levels that differ (``unjudged``)
+    challenger_pinball: np.ndarray | None = None
+    champion_pinball: np.ndarray | None = None
+    unjudged: str = ""
 
     @property
     def challenger_wape(self) -> float:
@@ -160,6 +184,68 @@ def beats_baselines(backtest: Backtest) -> list[Check]:
             f"the best of {every}",
         )
     ]
+
+
+INTERVAL_COVERAGE = "interval coverage near nominal"
+INTERVAL_WQL = "wQL beats the baseline interval"
+INTERVAL_WQL_CHAMPION = "wQL no worse than production"
+# how far the central interval's backtest coverage may be from nominal (0.05: ±5 points)
+COVERAGE_TOLERANCE = 0.05
+
+
+def intervals_calibrated(intervals: Intervals) -> list[Check]:
+    """Two checks: the central interval's backtest coverage is within COVERAGE_TOLERANCE of
+    nominal, and the mean wQL is below the baseline interval's. A version without quantile
+    forecasts passes both, saying the gate cannot judge its intervals (point forecasts are
+    judged by the WAPE checks alone)."""
+    if len(intervals.levels) < 2:
+        what = "no quantile forecasts" if not intervals.levels else "a single quantile level"
+        detail = f"cannot judge intervals: the version has {what}"
+        return [Check(INTERVAL_COVERAGE, True, detail), Check(INTERVAL_WQL, True, detail)]
+    nominal = intervals.nominal
+    gap = abs(intervals.coverage - nominal)
+    covered = _finite(intervals.coverage) and gap <= COVERAGE_TOLERANCE + 1e-12
+    worst = ""
+    if intervals.coverage_by_horizon:
+        h, value = max(intervals.coverage_by_horizon.items(), key=lambda i: abs(i[1] - nominal))
+        worst = f"; furthest horizon h{h} {value:.3f}"
+    beats = _finite(intervals.wql, intervals.baseline_wql) and (
+        intervals.wql < intervals.baseline_wql
+    )
+    return [
+        Check(
+            INTERVAL_COVERAGE,
+            covered,
+            f"central {nominal:.0%} interval covered {intervals.coverage:.3f} of the backtest "
+            f"{'within' if covered else 'outside'} ±{COVERAGE_TOLERANCE:.2f} of {nominal:.2f}"
+            + worst,
+        ),
+        Check(
+            INTERVAL_WQL,
+            beats,
+            f"mean wQL {intervals.wql:.4f} {'<' if beats else 'is not below'} the baseline "
+            f"interval's {intervals.baseline_wql:.4f}",
+        ),
+    ]
+
+
+def intervals_no_worse_than_champion(paired, margin: float, unjudged: str = "") -> Check:
+    """The production gate's wQL check, under the paired rule it uses for WAPE: ``paired``
+    (a training.metrics.PairedDifference of per-row pinball losses, training.metrics.pinball,
+    challenger minus champion on the same rows) passes when the upper end of its interval
+    is at most ``margin``. None: the gate cannot judge intervals (``unjudged`` says why:
+    a version without quantile forecasts, different levels) and says so, passing."""
+    if paired is None:
+        return Check(INTERVAL_WQL_CHAMPION, True, f"cannot judge intervals: {unjudged}")
+    passed = _finite(paired.high) and paired.high <= margin
+    return Check(
+        INTERVAL_WQL_CHAMPION,
+        passed,
+        f"mean wQL {paired.challenger:.4f} vs production {paired.champion:.4f}: difference "
+        f"{paired.difference:+.4f}, {paired.level:.0%} interval [{paired.low:+.4f}, "
+        f"{paired.high:+.4f}] over {paired.groups:,} blocks, upper end "
+        f"{'≤' if passed else '>'} margin {margin:g}",
+    )
 
 
 def contract_complete(problems: list[str]) -> Check:
@@ -261,9 +347,11 @@ def no_worse_than_champion(rescore: Rescore, settings: Settings) -> Check:
 
 def staging_gate(backtest: Backtest, contract_problems: list[str]) -> GateResult:
     """To staging: beats the best baseline on its own backtest; its feature contract is
-    complete."""
+    complete; its central interval is calibrated and beats the baseline interval."""
+    intervals = () if backtest.intervals is None else intervals_calibrated(backtest.intervals)
     return GateResult(
-        Stage.staging, (*beats_baselines(backtest), contract_complete(contract_problems))
+        Stage.staging,
+        (*beats_baselines(backtest), contract_complete(contract_problems), *intervals),
     )
 
 
@@ -275,9 +363,31 @@ def production_gate(
     return GateResult(
         Stage.production,
         (
-            *beats_baselines(backtest),
-            contract_complete(contract_problems),
+            *staging_gate(backtest, contract_problems).checks,
             no_worse_than_champion(rescore, settings),
+            *intervals_against_champion(rescore, settings),
+        ),
+    )
+
+
+def intervals_against_champion(rescore: Rescore, settings: Settings) -> tuple[Check, ...]:
+    """The paired wQL check of the two versions' quantiles on the same rows; nothing without
+    a champion or rows, and "cannot judge" where either version has no quantiles."""
+    if rescore.problem or rescore.champion_version is None or rescore.actual is None:
+        return ()
+    if rescore.challenger_pinball is None or rescore.champion_pinball is None:
+        return (intervals_no_worse_than_champion(None, settings.gate_margin, rescore.unjudged),)
+    actual = np.asarray(rescore.actual, dtype=float)
+    return (
+        paired_check(
+            INTERVAL_WQL_CHAMPION,
+            rescore.champion_pinball,
+            rescore.challenger_pinball,
+            actual,
+            pd.Series(rescore.series),
+            settings,
+            metric="wQL",
+            about=f"(production v{rescore.champion_version}) on the same {rescore.rows:,} rows",
         ),
     )
 

@@ -340,6 +340,22 @@ def _rescore(
         champion_forecast = scoring.forecast(
             name, champion_number, champion_contract, scored, lambda _: None
         )
+        challenger_contract = contract_of(challenger)
+        unjudged = ""
+        if challenger_contract.quantiles != champion_contract.quantiles:
+            unjudged = (
+                f"the levels differ (v{number(challenger)}: "
+                f"{challenger_contract.quantiles or 'none'}, production v{champion_number}: "
+                f"{champion_contract.quantiles or 'none'})"
+            )
+        elif not champion_contract.quantiles:
+            unjudged = "neither version forecasts quantiles"
+        pinballs = (None, None)
+        if not unjudged:
+            pinballs = (
+                scoring.pinball_of(name, number(challenger), challenger_contract, scored),
+                scoring.pinball_of(name, champion_number, champion_contract, scored),
+            )
     except (scoring.ScoringProblem, RegistryError, KeyError) as error:
         return Rescore(
             champion_number,
@@ -357,6 +373,9 @@ def _rescore(
         challenger=challenger_forecast,
         champion=champion_forecast,
         series=series,
+        challenger_pinball=pinballs[0],
+        champion_pinball=pinballs[1],
+        unjudged=unjudged,
     )
 
 

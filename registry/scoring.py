@@ -23,7 +23,7 @@ import pandas as pd
 from demand.contract import FeatureContract
 from demand.settings import Settings
 from training import dataset
-from training.metrics import scores
+from training.metrics import pinball, scores
 
 Progress = Callable[[str], None]
 KEYS = ["store_id", "product_id", "origin", "horizon"]
@@ -268,3 +268,28 @@ def actual_and_series(rows: BacktestRows) -> tuple[np.ndarray, np.ndarray]:
     frame = next(iter(rows.frames.values()))
     series = frame["store_id"].astype(str) + "\x1f" + frame["product_id"].astype(str)
     return frame["label"].to_numpy(dtype=float), series.to_numpy()
+
+
+def pinball_of(
+    name: str, version: str, contract: FeatureContract, rows: BacktestRows
+) -> np.ndarray | None:
+    """:func:`pinball_losses` of the version on ``rows``, in their order."""
+    return pinball_losses(name, version, contract, rows.for_contract(contract, lambda _: None))
+
+
+def pinball_losses(
+    name: str, version: str, contract: FeatureContract, frame: pd.DataFrame
+) -> np.ndarray | None:
+    """Each row's pinball loss (training.metrics.pinball) of the version's *backtest*
+    quantile model on ``frame``, for the production gate's paired wQL check; None for a
+    version without quantile forecasts."""
+    import mlflow.catboost
+
+    path = contract.extra.get("backtest_quantile_model")
+    if not contract.quantiles or not path:
+        return None
+    model = mlflow.catboost.load_model(f"models:/{name}/{version}/{path}")
+    raw = model.predict(contract.model_frame(frame))
+    scale = frame[contract.target_scale] if contract.target_scale else np.ones(len(frame))
+    units = contract.quantile_units(raw, scale, frame["horizon"].to_numpy())
+    return pinball(frame["label"], units, contract.quantiles)

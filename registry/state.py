@@ -24,7 +24,7 @@ from demand import tracking
 from demand.console import UserError
 from demand.contract import FeatureContract, IncompleteContract
 from demand.settings import Settings
-from registry.gates import LEGACY_BASELINES, Backtest, Stage
+from registry.gates import LEGACY_BASELINES, Backtest, Intervals, Stage
 
 ALIAS = {Stage.staging: "staging", Stage.production: "production"}
 LEGACY = {
@@ -175,9 +175,31 @@ def run_facts(client, version) -> RunFacts:
         Backtest(
             wape=metrics.get("wape", math.nan),
             baselines={n: metrics.get(f"{n}_wape", math.nan) for n in names},
+            intervals=intervals_of(metrics, params),
         ),
         params,
         run.info.status,
+    )
+
+
+def intervals_of(metrics: dict[str, float], params: dict[str, str]) -> Intervals:
+    """The run's quantile backtest (training/quantiles.py); no levels for a run without."""
+    from demand.quantiles import parse_levels
+
+    levels = parse_levels(params.get("quantiles", ""))
+    if not levels:
+        return Intervals()
+    horizons = {
+        int(key.rsplit("_h", 1)[1]): value
+        for key, value in metrics.items()
+        if key.startswith("interval_coverage_h") and key.rsplit("_h", 1)[1].isdigit()
+    }
+    return Intervals(
+        levels=levels,
+        coverage=metrics.get("interval_coverage", math.nan),
+        wql=metrics.get("wql", math.nan),
+        baseline_wql=metrics.get("baseline_interval_wql", math.nan),
+        coverage_by_horizon=horizons,
     )
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from demand.quantiles import column as quantile_column
 from demand.settings import Settings
 from serving.model_loader import Loaded
-from serving.predict import score, short_history
+from serving.predict import lead_time_quantiles, score_all, short_history
 
 TABLE = "demand_forecasts"
 SHADOW_TABLE = "demand_forecasts_shadow"
@@ -90,13 +91,16 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
     origins: list = []
     targets: list = []
     units: list[float | None] = []
+    bands: list[list[float] | None] = []
     inactive: list[bool] = []
     short: list[bool] = []
     step = max(horizon, BATCH_ITEMS // horizon * horizon)  # whole keys per batch
     for start in range(0, len(stores), step):
         batch = slice(start, start + step)
         vectors = loaded.lookup.fetch(stores[batch], products[batch], horizons=horizons[batch])
-        units += score(loaded, stores[batch], products[batch], vectors)
+        answered, banded = score_all(loaded, stores[batch], products[batch], vectors)
+        units += answered
+        bands += banded or [None] * len(answered)
         origins += vectors.origin
         targets += vectors.target
         inactive += vectors.inactive()
@@ -116,6 +120,10 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
         },
         columns=COLUMNS,
     )
+    # one column per quantile level (NaN where there are no units); none for a version
+    # without quantile forecasts
+    for j, level in enumerate(loaded.contract.quantiles if loaded.quantile_model else ()):
+        frame[quantile_column(level)] = [float("nan") if b is None else b[j] for b in bands]
     # a key without an origin (no sales row online) has nothing to forecast from; a pair
     # inactive at its origin (stopped selling, delisted) gets no published forecast
     stopped = pd.Series(inactive, index=frame.index, dtype=bool)
@@ -130,6 +138,46 @@ def forecast_all(settings: Settings, loaded: Loaded, progress: Progress = print)
             f"{calendar.grain.value}s past their first sale: forecast by {rule.baseline}"
         )
     return frame[frame["origin_date"].notna() & ~stopped].reset_index(drop=True)
+
+
+def lead_times(
+    loaded: Loaded, frame: pd.DataFrame, periods: int, service_level: float | None = None
+) -> pd.DataFrame:
+    """Each key's total over its next ``periods`` periods, from the quantile columns of
+    ``forecast_all``'s ``frame`` (horizons 1..periods): one row per key with the total's
+    quantiles and, given a service level, the order-up-to level."""
+    levels = loaded.contract.quantiles
+    names = [quantile_column(level) for level in levels]
+    rows = frame[(frame["horizon"] <= periods)].dropna(subset=names)
+    rows = rows.sort_values(["store_id", "product_id", "horizon"])
+    whole = rows.groupby(["store_id", "product_id"])["horizon"].transform("count") == periods
+    rows = rows[whole]
+    keys = rows.drop_duplicates(["store_id", "product_id"])[
+        ["model_name", "model_version", "store_id", "product_id", "origin_date"]
+    ].reset_index(drop=True)
+    per = rows[names].to_numpy(dtype=float).reshape(len(keys), periods, len(levels))
+    wanted = [*levels, *([service_level] if service_level is not None else [])]
+    if len(keys):
+        totals = lead_time_quantiles(loaded.contract, per, 1, wanted)
+    else:
+        totals = pd.DataFrame(columns=wanted).to_numpy(dtype=float)
+    out = keys.assign(lead_time=periods)
+    for j, name in enumerate(names):
+        out[name] = totals[:, j]
+    if service_level is not None:
+        out["service_level"] = service_level
+        out["order_up_to"] = totals[:, -1]
+    return out
+
+
+def publish_lead_times(settings: Settings, frame: pd.DataFrame, progress: Progress = print):
+    """Lead-time totals as parquet, one file per origin under forecasts/lead_time."""
+    places = []
+    for origin, rows in frame.groupby("origin_date", sort=True):
+        places.append(str(_write_parquet(settings.forecast_dir / "lead_time", origin, rows)))
+    for place in places:
+        progress(f"published {len(frame):,} lead-time rows to {place}")
+    return places
 
 
 def publish(
@@ -179,7 +227,10 @@ def _write_table(url: str, frame: pd.DataFrame, table: str = TABLE) -> str:
     database = Database(url)
     database.ensure()
     # Python scalars, not numpy's: what the driver adapts
-    rows = frame[[*COLUMNS, "published_at"]].astype(object).itertuples(index=False, name=None)
+    extra = [c for c in frame.columns if c.startswith("units_p")]
+    written = [*COLUMNS, *extra, "published_at"]
+    rows = frame[written].astype(object).where(frame[written].notna(), None)
+    rows = rows.itertuples(index=False, name=None)
     try:
         with psycopg.connect(database.conninfo()) as conn, conn.transaction():
             conn.execute(
@@ -196,6 +247,12 @@ def _write_table(url: str, frame: pd.DataFrame, table: str = TABLE) -> str:
                     PRIMARY KEY ({key})
                 )"""
             )
+            # a table from before quantile forecasts (or other levels) gains their columns;
+            # rows published before keep NULL there
+            for name in extra:
+                conn.execute(
+                    f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{name}" double precision'
+                )
             for name, version, origin in (
                 frame[["model_name", "model_version", "origin_date"]]
                 .drop_duplicates()
@@ -212,7 +269,8 @@ def _write_table(url: str, frame: pd.DataFrame, table: str = TABLE) -> str:
                         f"DELETE FROM {table} WHERE model_name = %s AND origin_date = %s",
                         (name, origin),
                     )
-            copy_sql = f"COPY {table} ({', '.join([*COLUMNS, 'published_at'])}) FROM STDIN"
+            quoted = ", ".join(f'"{c}"' for c in written)
+            copy_sql = f"COPY {table} ({quoted}) FROM STDIN"
             with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
                 for row in rows:
                     copy.write_row(row)

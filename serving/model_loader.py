@@ -65,6 +65,9 @@ class Loaded:
     lookup: OnlineLookup
     store: Any  # feast.FeatureStore, for metadata only (never on the request path)
     loaded_at: datetime
+    # the quantile model (a MultiQuantile CatBoostRegressor) of a version with quantiles;
+    # None: a version registered before them, served with `quantiles: null`
+    quantile_model: Any = None
 
 
 def resolve_version(settings: Settings, alias: str | None, version: str | None):
@@ -177,8 +180,20 @@ def load(settings: Settings, alias: str | None = None, version: str | None = Non
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     model = mlflow.catboost.load_model(f"models:/{found.name}/{found.version}")
+    path = contract.extra.get("quantile_model") if settings.serve_quantiles else None
+    quantile_model = (
+        mlflow.catboost.load_model(f"models:/{found.name}/{found.version}/{path}") if path else None
+    )
     return Loaded(
-        found.name, str(found.version), alias, model, contract, lookup, store, datetime.now(UTC)
+        found.name,
+        str(found.version),
+        alias,
+        model,
+        contract,
+        lookup,
+        store,
+        datetime.now(UTC),
+        quantile_model,
     )
 
 
@@ -198,6 +213,10 @@ def load_bento_model(settings: Settings, tag: str) -> Loaded:
     contract = FeatureContract.from_json(str(text))
     store, lookup = _lookup(settings, contract, where)
     model = mlflow.catboost.load_model(bento_model.path_of("mlflow_model"))
+    path = contract.extra.get("quantile_model") if settings.serve_quantiles else None
+    quantile_model = (
+        mlflow.catboost.load_model(bento_model.path_of(f"mlflow_model/{path}")) if path else None
+    )
     return Loaded(
         labels.get(LABEL_NAME, bento_model.tag.name),
         labels.get(LABEL_VERSION, "?"),
@@ -207,6 +226,7 @@ def load_bento_model(settings: Settings, tag: str) -> Loaded:
         lookup,
         store,
         datetime.now(UTC),
+        quantile_model,
     )
 
 

@@ -48,14 +48,18 @@ def model_input(contract: FeatureContract, columns: dict[str, Sequence[Any]], ro
     return Pool(data, cat_features=indices, feature_names=list(contract.features))
 
 
-def predict_units(model, contract: FeatureContract, columns: dict[str, Sequence[Any]], rows: int):
+def predict_units(
+    model, contract: FeatureContract, columns: dict[str, Sequence[Any]], rows: int, pool=None
+):
     """Units per row, clipped at 0 as in training's backtest (times each row's level for a
     model fitted on scaled units: the contract's ``units``), a pair too new for the model
     given its baseline's forecast (the contract's short-history rule, whose columns
-    ``columns`` then holds too): what :meth:`FeatureContract.predict` gives."""
+    ``columns`` then holds too): what :meth:`FeatureContract.predict` gives. ``pool``:
+    the rows' model input when the caller built it already (the quantile model reads it
+    too)."""
     if rows == 0:
         return np.empty(0)
-    predicted = model.predict(model_input(contract, columns, rows))
+    predicted = model.predict(pool if pool is not None else model_input(contract, columns, rows))
     scale = contract.target_scale
     units = contract.units(predicted, columns[scale] if scale else [None] * rows)
     rule = contract.short_history_rule
@@ -97,15 +101,60 @@ def score(
     short-history rule. The service and the batch forecasts both score
     through here, so a published forecast is what ``/forecast`` answers.
     """
+    return score_all(loaded, store_ids, product_ids, vectors, planned, quantiles=False)[0]
+
+
+def score_all(
+    loaded,
+    store_ids: Sequence[str],
+    product_ids: Sequence[str],
+    vectors,
+    planned: dict[str, Sequence[Any]] | None = None,
+    quantiles: bool = True,
+) -> tuple[list[float | None], list[list[float] | None] | None]:
+    """Units as :func:`score`, and each item's quantiles in units at the contract's levels
+    (increasing; None where there are no units). The second is None for a version without
+    a quantile model, or when ``quantiles`` is false. One CatBoost input serves both models."""
     known = [i for i, origin in enumerate(vectors.origin) if origin is not None]
     columns = {"store_id": store_ids, "product_id": product_ids, **vectors.columns}
     for name, values in (planned or {}).items():
         # a client's planned value replaces the plan the store holds; None keeps the plan
         held = columns.get(name, [None] * len(values))
         columns[name] = [v if v is not None else h for v, h in zip(values, held, strict=True)]
-    subset = {name: [columns[name][i] for i in known] for name in inputs(loaded.contract)}
-    units = predict_units(loaded.model, loaded.contract, subset, len(known)).tolist()
+    contract = loaded.contract
+    subset = {name: [columns[name][i] for i in known] for name in inputs(contract)}
+    quantile_model = getattr(loaded, "quantile_model", None) if quantiles else None
     answers: list[float | None] = [None] * len(store_ids)
+    bands: list[list[float] | None] | None = (
+        None if quantile_model is None else [None] * len(store_ids)
+    )
+    if not known:
+        return answers, bands
+    pool = model_input(contract, subset, len(known))
+    scale = subset[contract.target_scale] if contract.target_scale else [None] * len(known)
+    units = predict_units(loaded.model, contract, subset, len(known), pool).tolist()
     for i, value in zip(known, units, strict=True):
         answers[i] = value
-    return answers
+    if bands is not None:
+        horizons = [vectors.horizon[i] for i in known]
+        raw = quantile_model.predict(pool)
+        for i, row in zip(
+            known, contract.quantile_units(raw, scale, horizons).tolist(), strict=True
+        ):
+            bands[i] = row
+    return answers, bands
+
+
+def lead_time_quantiles(contract, per_period, first_horizon: int, wanted) -> np.ndarray:
+    """Quantiles at ``wanted`` (keys × wanted) of each key's total over the periods of
+    ``per_period`` (keys × periods × levels: its quantiles per period, the first period
+    ``first_horizon`` after the origin): sample paths with the horizons' dependence the
+    version was trained with (demand.quantiles), never a sum of per-period quantiles."""
+    from demand import quantiles as qmath
+
+    periods = per_period.shape[1]
+    start = first_horizon - 1
+    correlation = contract.dependence[start : start + periods, start : start + periods]
+    return qmath.lead_time_quantiles(
+        contract.quantiles, per_period, correlation, wanted, contract.quantile_counts
+    )

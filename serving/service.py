@@ -33,19 +33,21 @@ from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 
 import bentoml
+import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from starlette.responses import JSONResponse
 
 from demand.calendar import Calendar
+from demand.quantiles import label as qlabel
 from demand.settings import get_settings
 from serving import feature_log, model_loader
 from serving.guard import RequestGuard
 from serving.lookup import StoreUnavailable
 from serving.monitoring_gauges import MonitoringGauges
 from serving.periods import misplaced, refusal
-from serving.predict import score, short_history
+from serving.predict import lead_time_quantiles, score_all, short_history
 
 logger = logging.getLogger("demand.serving")
 
@@ -107,19 +109,31 @@ STORES_RETRY_SECONDS = 5.0  # a service whose stores do not answer yet tries aga
 LISTED_ERRORS = 10_000  # 5,000 items with two mistakes each: listed in 0.08 s, 1.6 MB
 
 
-def _publish_max_items(schema: dict[str, Any]) -> None:
+def _publish_request(schema: dict[str, Any]) -> None:
     # The configured cap, read when the document is generated (in the serving process),
     # so that a generated client knows it; more items are answered 422 (see forecast).
     schema["properties"]["items"]["maxItems"] = get_settings().serve_max_items
+    _nullable(schema)
 
 
 class ForecastRequest(bentoml.IODescriptor):
     """The items to forecast, answered in this order."""
 
     # the body of POST /forecast; a field for the whole request goes here
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_publish_max_items)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_publish_request)
 
     items: Annotated[list[Item], Field(min_length=1, examples=[EXAMPLE_ITEMS])]
+    lead_time: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Also answer each item's demand over this many periods from its date "
+        "on (its lead-time total: quantiles of the sum, not sums of quantiles); at most the "
+        "model's horizon.",
+    )
+    service_level: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="Also answer the order-up-to level: the lead-time total's quantile at "
+        "this level (one period when lead_time is not given).",
+    )
 
     @classmethod
     async def from_http_request(cls, request: Any, serde: Any) -> ForecastRequest:
@@ -172,6 +186,28 @@ class Forecast(BaseModel):
         description="Views whose features were null for this item, as in training at its "
         "origin: no row, or the row the store holds is newer than the origin or older than "
         "the view's TTL allows.",
+    )
+    quantiles: dict[str, float] | None = Field(
+        default=None,
+        description='Quantiles of the item\'s units by level ("0.1", "0.5", "0.9"), '
+        "calibrated on the backtest, increasing; null for a model version without quantile "
+        "forecasts or an item without units.",
+        examples=[{"0.1": 2.0, "0.5": 5.0, "0.9": 9.0}],
+    )
+    lead_time: LeadTime | None = Field(
+        default=None, description="The lead-time total, when the request asks for lead_time."
+    )
+
+
+class LeadTime(BaseModel):
+    periods: int = Field(description="Periods of the model's grain, from the item's date on.")
+    quantiles: dict[str, float] = Field(
+        description="Quantiles of the total demand over those periods, by level."
+    )
+    service_level: float | None = None
+    order_up_to: float | None = Field(
+        default=None,
+        description="The lead-time total's quantile at service_level: the stock to order up to.",
     )
 
 
@@ -343,11 +379,33 @@ class DemandForecast:
     # -- forecasts ---------------------------------------------------------------------------
 
     @bentoml.api(route="/forecast", input_spec=ForecastRequest)
-    def forecast(self, items: list[Item]) -> ForecastResponse:
-        """Units per item (store, product, target day), in request order."""
+    def forecast(
+        self,
+        items: list[Item],
+        lead_time: int | None = None,
+        service_level: float | None = None,
+    ) -> ForecastResponse:
+        """Units per item (store, product, target day), in request order, with their
+        quantiles; with ``lead_time``, each item's lead-time total too."""
         loaded = self.loaded  # one bundle for the whole request, even if a reload swaps it
         if loaded is None:
             return self._not_ready()
+        periods = lead_time or (1 if service_level is not None else None)
+        if periods is not None:
+            field = "lead_time" if lead_time is not None else "service_level"
+            if not loaded.contract.quantiles or loaded.quantile_model is None:
+                return _reject(
+                    422,
+                    field,
+                    f"model {loaded.name} v{loaded.version} has no quantile forecasts",
+                )
+            if periods > loaded.contract.horizon:
+                return _reject(
+                    422,
+                    "lead_time",
+                    f"{periods} periods is longer than the horizon of model {loaded.name} "
+                    f"v{loaded.version} ({loaded.contract.horizon})",
+                )
         if len(items) > self.settings.serve_max_items:
             return _reject(
                 422,
@@ -384,7 +442,30 @@ class DemandForecast:
         refused = refusal(loaded.contract, dates, vectors.origin, vectors.horizon)
         if refused:  # not a period of the model's grain, or outside its horizon
             return _reject(422, *refused)
-        answers = score(loaded, stores, products, vectors, planned)
+        answers, bands = score_all(loaded, stores, products, vectors, planned)
+        totals: list[dict[str, Any] | None] = [None] * len(items)
+        if periods is not None:
+            late = next(
+                (
+                    i
+                    for i, h in enumerate(vectors.horizon)
+                    if h + periods - 1 > loaded.contract.horizon
+                ),
+                None,
+            )
+            if late is not None:
+                return _reject(
+                    422,
+                    f"items[{late}].date",
+                    f"a lead time of {periods} periods from {items[late].date} ends after the "
+                    f"horizon of model {loaded.name} v{loaded.version} "
+                    f"({loaded.contract.horizon} periods after the origin)",
+                )
+            try:
+                totals = self._lead_times(loaded, stores, products, vectors, periods, service_level)
+            except StoreUnavailable as error:
+                return _unavailable(error)
+        labels = [qlabel(level) for level in loaded.contract.quantiles]
         stale = vectors.stale_views()
         statuses = _statuses(loaded, answers, vectors)
         self._observe(vectors)
@@ -401,9 +482,13 @@ class DemandForecast:
                         "status": status,
                         "baseline": baseline,
                         "stale": views,
+                        "quantiles": None
+                        if bands is None or bands[i] is None
+                        else dict(zip(labels, bands[i], strict=True)),
+                        "lead_time": totals[i],
                     }
-                    for item, value, views, (status, baseline) in zip(
-                        items, answers, stale, statuses, strict=True
+                    for i, (item, value, views, (status, baseline)) in enumerate(
+                        zip(items, answers, stale, statuses, strict=True)
                     )
                 ],
             }
@@ -420,6 +505,42 @@ class DemandForecast:
             self.feature_log.submit(served)
         except Exception as error:  # the answer matters more than its log line
             logger.warning("served-feature log: request not logged: %s", error)
+
+    def _lead_times(self, loaded, stores, products, vectors, periods, service_level):
+        """Each item's total over ``periods`` periods from its date: its key's quantiles
+        for those periods (the item's date and the ones after it; a client's planned price
+        or promotion is the item's date's alone), drawn as sample paths."""
+        known = [i for i, origin in enumerate(vectors.origin) if origin is not None]
+        out: list[dict[str, Any] | None] = [None] * len(stores)
+        if not known:
+            return out
+        first = [vectors.horizon[i] for i in known]
+        wide_stores = [stores[i] for i in known for _ in range(periods)]
+        wide_products = [products[i] for i in known for _ in range(periods)]
+        horizons = [h + k for h in first for k in range(periods)]
+        ahead = loaded.lookup.fetch(wide_stores, wide_products, horizons=horizons)
+        _, bands = score_all(loaded, wide_stores, wide_products, ahead)
+        levels = loaded.contract.quantiles
+        wanted = [*levels, *([service_level] if service_level is not None else [])]
+        labels = [qlabel(level) for level in levels]
+        groups: dict[int, list[int]] = {}
+        for position, h in enumerate(first):
+            if all(bands[position * periods + k] is not None for k in range(periods)):
+                groups.setdefault(h, []).append(position)
+        for h, positions in groups.items():  # one dependence block per first horizon
+            per = np.array(
+                [[bands[p * periods + k] for k in range(periods)] for p in positions],
+                dtype=np.float64,
+            )
+            result = lead_time_quantiles(loaded.contract, per, h, wanted)
+            for p, row in zip(positions, result.tolist(), strict=True):
+                out[known[p]] = {
+                    "periods": periods,
+                    "quantiles": dict(zip(labels, row[: len(levels)], strict=True)),
+                    "service_level": service_level,
+                    "order_up_to": row[-1] if service_level is not None else None,
+                }
+        return out
 
     def _observe(self, vectors) -> None:
         """Feature age per view against the request's newest origin; stale items per view."""

@@ -217,3 +217,56 @@ def paired_difference(
         draws=len(differences),
         groups=blocks,
     )
+
+
+# -- quantile forecasts: weighted quantile loss and coverage ------------------------------
+
+
+def level_key(level: float) -> str:
+    """A level in metric names: 0.1 → ``p10`` (MLflow keys: ``wql_p10``, ``coverage_p90``)."""
+    return f"p{level * 100:g}"
+
+
+def pinball(y_true, quantiles, levels) -> np.ndarray:
+    """Each row's pinball loss summed over the levels, times 2 / the number of levels: summed
+    over rows and divided by Σ|actual| it is the mean wQL, so :func:`paired_difference` can
+    compare two quantile forecasts row by row as it compares WAPEs."""
+    y = np.asarray(y_true, dtype=float)[:, None]
+    q = np.asarray(quantiles, dtype=float).reshape(len(y), -1)
+    tau = np.asarray(levels, dtype=float)[None, :]
+    loss = np.maximum(tau * (y - q), (tau - 1) * (y - q))
+    return 2 * loss.sum(axis=1) / len(levels)
+
+
+def quantile_scores(y_true, quantiles, levels) -> dict[str, float]:
+    """wQL per level (2 Σ pinball / Σ|actual|, as Amazon Forecast scores it) and their mean;
+    the coverage of each level (the share of actuals at or below it) and of the central
+    interval (lowest to highest level, ends included)."""
+    y = np.asarray(y_true, dtype=float)
+    q = np.asarray(quantiles, dtype=float).reshape(len(y), -1)
+    total = float(np.abs(y).sum())
+    out: dict[str, float] = {}
+    for j, level in enumerate(levels):
+        loss = np.maximum(level * (y - q[:, j]), (level - 1) * (y - q[:, j])).sum()
+        out[f"wql_{level_key(level)}"] = float(2 * loss / total) if total else float("nan")
+        out[f"coverage_{level_key(level)}"] = float(np.mean(y <= q[:, j])) if len(y) else np.nan
+    out["wql"] = float(np.mean([out[f"wql_{level_key(v)}"] for v in levels]))
+    if len(levels) >= 2:
+        inside = (q[:, 0] <= y) & (y <= q[:, -1])
+        out["interval_coverage"] = float(inside.mean()) if len(y) else float("nan")
+    return out
+
+
+def quantile_breakdown(
+    rows: pd.DataFrame, predictions: dict[str, np.ndarray], levels, by: str
+) -> pd.DataFrame:
+    """One row per (predictor, value of ``by``) with every quantile score."""
+    records = []
+    for predictor, q in predictions.items():
+        q = np.asarray(q, dtype=float)
+        for value, index in rows.groupby(by, sort=True).indices.items():
+            y = rows["label"].to_numpy()[index]
+            records.append(
+                {"predictor": predictor, by: value, **quantile_scores(y, q[index], levels)}
+            )
+    return pd.DataFrame(records)

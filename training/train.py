@@ -20,7 +20,7 @@ from demand.calendar import Calendar
 from demand.contract import BACKTEST_MODEL, FeatureContract
 from demand.featurestore import open_store
 from demand.settings import Engine, Settings
-from training import baselines, dataset, profile, search, short_history, tracking
+from training import baselines, dataset, profile, quantiles, search, short_history, tracking
 from training import device as devices
 from training import model as demand_model
 from training.metrics import (
@@ -243,12 +243,13 @@ def model_inputs(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The model's input columns (``contract.model_frame``, numbers as float32), and
     ``frame`` without the feature columns only the model reads (keys, category, labels,
-    origins, the short-history rule's columns and every other column stay).
+    origins, the target's scale, the short-history rule's columns and every other column
+    stay).
 
     CatBoost keeps features as float32 whatever it is given, so the model, its
     predictions and the training-set hash (taken before) are the same; the training job
     holds one copy of the features at half the size instead of two (measured on 400k
-    weekly rows, README, Performance).
+    weekly rows: docs/benchmarks.md).
     """
     x = contract.model_frame(frame)
     numeric = [c for c in x.columns if c not in contract.categorical]
@@ -256,6 +257,8 @@ def model_inputs(
     kept = {"label", "store_id", "product_id", "category"}
     if (rule := contract.short_history_rule) is not None:
         kept |= {rule.feature, rule.age_feature}  # the fallback's baseline is read per row
+    if contract.target_scale:
+        kept.add(contract.target_scale)  # the quantiles' level per row (quantile_units)
     model_only = set(numeric) - kept
     return x, frame.drop(columns=[c for c in frame.columns if c in model_only])
 
@@ -283,6 +286,8 @@ class TrainResult:
     # WAPE on the validation window (where early stopping, and any choice, looks), per
     # predictor: the model and each baseline
     validation: dict[str, float] | None = None
+    # the quantile forecasts' backtest numbers (wQL, coverage, lead time); None: point only
+    quantiles: dict[str, float] | None = None
 
 
 def run(
@@ -485,6 +490,23 @@ def run(
             }
         )
 
+        # quantile forecasts beside the point model (DEMAND_QUANTILES; None when empty)
+        started = time.perf_counter()
+        intervals = quantiles.run(
+            settings,
+            contract,
+            x,
+            frame,
+            split,
+            lambda rows: baseline_history(training_set.history, rows, schedule),
+            schedule,
+            levels,
+            progress,
+        )
+        if intervals is not None:
+            contract = intervals.contract(contract)
+            seconds["quantiles"] = time.perf_counter() - started
+
         # the backtest chose the trees; the model that serves learns from every closed day
         del test, history  # the backtest's rows (the predictions stay, for the plots)
         memory.release()  # the backtest fit's pools, before the refit builds its own
@@ -510,6 +532,8 @@ def run(
         # the input example in the contract's own dtypes (float64), as serving sends them
         example = contract.model_frame(x[split.test].head(5))
         info = tracking.log_model(served, example, contract, backtest_model=model)
+        if intervals is not None:
+            intervals.log_models(info, example)
         # a pyfunc of a scaled model predicts ratios, not units: say so where it is loaded
         mlflow.set_tag("demand.model_output", contract.output)
 
@@ -544,4 +568,5 @@ def run(
         rows=len(frame),
         seconds=seconds,
         validation=validation,
+        quantiles=None if intervals is None else intervals.metrics,
     )

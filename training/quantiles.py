@@ -1,0 +1,355 @@
+"""Quantile forecasts beside the point model: fit, calibrate, backtest, log (DEMAND_QUANTILES).
+
+One CatBoost ``MultiQuantile`` model gives every level in one predict. It runs on CPU only
+(catboost issue 2783), so it is fitted on CPU whatever the point model's device, and the
+device is recorded. Its quantiles can cross and, on count data, its P10 sits at 1e-7 where
+sales are 0: the contract's ``quantile_units`` sorts them and puts them on the support
+(whole units, zeros kept).
+
+Calibration: per horizon and level, one offset added to the model's output, chosen on the
+validation window so that the share of actuals below the quantile is the level there
+(conformal quantile calibration). For whole units the share is read on the rounded
+quantiles; a lower level (< 0.5) counts the actuals strictly below it, an upper one those
+at or below, the median half of those at it: the central interval [P10, P90] then holds
+about 80 % of actuals, ends included, even where most are 0 (a median, like any
+quantile of counts, has P(Y ≤ m) above 1/2, often far above where most sales are 0).
+Early stopping also reads the validation window: the offsets are a little optimistic, and
+the backtest (after that window) is what judges them.
+
+The baseline interval is the seasonal naive plus, per horizon, the empirical quantiles of
+its residuals on the validation window, on the same support. Lead-time totals are judged
+on the backtest by their coverage (see :mod:`demand.quantiles`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from demand import quantiles as qmath
+from demand.contract import FeatureContract
+from demand.settings import Settings
+from training import baselines
+from training import model as demand_model
+from training.metrics import are_counts, level_key, quantile_breakdown, quantile_scores
+
+DEVICE = "CPU"  # MultiQuantile has no GPU implementation
+MODEL_PATH, BACKTEST_MODEL_PATH = "quantile_model", "backtest_quantile_model"
+BASELINE = "baseline_interval"  # the seasonal naive's empirical interval, in metric names
+# the backtest's lead time, in periods (capped at the horizon): the issue's 7-day total
+LEAD_TIME = 7
+CLOSE = 0.01  # shares within a point of the level count as calibrated (see offset)
+
+
+def model_params(settings: Settings, levels) -> dict:
+    """The point model's parameters on CPU, with the MultiQuantile loss at ``levels``."""
+    alpha = ",".join(qmath.label(v) for v in levels)
+    return {
+        **demand_model.params(settings, DEVICE),
+        "loss_function": f"MultiQuantile:alpha={alpha}",
+    }
+
+
+def offset(raw, y, scale, level: float, counts: bool) -> float:
+    """The offset (in the model's output) that puts ``level`` of the actuals at or below the
+    quantile (for whole units: strictly below for a lower level, half the ties for the
+    median); see the module docstring."""
+    residual = y / scale - raw
+    plain = float(np.quantile(residual, level))
+    if not counts:
+        return plain
+    candidates = np.unique(np.quantile(residual, np.linspace(0, 1, 401)))
+    gaps, losses = [], []
+    for c in candidates:
+        units = qmath.support((raw + c) * scale, counts=True)
+        below, at = np.mean(y < units), np.mean(y == units)
+        share = below + (0.0 if level < 0.5 else 1.0 if level > 0.5 else 0.5) * at
+        gaps.append(abs(share - level))
+        losses.append(np.maximum(level * (y - units), (level - 1) * (y - units)).sum())
+    gaps, losses = np.array(gaps), np.array(losses)
+    # whole units reach a share only in steps, and several offsets come near it (a median
+    # of 0 everywhere is "calibrated" where half the actuals are 0): of those within a
+    # point of the nearest, the one with the lowest pinball loss
+    near = gaps <= gaps.min() + CLOSE
+    return float(candidates[near][np.argmin(losses[near])])
+
+
+def calibrate(raw, y, scale, horizons, levels, counts: bool) -> dict[str, list[float]]:
+    """Horizon → each level's offset, from the validation window's rows."""
+    offsets = {}
+    for h in np.unique(horizons):
+        rows = horizons == h
+        offsets[str(int(h))] = [
+            offset(raw[rows, j], y[rows], scale[rows], level, counts)
+            for j, level in enumerate(levels)
+        ]
+    return offsets
+
+
+def correlation(rows: pd.DataFrame, units: np.ndarray, levels, horizon: int) -> np.ndarray:
+    """The horizons' dependence: normal scores of where each actual fell in its calibrated
+    distribution, correlated across the horizons of one series and origin."""
+    u = np.clip(qmath.pit(levels, units, rows["label"].to_numpy()), 1e-3, 1 - 1e-3)
+    frame = rows[["store_id", "product_id", "origin", "horizon"]].assign(z=norm.ppf(u))
+    wide = frame.pivot_table(
+        index=["store_id", "product_id", "origin"], columns="horizon", values="z", observed=True
+    ).reindex(columns=range(1, horizon + 1))
+    return qmath.dependence(wide.to_numpy())
+
+
+def baseline_interval(valid, test, history_valid, history_test, grain, levels, counts):
+    """The seasonal naive's empirical interval for the backtest rows (rows × levels)."""
+    name = next(n for n in baselines.for_grain(grain) if n.startswith("seasonal_naive"))
+    make = baselines.for_grain(grain)[name]
+    residual = valid["label"].to_numpy() - make.fit(history_valid).predict(valid)
+    point = make.fit(history_test).predict(test)
+    by_h = {
+        h: np.quantile(residual[valid["horizon"].to_numpy() == h], levels)
+        for h in np.unique(valid["horizon"])
+    }
+    zero = np.zeros(len(levels))
+    shift = np.array([by_h.get(h, zero) for h in test["horizon"].to_numpy()])
+    return qmath.non_crossing(qmath.support(point[:, None] + shift, counts))
+
+
+def lead_time_coverage(rows: pd.DataFrame, units: np.ndarray, contract, periods: int):
+    """Coverage of the L-period total on the backtest: for each series and origin whose
+    horizons 1..L are all there, its simulated quantiles against the actual total, and the
+    same for the (wrong) sum of per-period quantiles beside it."""
+    levels = contract.quantiles
+    frame = rows[["store_id", "product_id", "origin", "horizon", "label"]].reset_index(drop=True)
+    frame = frame[frame["horizon"] <= periods]
+    keys = frame.groupby(["store_id", "product_id", "origin"], observed=True)["horizon"]
+    complete = keys.transform("nunique") == periods
+    frame = frame[complete].sort_values(["store_id", "product_id", "origin", "horizon"])
+    if frame.empty:
+        return {}
+    per = units[frame.index.to_numpy()].reshape(-1, periods, len(levels))
+    actual = frame["label"].to_numpy().reshape(-1, periods).sum(axis=1)
+    quant = qmath.lead_time_quantiles(
+        levels, per, contract.dependence, levels, contract.quantile_counts
+    )
+    summed = per.sum(axis=1)
+    out = {"lead_time_periods": float(periods), "lead_time_series": float(len(actual))}
+    for j, level in enumerate(levels):
+        out[f"lead_time_coverage_{level_key(level)}"] = float(np.mean(actual <= quant[:, j]))
+        out[f"lead_time_summed_coverage_{level_key(level)}"] = float(
+            np.mean(actual <= summed[:, j])
+        )
+    if len(levels) >= 2:
+        inside = (quant[:, 0] <= actual) & (actual <= quant[:, -1])
+        out["lead_time_interval_coverage"] = float(inside.mean())
+    return out
+
+
+@dataclass
+class Intervals:
+    """What training's quantile step made: the models, the contract's facts, the numbers."""
+
+    levels: tuple[float, ...]
+    backtest_model: object
+    served: object
+    extra: dict[str, str]
+    metrics: dict[str, float]
+    by_horizon: pd.DataFrame
+    by_category: pd.DataFrame
+    units: np.ndarray  # the backtest rows' quantiles (rows × levels)
+
+    def contract(self, contract: FeatureContract) -> FeatureContract:
+        return replace(contract, extra={**contract.extra, **self.extra})
+
+    def log_models(self, info, example: pd.DataFrame) -> None:
+        """Both quantile models inside the version's model directory (the paths the contract
+        names), beside the backtest point model: they travel with every copy."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from training.tracking import _version
+
+        requirements = [f"catboost=={_version('catboost')}", f"pandas=={_version('pandas')}"]
+        for path, model in ((MODEL_PATH, self.served), (BACKTEST_MODEL_PATH, self.backtest_model)):
+            with tempfile.TemporaryDirectory() as tmp:
+                mlflow.catboost.save_model(
+                    model,
+                    str(Path(tmp) / path),
+                    signature=infer_signature(example, model.predict(example)),
+                    pip_requirements=requirements,
+                )
+                mlflow.MlflowClient().log_model_artifacts(
+                    info.model_id, str(Path(tmp) / path), artifact_path=path
+                )
+
+
+def run(
+    settings: Settings,
+    contract: FeatureContract,
+    x: pd.DataFrame,
+    frame: pd.DataFrame,
+    split,
+    history: Callable[[pd.DataFrame], pd.DataFrame],
+    schedule,
+    scale: np.ndarray | None,
+    progress=print,
+) -> Intervals | None:
+    """Fit, calibrate and backtest the quantile model, log its numbers and calibration plot
+    to the active MLflow run, refit it on every closed day; None when DEMAND_QUANTILES is
+    empty."""
+    import mlflow
+
+    from training.tracking import log_tables
+
+    levels = qmath.parse_levels(settings.quantiles)
+    if not levels:
+        return None
+    y = frame["label"]
+    ones = np.ones(len(frame))
+    scale = ones if scale is None else np.asarray(scale, dtype=np.float64)
+    counts = are_counts(y)
+    params = model_params(settings, levels)
+
+    def part(mask):
+        return scale[mask.to_numpy()] if contract.target_scale else None
+
+    backtest_model = demand_model.fit(
+        x[split.train],
+        y[split.train],
+        x[split.valid],
+        y[split.valid],
+        contract.categorical,
+        params,
+        verbose=0,
+        train_levels=part(split.train),
+        valid_levels=part(split.valid),
+    )
+    valid = frame[split.valid]
+    v = split.valid.to_numpy()
+    raw_valid = np.asarray(backtest_model.predict(x[split.valid])).reshape(v.sum(), -1)
+    offsets = calibrate(
+        raw_valid,
+        valid["label"].to_numpy(float),
+        scale[v],
+        valid["horizon"].to_numpy(),
+        levels,
+        counts,
+    )
+    extra = {
+        "quantiles": ",".join(qmath.label(level) for level in levels),
+        "quantile_model": MODEL_PATH,
+        "backtest_quantile_model": BACKTEST_MODEL_PATH,
+        "quantile_offsets": json.dumps(offsets, sort_keys=True),
+        "quantile_counts": "true" if counts else "false",
+        "quantile_device": DEVICE,
+    }
+    calibrated = replace(contract, extra={**contract.extra, **extra})
+    scale_of = frame[contract.target_scale] if contract.target_scale else None
+
+    def units(model, mask):
+        raw = np.asarray(model.predict(x[mask])).reshape(int(mask.sum()), -1)
+        values = scale_of[mask] if scale_of is not None else ones[mask.to_numpy()]
+        return calibrated.quantile_units(raw, values, frame.loc[mask, "horizon"].to_numpy())
+
+    valid_units = units(backtest_model, split.valid)
+    dependence = correlation(valid, valid_units, levels, schedule.horizon)
+    extra["quantile_dependence"] = json.dumps(np.round(dependence, 4).tolist())
+    calibrated = replace(contract, extra={**contract.extra, **extra})
+
+    test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
+    test_units = units(backtest_model, split.test)
+    grain = schedule.calendar.grain.value
+    base = baseline_interval(
+        valid,
+        test,
+        history(valid),
+        history(test),
+        grain,
+        levels,
+        counts,
+    )
+    predictions = {"model": test_units, BASELINE: base}
+    by_horizon = quantile_breakdown(test, predictions, levels, "horizon")
+    by_category = quantile_breakdown(test, predictions, levels, "category")
+    metrics = {
+        **quantile_scores(test["label"], test_units, levels),
+        **{f"{BASELINE}_{k}": v for k, v in quantile_scores(test["label"], base, levels).items()},
+        **lead_time_coverage(test, test_units, calibrated, min(LEAD_TIME, schedule.horizon)),
+    }
+    for table, by in ((by_horizon, "horizon"), (by_category, "category")):
+        for _, r in table.iterrows():
+            prefix = "" if r["predictor"] == "model" else f"{r['predictor']}_"
+            suffix = f"h{r[by]}" if by == "horizon" else str(r[by])
+            for name in ("wql", "interval_coverage"):
+                if name in r:
+                    metrics[f"{prefix}{name}_{suffix}"] = r[name]
+
+    mlflow.log_params({"quantiles": extra["quantiles"], "quantile_device": DEVICE})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if pd.notna(v)})
+    log_tables({"quantiles_by_horizon": by_horizon, "quantiles_by_category": by_category})
+    calibration_plot(test, predictions, levels, schedule.unit)
+    progress(
+        f"quantiles {extra['quantiles']} on {DEVICE}: wQL {metrics['wql']:.3f} "
+        f"(baseline interval {metrics[f'{BASELINE}_wql']:.3f})"
+        + (
+            f", central interval coverage {metrics['interval_coverage']:.2f}"
+            if "interval_coverage" in metrics
+            else ""
+        )
+    )
+
+    served = demand_model.refit(
+        x[split.refit],
+        y[split.refit],
+        contract.categorical,
+        params,
+        backtest_model.tree_count_,
+        verbose=0,
+        levels=part(split.refit),
+    )
+    return Intervals(
+        levels, backtest_model, served, extra, metrics, by_horizon, by_category, test_units
+    )
+
+
+def calibration_plot(test: pd.DataFrame, predictions: dict, levels, unit: str) -> None:
+    """Observed share of actuals at or below each level, against the level; one panel per
+    predictor's horizons too. A calibrated forecast lies on the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    y = test["label"].to_numpy()
+    horizons = test["horizon"].to_numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for i, (name, q) in enumerate(predictions.items()):
+        observed = [np.mean(y <= q[:, j]) for j in range(len(levels))]
+        axes[0].plot(levels, observed, marker="o", color=f"C{i}", label=name)
+        if len(levels) >= 2:
+            cover = [
+                np.mean(
+                    (q[horizons == h, 0] <= y[horizons == h])
+                    & (y[horizons == h] <= q[horizons == h, -1])
+                )
+                for h in np.unique(horizons)
+            ]
+            axes[1].plot(np.unique(horizons), cover, marker="o", color=f"C{i}", label=name)
+    axes[0].plot([0, 1], [0, 1], "k:", lw=1)
+    axes[0].set_xlabel("quantile level")
+    axes[0].set_ylabel("share of actuals at or below")
+    axes[0].set_title("Calibration on the backtest")
+    if len(levels) >= 2:
+        axes[1].axhline(levels[-1] - levels[0], color="k", ls=":", lw=1)
+        axes[1].set_xlabel(f"horizon ({unit}s ahead)")
+        axes[1].set_ylabel("central interval coverage")
+        axes[1].set_title(f"P{levels[0] * 100:g}–P{levels[-1] * 100:g} coverage by horizon")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    mlflow.log_figure(fig, "plots/calibration.png")
+    plt.close(fig)
