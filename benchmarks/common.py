@@ -76,7 +76,7 @@ reset_peak = memory.reset_peak
 
 @dataclass(frozen=True)
 class Figure:
-    """One measured figure and the peer it is judged against, as the README's tables name it.
+    """One measured figure and the peer it is judged against, as the benchmark tables name it.
 
     ``peer_value`` is the peer measured in the same run (the machines are shared: a ratio
     within one run holds better than seconds from two); ``None`` where the figure has no

@@ -246,7 +246,7 @@ def bento_containerize(
     console.print(
         f"built image {image} from Bento {built.bento} in {seconds:.0f} s, {size:.2f} GB\n"
         f"run it: {engine} run --rm --network host -e DEMAND_DATA_DIR=/data "
-        f"-v $DEMAND_DATA_DIR:/data:ro {image}  (README, Deploy as a container)"
+        f"-v $DEMAND_DATA_DIR:/data:ro {image}  (docs/how-to/container.md)"
     )
 
 

@@ -43,21 +43,21 @@ class Scale(StrEnum):
 
 
 class Profile(StrEnum):
-    """Where the online store and the Feast registry live; see README, Profiles."""
+    """Where the online store and the Feast registry live; see docs/concepts/profiles.md."""
 
     embedded = "embedded"
     team = "team"
 
 
 class OfflineStore(StrEnum):
-    """Feast's offline store for point-in-time retrieval; see README, Performance."""
+    """Feast's offline store for point-in-time retrieval; see docs/benchmarks.md."""
 
     duckdb = "duckdb"
     asof = "asof"
 
 
 class Engine(StrEnum):
-    """Where the feature build, training sets and materialization run; see README, Spark."""
+    """Where the feature build, training sets and materialization run; see docs/how-to/spark.md."""
 
     duckdb = "duckdb"
     spark = "spark"
@@ -71,14 +71,14 @@ class RedisType(StrEnum):
 
 
 class Materializer(StrEnum):
-    """How the online store is loaded; see README, Performance."""
+    """How the online store is loaded; see docs/benchmarks.md."""
 
     platform = "platform"
     feast = "feast"
 
 
 class Loss(StrEnum):
-    """CatBoost losses a model may train with: the ones README, The loss, measured."""
+    """CatBoost losses a model may train with: the ones docs/benchmarks.md, the loss, measured."""
 
     RMSE = "RMSE"
     Poisson = "Poisson"
@@ -86,7 +86,7 @@ class Loss(StrEnum):
 
 
 class TargetScale(StrEnum):
-    """What the model learns; see README, The target."""
+    """What the model learns; see docs/benchmarks.md, the target."""
 
     recent_mean = "recent_mean"  # units / the pair's recent mean, multiplied back
     none = "none"  # raw units
@@ -95,12 +95,12 @@ class TargetScale(StrEnum):
 class SettingError(UserError):
     """A ``DEMAND_*`` setting with a value of the wrong type or out of range."""
 
-    exit_code = 2  # the README's contract: bad arguments and settings exit 2
+    exit_code = 2  # the CLI reference: bad arguments and settings exit 2
 
 
 @dataclass(frozen=True)
 class Shown:
-    """How the configuration reference (README, Configuration) names a checked type."""
+    """How the configuration reference (docs/reference/settings.md) names a checked type."""
 
     type: str
 
@@ -289,8 +289,8 @@ class Settings(BaseSettings):
     scale: Scale = Field(
         default=Scale.default,
         description="Size of the generated data: tiny (tests), default (demo), large "
-        "(benchmarks), order lines; or m5 (aggregated daily sales, 30,000+ series; README, "
-        "Performance, Scales).",
+        "(benchmarks), order lines; or m5 (aggregated daily sales, 30,000+ series; "
+        "docs/benchmarks.md, scales).",
     )
     feature_service: str = Field(
         default="demand_forecast_v1",
@@ -429,7 +429,7 @@ class Settings(BaseSettings):
         description="Training rows at most (training, early stopping and backtest together): "
         "above it, a seeded uniform sample of (series, origin) pairs, every horizon of each, "
         "is kept before the Feast join. The default fits a CPU fit and refit of the default "
-        "model in about 15 minutes on 2 cores (README, Training at the M5 size).",
+        "model in about 15 minutes on 2 cores (docs/benchmarks.md, M5 width).",
     )
     train_sample_fraction: float | None = Field(
         default=None,
@@ -451,7 +451,7 @@ class Settings(BaseSettings):
     depth: int = Field(default=6, ge=1, le=16, description="CatBoost tree depth.")
     loss: CatBoostLoss = Field(
         default="Tweedie:variance_power=1.5",
-        description="CatBoost loss, chosen on the validation window (README, The loss).",
+        description="CatBoost loss, chosen on the validation window (docs/benchmarks.md, the loss).",
     )
     search_seconds: int = Field(
         default=0,
@@ -473,7 +473,7 @@ class Settings(BaseSettings):
         default="0.1,0.5,0.9",
         description="Quantile forecasts beside the point forecast, at these levels in (0, 1), "
         "each once: a CatBoost MultiQuantile model fitted on CPU, calibrated per horizon on "
-        "the validation window (README, Quantiles). Empty: point forecasts only.",
+        "the validation window (docs/how-to/quantiles.md). Empty: point forecasts only.",
     )
     mlflow_tracking_uri: UriOrPath | None = Field(
         default=None,
@@ -501,7 +501,7 @@ class Settings(BaseSettings):
         default=None, description="Who the audit trail names; default: the OS user."
     )
     # registry
-    # the production gate's paired comparison (registry/gates.py; README, Model registry)
+    # the production gate's paired comparison (registry/gates.py; docs/concepts/registry.md)
     gate_margin: float = Field(
         default=0.02,
         ge=0,

@@ -17,7 +17,7 @@ this path; everything else (materialization, other sources, a folder of files,
 At scale (10 M entity rows × 7 views) the join carries keys, times and the matched row's
 position in the file only, once per distinct (keys, time), and the values are taken by
 position; DuckDB works within ``DEMAND_DUCKDB_MEMORY_LIMIT``, spilling beyond it, and the
-result goes to pandas column by column (README, Performance). The file's identity (device,
+result goes to pandas column by column (docs/benchmarks.md). The file's identity (device,
 inode, size, mtime) is compared across its two reads, and the view read again when a
 build swapped it in between: row numbers of one file never fetch another's values.
 

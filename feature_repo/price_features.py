@@ -21,7 +21,7 @@ from feature_views import planned_promotions, product_attributes, store_product_
 )
 def target_week_price(inputs: pd.DataFrame) -> pd.DataFrame:
     # a ratio, not the price: series of every price level share one scale, as the target's
-    # own scaling shares volumes (README, The target)
+    # own scaling shares volumes (docs/benchmarks.md, the target)
     import numpy as np
     import pandas as pd
 

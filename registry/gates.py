@@ -376,6 +376,8 @@ def intervals_against_champion(rescore: Rescore, settings: Settings) -> tuple[Ch
     if rescore.problem or rescore.champion_version is None or rescore.actual is None:
         return ()
     if rescore.challenger_pinball is None or rescore.champion_pinball is None:
+        if not rescore.unjudged:  # the rescore gathered no quantiles at all
+            return ()
         return (intervals_no_worse_than_champion(None, settings.gate_margin, rescore.unjudged),)
     actual = np.asarray(rescore.actual, dtype=float)
     return (

@@ -479,7 +479,7 @@ def run(
             store,
             contract,
             dataset.built_lineage(settings).sales_features_table,
-            frame.loc[split.test, contract.features],
+            x[split.test],  # the model's inputs: the features left the frame
             predictions["model"],
         )
         tracking.log_tables(

@@ -76,7 +76,7 @@ def test_online_before_materialize_says_what_to_do(data_dir, capsys):
 
 def test_malformed_key_is_named(feature_env, monkeypatch, capsys):
     monkeypatch.setenv("DEMAND_DATA_DIR", str(feature_env.data_dir))
-    assert main(["online", "--key", "S000-P0300"]) == 2  # a usage error (README, Commands)
+    assert main(["online", "--key", "S000-P0300"]) == 2  # a usage error (docs/reference/cli.md)
     assert "S000-P0300" in capsys.readouterr().err
 
 

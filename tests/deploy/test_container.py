@@ -298,7 +298,7 @@ def test_containerize_without_the_engine_says_how_to_install_it(serving_env, tmp
 @pytest.mark.container  # `demand bento containerize` in a subprocess
 def test_containerize_refuses_an_unknown_backend(serving_env):
     done = _containerize(_model_env(serving_env), "--backend", "kaniko")
-    assert done.returncode == 2  # a bad argument (README, exit codes)
+    assert done.returncode == 2  # a bad argument (docs/reference/cli.md, exit codes)
     assert "'kaniko' is not one of" in done.stderr and "buildah" in done.stderr
 
 

@@ -48,7 +48,7 @@ def _result(fired):
 
 def test_alerts_are_posted_to_every_notify_url(monkeypatch, tmp_path):
     fired = [alerts.Alert("drift", "v3: list_price drifted (PSI 2.50 ≥ 0.25)", {"psi": 2.5})]
-    monkeypatch.setattr(monitor, "run", lambda settings, progress: _result(fired))
+    monkeypatch.setattr(monitor, "run", lambda settings, progress, skew=None: _result(fired))
     server, bodies = _receiver()
     url = f"http://127.0.0.1:{server.server_port}/hooks/demand"
     report = cycle.NightReport(started_at="now")
@@ -78,7 +78,7 @@ def test_alerts_are_posted_to_every_notify_url(monkeypatch, tmp_path):
 
 
 def test_a_quiet_night_posts_nothing(monkeypatch, tmp_path):
-    monkeypatch.setattr(monitor, "run", lambda settings, progress: _result([]))
+    monkeypatch.setattr(monitor, "run", lambda settings, progress, skew=None: _result([]))
     server, bodies = _receiver()
     try:
         cycle._monitor(

@@ -1,6 +1,6 @@
 """The generator's chunked output and the bounded raw-table gate, on small specs.
 
-The m5 scale itself (33 M rows) is measured by hand (README, Scales); here the same
+The m5 scale itself (33 M rows) is measured by hand (docs/benchmarks.md, scales); here the same
 code paths run on a few days of it and on the tiny order-line retailer split into
 one-store chunks.
 """

@@ -58,7 +58,7 @@ def test_optional_columns_may_be_absent(tiny):
     assert len(validate("products", products)) == len(products)
 
 
-# the raw data contract as README, Data contract, promises it: each table's columns, and
+# the raw data contract as docs/reference/raw-data.md, promises it: each table's columns, and
 # which are optional. Written out here, not read from RAW_TABLES: a loop over RAW_TABLES
 # would document and check whatever the code has, a lost column or table included.
 CONTRACT = {

@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,12 @@ from registry.gates import (
     production_gate,
     staging_gate,
 )
+
+
+def _no_worse(result):
+    """The paired WAPE check of a production gate (the wQL check may follow it)."""
+    (check,) = [c for c in result.checks if c.name == NO_WORSE]
+    return check
 
 
 def weekly(wape: float, seasonal: float, average: float, naive: float = 0.9) -> Backtest:
@@ -165,7 +172,7 @@ def test_staging_gate(case, backtest, problems, passed, failed_checks, in_messag
 )
 def test_production_gate_against_champion(case, challenger, margin, passed, in_detail):
     result = production_gate(GOOD, [], rescore(challenger), rule(margin))
-    check = result.checks[-1]
+    check = _no_worse(result)
     assert check.name == NO_WORSE
     assert check.passed is passed, (case, check.detail)
     assert result.passed is passed, case
@@ -179,7 +186,7 @@ def test_production_gate_against_champion(case, challenger, margin, passed, in_d
 
 
 def test_the_interval_is_the_paired_bootstrap_of_the_wape_difference():
-    check = production_gate(GOOD, [], rescore(NOISY), rule()).checks[-1]
+    check = _no_worse(production_gate(GOOD, [], rescore(NOISY), rule()))
     evidence = check.evidence
     assert evidence["difference"] == pytest.approx(evidence["challenger"] - evidence["champion"])
     assert evidence["champion"] == pytest.approx(np.abs(ACTUAL - LEVEL).sum() / ACTUAL.sum())
@@ -187,7 +194,7 @@ def test_the_interval_is_the_paired_bootstrap_of_the_wape_difference():
     assert (evidence["level"], evidence["draws"], evidence["groups"]) == (0.9, 2000, 48)
     assert evidence["margin"] == 0.02
     # a wider level widens it; the verdict follows the upper end
-    wider = production_gate(GOOD, [], rescore(NOISY), rule(level=0.99)).checks[-1].evidence
+    wider = _no_worse(production_gate(GOOD, [], rescore(NOISY), rule(level=0.99))).evidence
     assert wider["low"] < evidence["low"] and wider["high"] > evidence["high"]
 
 
@@ -204,7 +211,7 @@ def test_a_paired_check_takes_any_ratio_loss_under_the_same_rule():
 
 def test_no_champion_passes_on_the_challengers_own_wape():
     result = production_gate(GOOD, [], rescore(BETTER, champion=None), rule())
-    check = result.checks[-1]
+    check = _no_worse(result)
     assert check.passed
     assert check.detail.startswith("no production version yet; WAPE 0.1142 on 384 backtest rows")
     assert check.evidence == {}
@@ -252,3 +259,20 @@ def test_a_result_recorded_before_paired_checks_still_reads():
     old += '"passed": true}], "target": "production"}'
     (check,) = GateResult.from_json(old).checks
     assert check.passed and check.evidence == {}
+
+
+def test_the_production_gate_compares_wql_on_the_same_rows_when_both_have_quantiles():
+    # each row's pinball loss under each version: the champion's are the WAPE rows' errors
+    champion_loss = np.abs(ACTUAL - LEVEL)
+    same = replace(rescore(LEVEL), champion_pinball=champion_loss, challenger_pinball=champion_loss)
+    worse = replace(same, challenger_pinball=champion_loss * 1.5)
+    (check,) = [c for c in production_gate(GOOD, [], same, rule()).checks if "wQL" in c.name]
+    assert check.passed and check.evidence["metric"] == "wql"
+    failed = production_gate(GOOD, [], worse, rule())
+    assert [c.name for c in failed.failures] == ["wQL no worse than production"]
+
+
+def test_a_version_without_quantiles_is_said_not_judged_on_intervals():
+    unjudged = replace(rescore(LEVEL), unjudged="neither version forecasts quantiles")
+    (check,) = [c for c in production_gate(GOOD, [], unjudged, rule()).checks if "wQL" in c.name]
+    assert check.passed and "cannot judge intervals" in check.detail

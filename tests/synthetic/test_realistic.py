@@ -74,7 +74,7 @@ def test_the_shipped_example_is_what_the_generator_writes(tmp_path):
 def test_the_shipped_example_has_its_recorded_digest():
     assert realistic.digest(EXAMPLE) == DIGEST, (
         "examples/realistic changed: models are compared on these bytes (issue 21); if the "
-        "change is meant, record the new digest here and in the README, with the date"
+        "change is meant, record the new digest here and in docs/benchmarks.md, with the date"
     )
 
 

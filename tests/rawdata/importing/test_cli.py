@@ -44,7 +44,7 @@ def test_import_options_reach_the_reader(tmp_path, data_dir, capsys):
     ("args", "code", "message"),
     [
         (["import", "/nonexistent/folder"], 1, "is not a folder"),
-        # bad arguments are usage errors (README, Commands)
+        # bad arguments are usage errors (docs/reference/cli.md)
         (["import", "{folder}", "--map", "units"], 2, "expected THEIR_NAME=OUR_NAME"),
         (["import", "{folder}", "--grain", "month"], 2, "'month' is not one of 'day', 'week'"),
         (["import", "{folder}", "--week-start", "funday"], 2, "'funday' is not one of"),
