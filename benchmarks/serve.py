@@ -387,8 +387,8 @@ def run_cases(settings, store: str, payloads, args, logs: Path, model=None) -> l
     return rows
 
 
-# the case each case is compared with (docs/benchmarks.md, bench-serve): this service against Feast's
-# feature server returning the same features for the same keys
+# the case each case is compared with (docs/benchmarks.md, bench-serve): this service against
+# Feast's feature server returning the same features for the same keys
 PEERS = {
     "service 1 item": "feast serve 1 key",
     "service 1,000 items": "feast serve 1,000 keys",

@@ -451,7 +451,8 @@ class Settings(BaseSettings):
     depth: int = Field(default=6, ge=1, le=16, description="CatBoost tree depth.")
     loss: CatBoostLoss = Field(
         default="Tweedie:variance_power=1.5",
-        description="CatBoost loss, chosen on the validation window (docs/benchmarks.md, the loss).",
+        description="CatBoost loss, chosen on the validation window (docs/benchmarks.md, "
+        "the loss).",
     )
     search_seconds: int = Field(
         default=0,

@@ -389,7 +389,8 @@ def intervals_against_champion(rescore: Rescore, settings: Settings) -> tuple[Ch
             pd.Series(rescore.series),
             settings,
             metric="wQL",
-            about=f"(production v{rescore.champion_version}) on the same {rescore.rows:,} rows",
+            about=f"(production v{rescore.champion_version}) on the same {rescore.rows:,} "
+            f"backtest rows ({rescore.window})",
         ),
     )
 

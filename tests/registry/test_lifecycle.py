@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from registry import audit, cli, lifecycle, state, transfer
-from registry.gates import GateResult, Stage
+from registry.gates import INTERVAL_WQL_CHAMPION, NO_WORSE, GateResult, Stage
 from registry.state import RegistryError
 from tests.registry.helpers import BAD, GOOD, assert_consistent, fresh, race, snapshot
 from tests.servers import require_servers
@@ -49,8 +49,12 @@ def test_lifecycle_end_to_end(base, gated):
     # and for production: worse than the champion re-scored on the same rows
     with pytest.raises(lifecycle.GateRefused) as refused:
         lifecycle.promote(settings, BAD, Stage.production)
-    champion_check = refused.value.result.checks[-1]
+    checks = {check.name: check for check in refused.value.result.checks}
+    champion_check = checks[NO_WORSE]
     assert not champion_check.passed
+    # its quantiles too, by the same paired rule on the same rows
+    assert not checks[INTERVAL_WQL_CHAMPION].passed
+    assert "backtest rows" in checks[INTERVAL_WQL_CHAMPION].detail
     assert "(production v1)" in champion_check.detail
     assert "upper end > margin 0.02" in champion_check.detail
     assert "backtest rows" in champion_check.detail
