@@ -353,6 +353,9 @@ def run(
     contract = feature_contract(store.project, settings, training_set, split, task_type)
     # the divisor of each row's units when the target is scaled (None: raw units)
     levels = contract.levels(frame[contract.target_scale]) if contract.target_scale else None
+    # the backtest rows' features as read (float64), for the reference profile monitoring
+    # compares served vectors with: the model's float32 copy would shift values at bin edges
+    reference_rows = frame.loc[split.test, contract.features].copy()
     x, frame = model_inputs(contract, frame)
     training_set.frame = frame  # the feature columns live in x alone from here
     memory.release()
@@ -479,7 +482,7 @@ def run(
             store,
             contract,
             dataset.built_lineage(settings).sales_features_table,
-            x[split.test],  # the model's inputs: the features left the frame
+            reference_rows,
             predictions["model"],
         )
         tracking.log_tables(

@@ -73,7 +73,7 @@ def test_a_worse_shadow_is_refused_on_live_evidence(live):
     with pytest.raises(lifecycle.GateRefused) as refused:
         lifecycle.promote(settings, GOOD, Stage.production)
     [failed] = refused.value.result.failures
-    assert failed.name == NO_WORSE_LIVE and "lies above" in failed.detail
+    assert failed.name == NO_WORSE_LIVE and "upper end > margin" in failed.detail
 
 
 @pytest.mark.slow
