@@ -535,6 +535,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Production gate, weekly grain: the same minimum in target weeks (a month).",
     )
+    gate_coverage_tolerance: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Staging gate: refuse a version whose central quantile interval's backtest "
+        "coverage is further than this from nominal (0.05: ±5 points). Unset: the coverage is "
+        "reported with the wQL check and not gated, because the calibration does not yet meet "
+        "±0.05 on the generated and weekly retailers (docs/benchmarks.md, quantiles).",
+    )
     gate_min_unseen_key_share: float = Field(
         default=0.5,
         gt=0,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -193,7 +193,9 @@ INTERVAL_WQL_CHAMPION = "wQL no worse than production"
 COVERAGE_TOLERANCE = 0.05
 
 
-def intervals_calibrated(intervals: Intervals) -> list[Check]:
+def intervals_calibrated(
+    intervals: Intervals, tolerance: float | None = COVERAGE_TOLERANCE
+) -> list[Check]:
     """Two checks: the central interval's backtest coverage is within COVERAGE_TOLERANCE of
     nominal, and the mean wQL is below the baseline interval's. A version without quantile
     forecasts passes both, saying the gate cannot judge its intervals (point forecasts are
@@ -204,7 +206,8 @@ def intervals_calibrated(intervals: Intervals) -> list[Check]:
         return [Check(INTERVAL_COVERAGE, True, detail), Check(INTERVAL_WQL, True, detail)]
     nominal = intervals.nominal
     gap = abs(intervals.coverage - nominal)
-    covered = _finite(intervals.coverage) and gap <= COVERAGE_TOLERANCE + 1e-12
+    tolerance_shown = COVERAGE_TOLERANCE if tolerance is None else tolerance
+    covered = _finite(intervals.coverage) and gap <= tolerance_shown + 1e-12
     worst = ""
     if intervals.coverage_by_horizon:
         h, value = max(intervals.coverage_by_horizon.items(), key=lambda i: abs(i[1] - nominal))
@@ -212,21 +215,19 @@ def intervals_calibrated(intervals: Intervals) -> list[Check]:
     beats = _finite(intervals.wql, intervals.baseline_wql) and (
         intervals.wql < intervals.baseline_wql
     )
-    return [
-        Check(
-            INTERVAL_COVERAGE,
-            covered,
-            f"central {nominal:.0%} interval covered {intervals.coverage:.3f} of the backtest "
-            f"{'within' if covered else 'outside'} ±{COVERAGE_TOLERANCE:.2f} of {nominal:.2f}"
-            + worst,
-        ),
-        Check(
-            INTERVAL_WQL,
-            beats,
-            f"mean wQL {intervals.wql:.4f} {'<' if beats else 'is not below'} the baseline "
-            f"interval's {intervals.baseline_wql:.4f}",
-        ),
-    ]
+    coverage = (
+        f"central {nominal:.0%} interval covered {intervals.coverage:.3f} of the backtest "
+        f"{'within' if covered else 'outside'} ±{tolerance_shown:.2f} of {nominal:.2f}" + worst
+    )
+    wql = Check(
+        INTERVAL_WQL,
+        beats,
+        f"mean wQL {intervals.wql:.4f} {'<' if beats else 'is not below'} the baseline "
+        f"interval's {intervals.baseline_wql:.4f}",
+    )
+    if tolerance is None:  # coverage reported, not gated (DEMAND_GATE_COVERAGE_TOLERANCE)
+        return [replace(wql, detail=f"{wql.detail}; {coverage} (not gated)")]
+    return [Check(INTERVAL_COVERAGE, covered, coverage), wql]
 
 
 def intervals_no_worse_than_champion(paired, margin: float, unjudged: str = "") -> Check:
@@ -345,10 +346,18 @@ def no_worse_than_champion(rescore: Rescore, settings: Settings) -> Check:
     )
 
 
-def staging_gate(backtest: Backtest, contract_problems: list[str]) -> GateResult:
+def staging_gate(
+    backtest: Backtest,
+    contract_problems: list[str],
+    coverage_tolerance: float | None = COVERAGE_TOLERANCE,
+) -> GateResult:
     """To staging: beats the best baseline on its own backtest; its feature contract is
     complete; its central interval is calibrated and beats the baseline interval."""
-    intervals = () if backtest.intervals is None else intervals_calibrated(backtest.intervals)
+    intervals = (
+        ()
+        if backtest.intervals is None
+        else intervals_calibrated(backtest.intervals, coverage_tolerance)
+    )
     return GateResult(
         Stage.staging,
         (*beats_baselines(backtest), contract_complete(contract_problems), *intervals),
@@ -363,7 +372,7 @@ def production_gate(
     return GateResult(
         Stage.production,
         (
-            *staging_gate(backtest, contract_problems).checks,
+            *staging_gate(backtest, contract_problems, settings.gate_coverage_tolerance).checks,
             no_worse_than_champion(rescore, settings),
             *intervals_against_champion(rescore, settings),
         ),

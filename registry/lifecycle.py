@@ -256,13 +256,17 @@ def promote(
         held = aliases(client, name)
         champion_number = holder(held, Stage.production)
         if to == Stage.staging:
-            result = staging_gate(facts.backtest, contract.problems())
+            result = staging_gate(
+                facts.backtest, contract.problems(), settings.gate_coverage_tolerance
+            )
         elif live is not None and live.champion_version == champion_number:
             # judged on the same live targets instead of a backtest window
             result = GateResult(
                 Stage.production,
                 (
-                    *staging_gate(facts.backtest, contract.problems()).checks,
+                    *staging_gate(
+                        facts.backtest, contract.problems(), settings.gate_coverage_tolerance
+                    ).checks,
                     no_worse_than_champion_live(live, settings),
                 ),
             )

@@ -90,3 +90,12 @@ def test_run_facts_read_the_interval_backtest_of_a_trained_version(serving_env):
     assert intervals.coverage == run["interval_coverage"]
     assert intervals.baseline_wql == run["baseline_interval_wql"]
     assert sorted(intervals.coverage_by_horizon) == list(range(1, 8))
+
+
+def test_coverage_is_gated_only_with_a_tolerance_and_reported_without():
+    off = Intervals(LEVELS, 0.70, 0.2, 0.4, {1: 0.70})
+    gated = intervals_calibrated(off, 0.05)
+    assert [c.passed for c in gated] == [False, True]
+    (reported,) = intervals_calibrated(off, None)
+    assert reported.passed and "covered 0.700" in reported.detail
+    assert "not gated" in reported.detail

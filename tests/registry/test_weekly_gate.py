@@ -10,6 +10,8 @@ whatever the models; v1 against v3 has 2 such weeks, fewer than the 4 of the wee
 
 from __future__ import annotations
 
+import os
+
 import mlflow
 import pytest
 
@@ -28,6 +30,20 @@ CHALLENGER, FOUR_WEEKS_LATER, TWO_WEEKS_LATER = "1", "2", "3"
 
 @pytest.fixture(scope="module")
 def weekly(tmp_path_factory):
+    # open_store exports this data dir's DEMAND_* variables and the build sets MLflow's
+    # global URIs: both go back as they were, or the session's later fixtures read them
+    saved = dict(os.environ)
+    uris = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        yield _weekly(tmp_path_factory)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        mlflow.set_tracking_uri(uris[0])
+        mlflow.set_registry_uri(uris[1])
+
+
+def _weekly(tmp_path_factory):
     root = tmp_path_factory.mktemp("weekly_gate")
     settings = get_settings(
         data_dir=root,
