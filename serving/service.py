@@ -114,6 +114,19 @@ def _publish_request(schema: dict[str, Any]) -> None:
     # so that a generated client knows it; more items are answered 422 (see forecast).
     schema["properties"]["items"]["maxItems"] = get_settings().serve_max_items
     _nullable(schema)
+    _exclusive_bounds(schema)
+
+
+def _exclusive_bounds(schema: dict[str, Any]) -> None:
+    """Open bounds as OpenAPI 3.0 writes them: pydantic emits JSON Schema's numeric
+    ``exclusiveMinimum: 0``, which 3.0 (BentoML's document) reads as a boolean; a client
+    generator or schemathesis rejects it. 3.0 says ``minimum: 0, exclusiveMinimum: true``."""
+    for field in schema.get("properties", {}).values():
+        for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            value = field.get(bound)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                field[limit] = value
+                field[bound] = True
 
 
 class ForecastRequest(bentoml.IODescriptor):
