@@ -26,18 +26,27 @@ from tests.registry.helpers import assert_consistent, fresh
 pytestmark = pytest.mark.slow  # a weekly build and three fits (about a minute)
 
 CHALLENGER, FOUR_WEEKS_LATER, TWO_WEEKS_LATER = "1", "2", "3"
+EXPORTED = (
+    "DEMAND_DATA_DIR",
+    "DEMAND_FEAST_PROJECT",
+    "DEMAND_REDIS_URL",
+    "DEMAND_FEAST_REGISTRY_URL",
+)
 
 
 @pytest.fixture(scope="module")
 def weekly(tmp_path_factory):
-    # open_store exports this data dir's DEMAND_* variables: they go back as they were, or
-    # the session's later fixtures (the in-process service) read this module's Feast registry
-    saved = dict(os.environ)
+    # open_store exports this data dir's DEMAND_* variables (feast_environ): they go back as
+    # they were, or the session's later fixtures read this module's Feast registry
+    saved = {key: os.environ.get(key) for key in EXPORTED}
     try:
         yield _weekly(tmp_path_factory)
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _weekly(tmp_path_factory):
