@@ -30,17 +30,18 @@ class Summary:
     scored_rows: int = 0
 
     def to_json(self) -> str:
-        return json.dumps(_finite(asdict(self)), indent=2, sort_keys=True)
+        return json.dumps(finite(asdict(self)), indent=2, sort_keys=True)
 
 
-def _finite(value):
-    """NaN and infinities as null: JSON has neither, and Prometheus readers skip nulls."""
+def finite(value):
+    """NaN and infinities as null, through dicts and lists: JSON has neither, and
+    Prometheus readers skip nulls (the monitor summary; training's reference profile)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 

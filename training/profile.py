@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from demand.monitor_summary import finite
+
 ARTIFACT = "monitoring/reference_profile.json"
 FORMAT = 1
 BINS = 10
@@ -236,15 +238,4 @@ def log_reference(store, contract, sales_table: str, features: pd.DataFrame, pre
         feeds,
     )
     profile["left_out"] = sorted(c for c in calendar if c in features)
-    mlflow.log_dict(_finite(profile), ARTIFACT)
-
-
-def _finite(value):
-    """NaN as None: JSON has no NaN (a feed written once has no cadence)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    mlflow.log_dict(finite(profile), ARTIFACT)  # a feed written once has no cadence: NaN
