@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 from mlflow import MlflowClient
 
@@ -29,16 +32,41 @@ def serving_env(feature_env, tmp_path_factory) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
-def service_environ(serving_env):
-    """DEMAND_* variables for a service constructed in this process (as `bentoml serve` would)."""
+def service_variables(settings: Settings) -> dict[str, str]:
+    """The variables a service constructed in this process reads (as `bentoml serve` would)."""
+    return {
+        "DEMAND_DATA_DIR": str(settings.data_dir),
+        "DEMAND_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "DEMAND_SERVE_RELOAD_SECONDS": "0",
+        "DEMAND_SERVE_MAX_ITEMS": str(settings.serve_max_items),
+        "BENTOML_HOME": str(settings.bentoml_home),
+    }
+
+
+@contextlib.contextmanager
+def service_environment(settings: Settings, **extra: str) -> Iterator[None]:
+    """``settings``' service variables (and ``extra``) set for the block, then put back.
+
+    Never for longer: a variable left set for the session points every later
+    ``get_settings()`` at this model's registry (the shared-registry tests read it).
+    """
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEMAND_DATA_DIR", str(serving_env.data_dir))
-        patch.setenv("DEMAND_MLFLOW_TRACKING_URI", serving_env.tracking_uri)
-        patch.setenv("DEMAND_SERVE_RELOAD_SECONDS", "0")
-        patch.setenv("DEMAND_SERVE_MAX_ITEMS", "50")
-        patch.setenv("BENTOML_HOME", str(serving_env.bentoml_home))
-        yield serving_env.model_copy(update={"serve_max_items": 50})
+        for key, value in {**service_variables(settings), **extra}.items():
+            patch.setenv(key, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def service_settings(serving_env) -> Settings:
+    """The served model's settings, as the service in this process sees them."""
+    return serving_env.model_copy(update={"serve_max_items": 50})
+
+
+@pytest.fixture
+def service_environ(service_settings):
+    """:func:`service_settings`, with its service variables set for one test."""
+    with service_environment(service_settings):
+        yield service_settings
 
 
 @pytest.fixture(scope="session")
@@ -62,15 +90,25 @@ def feast_store(serving_env):
 
 
 @pytest.fixture(scope="session")
-def client(service_environ):
+def service_http(service_settings):
     """The service over HTTP in this process: one app per process (to_asgi() registers
     BentoML's own request metrics, and a second registration of them fails)."""
     from starlette.testclient import TestClient
 
     from serving.service import DemandForecast
 
-    with TestClient(DemandForecast.to_asgi(), raise_server_exceptions=False) as http:
+    with contextlib.ExitStack() as stack:
+        with service_environment(service_settings):  # the service reads them as it starts
+            http = stack.enter_context(
+                TestClient(DemandForecast.to_asgi(), raise_server_exceptions=False)
+            )
         yield http
+
+
+@pytest.fixture
+def client(service_http, service_environ):
+    """:func:`service_http`, with the service variables set while the test talks to it."""
+    return service_http
 
 
 @pytest.fixture(scope="session")

@@ -9,19 +9,19 @@ import pytest
 
 from monitoring import skew
 from serving.service import DemandForecast, Item
+from tests.serving_fixtures import service_environment
 
 SALES = "store_product_sales"
 PLANTED = "units_mean_28"
 
 
 @pytest.fixture(scope="module")
-def logging_service(service_environ, tmp_path_factory):
+def logging_service(service_settings, tmp_path_factory):
     """The service, logging to a folder of this module's, and settings that read it."""
     folder = tmp_path_factory.mktemp("feature_logs")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEMAND_SERVE_FEATURE_LOG_DIR", str(folder))
+    with service_environment(service_settings, DEMAND_SERVE_FEATURE_LOG_DIR=str(folder)):
         service = DemandForecast.inner()
-    settings = service_environ.model_copy(update={"serve_feature_log_dir": folder})
+    settings = service_settings.model_copy(update={"serve_feature_log_dir": folder})
     yield service, settings
     service._shutdown()
 

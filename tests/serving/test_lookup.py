@@ -16,8 +16,8 @@ from serving.predict import inputs, predict_units
 
 
 @pytest.fixture(scope="module")
-def loaded(service_environ):
-    return model_loader.load(service_environ)
+def loaded(service_settings):
+    return model_loader.load(service_settings)
 
 
 def _plain(value):

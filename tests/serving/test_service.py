@@ -17,8 +17,8 @@ from tests.parity import offline_rows
 
 
 @pytest.fixture(scope="module")
-def loaded(service_environ):
-    return model_loader.load(service_environ)
+def loaded(service_settings):
+    return model_loader.load(service_settings)
 
 
 def items_for(keys, origin, horizons=(1,)):
