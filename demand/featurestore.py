@@ -7,8 +7,10 @@ by entity keys live in :mod:`serving.lookup`, the one lookup of the code base.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 
 from demand.console import quiet_library_warnings
 from demand.settings import Engine, Materializer, OfflineStore, Profile, RedisType, Settings
@@ -30,8 +32,9 @@ PLATFORM_ONLINE_STORES = {
 def feast_environ(settings: Settings) -> dict[str, str]:
     """The DEMAND_* variables feature_store*.yaml and the data sources read.
 
-    Exported (by :func:`open_store`, or into a `feast` child's environment) with the
-    resolved values, so Feast sees the same places as the rest of the platform.
+    Set while Feast reads them (:func:`feast_environment`), or given to a `feast`
+    child's environment, with the resolved values, so Feast sees the same places as
+    the rest of the platform.
     """
     return {
         "DEMAND_DATA_DIR": str(settings.data_dir),
@@ -41,6 +44,27 @@ def feast_environ(settings: Settings) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def feast_environment(settings: Settings) -> Iterator[None]:
+    """:func:`feast_environ` set for the block, then put back as it was.
+
+    Feast expands the yaml's variables, and the repo's data sources read
+    DEMAND_DATA_DIR, only while a store is opened or the repo parsed. Left set after
+    that, they would point the next store a process opens, for other settings (a
+    second data dir, a test's), at this one's registry and tables.
+    """
+    saved = {key: os.environ.get(key) for key in feast_environ(settings)}
+    os.environ.update(feast_environ(settings))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def open_store(settings: Settings, materializing: bool = False):
     """A FeatureStore over ``settings.feature_repo`` with its data under ``settings.data_dir``.
 
@@ -48,7 +72,6 @@ def open_store(settings: Settings, materializing: bool = False):
     online store (``DEMAND_MATERIALIZER=platform``); they write what Feast's own stores
     read, so every other store stays Feast's.
     """
-    os.environ.update(feast_environ(settings))
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     from feast import FeatureStore  # heavy import, only when a store is needed
 
@@ -61,14 +84,15 @@ def open_store(settings: Settings, materializing: bool = False):
     asof = not spark and settings.offline_store == OfflineStore.asof
     platform = materializing and settings.materializer == Materializer.platform
     cluster = settings.profile == Profile.team and settings.redis_type == RedisType.redis_cluster
-    if not (spark or asof or platform or cluster):
+    with feast_environment(settings):
+        if not (spark or asof or platform or cluster):
+            return FeatureStore(
+                repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
+            )
         return FeatureStore(
-            repo_path=str(settings.feature_repo), fs_yaml_file=settings.feature_store_yaml
+            repo_path=str(settings.feature_repo),
+            config=_rendered_config(settings, asof, platform, spark, cluster),
         )
-    return FeatureStore(
-        repo_path=str(settings.feature_repo),
-        config=_rendered_config(settings, asof, platform, spark, cluster),
-    )
 
 
 def _rendered_config(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from feast import FileSource
 
-# The data directory is configuration: `demand` exports DEMAND_DATA_DIR from its
-# settings; the fallback matches the settings' default.
+# The data directory is configuration: `demand` sets DEMAND_DATA_DIR from its settings
+# while it parses this repo; the fallback matches the settings' default.
 DATA_DIR = Path(os.environ.get("DEMAND_DATA_DIR", Path(__file__).resolve().parents[1] / "data"))
 FEATURE_DIR = DATA_DIR / "features"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from demand.console import UserError
-from demand.featurestore import open_store
+from demand.featurestore import feast_environment, open_store
 from demand.settings import Settings, last_closed_day
 from features.plan import lineage
 
@@ -48,7 +48,8 @@ def apply(settings: Settings, owner: str | None = None):
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
     _forget_repo_modules(repo)
-    with contextlib.chdir(repo):  # Feast names the repo's modules relative to the cwd
+    # Feast names the repo's modules relative to the cwd; the data sources read the data dir
+    with contextlib.chdir(repo), feast_environment(settings):
         contents = _with_tables(parse_repo(repo))
     for source in {v.batch_source for v in contents.feature_views if v.batch_source}:
         store.provider.validate_data_source(store.config, source)

@@ -19,6 +19,30 @@ pytest_plugins = ["tests.serving_fixtures", "tests.fuzzing"]
 os.environ["DEMAND_LIBRARY_WARNINGS"] = "keep"
 
 
+def _demand_variables() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith("DEMAND_")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def demand_variables_left_as_found(request):
+    """A module that leaves a DEMAND_* variable changed fails, and the variables go back.
+
+    Every later ``get_settings()`` of the session would read it: a leaked
+    DEMAND_MLFLOW_TRACKING_URI once pointed the shared-registry tests at another
+    module's SQLite registry. Session fixtures set variables only for a block.
+    """
+    before = _demand_variables()
+    yield
+    after = _demand_variables()
+    if after == before:
+        return
+    for name in after.keys() - before.keys():
+        del os.environ[name]
+    os.environ.update(before)
+    changed = sorted(name for name in {*before, *after} if before.get(name) != after.get(name))
+    pytest.fail(f"{request.module.__name__} left DEMAND_* variables changed: {changed}")
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """The tiny generated retailer (seconds to make)."""

@@ -10,8 +10,6 @@ whatever the models; v1 against v3 has 2 such weeks, fewer than the 4 of the wee
 
 from __future__ import annotations
 
-import os
-
 import mlflow
 import pytest
 
@@ -26,30 +24,10 @@ from tests.registry.helpers import assert_consistent, fresh
 pytestmark = pytest.mark.slow  # a weekly build and three fits (about a minute)
 
 CHALLENGER, FOUR_WEEKS_LATER, TWO_WEEKS_LATER = "1", "2", "3"
-EXPORTED = (
-    "DEMAND_DATA_DIR",
-    "DEMAND_FEAST_PROJECT",
-    "DEMAND_REDIS_URL",
-    "DEMAND_FEAST_REGISTRY_URL",
-)
 
 
 @pytest.fixture(scope="module")
 def weekly(tmp_path_factory):
-    # open_store exports this data dir's DEMAND_* variables (feast_environ): they go back as
-    # they were, or the session's later fixtures read this module's Feast registry
-    saved = {key: os.environ.get(key) for key in EXPORTED}
-    try:
-        yield _weekly(tmp_path_factory)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _weekly(tmp_path_factory):
     root = tmp_path_factory.mktemp("weekly_gate")
     settings = get_settings(
         data_dir=root,
