@@ -15,11 +15,14 @@ reader ever repairs; leftovers of an interrupted writer (a generation never link
 half-deleted old one) are unreferenced and removed by the next writer (:func:`swap_in`),
 never by a reader, which could be racing a writer that is still filling them.
 
-Writers of one directory take turns: :func:`swap_in` and :func:`remove` hold an exclusive
-``flock`` on ``.<name>.lock`` beside it. Without it, two writers at once (a nightly build
-and a manual one, two imports) deleted each other's generation between its rename and its
-flip, as "left behind by a crash", and the link named a deleted directory. The lock is
-the kernel's: a writer that dies releases it, so a crash never leaves it held.
+Writers of one directory take turns: :func:`replacing`, :func:`swap_in` and :func:`remove`
+hold an exclusive ``flock`` on ``.<name>.lock`` beside it. Without it, two writers at once
+(a nightly build and a manual one, two imports) deleted each other's generation between
+its rename and its flip, as "left behind by a crash", and the link named a deleted
+directory; and two builds sharing ``<name>.next`` deleted each other's half-written
+tables, so :func:`replacing` holds the lock from the moment ``<name>.next`` is started
+until it is linked. The lock is the kernel's: a writer that dies releases it, so a crash
+never leaves it held.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import fcntl
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 GENERATION = ".g-"  # raw.g-<id>: one generation of raw
 LINK = ".link"  # raw.link: the new link, before it is renamed over raw
 PREVIOUS = ".previous"  # raw.previous: a real directory being turned into a link
 LOCK = ".lock"  # .raw.lock: held by the one writer swapping raw
+NEXT = ".next"  # raw.next: the new directory, being written by the writer holding the lock
 
 
 def _rename(source: Path, target: Path) -> None:
@@ -68,13 +73,42 @@ def recover(live: Path) -> Path:
 
 
 @contextlib.contextmanager
-def writing(live: Path):
-    """Hold ``live``'s writer lock (blocking until another writer's swap is done)."""
+def writing(live: Path, waiting: Callable[[str], None] | None = None):
+    """Hold ``live``'s writer lock (blocking until another writer is done).
+
+    ``waiting`` hears once that another writer holds it, before this one blocks.
+    """
     path = live.with_name(f".{live.name}{LOCK}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released on close, or when the process dies
+        try:  # released on close, or when the process dies
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                waiting(f"another process is writing {live}; waiting until it is done")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+@contextlib.contextmanager
+def replacing(live: Path, waiting: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """A new, empty ``<name>.next`` to fill; swapped in for ``live`` whole when the block
+    ends without an error, and deleted either way.
+
+    The writer lock is held throughout: a second writer of ``live`` (a nightly build and
+    a manual one, two imports) waits, and ``waiting`` hears so. A block that leaves the
+    directory absent (nothing changed) swaps nothing.
+    """
+    with writing(live, waiting):
+        aside = live.with_name(live.name + NEXT)
+        _remove(aside)  # a crashed writer's: nobody else writes it while the lock is held
+        aside.mkdir(parents=True)
+        try:
+            yield aside
+            if aside.exists():
+                _swap_in(aside, live)
+        finally:
+            _remove(aside)
 
 
 def swap_in(built: Path, live: Path) -> None:

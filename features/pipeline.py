@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,18 +97,12 @@ def generate(
         raise UserError(str(error)) from None
     # written chunk by chunk (a few stores, or a run of days): no scale is held whole;
     # aside, then swapped in whole (a crash leaves the raw data as it was)
-    live = settings.raw_dir
-    aside = live.with_name(live.name + ".next")
-    shutil.rmtree(aside, ignore_errors=True)
-    try:
+    with swap.replacing(settings.raw_dir, progress) as aside:
         rows = raw.write_stream(
             generated, aside, progress, scale=settings.scale.value, seed=settings.seed
         )
         state = {"scale": settings.scale.value, "seed": settings.seed, "extra_days": extra}
         (aside / GENERATED).write_text(json.dumps(state))
-        swap.swap_in(aside, live)
-    finally:
-        shutil.rmtree(aside, ignore_errors=True)
     return rows
 
 
@@ -172,15 +165,8 @@ def build_with(
     always builds whole and says so in its mode).
     """
     if feature_dir is None:
-        live = settings.feature_dir
-        aside = live.with_name(live.name + ".next")
-        shutil.rmtree(aside, ignore_errors=True)
-        try:
-            built = build_with(settings, aside, progress, previous)
-            swap.swap_in(aside, live)
-        finally:
-            shutil.rmtree(aside, ignore_errors=True)
-        return built
+        with swap.replacing(settings.feature_dir, progress) as aside:
+            return build_with(settings, aside, progress, previous)
     w = windows(settings)
     if settings.engine is Engine.spark:
         from features import build_spark

@@ -592,11 +592,9 @@ def _write(con, raw_dir: Path, done: _Checked, progress) -> ImportReport:
         optional_tables=tuple(t for t in OPTIONAL_TABLES if t in finals),
         weather_measures=tuple(m for m in WEATHER_MEASURES if m in {r[0] for r in measures}),
     )
-    next_dir = raw_dir.with_name(raw_dir.name + ".next")
-    shutil.rmtree(next_dir, ignore_errors=True)
-    next_dir.mkdir(parents=True)
     written: dict[str, int] = {}
-    try:
+    # one writer of raw_dir at a time; swapped in whole unless it is deleted (nothing changed)
+    with swap.replacing(raw_dir, progress) as next_dir:
         for name, relation in finals.items():
             target = next_dir / f"{name}.parquet"
             if name in sources:
@@ -639,10 +637,7 @@ def _write(con, raw_dir: Path, done: _Checked, progress) -> ImportReport:
             return report
         history = _record(con, raw_dir, next_dir, done.replaced, report)
         report.history = str(raw_dir / store.IMPORTS / history.name)
-        swap.swap_in(next_dir, raw_dir)
         return report
-    finally:
-        shutil.rmtree(next_dir, ignore_errors=True)
 
 
 def _record(con, raw_dir: Path, next_dir: Path, replaced: dict[str, str], report) -> Path:

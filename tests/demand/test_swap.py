@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -175,3 +177,72 @@ def test_two_concurrent_writers_never_delete_each_others_generation(tmp_path):
         {f"{p}.parquet": f"{name} {rounds - 1}" for p in range(3)} for name in ("a", "b")
     )
     assert len(list(tmp_path.glob("raw.g-*"))) == 1
+
+
+def test_a_second_writer_waits_and_neither_loses_the_others_tables(tmp_path):
+    """Two builds of one directory at once: the second waits (and says so) until the first
+    has linked its tables, then starts from them; none of the first's files is lost."""
+    live = tmp_path / "features"
+    started, finish = threading.Event(), threading.Event()
+    heard: list[str] = []
+    seen: dict[str, dict[str, str]] = {}
+    errors: list[BaseException] = []
+
+    def first():
+        try:
+            with swap.replacing(live) as aside:
+                (aside / "a.parquet").write_text("first a")
+                started.set()
+                assert finish.wait(30)
+                (aside / "b.parquet").write_text("first b")
+        except BaseException as error:  # reported by the test, not lost in the thread
+            errors.append(error)
+
+    def second():
+        try:
+            with swap.replacing(live, heard.append) as aside:
+                seen["live"] = contents(live)
+                (aside / "a.parquet").write_text("second a")
+        except BaseException as error:
+            errors.append(error)
+
+    writers = [threading.Thread(target=first), threading.Thread(target=second)]
+    writers[0].start()
+    assert started.wait(30)
+    writers[1].start()
+    for _ in range(300):  # the second says it waits before it blocks
+        if heard:
+            break
+        time.sleep(0.01)
+    assert heard == [f"another process is writing {live}; waiting until it is done"]
+    assert not live.exists()  # nothing linked while the first is still writing
+    finish.set()
+    for writer in writers:
+        writer.join(30)
+    assert not errors
+    assert seen["live"] == {"a.parquet": "first a", "b.parquet": "first b"}
+    assert contents(live) == {"a.parquet": "second a"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".features.lock",
+        "features",
+        os.readlink(live),
+    ]
+
+
+def test_a_block_that_deletes_its_directory_swaps_nothing(tmp_path):
+    live = tmp_path / "raw"
+    swap.swap_in(write(tmp_path / "first", OLD), live)
+    with swap.replacing(live) as aside:
+        (aside / "a.parquet").write_text("unchanged")
+        shutil.rmtree(aside)  # the import found nothing new
+    assert contents(live) == OLD
+
+
+def test_a_failed_block_leaves_the_directory_as_it_was(tmp_path):
+    live = tmp_path / "raw"
+    swap.swap_in(write(tmp_path / "first", OLD), live)
+    with pytest.raises(Crash), swap.replacing(live) as aside:
+        (aside / "a.parquet").write_text("half")
+        raise Crash("the build failed")
+    assert contents(live) == OLD
+    assert not live.with_name("raw.next").exists()
