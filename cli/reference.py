@@ -286,10 +286,18 @@ def _feature_repo(repo: Path) -> Iterator[None]:
     added = str(repo) not in sys.path
     if added:
         sys.path.insert(0, str(repo))
+    # Modules of the same names from another repo (a copy, another checkout) would be
+    # reused from Python's import cache instead of this repo's files; those cached before
+    # are put back after, so a later apply in this process finds what it found before.
+    names = {p.stem for p in repo.glob("*.py")}
+    cached = {name: sys.modules.pop(name) for name in names if name in sys.modules}
     try:
         with contextlib.chdir(repo):
             yield
     finally:
+        for name in names:
+            sys.modules.pop(name, None)
+        sys.modules.update(cached)
         if added:
             sys.path.remove(str(repo))
 
@@ -303,28 +311,78 @@ def feature_repo_contents(repo: Path | None = None):
         return parse_repo(repo)
 
 
-def features_page() -> str:
-    contents = feature_repo_contents()
+def _entities(contents) -> list:
+    # Feast's own placeholder for views without entities is not the repo's
+    return sorted(
+        (e for e in contents.entities if not e.name.startswith("__")), key=lambda e: e.name
+    )
+
+
+def _request_sources(contents) -> list:
+    found = {
+        r.name: r
+        for o in contents.on_demand_feature_views
+        for r in o.source_request_sources.values()
+    }
+    return [found[name] for name in sorted(found)]
+
+
+def undescribed(contents) -> list[str]:
+    """What the catalogue would print without a meaning: every entity, view, on-demand view,
+    service, request input and feature needs its ``description=`` (an on-demand output:
+    its view's tag, see :data:`OUTPUT_DESCRIPTION_TAG`)."""
+    missing = [f"entity {e.name}" for e in _entities(contents) if not e.description]
+    for kind, views in (
+        ("feature view", contents.feature_views),
+        ("on-demand feature view", contents.on_demand_feature_views),
+        ("request source", _request_sources(contents)),
+    ):
+        for view in sorted(views, key=lambda v: v.name):
+            if not view.description:
+                missing.append(f"{kind} {view.name}")
+            fields = view.schema if kind == "request source" else view.features
+            missing += [f"{view.name}.{f.name}" for f in fields if not _description(view, f)]
+    missing += [f"feature service {s.name}" for s in contents.feature_services if not s.description]
+    return missing
+
+
+def features_page(repo: Path | None = None) -> str:
+    """The feature catalogue; a UserError naming every object or feature with no description."""
+    contents = feature_repo_contents(repo)
+    missing = undescribed(contents)
+    if missing:
+        raise UserError(
+            f"the feature catalogue needs a description of: {', '.join(missing)}; give each "
+            "its `description=` in feature_repo/ (a feature: `Field(..., description=...)`; an "
+            "on-demand view's output: `on_demand_outputs`)"
+        )
     lines = [
         "# Feature catalogue",
         "",
         GENERATED,
         "",
         "Every entity, feature view, on-demand view and feature service the feature repo",
-        "(`feature_repo/`) registers with Feast. A view's TTL is how old a row may be and",
-        "still describe its key at the join's instant (serving applies the same rule); a",
-        "view's rows become known when the period they describe closes (see",
+        "(`feature_repo/`) registers with Feast, with what each value means as its",
+        "definition describes it. A view's TTL is how old a row may be and still describe",
+        "its key at the join's instant (serving applies the same rule); a view's rows become",
+        "known when the period they describe closes (see",
         "[the daily cycle](../concepts/daily-cycle.md)). `demand apply` registers only the",
         "views whose feature tables the data set has.",
+        "",
+        "In the descriptions, the *origin* is the last closed period (day, or week) a",
+        "forecast is made from: a view's row is the newest one known at the origin's close,",
+        'so "the 7 days through the origin day" ends with the last closed day. The *target*',
+        "is the period forecast, the request's horizon periods after the origin. Units are",
+        "those of the data set (units sold, its currency). The `*_known_at` fields are",
+        "lineage; `active`, `censored` and `*_since_first_sale` are read by training's",
+        "labels and the short-history rule, not by models as inputs.",
         "",
         "## Entities",
         "",
         "| entity | join key | description |",
         "|---|---|---|",
     ]
-    for entity in sorted(contents.entities, key=lambda e: e.name):
-        if entity.name.startswith("__"):
-            continue  # Feast's own placeholder for views without entities
+    for entity in _entities(contents):
         lines.append(f"| `{entity.name}` | `{entity.join_key}` | {_cell(entity.description)} |")
     lines += ["", "## Feature views", ""]
     for view in sorted(contents.feature_views, key=lambda v: v.name):
@@ -337,7 +395,7 @@ def features_page() -> str:
             f"Entities: {entities} · TTL: {_ttl(view.ttl)} · source: `{view.batch_source.name}`",
             "",
         ]
-        lines += _fields(view.features)
+        lines += _fields(view, view.features)
     lines += ["## On-demand feature views", ""]
     for view in sorted(contents.on_demand_feature_views, key=lambda v: v.name):
         sources = sorted([*view.source_feature_view_projections, *view.source_request_sources])
@@ -349,7 +407,11 @@ def features_page() -> str:
             "Computed at request time from: " + ", ".join(f"`{s}`" for s in sources) + ".",
             "",
         ]
-        lines += _fields(view.features)
+        lines += _fields(view, view.features)
+    lines += ["## Request inputs", ""]
+    for source in _request_sources(contents):
+        lines += [f"### `{source.name}`", "", _cell(source.description or ""), ""]
+        lines += _fields(source, source.schema)
     lines += ["## Feature services", "", "| service | views | description |", "|---|---|---|"]
     for service in sorted(contents.feature_services, key=lambda s: s.name):
         views = ", ".join(f"`{p.name}`" for p in service.feature_view_projections)
@@ -357,10 +419,23 @@ def features_page() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _fields(fields) -> list[str]:
+# Feast cannot apply an on-demand view whose output fields have a description
+# (feast-dev/feast#3617): the repo tags the view with each output's instead
+# (feature_repo/feature_views.py, OUTPUT_DESCRIPTION_TAG)
+OUTPUT_DESCRIPTION_TAG = "description:"
+
+
+def _description(view, field) -> str:
+    """What a field means: its own description, or its on-demand view's tag for it."""
+    tags = getattr(view, "tags", None) or {}
+    return field.description or tags.get(OUTPUT_DESCRIPTION_TAG + field.name, "")
+
+
+def _fields(view, fields) -> list[str]:
     lines = ["| feature | type | description |", "|---|---|---|"]
     for field in fields:
-        lines.append(f"| `{field.name}` | {field.dtype} | {_cell(field.description or '')} |")
+        text = _cell(_description(view, field))
+        lines.append(f"| `{field.name}` | {field.dtype} | {text} |")
     return [*lines, ""]
 
 
@@ -424,9 +499,15 @@ def stale(docs_dir: Path, pages: dict[str, str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """Write the generated files; with ``--check``, only say which differ (exit 1)."""
+    """Write the generated files; with ``--check``, only say which differ (exit 1). A page
+    that cannot be generated (a feature without a description, no graphviz) is an error
+    line and exit 1."""
     _without_demand_variables()
-    pages = generated()
+    try:
+        pages = generated()
+    except UserError as error:  # what to fix, in one line: no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     differ = stale(DOCS_DIR, pages)
     if "--check" in argv:
         if differ:

@@ -5,14 +5,23 @@ from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
-from feature_views import store_product_replenishment
+from feature_views import on_demand_outputs, store_product_replenishment
 
 forecast_request = RequestSource(
     name="forecast_request",
     schema=[
-        # YYYY-MM-DD, the day forecast (at the weekly grain: the week's first day)
-        Field(name="forecast_date", dtype=String),
-        Field(name="horizon", dtype=Int64),  # periods (days, weeks) from the origin to it
+        Field(
+            name="forecast_date",
+            dtype=String,
+            description="The day forecast, YYYY-MM-DD (at the weekly grain: the target "
+            "week's first day).",
+        ),
+        Field(
+            name="horizon",
+            dtype=Int64,
+            description="Periods (days, or weeks) from the origin to the target: 1 is the "
+            "period right after the origin.",
+        ),
     ],
     description="What the client asks for: a target day, and how far ahead it lies.",
 )
@@ -20,14 +29,38 @@ forecast_request = RequestSource(
 
 @on_demand_feature_view(
     sources=[forecast_request],
-    schema=[
-        Field(name="horizon_days", dtype=Int64),
-        Field(name="target_day_of_week", dtype=Int64),
-        Field(name="target_day_of_month", dtype=Int64),
-        Field(name="target_month", dtype=Int64),
-        Field(name="target_is_holiday", dtype=Int64),
-        Field(name="target_days_to_holiday", dtype=Int64),
-    ],
+    **on_demand_outputs(
+        {
+            "horizon_days": (
+                Int64,
+                "Days from the origin day to the target day (the request's "
+                "horizon; 1: the day after the origin).",
+            ),
+            "target_day_of_week": (
+                Int64,
+                "Weekday of the target day, 0 Monday to 6 Sunday; -1 when the date cannot be read.",
+            ),
+            "target_day_of_month": (
+                Int64,
+                "Day of the month of the target day, 1 to 31; -1 when the date cannot be read.",
+            ),
+            "target_month": (
+                Int64,
+                "Month of the target day, 1 to 12; -1 when the date cannot be read.",
+            ),
+            "target_is_holiday": (
+                Int64,
+                "1 when the target day is a US public holiday (the holidays "
+                "package's calendar, as the generator's), else 0; -1 when the date cannot be read.",
+            ),
+            "target_days_to_holiday": (
+                Int64,
+                "Days from the target day to the next US public holiday on or after "
+                "it (0: a holiday), looked for in the target's year and the next; -1 when none "
+                "is known there or the date cannot be read.",
+            ),
+        }
+    ),
     mode="pandas",
     description="Weekday, month and public holidays of the day forecast.",
 )
@@ -67,13 +100,36 @@ def target_day_calendar(inputs: pd.DataFrame) -> pd.DataFrame:
 
 @on_demand_feature_view(
     sources=[forecast_request],
-    schema=[
-        Field(name="horizon_weeks", dtype=Int64),
-        Field(name="target_week_of_year", dtype=Int64),
-        Field(name="target_month", dtype=Int64),
-        Field(name="target_holidays_in_week", dtype=Int64),
-        Field(name="target_days_to_holiday", dtype=Int64),
-    ],
+    **on_demand_outputs(
+        {
+            "horizon_weeks": (
+                Int64,
+                "Weeks from the origin week to the target week (the request's "
+                "horizon; 1: the week after the origin).",
+            ),
+            "target_week_of_year": (
+                Int64,
+                "ISO week number of the target week's first day, 1 to 53; -1 when "
+                "the date cannot be read.",
+            ),
+            "target_month": (
+                Int64,
+                "Month most of the target week lies in (that of its fourth day), 1 "
+                "to 12; -1 when the date cannot be read.",
+            ),
+            "target_holidays_in_week": (
+                Int64,
+                "US public holidays in the 7 days of the target week, 0 to 7; -1 "
+                "when the date cannot be read.",
+            ),
+            "target_days_to_holiday": (
+                Int64,
+                "Days from the target week's first day to the next US public "
+                "holiday on or after it (0: that day is one), looked for in its year and the "
+                "next; -1 when none is known there or the date cannot be read.",
+            ),
+        }
+    ),
     mode="pandas",
     description="Week of the year, month and public holidays of the week forecast "
     "(forecast_date is the week's first day).",
@@ -109,10 +165,22 @@ def target_week_calendar(inputs: pd.DataFrame) -> pd.DataFrame:
 
 @on_demand_feature_view(
     sources=[store_product_replenishment, forecast_request],
-    schema=[
-        Field(name="replacements_due_on_target", dtype=Float64),
-        Field(name="replacements_due_near_target", dtype=Float64),
-    ],
+    **on_demand_outputs(
+        {
+            "replacements_due_on_target": (
+                Float64,
+                "Customers of the store whose replacement of the product falls due "
+                "on the target day itself, as known at the origin: the one of "
+                "replacements_due_in_1d … _7d the horizon picks. Null beyond 7 days ahead.",
+            ),
+            "replacements_due_near_target": (
+                Float64,
+                "The same count for the target day and the days before and after "
+                "it (a neighbour outside days 1 to 7 after the origin counts 0). Null beyond 7 "
+                "days ahead.",
+            ),
+        }
+    ),
     mode="pandas",
     description="Customers whose replacement falls due on the target day (and within a day "
     "of it): the per-day counts of the replenishment view, picked by the horizon.",

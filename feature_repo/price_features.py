@@ -1,19 +1,36 @@
 """The target period's planned price against the pair's own prices (on-demand)."""
 
 import pandas as pd
-from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
 
-from feature_views import planned_promotions, product_attributes, store_product_sales_weekly
+from feature_views import (
+    on_demand_outputs,
+    planned_promotions,
+    product_attributes,
+    store_product_sales_weekly,
+)
 
 
 @on_demand_feature_view(
     sources=[store_product_sales_weekly, product_attributes, planned_promotions],
-    schema=[
-        Field(name="planned_price_ratio", dtype=Float64),
-        Field(name="planned_promo_depth", dtype=Float64),
-    ],
+    **on_demand_outputs(
+        {
+            "planned_price_ratio": (
+                Float64,
+                "The target week's planned price (planned_price) divided by the "
+                "pair's average price per unit over the 13 weeks through the origin week "
+                "(avg_price_13): 0.8 is 20 % cheaper than lately. Null without a plan price or a "
+                "recent price.",
+            ),
+            "planned_promo_depth": (
+                Float64,
+                "How far the planned price lies below the product's list price, 1 - "
+                "planned_price / list_price, clipped to 0 to 1 (0.25: a quarter off, 0 at or "
+                "above list). Null without a plan price or a list price.",
+            ),
+        }
+    ),
     mode="pandas",
     description="The target week's planned price relative to the pair's average price over "
     "13 weeks (0.8: 20 % cheaper than lately), and its promotion depth below the product's "

@@ -77,6 +77,40 @@ def test_every_quarantine_reason_is_explained_in_bring_your_own_data():
     assert sorted(documented - in_code) == [], "explained, but the importer never gives it"
 
 
+# ---------------------------------------------------------------- benchmarks
+
+BENCHMARK_FACTS = ("Peer", "Command", "Date", "Machine")
+
+
+def benchmark_entries(page: str) -> dict[str, str]:
+    """Each entry (a ``##`` or ``###`` section) of the benchmarks page: heading → its text."""
+    parts = re.split(r"^(#{2,3} .+)$", page, flags=re.M)
+    return {heading: text for heading, text in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def missing_facts(text: str) -> list[str]:
+    """What an entry does not state: its peer ("no peer measured" counts), the command, the
+    date (YYYY-MM-DD) and the machine, each a ``- **Fact:**`` line of its own."""
+    found = dict(re.findall(r"^- \*\*(\w+):\*\* (.+)$", text, flags=re.M))
+    missing = [fact for fact in BENCHMARK_FACTS if not found.get(fact, "").strip()]
+    if "Date" in found and not re.search(r"\d{4}-\d{2}-\d{2}", found["Date"]):
+        missing.append("Date (no YYYY-MM-DD)")
+    return missing
+
+
+def test_every_benchmark_names_its_peer_command_date_and_machine():
+    entries = benchmark_entries((DOCS / "benchmarks.md").read_text())
+    assert len(entries) >= 15
+    assert {h: m for h, text in entries.items() if (m := missing_facts(text))} == {}
+    # the check itself: an entry without a peer, or with a date in words, is found
+    assert missing_facts("- **Command:** `make x`\n- **Date:** 2026-12-06\n- **Machine:** a") == [
+        "Peer"
+    ]
+    assert missing_facts(
+        "- **Peer:** no peer measured\n- **Command:** `x`\n- **Date:** today\n- **Machine:** a"
+    ) == ["Date (no YYYY-MM-DD)"]
+
+
 # ---------------------------------------------------------------- runnable commands
 
 RUNNABLE = re.compile(r"<!-- runnable -->\n```bash\n(.*?)```", re.DOTALL)
