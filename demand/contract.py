@@ -54,6 +54,10 @@ class FeatureContract:
     #     than min periods past its first sale at the origin (age feature) is forecast by
     #     the baseline (its name as logged), whose forecast is that feature's value;
     #     absent or min 0: every row is the model's
+    #   short_history_residuals (JSON: horizon → the empirical quantiles, at the contract's
+    #     quantile levels, of the rule's baseline's residuals on the validation window): the
+    #     quantiles of a short-history row are its baseline's forecast plus these
+    #     (:meth:`with_fallback_quantiles`); absent: they are the quantile model's
     #   quantiles ("0.1,0.5,0.9"), quantile_model and backtest_quantile_model (paths inside
     #     the version's model), quantile_offsets (JSON: horizon → each level's conformal
     #     offset, in the model's output), quantile_counts ("true": whole units),
@@ -189,9 +193,37 @@ class FeatureContract:
         out = np.asarray(units, dtype=np.float64).copy()
         short = self.short_history(ages)
         if short.any():
-            values = pd.to_numeric(pd.Series(list(baseline), dtype=object), errors="coerce")
-            fallback = np.nan_to_num(values.to_numpy(dtype=np.float64), nan=0.0).clip(min=0)
-            out[short] = fallback[short]
+            out[short] = baseline_units(baseline)[short]
+        return out
+
+    @property
+    def short_history_interval(self) -> dict[int, list[float]] | None:
+        """Horizon → the residual quantiles of the short-history baseline at the contract's
+        levels; None without them (versions before them, no rule, no quantiles)."""
+        text = self.extra.get("short_history_residuals")
+        if not text or self.short_history_rule is None:
+            return None
+        return {int(h): [float(v) for v in q] for h, q in json.loads(text).items()}
+
+    def with_fallback_quantiles(self, units, ages, baseline, horizons) -> np.ndarray:
+        """Quantiles ``units`` (rows × levels, the quantile model's) with the short-history
+        rows' replaced by their baseline's interval: its forecast (as :meth:`with_fallback`
+        gives it) plus its residual quantiles at the row's horizon, within the support and
+        increasing. Unchanged without the interval. Training's backtest, batch forecasts
+        and /forecast all apply it here, so a short-history row's quantiles come from the
+        same baseline as its units."""
+        out = np.asarray(units, dtype=np.float64).copy()
+        interval = self.short_history_interval
+        if interval is None or out.size == 0:
+            return out
+        short = self.short_history(ages)
+        if not short.any():
+            return out
+        shift = np.array([interval[int(h)] for h in np.asarray(horizons)[short]])
+        point = baseline_units(baseline)[short]
+        out[short] = quantile_math.non_crossing(
+            quantile_math.support(point[:, None] + shift, self.quantile_counts)
+        )
         return out
 
     @property
@@ -271,6 +303,13 @@ class FeatureContract:
             else:
                 out[column] = pd.to_numeric(values, errors="coerce").astype(np.float64)
         return pd.DataFrame(out, index=frame.index)
+
+
+def baseline_units(values) -> np.ndarray:
+    """A short-history baseline's forecast from its feature's values: null is 0, never
+    below 0."""
+    numbers = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
+    return np.nan_to_num(numbers.to_numpy(dtype=np.float64), nan=0.0).clip(min=0)
 
 
 @dataclass(frozen=True)

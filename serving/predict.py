@@ -131,18 +131,29 @@ def score_all(
     if not known:
         return answers, bands
     pool = model_input(contract, subset, len(known))
-    scale = subset[contract.target_scale] if contract.target_scale else [None] * len(known)
     units = predict_units(loaded.model, contract, subset, len(known), pool).tolist()
     for i, value in zip(known, units, strict=True):
         answers[i] = value
     if bands is not None:
         horizons = [vectors.horizon[i] for i in known]
         raw = quantile_model.predict(pool)
-        for i, row in zip(
-            known, contract.quantile_units(raw, scale, horizons).tolist(), strict=True
-        ):
+        for i, row in zip(known, quantile_rows(contract, raw, subset, horizons), strict=True):
             bands[i] = row
     return answers, bands
+
+
+def quantile_rows(contract: FeatureContract, raw, columns, horizons) -> list[list[float]]:
+    """Quantiles in units per row from the quantile model's ``raw`` output, a pair too new
+    for the model given its baseline's interval (the contract's short-history rule, whose
+    columns ``columns`` holds): what training's backtest judged."""
+    scale = columns[contract.target_scale] if contract.target_scale else [None] * len(horizons)
+    units = contract.quantile_units(raw, scale, horizons)
+    rule = contract.short_history_rule
+    if rule is not None:
+        units = contract.with_fallback_quantiles(
+            units, columns[rule.age_feature], columns[rule.feature], horizons
+        )
+    return units.tolist()
 
 
 def lead_time_quantiles(contract, per_period, first_horizon: int, wanted) -> np.ndarray:

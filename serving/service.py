@@ -229,6 +229,66 @@ class ForecastResponse(BaseModel):
     forecasts: list[Forecast]
 
 
+class QuantileFacts(BaseModel):
+    """What the served version answers beyond units: its quantile levels, lead-time totals
+    and order-up-to levels."""
+
+    levels: list[str] = Field(
+        description="The keys of each forecast's quantiles, increasing; empty when the "
+        "version has none (registered before quantile forecasts, or DEMAND_SERVE_QUANTILES "
+        "is false): its forecasts answer quantiles null.",
+        examples=[["0.1", "0.5", "0.9"]],
+    )
+    lead_time: bool = Field(description="Whether /forecast answers a request's lead_time.")
+    max_lead_time: int | None = Field(
+        description="The longest lead_time, in periods of the model's grain: the horizon, "
+        "for an item on the origin's next period (one h periods after the origin may ask "
+        "for max_lead_time - h + 1); null without lead-time answers."
+    )
+    service_level: bool = Field(
+        description="Whether /forecast answers a request's service_level (order_up_to)."
+    )
+    short_history: str | None = Field(
+        description="The baseline whose empirical interval a short_history item's quantiles "
+        "are: its units plus the quantiles of that baseline's residuals at the item's "
+        "horizon, measured on the validation window. Null when the version has no such "
+        "interval (its short_history items get the quantile model's quantiles) or no "
+        "quantiles.",
+    )
+
+
+class TrainingRange(BaseModel):
+    start: str = Field(description="The first target period the served model was fitted on.")
+    end: str = Field(description="The last one.")
+
+
+class ReloadFacts(BaseModel):
+    follows_alias: bool
+    poll_seconds: float
+
+
+class Metadata(BaseModel):
+    """The served version and what it answers."""
+
+    model: ModelRef
+    feature_service: str
+    features: list[str]
+    categorical: list[str]
+    entity_keys: list[str]
+    horizon: int = Field(description="Periods after the origin the model forecasts.")
+    training_range: TrainingRange
+    materialized_at: str | None = Field(
+        description="When the online store was last loaded (null: never)."
+    )
+    freshness: dict[str, Any] = Field(
+        description="Each view's newest row read, against the newest origin served."
+    )
+    loaded_at: str
+    reload: ReloadFacts
+    max_items: int = Field(description="The most items one /forecast request may hold.")
+    quantiles: QuantileFacts
+
+
 def _statuses(loaded, answers: list[float | None], vectors) -> list[tuple[str, str | None]]:
     """Each item's status and, for short_history, the baseline its units are: no units
     first, then a pair inactive at its origin, then one too new for the model."""
@@ -246,6 +306,25 @@ def _statuses(loaded, answers: list[float | None], vectors) -> list[tuple[str, s
         else:
             out.append(("ok", None))
     return out
+
+
+def _serves_quantiles(loaded) -> bool:
+    """Whether the bundle answers quantiles (and so lead times and service levels)."""
+    return bool(loaded.contract.quantiles) and loaded.quantile_model is not None
+
+
+def _quantile_facts(loaded) -> dict[str, Any]:
+    """/metadata's ``quantiles``: what /forecast answers beyond units for this bundle."""
+    serves = _serves_quantiles(loaded)
+    rule = loaded.contract.short_history_rule
+    interval = serves and rule is not None and loaded.contract.short_history_interval is not None
+    return {
+        "levels": [qlabel(level) for level in loaded.contract.quantiles] if serves else [],
+        "lead_time": serves,
+        "max_lead_time": loaded.contract.horizon if serves else None,
+        "service_level": serves,
+        "short_history": rule.baseline if interval else None,
+    }
 
 
 def _reject(status: int, field: str, message: str) -> Any:
@@ -406,7 +485,7 @@ class DemandForecast:
         periods = lead_time or (1 if service_level is not None else None)
         if periods is not None:
             field = "lead_time" if lead_time is not None else "service_level"
-            if not loaded.contract.quantiles or loaded.quantile_model is None:
+            if not _serves_quantiles(loaded):
                 return _reject(
                     422,
                     field,
@@ -571,8 +650,12 @@ class DemandForecast:
 
     # -- metadata and reload (plain GET/POST routes, next to BentoML's POST-only APIs) -------
 
-    @routes.get("/metadata")
+    @routes.get("/metadata", response_model=Metadata)
     def metadata(self) -> Any:
+        """The served version, its features' freshness and its quantile levels.
+
+        Also its contract, reload policy, and whether /forecast answers lead_time and
+        service_level (``quantiles``)."""
         loaded = self.loaded
         if loaded is None:
             return self._not_ready()
@@ -593,6 +676,7 @@ class DemandForecast:
                 "poll_seconds": self.settings.serve_reload_seconds,
             },
             "max_items": self.settings.serve_max_items,
+            "quantiles": _quantile_facts(loaded),
         }
 
     @routes.post("/reload")

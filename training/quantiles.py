@@ -17,8 +17,12 @@ Early stopping also reads the validation window: the offsets are a little optimi
 the backtest (after that window) is what judges them.
 
 The baseline interval is the seasonal naive plus, per horizon, the empirical quantiles of
-its residuals on the validation window, on the same support. Lead-time totals are judged
-on the backtest by their coverage (see :mod:`demand.quantiles`).
+its residuals on the validation window, on the same support. A short-history row (a pair
+too new for the model, whose units are the short-history rule's baseline) gets the same
+kind of interval around its units: the rule's baseline plus the empirical quantiles of
+that baseline's residuals per horizon, on the validation window's short-history rows (all
+its rows when they are too few), so its quantiles come from the forecast its units do.
+Lead-time totals are judged on the backtest by their coverage (see :mod:`demand.quantiles`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from demand import quantiles as qmath
-from demand.contract import FeatureContract
+from demand.contract import FeatureContract, baseline_units
 from demand.settings import Settings
 from training import baselines
 from training import model as demand_model
@@ -46,6 +50,11 @@ BASELINE = "baseline_interval"  # the seasonal naive's empirical interval, in me
 # the backtest's lead time, in periods (capped at the horizon): the issue's 7-day total
 LEAD_TIME = 7
 CLOSE = 0.01  # shares within a point of the level count as calibrated (see offset)
+# residuals an empirical P10/P90 is read from: under this many short-history rows in the
+# validation window, their interval reads all its rows (a new pair's spread from a dozen
+# residuals would be a guess); a horizon with fewer rows reads its population pooled
+SHORT_HISTORY_ROWS = 200
+HORIZON_ROWS = 30
 
 
 def model_params(settings: Settings, levels) -> dict:
@@ -104,19 +113,76 @@ def correlation(rows: pd.DataFrame, units: np.ndarray, levels, horizon: int) -> 
     return qmath.dependence(wide.to_numpy())
 
 
+def residual_quantiles(residual, horizons, levels, minimum: int = 1) -> dict[int, np.ndarray]:
+    """Horizon → the empirical quantiles at ``levels`` of a baseline's residuals (actual
+    minus forecast) there; a horizon with fewer than ``minimum`` rows is left out."""
+    residual, horizons = np.asarray(residual, dtype=np.float64), np.asarray(horizons)
+    return {
+        int(h): np.quantile(residual[horizons == h], levels)
+        for h in np.unique(horizons)
+        if (horizons == h).sum() >= minimum
+    }
+
+
+def empirical_interval(point, horizons, by_h, levels, counts) -> np.ndarray:
+    """A baseline's interval (rows × levels): its ``point`` forecast plus its residual
+    quantiles at each row's horizon (none known: zero), within the support, increasing."""
+    zero = np.zeros(len(levels))
+    shift = np.array([by_h.get(int(h), zero) for h in np.asarray(horizons)]).reshape(
+        -1, len(levels)
+    )
+    return qmath.non_crossing(qmath.support(np.asarray(point)[:, None] + shift, counts))
+
+
 def baseline_interval(valid, test, history_valid, history_test, grain, levels, counts):
     """The seasonal naive's empirical interval for the backtest rows (rows × levels)."""
     name = next(n for n in baselines.for_grain(grain) if n.startswith("seasonal_naive"))
     make = baselines.for_grain(grain)[name]
     residual = valid["label"].to_numpy() - make.fit(history_valid).predict(valid)
     point = make.fit(history_test).predict(test)
-    by_h = {
-        h: np.quantile(residual[valid["horizon"].to_numpy() == h], levels)
-        for h in np.unique(valid["horizon"])
+    by_h = residual_quantiles(residual, valid["horizon"].to_numpy(), levels)
+    return empirical_interval(point, test["horizon"].to_numpy(), by_h, levels, counts)
+
+
+def short_history_residuals(
+    contract: FeatureContract, valid: pd.DataFrame, levels, horizon: int
+) -> dict[str, str]:
+    """The contract's ``short_history_residuals``: for every horizon 1..``horizon``, the
+    empirical quantiles of the short-history baseline's residuals on the validation window
+    (see the module docstring for which rows); empty without a rule."""
+    rule = contract.short_history_rule
+    if rule is None or valid.empty:
+        return {}
+    residual = valid["label"].to_numpy(np.float64) - baseline_units(valid[rule.feature])
+    short = contract.short_history(valid[rule.age_feature])
+    rows = short if short.sum() >= SHORT_HISTORY_ROWS else np.ones(len(valid), dtype=bool)
+    horizons = valid["horizon"].to_numpy()[rows]
+    by_h = residual_quantiles(residual[rows], horizons, levels, HORIZON_ROWS)
+    pooled = np.quantile(residual[rows], levels)
+    table = {
+        str(h): [round(float(v), 4) for v in by_h.get(h, pooled)] for h in range(1, horizon + 1)
     }
-    zero = np.zeros(len(levels))
-    shift = np.array([by_h.get(h, zero) for h in test["horizon"].to_numpy()])
-    return qmath.non_crossing(qmath.support(point[:, None] + shift, counts))
+    return {"short_history_residuals": json.dumps(table, sort_keys=True)}
+
+
+def short_history_scores(contract: FeatureContract, test: pd.DataFrame, alone, served, levels):
+    """On the backtest's short-history rows: wQL and central-interval coverage of the
+    baseline interval they are served (``served``) and of the quantile model's (``alone``).
+    Empty without such rows or the interval."""
+    rule = contract.short_history_rule
+    if rule is None or contract.short_history_interval is None:
+        return {}
+    short = contract.short_history(test[rule.age_feature])
+    if not short.any():
+        return {}
+    label = test["label"].to_numpy()[short]
+    out = {}
+    for name, units in (("short_history", served), ("short_history_model", alone)):
+        numbers = quantile_scores(label, units[short], levels)
+        out[f"{name}_wql"] = numbers["wql"]
+        if "interval_coverage" in numbers:
+            out[f"{name}_interval_coverage"] = numbers["interval_coverage"]
+    return out
 
 
 def lead_time_coverage(rows: pd.DataFrame, units: np.ndarray, contract, periods: int):
@@ -250,10 +316,22 @@ def run(
     calibrated = replace(contract, extra={**contract.extra, **extra})
     scale_of = frame[contract.target_scale] if contract.target_scale else None
 
-    def units(model, mask):
+    # a short-history row's quantiles: its baseline's interval, as served (with_quantiles)
+    extra.update(short_history_residuals(contract, valid, levels, schedule.horizon))
+    calibrated = replace(contract, extra={**contract.extra, **extra})
+    rule = contract.short_history_rule
+
+    def units(model, mask, fallback=True):
         raw = np.asarray(model.predict(x[mask])).reshape(int(mask.sum()), -1)
         values = scale_of[mask] if scale_of is not None else ones[mask.to_numpy()]
-        return calibrated.quantile_units(raw, values, frame.loc[mask, "horizon"].to_numpy())
+        horizons = frame.loc[mask, "horizon"].to_numpy()
+        out = calibrated.quantile_units(raw, values, horizons)
+        if rule is None or not fallback:
+            return out
+        rows = frame.loc[mask]
+        return calibrated.with_fallback_quantiles(
+            out, rows[rule.age_feature], rows[rule.feature], horizons
+        )
 
     valid_units = units(backtest_model, split.valid)
     dependence = correlation(valid, valid_units, levels, schedule.horizon)
@@ -262,6 +340,7 @@ def run(
 
     test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
     test_units = units(backtest_model, split.test)
+    model_units = units(backtest_model, split.test, fallback=False)
     grain = schedule.calendar.grain.value
     base = baseline_interval(
         valid,
@@ -279,6 +358,7 @@ def run(
         **quantile_scores(test["label"], test_units, levels),
         **{f"{BASELINE}_{k}": v for k, v in quantile_scores(test["label"], base, levels).items()},
         **lead_time_coverage(test, test_units, calibrated, min(LEAD_TIME, schedule.horizon)),
+        **short_history_scores(calibrated, test, model_units, test_units, levels),
     }
     for table, by in ((by_horizon, "horizon"), (by_category, "category")):
         for _, r in table.iterrows():

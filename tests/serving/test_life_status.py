@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import urllib.request
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -107,6 +108,11 @@ def test_a_delisted_pair_is_inactive_and_a_new_one_gets_its_baseline(life, life_
     vectors = loaded.lookup.fetch([new[0]], [new[1]], [origin + dt.timedelta(days=2)])
     assert vectors.columns[rule.age_feature][0] < 7
     assert got[1]["units"] == pytest.approx(max(vectors.columns[rule.feature][0], 0.0))
+    # and its quantiles that baseline's interval: its units plus the residual quantiles the
+    # contract recorded for the item's horizon (2 days), in whole units, never below 0
+    residuals = json.loads(loaded.contract.extra["short_history_residuals"])["2"]
+    expected = sorted(np.floor(max(got[1]["units"] + r, 0.0) + 0.5) for r in residuals)
+    assert list(got[1]["quantiles"].values()) == expected
 
     # the OpenAPI document declares the status and the baseline
     with urllib.request.urlopen(f"{life_server}/docs.json", timeout=10) as response:
@@ -123,3 +129,5 @@ def test_a_delisted_pair_is_inactive_and_a_new_one_gets_its_baseline(life, life_
     mine = published[(published["store_id"] == new[0]) & (published["product_id"] == new[1])]
     assert len(mine) > 0
     assert mine["units"].tolist() == pytest.approx([got[1]["units"]] * len(mine))
+    served = mine[mine["target_date"] == dt.date.fromisoformat(target)]
+    assert served[["units_p10", "units_p50", "units_p90"]].values.tolist() == [expected]

@@ -7,8 +7,10 @@ without its quantile model and contract facts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import json
 
 import mlflow
 import numpy as np
@@ -19,6 +21,7 @@ from demand.contract import FeatureContract
 from serving import batch, model_loader
 from serving.service import DemandForecast, Item
 from tests.parity import offline_rows
+from tests.serving_fixtures import service_environment
 
 LEVELS = ["0.1", "0.5", "0.9"]
 
@@ -139,7 +142,10 @@ def test_openapi_declares_quantiles_and_lead_time(client):
     schemas = document["components"]["schemas"]
     forecast = schemas["Forecast"]["properties"]
     assert "quantiles" in forecast and "lead_time" in forecast
-    request = next(s for name, s in schemas.items() if "lead_time" in s.get("properties", {}))
+    # the request body: the schema with the items (/metadata's QuantileFacts names lead_time too)
+    request = next(
+        s for s in schemas.values() if {"items", "lead_time"} <= set(s.get("properties", {}))
+    )
     assert request["properties"]["service_level"]["exclusiveMaximum"] == 1
 
 
@@ -261,3 +267,110 @@ def test_forecast_all_publishes_lead_time_totals(serving_env, monkeypatch, tmp_p
     totals = pd.concat(pd.read_parquet(p) for p in written)
     assert {"units_p10", "units_p50", "units_p90", "order_up_to"} <= set(totals.columns)
     assert (totals["lead_time"] == 7).all() and (totals["order_up_to"] >= totals["units_p90"]).all()
+
+
+@contextlib.contextmanager
+def serving_variant(client, settings, **extra):
+    """A version of the session's model registered with contract facts ``extra`` changed
+    (None: removed), served by the client's service through the production alias and a
+    reload, then the alias and the service put back and the version deleted."""
+    registry = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    name = settings.model_name
+    v1 = registry.get_model_version(name, "1")
+    contract = FeatureContract.from_tags(v1.tags)
+    facts = {k: v for k, v in {**contract.extra, **extra}.items() if v is not None}
+    tags = dataclasses.replace(contract, extra=facts).to_tags()
+    variant = registry.create_model_version(name, v1.source, run_id=v1.run_id, tags=tags)
+    registry.set_registered_model_alias(name, "production", variant.version)
+    try:
+        assert client.post("/reload").json()["model"]["version"] == str(variant.version)
+        yield variant
+    finally:
+        registry.set_registered_model_alias(name, "production", "1")
+        client.post("/reload")
+        registry.delete_model_version(name, variant.version)
+
+
+def test_metadata_lists_the_quantile_levels_served_and_the_document_declares_them(client):
+    meta = client.get("/metadata").json()
+    assert meta["quantiles"] == {
+        "levels": LEVELS,
+        "lead_time": True,
+        "max_lead_time": meta["horizon"],
+        "service_level": True,
+        "short_history": "moving_average_28d",
+    }
+    document = client.get("/docs.json").json()
+    answer = document["paths"]["/metadata"]["get"]["responses"]["200"]["content"]
+    ref = answer["application/json"]["schema"]["$ref"]
+    schemas = document["components"]["schemas"]
+    declared = schemas[ref.rsplit("/", 1)[-1]]
+    assert set(declared["properties"]) == set(meta) == set(declared["required"])
+    facts = schemas[declared["properties"]["quantiles"]["$ref"].rsplit("/", 1)[-1]]
+    assert set(facts["properties"]) == set(meta["quantiles"])
+    for name in ("max_lead_time", "short_history"):  # null, as the answer may be
+        assert {"type": "null"} in facts["properties"][name]["anyOf"]
+
+
+def test_metadata_of_a_version_without_quantiles_lists_none(client, serving_env, known_keys):
+    """A version registered before quantile forecasts: no levels, no lead time, no
+    service level, as /forecast answers it (quantiles null, lead_time refused)."""
+    keys, origin = known_keys
+    removed = dict.fromkeys(
+        ["quantiles", "quantile_model", "backtest_quantile_model", "quantile_offsets"]
+    )
+    with serving_variant(client, serving_env, **removed):
+        assert client.get("/metadata").json()["quantiles"] == {
+            "levels": [],
+            "lead_time": False,
+            "max_lead_time": None,
+            "service_level": False,
+            "short_history": None,
+        }
+        body = {"items": items_for(keys[:1], origin)}
+        assert client.post("/forecast", json=body).json()["forecasts"][0]["quantiles"] is None
+        assert client.post("/forecast", json={**body, "service_level": 0.9}).status_code == 422
+
+
+def test_metadata_without_served_quantiles_lists_none(service_settings):
+    with service_environment(service_settings, DEMAND_SERVE_QUANTILES="false"):
+        facts = DemandForecast.inner().metadata()["quantiles"]
+    assert facts["levels"] == [] and facts["lead_time"] is False and facts["service_level"] is False
+
+
+def test_a_short_history_key_gets_its_baseline_interval_served_and_in_batch(
+    client, serving_env, known_keys
+):
+    """Every key short (a rule asking for more history than the retailer has): its units are
+    the baseline's, its quantiles the baseline's plus the residual quantiles recorded for
+    its horizon (rounded, ≥ 0, increasing), not the quantile model's; batch forecasts
+    publish the same."""
+    keys, origin = known_keys
+    sample = keys[:6]
+    items = items_for(sample, origin, range(1, 8))
+    before = client.post("/forecast", json={"items": items}).json()["forecasts"]
+    with serving_variant(client, serving_env, short_history_min_periods="100000") as variant:
+        answer = client.post("/forecast", json={"items": items}).json()["forecasts"]
+        contract = FeatureContract.from_tags(variant.tags)
+        loaded = model_loader.load(serving_env)
+        assert loaded.version == str(variant.version)
+        published = batch.forecast_all(serving_env, loaded, progress=lambda _: None)
+    residuals = json.loads(contract.extra["short_history_residuals"])
+    assert sorted(residuals, key=int) == [str(h) for h in range(1, contract.horizon + 1)]
+    got = np.array([[f["quantiles"][level] for level in LEVELS] for f in answer])
+    expected = []
+    for item, f in zip(items, answer, strict=True):
+        assert (f["status"], f["baseline"]) == ("short_history", "moving_average_28d")
+        horizon = (dt.date.fromisoformat(item["date"]) - origin).days
+        # half up: np.round would take 2.5 to 2
+        expected.append(
+            sorted(np.floor(max(f["units"] + r, 0.0) + 0.5) for r in residuals[str(horizon)])
+        )
+    assert got.tolist() == expected
+    model = np.array([[f["quantiles"][level] for level in LEVELS] for f in before])
+    assert (got != model).any(axis=1).mean() > 0.5  # not the quantile model's
+    assert all(f["status"] == "ok" for f in before)
+    rows = published.set_index(["store_id", "product_id", "target_date"])
+    for item, row in zip(items, got, strict=True):
+        key = (item["store_id"], item["product_id"], dt.date.fromisoformat(item["date"]))
+        assert rows.loc[key, ["units_p10", "units_p50", "units_p90"]].tolist() == row.tolist()

@@ -4,13 +4,15 @@ versions trained before it."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from demand.contract import FeatureContract
 from demand.settings import get_settings
-from training import short_history, train
+from training import quantiles, short_history, train
 
 
 def _contract(**extra) -> FeatureContract:
@@ -165,3 +167,94 @@ def test_the_backtest_counts_the_rows_that_fell_back():
     versus = train.short_history_backtest(contract, test, np.full(5, 10.0), units)
     assert versus["short_history_model_wape"] == pytest.approx((9 + 5 + 0) / 16)
     assert versus["short_history_baseline_wape"] == pytest.approx((1 + 0 + 10) / 16)
+
+
+QUANTILES = {"quantiles": "0.1,0.5,0.9", "quantile_counts": "true"}
+
+
+def test_a_short_row_gets_its_baselines_interval_and_the_others_the_models():
+    interval = {"1": [-3.0, -0.5, 2.4], "2": [-1.0, 0.0, 6.5], "3": [0, 0, 0], "4": [0, 0, 0]}
+    contract = _contract(
+        **RULE, **QUANTILES, short_history_residuals=json.dumps(interval, sort_keys=True)
+    )
+    assert contract.short_history_interval[2] == [-1.0, 0.0, 6.5]
+    rows = _rows()  # short: rows 0, 1, 4 (baselines 2, 5, null)
+    model = np.array([[7.0, 9.0, 12.0]] * 5)
+    horizons = [1, 2, 1, 2, 2]
+    got = contract.with_fallback_quantiles(
+        model, rows["weeks_since_first_sale"], rows["units_mean_4"], horizons
+    )
+    assert got.tolist() == [
+        [0.0, 2.0, 4.0],  # 2 + (-3, -0.5, 2.4): -1 is 0, 1.5 rounds half up to 2, 4.4 to 4
+        [4.0, 5.0, 12.0],  # 5 + (-1, 0, 6.5): 11.5 is 12
+        [7.0, 9.0, 12.0],
+        [7.0, 9.0, 12.0],
+        [0.0, 0.0, 7.0],  # no sale yet: the baseline is 0
+    ]
+    # fractional units keep their fractions; still ≥ 0
+    fractional = _contract(
+        **RULE,
+        **{**QUANTILES, "quantile_counts": "false"},
+        short_history_residuals=json.dumps(interval),
+    )
+    got = fractional.with_fallback_quantiles(
+        model, rows["weeks_since_first_sale"], rows["units_mean_4"], horizons
+    )
+    assert got[0].tolist() == [0.0, 1.5, 4.4]
+    # a version before the interval (or without the rule) keeps the model's everywhere
+    for old in (_contract(**RULE, **QUANTILES), _contract(**QUANTILES)):
+        assert old.short_history_interval is None
+        same = old.with_fallback_quantiles(
+            model, rows["weeks_since_first_sale"], rows["units_mean_4"], horizons
+        )
+        assert same.tolist() == model.tolist()
+
+
+def test_the_interval_reads_the_short_rows_residuals_per_horizon_when_there_are_enough():
+    """Residuals of the rule's baseline on the validation window, per horizon; a horizon
+    with too few rows takes its population pooled; too few short rows: all rows."""
+    rng = np.random.default_rng(3)
+    contract = _contract(**RULE, **QUANTILES)
+
+    def rows(count, age, horizon, spread):
+        baseline = rng.integers(0, 10, count).astype(float)
+        return pd.DataFrame(
+            {
+                "horizon": horizon,
+                "weeks_since_first_sale": age,
+                "units_mean_4": baseline,
+                "label": baseline + rng.normal(0, spread, count).round(),
+            }
+        )
+
+    short = quantiles.SHORT_HISTORY_ROWS
+    sparse = quantiles.HORIZON_ROWS - 1
+    valid = pd.concat(
+        [
+            rows(500, 52.0, 1, 1.0),  # mature pairs: a narrow spread
+            rows(short, 1.0, 1, 8.0),  # new pairs: a wide one
+            rows(sparse, 1.0, 2, 8.0),  # too few at horizon 2: pooled
+        ],
+        ignore_index=True,
+    )
+    levels = (0.1, 0.5, 0.9)
+    table = json.loads(
+        quantiles.short_history_residuals(contract, valid, levels, 4)["short_history_residuals"]
+    )
+    assert sorted(table) == ["1", "2", "3", "4"]  # every horizon the model forecasts
+    residual = valid["label"] - valid["units_mean_4"]
+    new = valid["weeks_since_first_sale"] < 4
+    at_1 = np.quantile(residual[new & (valid["horizon"] == 1)], levels)
+    pooled = np.quantile(residual[new], levels)
+    assert table["1"] == pytest.approx(at_1, abs=1e-4)
+    assert table["2"] == table["3"] == table["4"] == pytest.approx(pooled, abs=1e-4)
+    assert table["1"][2] - table["1"][0] > 15  # the new pairs' spread, not the mature ones'
+    # with fewer short rows than the minimum, every row of the window
+    few = valid.iloc[: 500 + short - 1]
+    table = json.loads(
+        quantiles.short_history_residuals(contract, few, levels, 4)["short_history_residuals"]
+    )
+    everything = few["label"] - few["units_mean_4"]
+    assert table["1"] == pytest.approx(np.quantile(everything, levels), abs=1e-4)
+    # no rule, no interval
+    assert quantiles.short_history_residuals(_contract(**QUANTILES), valid, levels, 4) == {}
