@@ -448,14 +448,19 @@ def _write_partition(con, folder: Path, day: date) -> tuple[int, int]:
     new = f"SELECT {_quoted(columns)} FROM scored WHERE target_date = DATE '{day.isoformat()}'"
     select = f"{new} ORDER BY model_name, model_version, store_id, product_id, origin_date"
     rows = con.execute(f"SELECT count(*) FROM ({new})").fetchall()[0][0]
-    if path.exists() and pq.read_schema(path).names == columns:
-        old = f"SELECT {_quoted(columns)} FROM read_parquet('{path.as_posix()}')"
-        changed = con.execute(f"SELECT count(*) FROM ({new} EXCEPT ALL {old})").fetchall()[0][0]
-        gone = con.execute(f"SELECT count(*) FROM ({old} EXCEPT ALL {new})").fetchall()[0][0]
-        if not changed and not gone:
+    if path.exists():
+        # rows compared on the columns both hold: a file gaining the quantile columns is
+        # rewritten, its rows changed only where a value they held differs
+        held = pq.read_schema(path).names
+        both = _quoted([c for c in columns if c in held])
+        new_rows = f"SELECT {both} FROM scored WHERE target_date = DATE '{day.isoformat()}'"
+        old = f"SELECT {both} FROM read_parquet('{path.as_posix()}')"
+        changed = con.execute(f"SELECT count(*) FROM ({new_rows} EXCEPT ALL {old})").fetchall()
+        changed = changed[0][0]
+        gone = con.execute(f"SELECT count(*) FROM ({old} EXCEPT ALL {new_rows})").fetchall()[0][0]
+        if not changed and not gone and held == columns:
             return rows, 0
     else:
-        # new, or other columns (quantiles added, other levels): every row is new content
         changed = rows
     tmp = path.with_suffix(".parquet.tmp")
     con.execute(f"COPY ({select}) TO '{tmp.as_posix()}' (FORMAT parquet)")

@@ -225,7 +225,7 @@ def test_an_older_ledger_gains_the_quantiles_once(quantiled):
     assert older.quantiles.empty and older.no_quantiles == ["1"]  # absent, said so
 
     update = ledger.update(settings, progress=lambda _: None)
-    assert not update.periods_new
+    assert not update.periods_new and update.rows_changed == 0  # columns added, values kept
     assert sorted(update.periods_rescored) == [
         p.stem.removeprefix("target=") for p in ledger.partitions(settings)
     ]
