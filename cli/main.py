@@ -701,6 +701,8 @@ def monitor() -> None:
 
 
 def _print_monitor(result) -> None:
+    from monitoring import accuracy as live_accuracy
+
     measured = result.accuracy
     lines: dict[str, object] = {"last closed day": str(result.update.last_closed or "—")}
     if measured is None or not measured.rows:
@@ -717,6 +719,8 @@ def _print_monitor(result) -> None:
                 f"{headline['live_wape']:.3f} / {headline['backtest_wape']:.3f} = "
                 f"{headline['ratio']:.2f}"
             )
+        # quantiles: live coverage and wQL by horizon beside the backtest's, or "no quantiles"
+        lines.update(live_accuracy.quantile_lines(measured))
         for reason, count in measured.excluded.items():
             lines[f"left out ({reason})"] = count
     if result.update.unforecast_actuals:

@@ -11,6 +11,14 @@ Each version's live WAPE is set beside what its backtest promised for the same h
 night, version and horizon is kept in ``accuracy_history.parquet`` (a night run again
 replaces its own lines): the report plots it, and the alert counts the nights in a row
 above the margin from it.
+
+A version published with quantiles gets, by horizon, the live coverage of each level and
+of the central interval and its wQL (per level and their mean), from the ledger's pinball
+losses and coverage counts through ``training.metrics.quantile_scores_from_sums``, the
+function the backtest's ``quantile_scores`` computes through; beside them the backtest's
+own figures for the same horizons (the run's ``interval_coverage_h{h}`` and ``wql_h{h}``;
+per level the run logs its figures over all horizons, ``coverage_p10`` and ``wql_p10``).
+A version whose published forecasts carry no quantile is listed as such.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from demand import quantiles as qmath
 from demand.settings import Settings
 from monitoring import ledger
-from training.metrics import SUMS, scores_from_sums
+from training.metrics import SUMS, level_key, quantile_scores_from_sums, scores_from_sums
 
 HISTORY = "accuracy_history.parquet"
 BREAKDOWNS = ("horizon", "category", "store_id", "model_version", "week")
@@ -42,6 +51,9 @@ class Accuracy:
     versus: pd.DataFrame  # version, horizon, live_wape, backtest_wape, ratio, rows
     headline_version: str | None
     missing_backtest: list[str] = field(default_factory=list)  # versions without metrics
+    # per version and horizon (ALL too): live quantile figures beside the backtest's
+    quantiles: pd.DataFrame = field(default_factory=pd.DataFrame)
+    no_quantiles: list[str] = field(default_factory=list)  # versions published without
 
     @property
     def headline(self) -> pd.Series | None:
@@ -67,6 +79,8 @@ def measure(settings: Settings, night: date, backtests: dict[str, dict[str, floa
     rows = int(overall["rows"].sum()) if len(overall) else 0
     versus = _versus(sums["model_version"], sums["version_horizon"], backtests)
     versions = sorted(by["model_version"]["model_version"].astype(str), key=_version_key)
+    quantiles = _quantiles(ledger.quantile_sums(settings, start, night), backtests)
+    with_quantiles = set(quantiles["model_version"]) if len(quantiles) else set()
     return Accuracy(
         night=night,
         window_start=start,
@@ -79,6 +93,8 @@ def measure(settings: Settings, night: date, backtests: dict[str, dict[str, floa
         versus=versus,
         headline_version=versions[-1] if versions else None,
         missing_backtest=[v for v in versions if not backtests.get(v)],
+        quantiles=quantiles,
+        no_quantiles=[v for v in versions if v not in with_quantiles],
     )
 
 
@@ -115,6 +131,101 @@ def _versus(
         frame["ratio"] = frame["live_wape"] / frame["backtest_wape"]
     frame = frame.sort_values(["model_version", "horizon"]).reset_index(drop=True)
     return frame[["model_version", "horizon", "live_wape", "backtest_wape", "rows", "ratio"]]
+
+
+def _quantiles(sums: pd.DataFrame, backtests: dict) -> pd.DataFrame:
+    """Per version, levels and horizon (ALL: every horizon), the live quantile scores from
+    the ledger's sums beside the backtest's (NaN where the run logged no such figure)."""
+    if sums.empty:
+        return pd.DataFrame(columns=["model_version", "horizon", "levels", "rows"])
+    sums = sums.copy()
+    sums["model_version"] = sums["model_version"].astype(str)
+    sums["horizon"] = sums["horizon"].astype(int)
+    every = sums.drop(columns="horizon").groupby(
+        ["model_version", ledger.LEVELS], as_index=False, observed=True
+    )
+    sums = pd.concat([every.sum(min_count=1).assign(horizon=ALL), sums], ignore_index=True)
+    records = []
+    # records, not tuples: a level such as 0.025 names a column no identifier can
+    for row in sums.to_dict("records"):
+        levels = qmath.parse_levels(row[ledger.LEVELS])
+        keys = [level_key(v) for v in levels]
+        inside = row.get("inside")
+        live = quantile_scores_from_sums(
+            levels,
+            rows=int(row["rows"]),
+            absolute_actual=float(row["absolute_actual"]),
+            pinball=[float(row[f"pinball_{k}"]) for k in keys],
+            below=[int(row[f"below_{k}"]) for k in keys],
+            inside=None if inside is None or pd.isna(inside) else int(inside),
+        )
+        metrics = backtests.get(row["model_version"], {})
+        suffix = "" if row["horizon"] == ALL else f"_h{row['horizon']}"
+        record = {
+            "model_version": row["model_version"],
+            "horizon": row["horizon"],
+            "levels": row[ledger.LEVELS],
+            "rows": int(row["rows"]),
+        }
+        central = qmath.central(levels)
+        if central is not None:
+            record["nominal_interval"] = central[1] - central[0]
+        for name in ["interval_coverage", "wql"] + [
+            f"{figure}_{k}" for figure in ("coverage", "wql") for k in keys
+        ]:
+            if name in live:
+                record[f"live_{name}"] = live[name]
+                record[f"backtest_{name}"] = float(metrics.get(f"{name}{suffix}", np.nan))
+        records.append(record)
+    frame = pd.DataFrame(records)
+    return frame.sort_values(["model_version", "levels", "horizon"], key=_sort_key).reset_index(
+        drop=True
+    )
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    if column.name == "model_version":
+        return column.map(_version_key)
+    return column
+
+
+def quantile_lines(measured: Accuracy, version: str | None = None) -> dict[str, str]:
+    """A version's live quantile figures beside the backtest's, one line per horizon (the
+    headline version by default): what `demand monitor` prints."""
+    version = str(version or measured.headline_version)
+    if version in measured.no_quantiles:
+        return {f"v{version} quantiles": "no quantiles (published without quantile columns)"}
+    table = measured.quantiles
+    rows = table[table["model_version"] == version] if len(table) else table
+    if rows.empty:
+        return {}
+    lines: dict[str, str] = {}
+    for row in rows.to_dict("records"):
+        levels = qmath.parse_levels(row["levels"])
+        keys = [level_key(v) for v in levels]
+        where = "all horizons" if row["horizon"] == ALL else f"h{row['horizon']}"
+        parts = []
+        central = qmath.central(levels)
+        if central is not None:
+            parts.append(
+                f"P{central[0] * 100:g}–P{central[1] * 100:g} coverage "
+                + _pair(row, "interval_coverage", 2, f", nominal {row['nominal_interval']:.2f}")
+            )
+        parts.append(f"wQL {_pair(row, 'wql', 3)}")
+        lines[f"v{version} {where}"] = ", ".join(parts)
+        if row["horizon"] == ALL:
+            lines[f"v{version} level coverage"] = ", ".join(
+                f"P{v * 100:g} {_pair(row, f'coverage_{k}', 2)}"
+                for v, k in zip(levels, keys, strict=True)
+            )
+    return lines
+
+
+def _pair(row: dict, name: str, digits: int, more: str = "") -> str:
+    """``live (backtest …)``; the backtest's NaN as "—"."""
+    backtest = row.get(f"backtest_{name}", np.nan)
+    shown = "—" if pd.isna(backtest) else f"{backtest:.{digits}f}"
+    return f"{row[f'live_{name}']:.{digits}f} (backtest {shown}{more})"
 
 
 def backtest_metrics(settings: Settings, versions) -> dict[str, dict[str, float]]:

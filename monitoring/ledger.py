@@ -7,6 +7,13 @@ come from the purchase feature table, read as training reads its labels
 period's status: a target later found inactive or censored (out of stock) keeps its row
 with ``excluded`` saying why, and every accuracy figure leaves it out.
 
+A version published with quantile forecasts (``units_p10`` … beside ``units``,
+serving/batch.py) keeps them in its rows, each with its pinball loss
+(``training.metrics.pinball_loss``, the backtest's code, run inside DuckDB) and
+``quantiles``, the levels the row holds ("0.1,0.5,0.9"; NULL for a forecast without
+quantiles). Ledger periods written before the ledger kept quantiles are scored again
+once when their forecast files have them; otherwise their quantile figures are absent.
+
 The ledger is one parquet file per target period (``forecast_accuracy/target=….parquet``
 under the monitoring directory; also the PostgreSQL table ``forecast_accuracy`` when a
 forecast database is configured). A night rewrites only the periods that need it:
@@ -21,6 +28,7 @@ Anything else is left as it is, so a night run twice writes nothing the second t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -30,13 +38,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from demand import quantiles as qmath
 from demand.console import UserError
 from demand.settings import Settings
 from training import dataset
+from training.metrics import level_key, pinball_loss
 
 Progress = Callable[[str], None]
 TABLE = "forecast_accuracy"
 MANIFEST = "manifest.json"
+# the ledger's layout, kept per target period in the manifest: 2 added the quantile columns
+FORMAT = 2
+LEVELS = "quantiles"  # the column naming a row's quantile levels
 # a forecast file must have these; the others are migrated from older platform versions
 REQUIRED = ("store_id", "product_id", "origin_date", "target_date", "units", "model_version")
 COLUMNS = [
@@ -54,6 +67,30 @@ COLUMNS = [
     "abs_error",
     "excluded",
 ]
+
+
+def quantile_column(level: float) -> str:
+    """A level's published quantile in a forecast file and in the ledger: ``units_p10``."""
+    return qmath.column(level)
+
+
+def pinball_column(level: float) -> str:
+    """A level's pinball loss in the ledger: ``pinball_p10``."""
+    return f"pinball_{level_key(level)}"
+
+
+def levels_of(names) -> list[float]:
+    """The quantile levels of a table's columns (``units_p10`` → 0.1), sorted."""
+    found = []
+    for name in names:
+        if name.startswith("units_p"):
+            try:
+                level = float(name.removeprefix("units_p")) / 100
+            except ValueError:
+                continue
+            if 0 < level < 1 and qmath.column(level) == name:
+                found.append(level)
+    return sorted(found)
 
 
 class ForecastTableError(UserError):
@@ -134,6 +171,9 @@ def update(settings: Settings, progress: Progress = print) -> LedgerUpdate:
                 dirty[day] = "new"
             elif held.get("files") != files_print:
                 dirty[day] = "forecasts republished"
+            elif held.get("format", 1) < FORMAT and _quantiled(infos, day):
+                # written before the ledger kept quantiles: scored once more to add them
+                dirty[day] = "quantiles added"
             elif day >= restate_from and held.get("actuals") != actual_prints.get(key, ""):
                 dirty[day] = "actuals changed"
         if not dirty:
@@ -160,6 +200,7 @@ def update(settings: Settings, progress: Progress = print) -> LedgerUpdate:
                 "actuals": actual_prints.get(key, ""),
                 "rows": written,
                 "unforecast_actuals": int(unforecast),
+                "format": FORMAT,
             }
             (result.periods_new if dirty[day] == "new" else result.periods_rescored).append(key)
             result.rows_written += written
@@ -191,7 +232,7 @@ def _file_info(con, path: Path, held: dict | None, result: LedgerUpdate) -> dict
     for the columns the ledger needs (read again only when the file changed)."""
     stat = path.stat()
     stamp = f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
-    if held and held.get("stamp") == stamp:
+    if held and held.get("stamp") == stamp and "levels" in held:
         if held.get("migrated"):
             result.migrated.append(path.name)
         return held
@@ -216,6 +257,7 @@ def _file_info(con, path: Path, held: dict | None, result: LedgerUpdate) -> dict
         "first_target": first.isoformat(),
         "last_target": last.isoformat(),
         "migrated": derived,
+        "levels": levels_of(names),
     }
 
 
@@ -223,6 +265,14 @@ def _covering(infos: dict, day: date) -> list[str]:
     key = day.isoformat()
     return sorted(
         i["stamp"] for i in infos.values() if i["first_target"] <= key <= i["last_target"]
+    )
+
+
+def _quantiled(infos: dict, day: date) -> bool:
+    """Whether a forecast file covering ``day`` has quantile columns."""
+    key = day.isoformat()
+    return any(
+        i.get("levels") for i in infos.values() if i["first_target"] <= key <= i["last_target"]
     )
 
 
@@ -270,9 +320,9 @@ def _actual_fingerprints(con, sales: Path, days: list[date], period_days: int) -
 
 def _score(con, settings: Settings, sales: Path, days: int, infos: dict, dirty: list[date]):
     """Tables ``scored`` (the ledger rows of the dirty periods) and ``unforecast``."""
-    paths = sorted(
-        {i["path"] for d in dirty for i in infos.values() if i["stamp"] in _covering(infos, d)}
-    )
+    covering = [i for i in infos.values() if any(i["stamp"] in _covering(infos, d) for d in dirty)]
+    paths = sorted({i["path"] for i in covering})
+    levels = sorted({v for i in covering for v in i.get("levels", [])})
     con.execute("DROP TABLE IF EXISTS wanted")
     con.execute("CREATE TEMP TABLE wanted (target_date DATE)")
     con.executemany("INSERT INTO wanted VALUES (?)", [[d] for d in dirty])
@@ -285,7 +335,13 @@ def _score(con, settings: Settings, sales: Path, days: int, infos: dict, dirty: 
         f" // {days}) AS INTEGER) AS horizon,"
         " CAST(store_id AS VARCHAR) AS store_id, CAST(product_id AS VARCHAR) AS product_id,"
         " CAST(units AS DOUBLE) AS forecast"
-        " FROM read_parquet(?, union_by_name = true)"
+        # a quantile a file lacks (or NaN, as pandas may write it) is NULL
+        + "".join(
+            f', CASE WHEN isnan(CAST("{c}" AS DOUBLE)) THEN NULL ELSE CAST("{c}" AS DOUBLE) END'
+            f' AS "{c}"'
+            for c in map(quantile_column, levels)
+        )
+        + " FROM read_parquet(?, union_by_name = true)"
         " WHERE CAST(target_date AS DATE) IN (SELECT target_date FROM wanted)"
     )
     # union_by_name fills a column some files lack with NULL; one absent from all fails
@@ -304,6 +360,18 @@ def _score(con, settings: Settings, sales: Path, days: int, infos: dict, dirty: 
         [sales.as_posix()],
     )
     category = _categories_sql(settings)
+    _register_pinball(con)
+    # per level: the published quantile and its pinball loss; the levels the row holds
+    held = ", ".join(
+        f"""CASE WHEN "{quantile_column(v)}" IS NOT NULL THEN '{qmath.label(v)}' END"""
+        for v in levels
+    )
+    quantiles = f"nullif(concat_ws(',', {held}), '')" if levels else "NULL::VARCHAR"
+    per_level = "".join(
+        f', "{quantile_column(v)}", pinball_loss(actual, "{quantile_column(v)}", {v!r}::DOUBLE)'
+        f' AS "{pinball_column(v)}"'
+        for v in levels
+    )
     con.execute("DROP TABLE IF EXISTS scored")
     con.execute(
         f"""CREATE TEMP TABLE scored AS
@@ -321,7 +389,8 @@ def _score(con, settings: Settings, sales: Path, days: int, infos: dict, dirty: 
                CASE WHEN active = 0 THEN 'inactive'
                     WHEN censored = 1 THEN 'censored'
                     WHEN forecast IS NULL THEN 'no forecast'
-               END AS excluded
+               END AS excluded,
+               {quantiles} AS {LEVELS}{per_level}
         FROM j"""
     )
     con.execute("DROP TABLE IF EXISTS unforecast")
@@ -332,6 +401,24 @@ def _score(con, settings: Settings, sales: Path, days: int, infos: dict, dirty: 
         USING (store_id, product_id, target_date)
         WHERE coalesce(a.units, 0) <> 0"""
     )
+
+
+def _register_pinball(con) -> None:
+    """``pinball_loss(actual, quantile, level)`` in SQL: ``training.metrics.pinball_loss``
+    on DuckDB's vectors (rows with a NULL are not passed: their loss is NULL)."""
+    import duckdb
+    import pyarrow as pa
+
+    def pinball(actual, quantile, level):
+        y = actual.to_numpy(zero_copy_only=False)
+        q = quantile.to_numpy(zero_copy_only=False)[:, None]
+        tau = level.to_numpy(zero_copy_only=False)
+        return pa.array(pinball_loss(y, q, tau[:1] if len(tau) else [0.5])[:, 0], pa.float64())
+
+    with contextlib.suppress(duckdb.Error):  # registered by an earlier scoring on this connection
+        con.remove_function("pinball_loss")
+    double = duckdb.sqltype("DOUBLE")
+    con.create_function("pinball_loss", pinball, [double] * 3, double, type="arrow")
 
 
 def _categories_sql(settings: Settings) -> str:
@@ -345,17 +432,33 @@ def _categories_sql(settings: Settings) -> str:
     return "SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS category WHERE false"
 
 
+def _scored_columns(con) -> list[str]:
+    names = [r[0] for r in con.execute("DESCRIBE scored").fetchall()]
+    return [*COLUMNS, *(c for c in names if c not in COLUMNS)]
+
+
+def _quoted(names) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
 def _write_partition(con, folder: Path, day: date) -> tuple[int, int]:
     """Replace one period's file (when its rows changed); its rows and changed rows."""
     path = folder / f"target={day.isoformat()}.parquet"
-    new = f"SELECT {', '.join(COLUMNS)} FROM scored WHERE target_date = DATE '{day.isoformat()}'"
+    columns = _scored_columns(con)
+    new = f"SELECT {_quoted(columns)} FROM scored WHERE target_date = DATE '{day.isoformat()}'"
     select = f"{new} ORDER BY model_name, model_version, store_id, product_id, origin_date"
     rows = con.execute(f"SELECT count(*) FROM ({new})").fetchall()[0][0]
     if path.exists():
-        old = f"SELECT {', '.join(COLUMNS)} FROM read_parquet('{path.as_posix()}')"
-        changed = con.execute(f"SELECT count(*) FROM ({new} EXCEPT ALL {old})").fetchall()[0][0]
-        gone = con.execute(f"SELECT count(*) FROM ({old} EXCEPT ALL {new})").fetchall()[0][0]
-        if not changed and not gone:
+        # rows compared on the columns both hold: a file gaining the quantile columns is
+        # rewritten, its rows changed only where a value they held differs
+        held = pq.read_schema(path).names
+        both = _quoted([c for c in columns if c in held])
+        new_rows = f"SELECT {both} FROM scored WHERE target_date = DATE '{day.isoformat()}'"
+        old = f"SELECT {both} FROM read_parquet('{path.as_posix()}')"
+        changed = con.execute(f"SELECT count(*) FROM ({new_rows} EXCEPT ALL {old})").fetchall()
+        changed = changed[0][0]
+        gone = con.execute(f"SELECT count(*) FROM ({old} EXCEPT ALL {new_rows})").fetchall()[0][0]
+        if not changed and not gone and held == columns:
             return rows, 0
     else:
         changed = rows
@@ -390,15 +493,22 @@ def _write_table(con, url: str, days: list[date]) -> None:
                     error double precision,
                     abs_error double precision,
                     excluded text,
+                    quantiles text,
                     PRIMARY KEY (model_name, model_version, store_id, product_id,
                                  origin_date, target_date)
                 )"""
             )
+            columns = _scored_columns(con)
+            # a table from before the ledger kept quantiles (or of other levels) gains the
+            # columns; rows written before keep NULL there
+            for name in columns[len(COLUMNS) :]:
+                kind = "text" if name == LEVELS else "double precision"
+                conn.execute(f'ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS "{name}" {kind}')
             conn.execute(f"DELETE FROM {TABLE} WHERE target_date = ANY(%s)", (days,))
             reader = con.sql(
-                f"SELECT {', '.join(COLUMNS)} FROM scored ORDER BY target_date"
+                f"SELECT {_quoted(columns)} FROM scored ORDER BY target_date"
             ).to_arrow_reader(100_000)
-            copy_sql = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
+            copy_sql = f"COPY {TABLE} ({_quoted(columns)}) FROM STDIN"
             with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
                 for batch in reader:
                     for row in zip(*(c.to_pylist() for c in batch.columns), strict=True):
@@ -410,8 +520,18 @@ def _write_table(con, url: str, days: list[date]) -> None:
         ) from None
 
 
+def columns_of(paths) -> list[str]:
+    """The columns of ledger files together: ``COLUMNS``, then the quantile columns any
+    holds (a file written before the ledger kept quantiles has none)."""
+    names: dict[str, None] = {}
+    for path in paths:
+        names.update(dict.fromkeys(pq.read_schema(path).names))
+    return [*COLUMNS, *(n for n in names if n not in COLUMNS)]
+
+
 def read(settings: Settings, since: date | None = None, columns: list[str] | None = None):
     """Ledger rows (targets from ``since``) as a pandas frame; empty when nothing is scored.
+    Every column by default, the quantile ones NULL in rows that have none.
 
     Text columns come back categorical: at the M5 size a window holds tens of millions
     of rows, and a Python string per row and column would cost gigabytes."""
@@ -429,7 +549,8 @@ def read(settings: Settings, since: date | None = None, columns: list[str] | Non
 
     with duckdb.connect(config=settings.duckdb_config) as con:
         table = con.sql(
-            f"SELECT {', '.join(columns or COLUMNS)} FROM read_parquet(?)",
+            f"SELECT {_quoted(columns or columns_of(paths))}"
+            " FROM read_parquet(?, union_by_name = true)",
             params=[[p.as_posix() for p in paths]],
         ).to_arrow_table()
     for i, name in enumerate(table.column_names):
@@ -449,11 +570,7 @@ def sums(settings: Settings, start: date, end: date, groupings: dict[str, list[s
     import duckdb
     import pandas as pd
 
-    paths = [
-        p.as_posix()
-        for p in partitions(settings)
-        if start.isoformat() <= p.stem.removeprefix("target=") <= end.isoformat()
-    ]
+    paths = _window(settings, start, end)
     if not paths:
         return {n: pd.DataFrame(columns=[*c, "rows"]) for n, c in groupings.items()}, {}
     with duckdb.connect(config=settings.duckdb_config) as con:
@@ -463,12 +580,13 @@ def sums(settings: Settings, start: date, end: date, groupings: dict[str, list[s
             " count(*) AS rows, sum(abs(forecast - actual)) AS absolute_error,"
             " sum((forecast - actual) * (forecast - actual)) AS squared_error,"
             " sum(forecast - actual) AS error, sum(abs(actual)) AS absolute_actual"
-            " FROM read_parquet(?) WHERE excluded IS NULL GROUP BY ALL",
+            " FROM read_parquet(?, union_by_name = true) WHERE excluded IS NULL GROUP BY ALL",
             [paths],
         )
         excluded = dict(
             con.execute(
-                "SELECT excluded, count(*) FROM read_parquet(?) WHERE excluded IS NOT NULL "
+                "SELECT excluded, count(*) FROM read_parquet(?, union_by_name = true)"
+                " WHERE excluded IS NOT NULL "
                 "GROUP BY 1 ORDER BY 1",
                 [paths],
             ).fetchall()
@@ -485,20 +603,81 @@ def sums(settings: Settings, start: date, end: date, groupings: dict[str, list[s
     return found, {str(k): int(v) for k, v in excluded.items()}
 
 
-def worst_series(settings: Settings, start: date, end: date, count: int):
-    """Every scored row of the ``count`` series with the most absolute error in the window."""
+def quantile_sums(settings: Settings, start: date, end: date):
+    """Per model version, levels (the rows' ``quantiles``) and horizon, the sums every
+    quantile score is a function of (``training.metrics.quantile_scores_from_sums``) over
+    the counted rows with quantiles of targets ``start`` … ``end``: ``rows``,
+    ``absolute_actual``, per level ``pinball_pX`` (Σ pinball loss) and ``below_pX`` (actuals
+    at or below the quantile), and ``inside`` (actuals in the central interval, ends
+    included; NULL under two levels). None of them for a window whose ledger files hold no
+    quantile column (written before the ledger kept them)."""
     import duckdb
+    import pandas as pd
 
-    paths = [
+    keys = ["model_version", LEVELS, "horizon"]
+    paths = _window(settings, start, end)
+    if not paths or LEVELS not in columns_of(paths):
+        return pd.DataFrame(columns=[*keys, "rows", "absolute_actual"])
+    source = "read_parquet(?, union_by_name = true)"
+    frames = []
+    with duckdb.connect(config=settings.duckdb_config) as con:
+        labels = [
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT {LEVELS} FROM {source} "
+                f"WHERE excluded IS NULL AND {LEVELS} IS NOT NULL ORDER BY 1",
+                [paths],
+            ).fetchall()
+        ]
+        for label in labels:
+            levels = qmath.parse_levels(label)
+            q = [quantile_column(v) for v in levels]
+            # coverage as training.metrics.quantile_scores counts it: at or below, ends in
+            sums = "".join(
+                f', sum("{pinball_column(v)}") AS "pinball_{level_key(v)}"'
+                f', sum(CAST(actual <= "{c}" AS BIGINT)) AS "below_{level_key(v)}"'
+                for v, c in zip(levels, q, strict=True)
+            )
+            inside = (
+                f'sum(CAST("{q[0]}" <= actual AND actual <= "{q[-1]}" AS BIGINT))'
+                if len(levels) >= 2
+                else "NULL::BIGINT"
+            )
+            frames.append(
+                con.execute(
+                    f"SELECT CAST(model_version AS VARCHAR) AS model_version, {LEVELS},"
+                    " horizon, count(*)::BIGINT AS rows, sum(abs(actual)) AS absolute_actual"
+                    f"{sums}, {inside} AS inside FROM {source}"
+                    f" WHERE excluded IS NULL AND {LEVELS} = ? GROUP BY ALL ORDER BY ALL",
+                    [paths, label],
+                ).df()
+            )
+    if not frames:
+        return pd.DataFrame(columns=[*keys, "rows", "absolute_actual"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _window(settings: Settings, start: date, end: date) -> list[str]:
+    """The ledger files of targets ``start`` … ``end``."""
+    return [
         p.as_posix()
         for p in partitions(settings)
         if start.isoformat() <= p.stem.removeprefix("target=") <= end.isoformat()
     ]
+
+
+def worst_series(settings: Settings, start: date, end: date, count: int):
+    """Every scored row of the ``count`` series with the most absolute error in the window."""
+    import duckdb
+
+    paths = _window(settings, start, end)
     if not paths:
         return None
     with duckdb.connect(config=settings.duckdb_config) as con:
         return con.sql(
-            """WITH rows AS (SELECT * FROM read_parquet(?) WHERE excluded IS NULL),
+            """WITH rows AS (
+                SELECT * FROM read_parquet(?, union_by_name = true) WHERE excluded IS NULL
+            ),
             worst AS (
                 SELECT store_id, product_id FROM rows GROUP BY ALL
                 ORDER BY sum(abs_error) DESC, store_id, product_id LIMIT ?

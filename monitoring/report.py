@@ -2,9 +2,11 @@
 
 From what the last `demand monitor` left (the ledger, the accuracy history, the drift
 and feed tables, ``last.json``): live vs backtest WAPE by horizon over the nights,
-accuracy by category and store, forecast vs actual for the worst series, the drift
-table and skew. Plots are PNGs beside the page and embedded in it (base64), so the one
-file can be mailed or opened from the version's MLflow run, where the folder is logged.
+live vs backtest quantile coverage and wQL by horizon (or "no quantiles" for a version
+published without them), accuracy by category and store, forecast vs actual for the
+worst series, the drift table and skew. Plots are PNGs beside the page and embedded in
+it (base64), so the one file can be mailed or opened from the version's MLflow run,
+where the folder is logged.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from demand import quantiles as qmath
 from demand.settings import Settings
 from monitoring import accuracy, ledger
 from monitoring import monitor as monitoring
+from training.metrics import level_key
 
 Progress = Callable[[str], None]
 WORST_SERIES = 4
@@ -59,6 +63,9 @@ def write(
         "by_store.png": _bars(measured.by["store_id"], "store_id", "WAPE by store"),
         "worst_series.png": _worst(settings, measured),
     }
+    quantile_plot = _quantiles(measured.quantiles, version)
+    if quantile_plot is not None:
+        plots["quantiles_by_horizon.png"] = quantile_plot
     drift_table = monitoring.read_table(settings, monitoring.DRIFT_TABLE)
     if not drift_table.empty and drift_table["psi"].notna().any():
         plots["drift_psi.png"] = _psi(drift_table, settings.monitor_psi_threshold)
@@ -97,6 +104,84 @@ def _over_time(history: pd.DataFrame, version: str):
     axis.legend(fontsize=7, ncol=2)
     figure.autofmt_xdate()
     return figure
+
+
+def _quantiles(table: pd.DataFrame, version: str):
+    """The version's live coverage (each level, the central interval) and wQL by horizon,
+    beside the backtest's; None for a version without quantiles."""
+    import matplotlib.pyplot as plt
+
+    if table.empty:
+        return None
+    rows = table[(table["model_version"] == version) & (table["horizon"] != accuracy.ALL)]
+    if rows.empty:
+        return None
+    rows = rows.sort_values("horizon")
+    levels = qmath.parse_levels(rows.iloc[0]["levels"])
+    horizon = rows["horizon"]
+    figure, (cover, loss) = plt.subplots(1, 2, figsize=(10, 4))
+    central = qmath.central(levels)
+    if central is not None:
+        name = f"P{central[0] * 100:g}–P{central[1] * 100:g}"
+        cover.plot(horizon, rows["live_interval_coverage"], "o-", color="C0", label=f"{name} live")
+        cover.plot(
+            horizon, rows["backtest_interval_coverage"], "--", color="C0", label=f"{name} backtest"
+        )
+        cover.axhline(central[1] - central[0], color="C0", ls=":", lw=1)
+    for i, level in enumerate(levels, start=1):
+        column = f"live_coverage_{level_key(level)}"
+        cover.plot(horizon, rows[column], ".-", color=f"C{i}", lw=1, label=f"P{level * 100:g} live")
+        cover.axhline(level, color=f"C{i}", ls=":", lw=1)
+    cover.set_ylim(0, 1.05)
+    cover.set_xlabel("horizon")
+    cover.set_ylabel("share of actuals covered (dotted: nominal)")
+    cover.set_title("Coverage")
+    cover.legend(fontsize=7)
+    loss.plot(horizon, rows["live_wql"], "o-", color="C0", label="live")
+    loss.plot(horizon, rows["backtest_wql"], "--", color="C0", label="backtest")
+    loss.set_xlabel("horizon")
+    loss.set_ylabel("mean wQL")
+    loss.set_title("Weighted quantile loss")
+    loss.legend(fontsize=7)
+    figure.suptitle(f"v{version}: quantiles live vs backtest, by horizon")
+    figure.tight_layout()
+    return figure
+
+
+def _quantile_html(measured: accuracy.Accuracy, image) -> str:
+    e = html.escape
+    parts = [
+        f"<p>v{e(v)}: no quantiles (its published forecasts carry no quantile columns).</p>"
+        for v in measured.no_quantiles
+    ]
+    if not measured.quantiles.empty:
+        parts.append(image("quantiles_by_horizon.png", "live vs backtest coverage and wQL"))
+        parts.append(
+            "<p>Coverage: the share of actuals at or below each quantile, and inside the "
+            "central interval (ends included); wQL: 2 Σ pinball loss / Σ actual. Horizon 0: "
+            "every horizon. A backtest figure the version's run did not log is “—”.</p>"
+        )
+        table = measured.quantiles
+        keys = ["model_version", "horizon"]
+        central = [
+            c
+            for c in (
+                "levels",
+                "rows",
+                "nominal_interval",
+                "live_interval_coverage",
+                "backtest_interval_coverage",
+                "live_wql",
+                "backtest_wql",
+            )
+            if c in table
+        ]
+        each = [c for c in table if c not in keys + central]
+        # two tables, each narrow enough to read: the interval and mean wQL, then each level
+        parts.append(_table(table[keys + central], na_rep="—"))
+        parts.append("<h3>Each level</h3>")
+        parts.append(f'<div class="wide">{_table(table[keys + each], na_rep="—")}</div>')
+    return "\n".join(parts) or "<p>none</p>"
 
 
 def _spread(values: list, count: int) -> list:
@@ -162,10 +247,12 @@ def _psi(table: pd.DataFrame, threshold: float):
     return figure
 
 
-def _table(frame: pd.DataFrame, digits: int = 3) -> str:
+def _table(frame: pd.DataFrame, digits: int = 3, na_rep: str = "NaN") -> str:
     if frame.empty:
         return "<p>none</p>"
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", border=0)
+    return frame.to_html(
+        index=False, float_format=lambda v: f"{v:.{digits}f}", border=0, na_rep=na_rep
+    )
 
 
 def _html(settings, measured, last, images, drift_table, feeds) -> str:
@@ -210,6 +297,7 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 table {{ border-collapse: collapse; font-size: 0.85em; }}
 td, th {{ padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }}
 .alert {{ color: #a00; }}
+.wide {{ overflow-x: auto; }}
 </style></head><body>
 <h1>{e(settings.model_name)}: forecasts against actuals</h1>
 <p>Targets {window} … {measured.night}: {measured.rows:,} scored forecasts. {summary}.
@@ -220,6 +308,8 @@ Left out: {excluded}. Actuals never forecast (ignored):
 <h2>Live vs backtest WAPE by horizon</h2>
 {image("wape_over_time.png", "live vs backtest WAPE over the nights")}
 {_table(measured.versus)}
+<h2>Quantiles: live vs backtest coverage and wQL by horizon</h2>
+{_quantile_html(measured, image)}
 <h2>Accuracy by category and store</h2>
 {image("by_category.png", "WAPE by category")}
 {image("by_store.png", "WAPE by store")}

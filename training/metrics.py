@@ -227,15 +227,20 @@ def level_key(level: float) -> str:
     return f"p{level * 100:g}"
 
 
+def pinball_loss(y_true, quantiles, levels) -> np.ndarray:
+    """Each row's pinball loss at each level (rows × levels): the term every wQL sums (the
+    live ledger keeps it per row and level, monitoring/ledger.py)."""
+    y = np.asarray(y_true, dtype=float)[:, None]
+    q = np.asarray(quantiles, dtype=float).reshape(len(y), -1)
+    tau = np.asarray(levels, dtype=float)[None, :]
+    return np.maximum(tau * (y - q), (tau - 1) * (y - q))
+
+
 def pinball(y_true, quantiles, levels) -> np.ndarray:
     """Each row's pinball loss summed over the levels, times 2 / the number of levels: summed
     over rows and divided by Σ|actual| it is the mean wQL, so :func:`paired_difference` can
     compare two quantile forecasts row by row as it compares WAPEs."""
-    y = np.asarray(y_true, dtype=float)[:, None]
-    q = np.asarray(quantiles, dtype=float).reshape(len(y), -1)
-    tau = np.asarray(levels, dtype=float)[None, :]
-    loss = np.maximum(tau * (y - q), (tau - 1) * (y - q))
-    return 2 * loss.sum(axis=1) / len(levels)
+    return 2 * pinball_loss(y_true, quantiles, levels).sum(axis=1) / len(levels)
 
 
 def quantile_scores(y_true, quantiles, levels) -> dict[str, float]:
@@ -244,16 +249,34 @@ def quantile_scores(y_true, quantiles, levels) -> dict[str, float]:
     interval (lowest to highest level, ends included)."""
     y = np.asarray(y_true, dtype=float)
     q = np.asarray(quantiles, dtype=float).reshape(len(y), -1)
-    total = float(np.abs(y).sum())
+    loss = pinball_loss(y, q, levels)
+    return quantile_scores_from_sums(
+        levels,
+        rows=len(y),
+        absolute_actual=float(np.abs(y).sum()),
+        pinball=[float(loss[:, j].sum()) for j in range(len(levels))],
+        below=[int((y <= q[:, j]).sum()) for j in range(len(levels))],
+        inside=int(((q[:, 0] <= y) & (y <= q[:, -1])).sum()) if len(levels) >= 2 else None,
+    )
+
+
+def quantile_scores_from_sums(
+    levels, rows: int, absolute_actual: float, pinball, below, inside: int | None = None
+) -> dict[str, float]:
+    """:func:`quantile_scores` from a group's sums, the one place they are defined: per level
+    Σ pinball loss and the count of actuals at or below the quantile, the count inside the
+    central interval (None under two levels), the rows and Σ|actual|. A database sums them
+    per group (the live ledger's ~12 M rows, as ``SUMS`` for WAPE) before this."""
+    nan = float("nan")
     out: dict[str, float] = {}
-    for j, level in enumerate(levels):
-        loss = np.maximum(level * (y - q[:, j]), (level - 1) * (y - q[:, j])).sum()
-        out[f"wql_{level_key(level)}"] = float(2 * loss / total) if total else float("nan")
-        out[f"coverage_{level_key(level)}"] = float(np.mean(y <= q[:, j])) if len(y) else np.nan
+    for level, loss, count in zip(levels, pinball, below, strict=True):
+        out[f"wql_{level_key(level)}"] = (
+            float(2 * loss / absolute_actual) if absolute_actual else nan
+        )
+        out[f"coverage_{level_key(level)}"] = float(count / rows) if rows else nan
     out["wql"] = float(np.mean([out[f"wql_{level_key(v)}"] for v in levels]))
     if len(levels) >= 2:
-        inside = (q[:, 0] <= y) & (y <= q[:, -1])
-        out["interval_coverage"] = float(inside.mean()) if len(y) else float("nan")
+        out["interval_coverage"] = float(inside / rows) if rows and inside is not None else nan
     return out
 
 

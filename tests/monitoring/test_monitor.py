@@ -15,9 +15,10 @@ from mlflow import MlflowClient
 from cli.main import main
 from demand import monitor_summary
 from features import publish
-from monitoring import drift, ledger, monitor
+from monitoring import accuracy, drift, ledger, monitor
 from tests.browser import render
 from tests.monitoring.test_ledger import _publish, _sales
+from tests.monitoring.test_quantiles import _add_quantiles
 from training import profile
 
 pytestmark = pytest.mark.slow
@@ -45,6 +46,7 @@ def planted(serving_env, tmp_path_factory):
     last = pd.Timestamp(max(sales["target_date"]))
     pairs = sales[["store_id", "product_id"]].drop_duplicates()
     _publish(fresh, pairs, [last - pd.Timedelta(days=d) for d in (9, 8, 7)])
+    _add_quantiles(fresh)
     before = drift.tonight(fresh, progress=lambda _: None)
 
     _rewrite(fresh, "product_attributes", lambda f: f.assign(list_price=f["list_price"] * 10))
@@ -109,17 +111,32 @@ def test_monitor_exits_1_on_alerts_and_the_report_renders(planted, monkeypatch, 
 
     assert main(["report"]) == 0
     page = fresh.monitoring_dir / "report" / "report.html"
-    for png in ("wape_over_time.png", "by_category.png", "by_store.png", "worst_series.png"):
+    for png in (
+        "wape_over_time.png",
+        "by_category.png",
+        "by_store.png",
+        "worst_series.png",
+        "quantiles_by_horizon.png",
+    ):
         assert (page.parent / png).stat().st_size > 0
     rendered = render(page, tmp_path / "report.png")
     assert rendered.problems == []
-    assert rendered.images >= 4
+    assert rendered.images >= 5
     assert rendered.title.startswith("Forecast monitoring")
     text = page.read_text()
     # `demand monitor` ran the served-vs-offline check: the report has its section
     assert "list_price" in text and "No served-vs-offline mismatch" in text
     client = MlflowClient(fresh.tracking_uri)
     run_id = client.get_model_version(fresh.model_name, "1").run_id
+    # the live quantile figures sit beside the ones the training run logged, per horizon
+    run = client.get_run(run_id).data.metrics
+    measured = accuracy.measure(
+        fresh, pd.Timestamp(last["night"]).date(), accuracy.backtest_metrics(fresh, ["1"])
+    )
+    table = measured.quantiles.set_index("horizon")
+    assert table.loc[1, "backtest_interval_coverage"] == run["interval_coverage_h1"]
+    assert table.loc[1, "backtest_wql"] == run["wql_h1"]
+    assert table.loc[accuracy.ALL, "backtest_coverage_p90"] == run["coverage_p90"]
     logged = {a.path for a in client.list_artifacts(run_id, "monitoring/report")}
     assert "monitoring/report/report.html" in logged
 

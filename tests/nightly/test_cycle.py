@@ -157,9 +157,14 @@ def test_nights_in_a_row(tmp_path):
         assert set(scored["model_version"].astype(str)) == {"4"}
         assert set(scored["target_date"].dt.strftime("%Y-%m-%d")) == {fifth.last_day}
         assert set(scored["horizon"]) == {1}
+        # v4 was published with quantiles: the ledger keeps each with its pinball loss
+        assert set(scored["quantiles"].astype(str)) == {"0.1,0.5,0.9"}
+        assert scored[["units_p10", "units_p90", "pinball_p10", "pinball_p90"]].notna().all().all()
         with psycopg.connect(Database(forecast_db).conninfo()) as conn:
-            in_table = conn.execute("SELECT count(*) FROM forecast_accuracy").fetchone()[0]
-        assert in_table == len(scored) > 0
+            in_table, with_pinball = conn.execute(
+                "SELECT count(*), count(pinball_p90) FROM forecast_accuracy"
+            ).fetchone()
+        assert in_table == with_pinball == len(scored) > 0
     finally:
         if process is not None:
             stop(process)
