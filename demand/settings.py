@@ -692,7 +692,11 @@ class Settings(BaseSettings):
         default=1000,
         ge=1,
         description="Logged rows the nightly recomputes offline to compare served with "
-        "offline features (the newest days' rows first).",
+        "offline features: a seeded random sample over the whole logged period.",
+    )
+    skew_sample_seed: int = Field(
+        default=7,
+        description="Seed of the skew check's sample of logged rows (the same log, the same rows).",
     )
     shadow_nights: int = Field(
         default=7,

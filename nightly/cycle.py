@@ -12,7 +12,7 @@ Each step leaves what it changes consistent when the next one fails:
 * services follow the production alias (their poll, or ``POST /reload`` here);
 * forecasts are published per origin, replacing that origin's rows whole; the staging
   version's beside them as a shadow (never served), the production gate's live evidence;
-* the served-feature log's newest rows are recomputed offline (skew), which only reads.
+* a seeded sample of the served-feature log is recomputed offline (skew), which only reads.
 
 A night whose raw data is what the last finished night saw does nothing. A night
 run again on the same data registers nothing new (the training set's hash is
@@ -378,7 +378,7 @@ def _publish_shadow(settings: Settings, progress: Progress) -> list[str]:
 
 
 def skew_check(settings: Settings, progress: Progress = print) -> list[dict]:
-    """Served vs offline features of the newest logged rows (monitoring/skew.py), each
+    """Served vs offline features of a seeded sample of the logged rows (monitoring/skew.py), each
     feature service's summary; callable alone (`demand skew`)."""
     from monitoring import skew
 
