@@ -620,6 +620,14 @@ class Settings(BaseSettings):
         description="A feature, or the predictions, drift when their population stability "
         "index against the version's reference profile reaches this (0.1 watch, 0.25 act).",
     )
+    monitor_psi_min_keys: int = Field(
+        default=300,
+        ge=1,
+        description="PSI judges a night's features (or predictions) only over at least this "
+        "many store × product keys; below it the drift table says too few rows to judge, "
+        "and only the range, null-rate and feed checks apply (over a few dozen keys sampling "
+        "noise alone passes a PSI of 0.25).",
+    )
     monitor_null_rate_change: float = Field(
         default=0.1,
         gt=0,
