@@ -712,6 +712,15 @@ class Settings(BaseSettings):
         description="Nights of published staging (shadow) forecasts with actuals before the "
         "production gate judges a challenger on live evidence instead of the backtest.",
     )
+    nightly_shadow_hold: bool = Field(
+        default=True,
+        description="Under `demand nightly --promote`, while a production version exists: "
+        "a staging version with fewer than SHADOW_NIGHTS nights of live evidence stays in "
+        "staging (each night's new version is registered, not staged), then the production "
+        "gate judges it on that evidence and the night's version takes staging. A shadow "
+        "that stopped being published releases it. false: each night's version replaces "
+        "staging and is judged on its backtest at once.",
+    )
     # containers (`demand bento containerize`, `make base-image`, `make container-smoke`)
     container_image: str = Field(
         default="localhost/demand-forecast-service:latest",

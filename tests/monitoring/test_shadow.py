@@ -114,6 +114,15 @@ def test_actuals_are_the_purchase_tables_sales(serving_env):
         & (sold["target_date"] == day)
     ]
     assert found["actual"].tolist() == [row["units_lag_1"]]
+    # the live evidence reads only its targets' periods: the same rows as the whole table's
+    targets = (day - pd.Timedelta(days=3), day)
+    windowed = shadow.actuals(serving_env, targets)
+    inside = sold[sold["target_date"].between(*targets)]
+    assert len(windowed) == len(inside) > 0
+    pd.testing.assert_frame_equal(
+        windowed.sort_values(["store_id", "product_id", "target_date"]).reset_index(drop=True),
+        inside.sort_values(["store_id", "product_id", "target_date"]).reset_index(drop=True),
+    )
 
 
 def _shadow(version: str, origin: str, stores: int, units: float) -> pd.DataFrame:
