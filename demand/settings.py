@@ -620,6 +620,14 @@ class Settings(BaseSettings):
         description="A feature, or the predictions, drift when their population stability "
         "index against the version's reference profile reaches this (0.1 watch, 0.25 act).",
     )
+    monitor_psi_min_keys: int = Field(
+        default=300,
+        ge=1,
+        description="PSI judges a night's features (or predictions) only over at least this "
+        "many store × product keys; below it the drift table says too few rows to judge, "
+        "and only the range, null-rate and feed checks apply (over a few dozen keys sampling "
+        "noise alone passes a PSI of 0.25).",
+    )
     monitor_null_rate_change: float = Field(
         default=0.1,
         gt=0,
@@ -692,13 +700,26 @@ class Settings(BaseSettings):
         default=1000,
         ge=1,
         description="Logged rows the nightly recomputes offline to compare served with "
-        "offline features (the newest days' rows first).",
+        "offline features: a seeded random sample over the whole logged period.",
+    )
+    skew_sample_seed: int = Field(
+        default=7,
+        description="Seed of the skew check's sample of logged rows (the same log, the same rows).",
     )
     shadow_nights: int = Field(
         default=7,
         ge=1,
         description="Nights of published staging (shadow) forecasts with actuals before the "
         "production gate judges a challenger on live evidence instead of the backtest.",
+    )
+    nightly_shadow_hold: bool = Field(
+        default=True,
+        description="Under `demand nightly --promote`, while a production version exists: "
+        "a staging version with fewer than SHADOW_NIGHTS nights of live evidence stays in "
+        "staging (each night's new version is registered, not staged), then the production "
+        "gate judges it on that evidence and the night's version takes staging. A shadow "
+        "that stopped being published releases it. false: each night's version replaces "
+        "staging and is judged on its backtest at once.",
     )
     # containers (`demand bento containerize`, `make base-image`, `make container-smoke`)
     container_image: str = Field(

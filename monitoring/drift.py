@@ -9,7 +9,11 @@ PSI over the reference's bins, the share of values outside the reference's range
 the change of the null rate; a feature drifts when one passes its threshold (settings
 ``monitor_psi_threshold``, ``monitor_null_rate_change``; half the values outside). PSI
 is left out (NaN) where one night cannot have a spread: a feature with a value per
-region and day (weather) holds a few values a night, and its range check stands. Per
+region and day (weather) holds a few values a night, and its range check stands. PSI
+is also left out below ``monitor_psi_min_keys`` store × product keys ("too few rows to
+judge"): over a few dozen keys a night's sampling noise alone passes 0.25 (a key's
+vectors at every horizon share most values, so a key counts once); the range, null and
+feed checks, which a handful of rows can judge, still apply. Per
 feed: a feed whose newest row has fallen behind the sales feed by a whole cadence more
 than at training has stopped.
 
@@ -36,6 +40,7 @@ COLUMNS = [
     "outside",
     "drifted",
     "why",
+    "note",  # what was not judged, and why ("too few rows to judge")
 ]
 # a feature drifts when this share of tonight's values falls outside the reference's range
 # (its 0.5 % … 99.5 % quantiles): a unit changed, whatever PSI can say of one night
@@ -47,6 +52,8 @@ class Drift:
     version: str | None
     skipped: str = ""  # why drift was not measured ("" when it was)
     rows: int = 0  # feature vectors compared
+    keys: int = 0  # store × product keys they are of
+    note: str = ""  # what tonight could not judge (PSI over too few keys)
     table: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COLUMNS))
     feeds: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -62,14 +69,37 @@ class Drift:
         return {r.feature: float(r.psi) for r in self.table.itertuples() if pd.notna(r.psi)}
 
 
+def too_few(keys: int, settings: Settings) -> str:
+    """Why PSI cannot judge a sample of ``keys`` store × product keys ("" when it can)."""
+    if keys >= settings.monitor_psi_min_keys:
+        return ""
+    return (
+        f"too few rows to judge PSI: {keys:,} keys, fewer than "
+        f"DEMAND_MONITOR_PSI_MIN_KEYS={settings.monitor_psi_min_keys:,}"
+    )
+
+
 def compare(
     reference: dict,
     features: pd.DataFrame,
     predictions,
     settings: Settings,
     feeds: dict[str, dict[str, float]] | None = None,
+    *,
+    keys: int | None = None,
+    prediction_keys: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The drift table (one row per profiled feature, and ``prediction``) and the feeds'."""
+    """The drift table (one row per profiled feature, and ``prediction``) and the feeds'.
+
+    ``keys`` and ``prediction_keys``: the store × product keys the features and the
+    predictions are of (None: each row its own), which PSI needs enough of (``too_few``).
+    """
+    if prediction_keys is None:
+        prediction_keys = 0 if predictions is None else len(predictions)
+    few = {
+        "features": too_few(len(features) if keys is None else keys, settings),
+        profile.PREDICTION: too_few(prediction_keys, settings),
+    }
     records = []
     columns = {**{n: features[n] for n in reference["features"] if n in features}}
     profiles = dict(reference["features"])
@@ -88,13 +118,17 @@ def compare(
                     "outside": math.nan,
                     "drifted": True,
                     "why": "absent tonight",
+                    "note": "",
                 }
             )
             continue
         shares, null_rate, present = profile.shares_like(expected, columns[name])
+        note = few[profile.PREDICTION if name == profile.PREDICTION else "features"]
+        if not note and present and not profile.comparable(expected, columns[name]):
+            note = "PSI not judged: one night holds too few distinct values"
         value = (
             profile.psi(profile.reference_shares(expected), shares)
-            if present and expected["shares"] and profile.comparable(expected, columns[name])
+            if present and expected["shares"] and not note
             else math.nan
         )
         outside = profile.outside_share(expected, columns[name])
@@ -116,6 +150,7 @@ def compare(
                 "outside": outside,
                 "drifted": bool(why),
                 "why": "; ".join(why),
+                "note": note,
             }
         )
     table = pd.DataFrame(records, columns=COLUMNS)
@@ -198,25 +233,47 @@ def tonight(settings: Settings, alias: str = "production", progress=print) -> Dr
         [o is not None and not i for o, i in zip(vectors.origin, vectors.inactive(), strict=True)]
     )
     frame = frame[served.to_numpy()].reset_index(drop=True)
-    predictions = _night_predictions(settings, loaded.version)
+    keys_served = len(frame[["store_id", "product_id"]].drop_duplicates())
+    predictions, prediction_keys = _night_predictions(settings, loaded.version)
     sales = profile.feature_tables(loaded.store, loaded.contract.feature_views)
     from training.dataset import built_lineage
 
     feeds = profile.feed_ages(sales, built_lineage(settings).sales_features_table)
-    table, feed_table = compare(reference, frame, predictions, settings, feeds)
-    progress(
-        f"drift: {len(frame):,} served vectors of v{loaded.version} against its reference; "
-        f"{int(table['drifted'].sum())} feature(s) drifted, "
-        f"{int(feed_table['stopped'].sum()) if len(feed_table) else 0} feed(s) stopped"
+    table, feed_table = compare(
+        reference,
+        frame,
+        predictions,
+        settings,
+        feeds,
+        keys=keys_served,
+        prediction_keys=prediction_keys,
     )
-    return Drift(version=loaded.version, rows=len(frame), table=table, feeds=feed_table)
+    note = too_few(keys_served, settings)
+    progress(
+        f"drift: {len(frame):,} served vectors ({keys_served:,} keys) of v{loaded.version} "
+        f"against its reference; {int(table['drifted'].sum())} feature(s) drifted, "
+        f"{int(feed_table['stopped'].sum()) if len(feed_table) else 0} feed(s) stopped"
+        + (f"; {note}" if note else "")
+    )
+    return Drift(
+        version=loaded.version,
+        rows=len(frame),
+        keys=keys_served,
+        note=note,
+        table=table,
+        feeds=feed_table,
+    )
 
 
 def _night_predictions(settings: Settings, version: str):
-    """The units of the newest published origin's forecasts by ``version`` (None: none)."""
+    """The units of the newest published origin's forecasts by ``version`` and the keys
+    they are of ((None, 0): none)."""
     files = sorted(settings.forecast_dir.glob("origin=*.parquet"))
     if not files:
-        return None
-    frame = pd.read_parquet(files[-1], columns=["model_version", "units"])
-    units = frame.loc[frame["model_version"].astype(str) == str(version), "units"]
-    return units.to_numpy(dtype=float) if len(units) else None
+        return None, 0
+    frame = pd.read_parquet(files[-1], columns=["store_id", "product_id", "model_version", "units"])
+    mine = frame[frame["model_version"].astype(str) == str(version)]
+    if mine.empty:
+        return None, 0
+    keys = len(mine[["store_id", "product_id"]].drop_duplicates())
+    return mine["units"].to_numpy(dtype=float), keys

@@ -122,6 +122,8 @@ def _keep(settings: Settings, result: Result) -> None:
         "drift_version": result.drift.version,
         "drift_skipped": result.drift.skipped,
         "drift_rows": result.drift.rows,
+        "drift_keys": result.drift.keys,
+        "drift_note": result.drift.note,
         "skew": result.skew,
         "alerts": [a.to_dict() for a in result.alerts],
     }

@@ -271,6 +271,8 @@ def _html(settings, measured, last, images, drift_table, feeds) -> str:
         drift_html = f"<p>Drift skipped: {e(last['drift_skipped'])}</p>"
     else:
         drift_html = _table(drift_table)
+        if last.get("drift_note"):
+            drift_html = f"<p>{e(last['drift_note'])}.</p>" + drift_html
         if not feeds.empty:
             drift_html += "<h3>Feeds</h3>" + _table(feeds, 1)
     skew = last.get("skew")

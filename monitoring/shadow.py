@@ -9,7 +9,9 @@ the two forecasts are compared with the rule the backtest uses:
 each series (store, product) one block.
 
 Evidence is "sufficient" after ``shadow_nights`` origins with actuals (a setting); before
-that the production gate judges on the backtest, and says so.
+that the production gate judges on the backtest, and says so. The nightly cycle keeps a
+staging version in staging while it collects them (``nightly_shadow_hold``), unless its
+shadow has stopped (``stalled``).
 
 The forecasts are joined with the actuals here (``with_actuals``), from the purchase
 feature table's sales (as training's labels are); the forecast ledger
@@ -71,9 +73,17 @@ def _read(files: list[Path]) -> pd.DataFrame:
     return frame
 
 
-def production_forecasts(settings: Settings, version: str) -> pd.DataFrame:
-    """What production published while ``version`` held it."""
-    frame = _read(sorted(settings.forecast_dir.glob("origin=*.parquet")))
+def production_forecasts(settings: Settings, version: str, origins=None) -> pd.DataFrame:
+    """What production published while ``version`` held it (of ``origins`` only, when
+    given: the shadow's, so a year of published nights is not read for a week's)."""
+    if origins is None:
+        files = sorted(settings.forecast_dir.glob("origin=*.parquet"))
+    else:
+        named = (
+            settings.forecast_dir / f"origin={pd.Timestamp(o):%Y-%m-%d}.parquet" for o in origins
+        )
+        files = [f for f in named if f.exists()]
+    frame = _read(files)
     return frame[frame["model_version"] == str(version)].reset_index(drop=True)
 
 
@@ -82,15 +92,53 @@ def shadow_forecasts(settings: Settings, version: str) -> pd.DataFrame:
     return _read(sorted((shadow_dir(settings) / f"version={version}").glob("origin=*.parquet")))
 
 
-def actuals(settings: Settings) -> pd.DataFrame:
-    """Units sold per store, product and period start (``date``), from the purchase table.
+def _origin_of(path: Path) -> pd.Timestamp:
+    return pd.Timestamp(path.stem.removeprefix("origin="))
+
+
+def shadow_origins(settings: Settings, version: str) -> list[pd.Timestamp]:
+    """The origins ``version`` published a shadow for, oldest first."""
+    folder = shadow_dir(settings) / f"version={version}"
+    return sorted(_origin_of(p) for p in folder.glob("origin=*.parquet"))
+
+
+def newest_production_origin(settings: Settings, version: str) -> pd.Timestamp | None:
+    """The newest origin whose published (production) forecasts are ``version``'s (None:
+    it published none). Read newest first: the first file of ``version`` ends it."""
+    for path in sorted(settings.forecast_dir.glob("origin=*.parquet"), reverse=True):
+        versions = pd.read_parquet(path, columns=["model_version"])["model_version"]
+        if (versions.astype(str) == str(version)).any():
+            return _origin_of(path)
+    return None
+
+
+def stalled(settings: Settings, challenger: str, champion: str) -> str:
+    """Why ``challenger``'s shadow has stopped collecting evidence against ``champion``
+    ("" while it collects, or before its first shadow): production published an origin
+    after the challenger's newest shadow (a night whose shadow failed)."""
+    shadows = shadow_origins(settings, challenger)
+    if not shadows:
+        return ""
+    produced = newest_production_origin(settings, champion)
+    if produced is not None and produced > shadows[-1]:
+        return (
+            f"v{challenger}'s shadow stopped at origin {shadows[-1]:%Y-%m-%d} while production "
+            f"v{champion} published through {produced:%Y-%m-%d}"
+        )
+    return ""
+
+
+def actuals(settings: Settings, targets: tuple | None = None) -> pd.DataFrame:
+    """Units sold per store, product and period start (``date``), from the purchase table
+    (of the periods from ``targets``' first through its last only, when given).
 
     Periods a pair was inactive or censored (a stock-out), where the tables say so, are
     left out: their sales say nothing about demand.
     """
-    from training.dataset import sales_history
+    from training.dataset import Window, sales_history
 
-    history = sales_history(settings)
+    window = None if targets is None else Window(pd.Timestamp(targets[0]), pd.Timestamp(targets[1]))
+    history = sales_history(settings, window)
     keep = pd.Series(True, index=history.index)
     if "active" in history:
         keep &= history["active"].fillna(1) != 0
@@ -161,7 +209,14 @@ def live_evidence(
     if shadow.empty:
         rows = pd.DataFrame(columns=[*KEY, "units_champion", "units_challenger", "actual"])
     else:
-        rows = paired_rows(production_forecasts(settings, champion), shadow, actuals(settings))
+        # only the shadow's origins and targets: the rest cannot pair
+        origins = sorted(shadow["origin_date"].unique())
+        targets = (shadow["target_date"].min(), shadow["target_date"].max())
+        rows = paired_rows(
+            production_forecasts(settings, champion, origins),
+            shadow,
+            actuals(settings, targets),
+        )
     # the backtest gate's interval (DEMAND_GATE_LEVEL, DEMAND_GATE_DRAWS): one rule
     found = evidence(
         rows,

@@ -1,7 +1,8 @@
 """Served-vs-offline skew: logged vectors recomputed offline, point in time, feature by feature.
 
 The service logs what it read for every answered forecast (serving/feature_log.py).
-Each night a sample of those rows, the newest first, is rebuilt offline the way
+Each night a seeded random sample of those rows, drawn over the whole logged period
+(``skew_sample_rows`` rows, ``skew_sample_seed``), is rebuilt offline the way
 training builds its rows: Feast's ``get_historical_features`` through the same feature
 service, with the logged entity keys, request fields and the instant the service
 read as of (the close of the item's origin, ``as_of``). Every feature must be equal
@@ -32,7 +33,13 @@ import numpy as np
 import pandas as pd
 
 from demand.settings import Settings
-from feastext.feature_logs import LOG_TIMESTAMP, Status, logging_schema, value_column
+from feastext.feature_logs import (
+    LOG_TIMESTAMP,
+    REQUEST_ID,
+    Status,
+    logging_schema,
+    value_column,
+)
 
 Progress = Callable[[str], None]
 STALE = {Status.NOT_FOUND, Status.OUTSIDE_MAX_AGE}
@@ -68,16 +75,28 @@ class Skew:
         return {**asdict(self), "clean": self.clean, "summary": self.summary()}
 
 
-def sample(settings: Settings, feature_service: str, rows: int) -> pd.DataFrame | None:
-    """The newest ``rows`` logged rows that were scored (an item whose key had an origin)."""
+def sample(
+    settings: Settings, feature_service: str, rows: int, seed: int | None = None
+) -> pd.DataFrame | None:
+    """A seeded uniform sample of ``rows`` logged rows that were scored (an item whose key
+    had an origin), drawn over the whole logged period, oldest first.
+
+    Not the newest rows alone: a bad load that was served for a day last week, then
+    overwritten, would never be looked at again. The seed (``skew_sample_seed`` unless
+    given) makes a night's sample the same when the night is run again on the same log.
+    """
     from serving.feature_log import read
 
     logged = read(settings.feature_log_dir, feature_service)
     if logged is None:
         return None
     scored = logged[logged["origin_date"].notna() & logged["as_of"].notna()]
-    newest = scored.sort_values(LOG_TIMESTAMP, ascending=False, kind="stable").head(rows)
-    return newest.reset_index(drop=True)
+    # one order whatever order the files were read in: the draw depends on the log alone
+    scored = scored.sort_values([LOG_TIMESTAMP, REQUEST_ID], kind="stable")
+    if len(scored) > rows:
+        rng = np.random.default_rng(settings.skew_sample_seed if seed is None else seed)
+        scored = scored.iloc[np.sort(rng.choice(len(scored), size=rows, replace=False))]
+    return scored.reset_index(drop=True)
 
 
 def _services(settings: Settings) -> list[str]:

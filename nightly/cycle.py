@@ -8,11 +8,13 @@ Each step leaves what it changes consistent when the next one fails:
 * the feature tables are built aside and swapped in only once all are built;
 * the online store is loaded incrementally after the swap, from the new tables;
 * the registry changes only by registering a version and by gated promotions
-  (each an atomic alias move under the promotion lock);
+  (each an atomic alias move under the promotion lock); under ``--promote`` a staging
+  version still collecting live evidence keeps staging until it has its nights, then
+  the production gate judges it on them (the shadow policy, ``shadow_hold``);
 * services follow the production alias (their poll, or ``POST /reload`` here);
 * forecasts are published per origin, replacing that origin's rows whole; the staging
   version's beside them as a shadow (never served), the production gate's live evidence;
-* the served-feature log's newest rows are recomputed offline (skew), which only reads.
+* a seeded sample of the served-feature log is recomputed offline (skew), which only reads.
 
 A night whose raw data is what the last finished night saw does nothing. A night
 run again on the same data registers nothing new (the training set's hash is
@@ -63,6 +65,9 @@ class NightReport:
     services: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     production_evidence: str | None = None  # what the production gate judged on
+    # what the shadow policy did tonight with the staging version collecting live evidence
+    # (kept it in staging, had it judged, released it), and why; None: nothing to hold
+    challenger: str | None = None
     shadow: list[str] = field(default_factory=list)  # the staging version's, never served
     skew: list[dict] = field(default_factory=list)  # served vs offline, per feature service
     monitoring: str = "not run"
@@ -196,15 +201,10 @@ def run(
     if not result.summary.empty:
         report.backtest_wape = {k: round(float(v), 4) for k, v in result.summary["wape"].items()}
 
-    report.staging = clock.step("staging gate", lambda: _promote(settings, report, Stage.staging))
-    if report.staging.startswith("refused"):
-        report.production = "not run: the version is not in staging"
-    elif promote:
-        report.production = clock.step(
-            "production gate", lambda: _promote(settings, report, Stage.production)
-        )
-    else:
-        report.production = "not asked (--promote moves production)"
+    hold = Hold()
+    if promote and settings.nightly_shadow_hold:
+        hold = clock.step("shadow policy", lambda: shadow_hold(settings, last, progress))
+    _gates(settings, report, promote, hold, clock)
     client = connect(settings)
     held = aliases(client, settings.model_name)
     report.production_version = held.get("production")
@@ -216,6 +216,8 @@ def run(
     clock.step("monitor", lambda: _monitor(settings, report, notify, progress))
 
     state = {"raw": fingerprint, "definitions": definitions, "last_day": report.last_day}
+    if hold.held:
+        state["held"] = hold.version  # a hold whose shadow never appears is released
     _save_state(settings, state, report)
     return report
 
@@ -299,23 +301,142 @@ def _rows_after(settings: Settings, previous: pd.Timestamp | None) -> int:
         con.close()
 
 
-def _promote(settings: Settings, report: NightReport, to: Stage) -> str:
+@dataclass(frozen=True)
+class Hold:
+    """What the shadow policy (``nightly_shadow_hold``) says tonight of the staging version.
+
+    ``held``: it stays in staging, still collecting live evidence; tonight's version is
+    registered, not staged. ``judge``: it has its ``shadow_nights`` nights; the production
+    gate judges it on them tonight. Neither: nothing to hold (no staging version beside a
+    production one, the policy off) or a hold released (``reason`` says why).
+    """
+
+    version: str | None = None
+    held: bool = False
+    judge: bool = False
+    reason: str = ""
+
+
+def shadow_hold(settings: Settings, last: dict, progress: Progress = print) -> Hold:
+    """Tonight's verdict on the staging version's live evidence (before tonight's gates).
+
+    A staging version is shadowed beside production each night; while it has fewer than
+    ``shadow_nights`` nights of forecasts with actuals it keeps staging, so the evidence
+    can accumulate (each night's new version would otherwise replace it). A shadow that
+    stopped (a night production published and it did not, or none published since the
+    last night held it) releases the hold: a stuck version never blocks staging.
+    """
+    if not settings.nightly_shadow_hold:
+        return Hold()
+    from monitoring import shadow
+    from registry.state import holder
+
+    held = aliases(connect(settings), settings.model_name)
+    staging, production = holder(held, Stage.staging), holder(held, Stage.production)
+    if staging is None or production is None:
+        return Hold()
+    found = shadow.live_evidence(settings, staging, production, progress)
+    counted = f"{found.nights} of {found.needed} nights of live evidence"
+    if found.sufficient:
+        return Hold(
+            staging, judge=True, reason=f"v{staging} has {counted}: the production gate judges it"
+        )
+    stopped = shadow.stalled(settings, staging, production)
+    if not stopped and last.get("held") == staging and not shadow.shadow_origins(settings, staging):
+        stopped = f"v{staging}'s shadow was never published"
+    if stopped:
+        return Hold(staging, reason=f"{stopped}: released from staging's hold with {counted}")
+    return Hold(
+        staging,
+        held=True,
+        reason=f"v{staging} stays in staging collecting live evidence ({counted})",
+    )
+
+
+def _gates(
+    settings: Settings, report: NightReport, promote: bool, hold: Hold, clock: _Clock
+) -> None:
+    """The staging and production gates tonight, under the shadow policy (``hold``).
+
+    Without the policy (or with nothing to hold) tonight's version goes to staging and,
+    when ``promote``, to the production gate at once: on its backtest, as it has no
+    shadow yet, unless no production version exists. With it, a staging version still
+    collecting live evidence keeps staging (tonight's version is registered only); one
+    that has its nights is judged by the production gate on them, and tonight's version
+    then takes staging, to be shadowed in turn.
+    """
+    version = report.version
+    report.challenger = hold.reason or None
+    if hold.held:
+        report.staging = f"v{version} registered, not staged: {hold.reason}"
+        if hold.version == version:  # the night run again: tonight's version is the held one
+            report.staging = f"v{version} already in staging: {hold.reason}"
+        report.production = f"not run: {hold.reason}"
+        clock.progress(report.staging)
+        return
+    if hold.judge:
+        clock.progress(hold.reason)
+        report.production = clock.step(
+            "production gate", lambda: _promote(settings, report, Stage.production, hold.version)
+        )
+        if hold.version == version:
+            report.staging = f"v{version} was in staging: {hold.reason}"
+            return
+        # whatever the verdict, tonight's version may take staging and be shadowed in turn
+        # (a refused holder goes back to candidate; a refused version leaves it judged again)
+        report.staging = clock.step(
+            "staging gate", lambda: _promote(settings, report, Stage.staging)
+        )
+        return
+    if hold.reason:  # released
+        clock.progress(hold.reason)
+    report.staging = clock.step("staging gate", lambda: _promote(settings, report, Stage.staging))
+    if report.staging.startswith("refused"):
+        report.production = "not run: the version is not in staging"
+    elif not promote:
+        report.production = "not asked (--promote moves production)"
+    elif _shadowed_first(settings, version):
+        report.production = (
+            f"not run: v{version} is shadowed beside production first "
+            f"(DEMAND_SHADOW_NIGHTS={settings.shadow_nights} nights of live evidence)"
+        )
+    else:
+        report.production = clock.step(
+            "production gate", lambda: _promote(settings, report, Stage.production)
+        )
+
+
+def _shadowed_first(settings: Settings, version: str) -> bool:
+    """Whether the shadow policy sends ``version``, now in staging, to collect live evidence
+    before its production gate: it does whenever a production version exists to shadow."""
+    if not settings.nightly_shadow_hold:
+        return False
+    from registry.state import holder
+
+    held = aliases(connect(settings), settings.model_name)
+    production = holder(held, Stage.production)
+    return production is not None and holder(held, Stage.staging) == version != production
+
+
+def _promote(settings: Settings, report: NightReport, to: Stage, version: str | None = None) -> str:
+    """Move ``version`` (tonight's by default) to ``to`` through its gate; the verdict."""
+    version = version or report.version
     client = connect(settings)
-    version = model_version(client, settings.model_name, report.version)
-    stage = stage_of(version, aliases(client, settings.model_name))
+    found = model_version(client, settings.model_name, version)
+    stage = stage_of(found, aliases(client, settings.model_name))
     if stage == to or (to == Stage.staging and stage == Stage.production):
-        return f"v{report.version} already in {stage}"
+        return f"v{version} already in {stage}"
     if stage == Stage.archived:
-        return f"v{report.version} is archived; not promoted again"
+        return f"v{version} is archived; not promoted again"
     try:
-        outcome = lifecycle.promote(settings, report.version, to)
+        outcome = lifecycle.promote(settings, version, to)
     except lifecycle.GateRefused as refused:
         if to == Stage.production:
             report.production_evidence = evidence_used(refused.result)
         return f"refused: {refused.result.explain()}"
     if to == Stage.production and outcome.gates is not None:
         report.production_evidence = evidence_used(outcome.gates)
-    return f"v{report.version} promoted to {to}"
+    return f"v{version} promoted to {to}"
 
 
 def evidence_used(result) -> str:
@@ -378,7 +499,7 @@ def _publish_shadow(settings: Settings, progress: Progress) -> list[str]:
 
 
 def skew_check(settings: Settings, progress: Progress = print) -> list[dict]:
-    """Served vs offline features of the newest logged rows (monitoring/skew.py), each
+    """Served vs offline features of a seeded sample of the logged rows (monitoring/skew.py), each
     feature service's summary; callable alone (`demand skew`)."""
     from monitoring import skew
 

@@ -105,3 +105,43 @@ def test_a_feature_absent_tonight_is_reported(reference):
     frame = _night(np.random.default_rng(7)).drop(columns="list_price")
     table, _ = _compare(reference, frame)
     assert table.loc["list_price", "why"] == "absent tonight"
+
+
+# the tiny retailer's night: 48 store × product keys (each served at 7 horizons)
+FEW = 48
+
+
+def test_psi_over_too_few_keys_is_not_judged(reference):
+    # an ordinary night, but of a few dozen keys: sampling noise alone passes 0.25
+    frame = _night(np.random.default_rng(8), rows=FEW)
+    judged = get_settings(monitor_psi_min_keys=1)
+    noisy, _ = drift.compare(reference, frame, frame["units_lag_1"] + 0.3, judged, FEEDS_NOW)
+    assert noisy["drifted"].any(), noisy  # what PSI alone said of this night
+    table, _ = _compare(reference, frame)
+    assert not table["drifted"].any(), table
+    assert table["psi"].isna().all()
+    assert table["note"].str.startswith("too few rows to judge PSI: 48 keys").all()
+
+
+def test_vectors_count_once_per_key(reference):
+    # 3,000 vectors, but of 48 keys (a key's vectors at every horizon share most values)
+    frame = _night(np.random.default_rng(9))
+    table, _ = drift.compare(reference, frame, None, SETTINGS, FEEDS_NOW, keys=FEW)
+    table = table.set_index("feature")
+    assert table["psi"].isna().all() and "48 keys" in table.loc["list_price", "note"]
+    enough, _ = drift.compare(reference, frame, None, SETTINGS, FEEDS_NOW, keys=3000)
+    assert enough["psi"].notna().all() and not enough["note"].any()
+
+
+@pytest.mark.parametrize("fault", ["price in cents", "feed gone null"])
+def test_planted_faults_are_caught_over_few_keys(reference, fault):
+    frame = _night(np.random.default_rng(10), rows=FEW)
+    if fault == "price in cents":
+        frame["list_price"] *= 10
+        caught, why = "list_price", "outside the reference's range"
+    else:
+        frame["temperature_c"] = np.nan
+        caught, why = "temperature_c", "nulls 0% → 100%"
+    table, _ = _compare(reference, frame)
+    assert table.index[table["drifted"]].tolist() == [caught]
+    assert why in table.loc[caught, "why"]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
-from demand.settings import Settings
+from demand.servers import Database
+from demand.settings import Settings, get_settings
 from monitoring import shadow
 from registry.gates import NO_WORSE_LIVE, no_worse_than_champion_live
+from serving import batch
+from tests.servers import drop_database, require_servers
 
 
 def _forecasts(nights: int, series: int, error: float, version: str, seed: int):
@@ -108,3 +114,72 @@ def test_actuals_are_the_purchase_tables_sales(serving_env):
         & (sold["target_date"] == day)
     ]
     assert found["actual"].tolist() == [row["units_lag_1"]]
+    # the live evidence reads only its targets' periods: the same rows as the whole table's
+    targets = (day - pd.Timedelta(days=3), day)
+    windowed = shadow.actuals(serving_env, targets)
+    inside = sold[sold["target_date"].between(*targets)]
+    assert len(windowed) == len(inside) > 0
+    pd.testing.assert_frame_equal(
+        windowed.sort_values(["store_id", "product_id", "target_date"]).reset_index(drop=True),
+        inside.sort_values(["store_id", "product_id", "target_date"]).reset_index(drop=True),
+    )
+
+
+def _shadow(version: str, origin: str, stores: int, units: float) -> pd.DataFrame:
+    start = pd.Timestamp(origin)
+    return pd.DataFrame(
+        [
+            {
+                "model_name": "demand_forecast",
+                "model_version": version,
+                "store_id": f"S{s}",
+                "product_id": "P1",
+                "origin_date": start.date(),
+                "target_date": (start + pd.Timedelta(days=h)).date(),
+                "horizon": h,
+                "units": units,
+            }
+            for s in range(stores)
+            for h in (1, 2)
+        ],
+        columns=batch.COLUMNS,
+    )
+
+
+def test_the_shadow_table_in_postgresql_is_kept_by_version_and_origin(tmp_path):
+    """The team profile's `demand_forecasts_shadow`: an origin published again replaces
+    that version's rows of it, and only those; production's table is left alone."""
+    require_servers(redis=False)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/demand_test_{uuid.uuid4().hex[:10]}"
+    settings = get_settings(data_dir=tmp_path / "data", forecast_db_url=url)
+    try:
+        for frame in (
+            _shadow("5", "2024-03-01", stores=3, units=1.0),
+            _shadow("5", "2024-03-02", stores=3, units=2.0),
+            _shadow("6", "2024-03-01", stores=3, units=3.0),  # another staging version
+            _shadow("5", "2024-03-01", stores=2, units=4.0),  # v5's first night again
+        ):
+            places = batch.publish(settings, frame, lambda _: None, shadow=True)
+            assert places[-1].endswith(f"table {batch.SHADOW_TABLE}")
+        with psycopg.connect(Database(url).conninfo()) as conn:
+            rows = conn.execute(
+                f"SELECT model_version, origin_date::text, count(*), min(units), max(units) "
+                f"FROM {batch.SHADOW_TABLE} GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+            production = conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (batch.TABLE,)
+            ).fetchone()[0]
+        assert rows == [
+            ("5", "2024-03-01", 4, 4.0, 4.0),  # replaced whole: 2 stores × 2 horizons
+            ("5", "2024-03-02", 6, 2.0, 2.0),
+            ("6", "2024-03-01", 6, 3.0, 3.0),
+        ]
+        assert not production  # a shadow never reaches where planners read
+        # the parquet beside it, which the live evidence reads, says the same
+        parquet = shadow.shadow_forecasts(settings, "5")
+        assert parquet.groupby(parquet["origin_date"].dt.strftime("%Y-%m-%d")).size().to_dict() == {
+            "2024-03-01": 4,
+            "2024-03-02": 6,
+        }
+    finally:
+        drop_database(url)

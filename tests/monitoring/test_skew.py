@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from demand.settings import get_settings
+from feastext.feature_logs import LOG_TIMESTAMP, REQUEST_ID
 from monitoring import skew
 from serving.service import DemandForecast, Item
 from tests.serving_fixtures import service_environment
@@ -63,7 +66,8 @@ def test_a_wrong_online_value_is_caught_and_named(logging_service, known_keys, f
         _serve(service, [(store_id, product_id)], origin, (2,))
     finally:
         feast_store.write_to_online_store(SALES, original)
-    [found] = skew.check(settings, store=feast_store, rows=1, progress=lambda _: None)
+    # the whole log (91 rows, under the sample's size): the planted row among them
+    [found] = skew.check(settings, store=feast_store, progress=lambda _: None)
     column = f"{SALES}__{PLANTED}"
     assert not found.clean
     assert set(found.mismatches) >= {column}, found.summary()
@@ -80,3 +84,43 @@ def test_no_logs_is_said_not_failed(service_environ, tmp_path):
     settings = service_environ.model_copy(update={"serve_feature_log_dir": tmp_path})
     [found] = skew.check(settings, store=object(), progress=lambda _: None)
     assert found.clean and "no served features logged" in found.summary()
+
+
+def _log_days(folder, days: int, per_day: int):
+    """A feature service's log: one file a day, ``per_day`` rows each, every tenth row of
+    an item that had no origin (not scored)."""
+    service = folder / "demand_service"
+    service.mkdir(parents=True)
+    for day in range(days):
+        logged = pd.Timestamp("2024-03-01", tz="UTC") + pd.Timedelta(days=day, hours=9)
+        origin = (logged - pd.Timedelta(days=1)).date()
+        scored = np.arange(per_day) % 10 != 0
+        pd.DataFrame(
+            {
+                "store_id": [f"S{i % 4}" for i in range(per_day)],
+                LOG_TIMESTAMP: [logged + pd.Timedelta(seconds=i) for i in range(per_day)],
+                REQUEST_ID: [f"r{day}-{i // 10}" for i in range(per_day)],
+                "origin_date": [origin if s else None for s in scored],
+                "as_of": [logged.normalize() if s else pd.NaT for s in scored],
+            }
+        ).to_parquet(service / f"2024-03-{day + 1:02d}T09-a.parquet", index=False)
+    return service.name
+
+
+def test_the_sample_is_seeded_and_spans_the_logged_period(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "data", serve_feature_log_dir=tmp_path / "logs")
+    service = _log_days(tmp_path / "logs", days=10, per_day=100)
+    drawn = skew.sample(settings, service, 60)
+    assert len(drawn) == 60 and drawn["origin_date"].notna().all()
+    # drawn over the whole log, not its newest day (which alone holds 90 scored rows)
+    days = drawn[LOG_TIMESTAMP].dt.normalize()
+    assert days.nunique() >= 8, days.value_counts()
+    assert days.min() == pd.Timestamp("2024-03-01", tz="UTC")
+    assert drawn[LOG_TIMESTAMP].is_monotonic_increasing  # oldest first, as logged
+    # seeded: the same log, the same rows; another seed, others
+    again = skew.sample(settings, service, 60)
+    pd.testing.assert_frame_equal(drawn, again)
+    other = skew.sample(settings, service, 60, seed=settings.skew_sample_seed + 1)
+    assert set(other[LOG_TIMESTAMP]) != set(drawn[LOG_TIMESTAMP])
+    # a sample as large as the log is every scored row
+    assert len(skew.sample(settings, service, 5000)) == 900

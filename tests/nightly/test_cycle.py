@@ -84,6 +84,9 @@ def test_nights_in_a_row(tmp_path):
         gate_margin=0.25,  # an absolute WAPE margin: the nights move production
         serve_reload_seconds=0,  # the nights tell the service (POST /reload)
         forecast_db_url=forecast_db,
+        # each night's version straight to the production gate, on its backtest (the shadow
+        # policy, which holds a challenger in staging first: test_shadow_hold.py)
+        nightly_shadow_hold=False,
     )
     # a challenger the gates refuse: one tree on raw units (one tree on the scaled target is
     # a level times a constant, which can edge past the moving average)
