@@ -603,7 +603,7 @@ def skew(
         typer.Option(min=1, help="Logged rows to recompute [env: DEMAND_SKEW_SAMPLE_ROWS]."),
     ] = None,
 ) -> None:
-    """Served vs offline features: the newest logged forecasts recomputed through Feast.
+    """Served vs offline features: a seeded sample of the logged forecasts recomputed through Feast.
 
     Exits 1 when a feature differs outside the views the service named stale.
     """
