@@ -4,13 +4,16 @@
 
 Writes, straight to parquet (no model is trained: the figures are the monitoring's own),
 a sales feature table of ``--days`` days, 28 nights of published forecasts (``--series``
-× ``--horizon`` rows each) and a registered version with backtest metrics, and brings
-the ledger up to date (the catch-up, timed apart). Then one night: a day of sales more
-and a new origin published, and the night's monitoring timed step by step with its peak
-memory: the ledger (one new period, 28 days of actuals checked for corrections), the
-accuracy aggregates over the rolling 4 weeks, drift (the comparison of
-``monitor_drift_keys`` × horizon vectors with the reference: the online reads of those
-vectors are the lookup ``make bench-batch`` measures) and the report.
+× ``--horizon`` rows each, with P10/P50/P90 beside the point forecast as ``demand batch``
+publishes them) and a registered version with backtest metrics (WAPE and the quantile
+figures training logs), and brings the ledger up to date (the catch-up, timed apart).
+Then one night: a day of sales more and a new origin published, and the night's
+monitoring timed step by step with its peak memory: the ledger (one new period, 28 days
+of actuals checked for corrections, each quantile's pinball loss), the accuracy
+aggregates over the rolling 4 weeks (WAPE; coverage and wQL by horizon beside the
+backtest's), drift (the comparison of ``monitor_drift_keys`` × horizon vectors with the
+reference: the online reads of those vectors are the lookup ``make bench-batch``
+measures) and the report.
 
 The peer, in the same run: the same night with the ledger rebuilt from nothing (every
 closed period re-scored), what a monitor without the incremental ledger would do.
@@ -31,6 +34,8 @@ import pyarrow.parquet as pq
 
 from benchmarks.common import Figure, console, peak_rss_gib, report, reset_peak
 from demand import memory
+from demand.quantiles import column as quantile_column
+from demand.quantiles import support
 from demand.settings import get_settings
 from monitoring import accuracy, drift, ledger
 from monitoring import monitor as monitoring
@@ -40,6 +45,9 @@ from training import profile
 STORES = 10
 CATEGORIES = ("FOODS", "HOBBIES", "HOUSEHOLD")
 LAST = date(2016, 5, 22)  # M5's last day
+LEVELS = (0.1, 0.5, 0.9)  # the levels training's default contract publishes
+# the standard normal's quantiles at LEVELS: a key's band around its point forecast
+Z = (-1.2816, 0.0, 1.2816)
 
 
 def keys(series: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,8 +103,13 @@ def write_sales(settings, series: int, days: int, last: date, rng) -> None:
 
 
 def publish(settings, series: int, horizon: int, origin: date, rng) -> None:
+    """An origin's forecasts in the published layout: the point forecast, then one column
+    per quantile level (whole units, never crossing, as ``serving.batch`` writes them),
+    then ``published_at``."""
     store, product = keys(series)
     n = series * horizon
+    units = rng.gamma(1.2, 2.0, n)
+    spread = np.sqrt(units)  # a Poisson-like band: wider where more sells
     frame = pa.table(
         {
             "model_name": pa.array([settings.model_name] * 1)
@@ -111,7 +124,11 @@ def publish(settings, series: int, horizon: int, origin: date, rng) -> None:
                 pa.date32(),
             ),
             "horizon": np.tile(np.arange(1, horizon + 1), series),
-            "units": rng.gamma(1.2, 2.0, n),
+            "units": units,
+            **{
+                quantile_column(level): support(units + z * spread, counts=True)
+                for level, z in zip(LEVELS, Z, strict=True)
+            },
             "published_at": pa.array(
                 np.full(n, pd.Timestamp.now(tz="UTC")), pa.timestamp("us", tz="UTC")
             ),
@@ -122,17 +139,29 @@ def publish(settings, series: int, horizon: int, origin: date, rng) -> None:
 
 
 def register(settings, horizon: int) -> None:
-    """A version whose run holds backtest metrics, for the live/backtest ratio."""
+    """A version whose run holds backtest metrics under training's names: WAPE overall and
+    by horizon (the live/backtest ratio); the quantile model's wQL and coverage per level
+    over all horizons (``wql_p10``, ``coverage_p10``), the mean wQL and the central
+    interval's coverage overall and by horizon (``wql_h{h}``, ``interval_coverage_h{h}``),
+    as ``training.quantiles`` logs them."""
     import mlflow
 
     from demand.tracking import connect
+    from training.metrics import level_key
 
     client = connect(settings)
     mlflow.set_experiment("bench-monitor")
+    metrics = {"wape": 0.7, **{f"wape_h{h}": 0.65 + h / 200 for h in range(1, horizon + 1)}}
+    for level in LEVELS:
+        metrics[f"wql_{level_key(level)}"] = 0.25 + abs(level - 0.5) / 10
+        metrics[f"coverage_{level_key(level)}"] = level + 0.02
+    metrics.update({"wql": 0.27, "interval_coverage": 0.82})
+    for h in range(1, horizon + 1):
+        metrics[f"wql_h{h}"] = 0.25 + h / 400
+        metrics[f"interval_coverage_h{h}"] = 0.83 - h / 1000
     with mlflow.start_run() as run:
-        mlflow.log_metrics(
-            {"wape": 0.7, **{f"wape_h{h}": 0.65 + h / 200 for h in range(1, horizon + 1)}}
-        )
+        mlflow.log_params({"quantiles": ",".join(f"{v:g}" for v in LEVELS)})
+        mlflow.log_metrics(metrics)
     client.create_registered_model(settings.model_name)
     client.create_model_version(
         settings.model_name, f"runs:/{run.info.run_id}/model", run.info.run_id
@@ -183,7 +212,14 @@ def night(settings, horizon: int, reference, vectors, seconds: dict, peaks: dict
         "report",
         lambda: monitoring_report.write(settings, progress=lambda _: None, measured=measured),
     )
+    if measured.no_quantiles or measured.quantiles.empty:
+        # the point-only path would be timed: not what a night with quantiles costs
+        raise SystemExit(f"the night scored no quantiles (versions {measured.no_quantiles})")
+    everything = measured.quantiles[measured.quantiles["horizon"] == accuracy.ALL].iloc[0]
     seconds["rows scored"] = measured.rows
+    seconds["quantile rows"] = everything["rows"]
+    seconds["live interval coverage"] = everything["live_interval_coverage"]
+    seconds["live wql"] = everything["live_wql"]
     seconds["periods"] = len(update.periods_new) + len(update.periods_rescored)
 
 
@@ -258,6 +294,10 @@ def main(argv=None) -> None:
         "series": args.series,
         "horizon": args.horizon,
         "rows scored (window)": int(seconds["rows scored"]),
+        "rows with quantiles scored (window)": int(seconds["quantile rows"]),
+        "levels": ",".join(f"{v:g}" for v in LEVELS),
+        "live interval coverage": round(float(seconds["live interval coverage"]), 3),
+        "live wQL": round(float(seconds["live wql"]), 3),
         "periods written": int(seconds["periods"]),
         "peer periods written": int(peer_seconds["periods"]),
         "catch-up seconds": round(catch_up, 1),
