@@ -363,7 +363,7 @@ class PlatformRedisOnlineStore(RedisOnlineStore):
     redis-py cluster pipelines (:meth:`_write_pipelined`), the HGETs of its ``_ts`` fields,
     then its HSETs; redis-py groups each pipeline's commands by master and sends each
     group in one round trip. Pipelined, but packed by redis-py a command at a time, so
-    slower per key than the one-server path (tests/feastext/test_redis_cluster.py counts
+    slower per key than the one-server path (tests/serving/test_redis_cluster.py counts
     the round trips and compares the bytes with one server's)."""
 
     def _get_client(self, online_store_config):
