@@ -2,12 +2,14 @@
 
     python -m benchmarks.quality [--scale default] [--target-scale none]
     python -m benchmarks.quality --data realistic [--scale bench]
+    python -m benchmarks.quality --data weekly
 
 ``--data generated`` (the default) generates the retailer at ``--scale`` (kept when its
 raw tables are already there: the generator writes the same tables for the same seed).
 ``--data realistic`` writes the real-shaped weekly export (``synthetic/realistic.py``,
 ``example``: the checked-in copy's 7.5k rows, ``bench``: ~400k rows, units up to 10^6)
-and imports it as `demand import` does, with default settings. Either way it builds the
+and imports it as `demand import` does, with default settings; ``--data weekly`` imports the
+checked-in weekly aggregated example (``examples/weekly``) the same way. Either way it builds the
 features, then runs
 the training job exactly as `demand train` does (nothing registered) and prints the
 model's backtest WAPE, each baseline's, the best baseline's and how far below it the
@@ -16,7 +18,7 @@ WAPE a perfect forecast of the mean would still have), with the training time pe
 validation-window WAPEs, where the model's options are chosen, are printed beside
 them; the backtest only judges. ``--target-scale`` overrides DEMAND_TARGET_SCALE (compare
 the two by their validation WAPE). Data goes to DEMAND_DATA_DIR/bench/quality-<scale>
-(quality-realistic-<scale>).
+(quality-realistic-<scale>, quality-weekly).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from training import train
 
 SCALES = ["tiny", "default", "large"]
 REALISTIC_SCALES = ["example", "bench"]
+WEEKLY_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "weekly"
 
 
 def raw_digest(raw_dir) -> str:
@@ -53,7 +56,7 @@ def improvement(model: float, best: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=["generated", "realistic"], default="generated")
+    parser.add_argument("--data", choices=["generated", "realistic", "weekly"], default="generated")
     parser.add_argument(
         "--scale",
         choices=SCALES + REALISTIC_SCALES,
@@ -62,19 +65,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--target-scale", choices=[t.value for t in TargetScale])
     args = parser.parse_args(argv)
-    realistic = args.data == "realistic"
-    scale = args.scale or ("example" if realistic else "default")
-    if scale not in (REALISTIC_SCALES if realistic else SCALES):
+    realistic, weekly = args.data == "realistic", args.data == "weekly"
+    scale = args.scale or ("example" if realistic or weekly else "default")
+    if weekly and scale != "example":
+        parser.error("--data weekly has one scale: the checked-in example")
+    elif not weekly and scale not in (REALISTIC_SCALES if realistic else SCALES):
         parser.error(f"--scale {scale} is not a scale of the {args.data} retailer")
     warnings.filterwarnings("ignore")
     base = get_settings()
     overrides = {"target_scale": args.target_scale} if args.target_scale else {}
     t: dict[str, float] = {}
-    if realistic:
-        folder = base.data_dir / "bench" / f"quality-realistic-{scale}"
+    if realistic or weekly:
+        name = f"quality-realistic-{scale}" if realistic else "quality-weekly"
+        folder = base.data_dir / "bench" / name
         settings = get_settings(data_dir=folder, **overrides)
         with timed(t, "import"):
-            digest = import_realistic(settings, scale, folder / "export")
+            if realistic:
+                digest = import_realistic(settings, scale, folder / "export")
+            else:
+                digest = import_export(settings, WEEKLY_EXAMPLE)
         with timed(t, "features"):
             pipeline.run(settings, progress=lambda m: None, regenerate=False)
     else:
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [p for p in summary.index if p != "model"]
     best = min(names, key=lambda p: wape[p])
     gain = improvement(wape["model"], wape[best])
-    label = f"realistic-{scale}" if realistic else scale
+    label = f"realistic-{scale}" if realistic else "weekly" if weekly else scale
     rows = [
         {
             "predictor": p,
@@ -227,11 +236,19 @@ def import_realistic(settings, scale: str, export: Path) -> str:
     """Write the realistic export at ``scale`` into ``export`` (kept when its files are
     there: the generator writes the same files for the same seed) and import it as
     `demand import` does, with default settings; the export's digest."""
-    from rawdata.importer import ImportOptions, run_import
     from synthetic import realistic
 
     if not (export / "sales.csv").exists():
         realistic.write(export, scale)
+    import_export(settings, export)
+    return realistic.digest(export)[:16]
+
+
+def import_export(settings, export: Path) -> str:
+    """Import the files in ``export`` as `demand import` does, with default settings (once:
+    kept when the raw tables are there); the files' digest."""
+    from rawdata.importer import ImportOptions, run_import
+
     if not (settings.raw_dir / "sales.parquet").exists():
         options = ImportOptions(
             earliest=settings.import_earliest_date,
@@ -249,7 +266,11 @@ def import_realistic(settings, scale: str, export: Path) -> str:
             f"imported {report_.grain} ({report_.sales_table}): "
             + ", ".join(f"{f.file} {f.accepted:,}/{f.read:,}" for f in report_.files)
         )
-    return realistic.digest(export)[:16]
+    sha = hashlib.sha256()
+    for path in sorted(export.glob("*.csv")):
+        sha.update(path.name.encode())
+        sha.update(path.read_bytes())
+    return sha.hexdigest()[:16]
 
 
 def _valid(result, predictor: str) -> str:

@@ -226,6 +226,20 @@ class FeatureContract:
         )
         return out
 
+    def quantile_forecast(self, raw, columns, horizons) -> np.ndarray:
+        """Quantiles in units (rows × levels) from the quantile model's ``raw`` output for
+        rows whose columns ``columns`` holds (a frame, or a mapping of column → values): the
+        calibrated quantiles, a pair too new for the model given its baseline's interval.
+        What the service and batch answer and the production gate scores."""
+        values = columns[self.target_scale] if self.target_scale else np.ones(len(horizons))
+        units = self.quantile_units(raw, values, horizons)
+        rule = self.short_history_rule
+        if rule is None:
+            return units
+        return self.with_fallback_quantiles(
+            units, columns[rule.age_feature], columns[rule.feature], horizons
+        )
+
     @property
     def quantiles(self) -> tuple[float, ...]:
         """The levels this version forecasts quantiles at; () for a point-only version."""

@@ -474,7 +474,14 @@ class Settings(BaseSettings):
         default="0.1,0.5,0.9",
         description="Quantile forecasts beside the point forecast, at these levels in (0, 1), "
         "each once: a CatBoost MultiQuantile model fitted on CPU, calibrated per horizon on "
-        "the validation window (docs/how-to/quantiles.md). Empty: point forecasts only.",
+        "the latest known actuals (docs/how-to/quantiles.md). Empty: point forecasts only.",
+    )
+    quantile_calibration_periods: int | None = Field(
+        default=None,
+        ge=1,
+        description="Quantile calibration reads the actuals of the last N periods known at "
+        "each backtest origin (the served model's: at the last one), per horizon; a horizon "
+        "with under 100 such rows reads every known row. Default: 28 days; 4 weeks.",
     )
     mlflow_tracking_uri: UriOrPath | None = Field(
         default=None,

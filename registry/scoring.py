@@ -281,8 +281,9 @@ def pinball_losses(
     name: str, version: str, contract: FeatureContract, frame: pd.DataFrame
 ) -> np.ndarray | None:
     """Each row's pinball loss (training.metrics.pinball) of the version's *backtest*
-    quantile model on ``frame``, for the production gate's paired wQL check; None for a
-    version without quantile forecasts."""
+    quantile model on ``frame``, short-history rows on their baseline's interval as served,
+    for the production gate's paired wQL check; None for a version without quantile
+    forecasts."""
     import mlflow.catboost
 
     path = contract.extra.get("backtest_quantile_model")
@@ -290,6 +291,5 @@ def pinball_losses(
         return None
     model = mlflow.catboost.load_model(f"models:/{name}/{version}/{path}")
     raw = model.predict(contract.model_frame(frame))
-    scale = frame[contract.target_scale] if contract.target_scale else np.ones(len(frame))
-    units = contract.quantile_units(raw, scale, frame["horizon"].to_numpy())
+    units = contract.quantile_forecast(raw, frame, frame["horizon"].to_numpy())
     return pinball(frame["label"], units, contract.quantiles)

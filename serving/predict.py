@@ -146,14 +146,7 @@ def quantile_rows(contract: FeatureContract, raw, columns, horizons) -> list[lis
     """Quantiles in units per row from the quantile model's ``raw`` output, a pair too new
     for the model given its baseline's interval (the contract's short-history rule, whose
     columns ``columns`` holds): what training's backtest judged."""
-    scale = columns[contract.target_scale] if contract.target_scale else [None] * len(horizons)
-    units = contract.quantile_units(raw, scale, horizons)
-    rule = contract.short_history_rule
-    if rule is not None:
-        units = contract.with_fallback_quantiles(
-            units, columns[rule.age_feature], columns[rule.feature], horizons
-        )
-    return units.tolist()
+    return contract.quantile_forecast(raw, columns, horizons).tolist()
 
 
 def lead_time_quantiles(contract, per_period, first_horizon: int, wanted) -> np.ndarray:

@@ -6,15 +6,25 @@ device is recorded. Its quantiles can cross and, on count data, its P10 sits at 
 sales are 0: the contract's ``quantile_units`` sorts them and puts them on the support
 (whole units, zeros kept).
 
-Calibration: per horizon and level, one offset added to the model's output, chosen on the
-validation window so that the share of actuals below the quantile is the level there
-(conformal quantile calibration). For whole units the share is read on the rounded
-quantiles; a lower level (< 0.5) counts the actuals strictly below it, an upper one those
-at or below, the median half of those at it: the central interval [P10, P90] then holds
-about 80 % of actuals, ends included, even where most are 0 (a median, like any
-quantile of counts, has P(Y ≤ m) above 1/2, often far above where most sales are 0).
-Early stopping also reads the validation window: the offsets are a little optimistic, and
-the backtest (after that window) is what judges them.
+Calibration: per horizon and level, one offset added to the model's output, chosen so that
+the share of actuals below the quantile is the level (conformal quantile calibration). For
+whole units the share is read on the rounded quantiles; a lower level (< 0.5) counts the
+actuals strictly below it, an upper one those at or below, the median half of those at it:
+the central interval [P10, P90] then holds about 80 % of actuals, ends included, even where
+most are 0 (a median, like any quantile of counts, has P(Y ≤ m) above 1/2, often far above
+where most sales are 0).
+
+The offsets are read on a rolling window: at each backtest origin, from the rows whose
+actuals are known by then and whose targets lie in the last
+DEMAND_QUANTILE_CALIBRATION_PERIODS (28 days, 4 weeks), the validation window's and the
+backtest's own earlier ones (a horizon with fewer than ``WINDOW_ROWS`` rows there reaches
+back to its latest ``WINDOW_ROWS``). That is what a nightly retrain does, and the only way
+a season the validation window did not see reaches the quantiles: on the weekly example,
+whose 8 validation weeks are August and September and whose backtest runs into December,
+offsets from the validation window alone left the central interval at 0.749 (0.729 at 4
+weeks ahead); on the rolling window it is 0.786 (0.755). The served model's offsets are the
+window's at the end of the backtest, the latest known rows. Early stopping reads the
+validation window, so offsets read there are a little optimistic; the backtest judges them.
 
 The baseline interval is the seasonal naive plus, per horizon, the empirical quantiles of
 its residuals on the validation window, on the same support. A short-history row (a pair
@@ -55,6 +65,10 @@ CLOSE = 0.01  # shares within a point of the level count as calibrated (see offs
 # residuals would be a guess); a horizon with fewer rows reads its population pooled
 SHORT_HISTORY_ROWS = 200
 HORIZON_ROWS = 30
+# a rolling calibration window's rows per horizon at least (under it, it reaches back)
+WINDOW_ROWS = 100
+# the rolling window's length per grain, unless DEMAND_QUANTILE_CALIBRATION_PERIODS says
+CALIBRATION_PERIODS = {"day": 28, "week": 4}
 
 
 def model_params(settings: Settings, levels) -> dict:
@@ -100,6 +114,45 @@ def calibrate(raw, y, scale, horizons, levels, counts: bool) -> dict[str, list[f
             for j, level in enumerate(levels)
         ]
     return offsets
+
+
+def calibration_periods(settings: Settings, grain: str) -> int:
+    """DEMAND_QUANTILE_CALIBRATION_PERIODS, else the grain's default."""
+    return settings.quantile_calibration_periods or CALIBRATION_PERIODS[grain]
+
+
+@dataclass(frozen=True)
+class Known:
+    """Rows whose actuals are known (the validation window's and the backtest's), with the
+    backtest model's raw quantiles: what each rolling window is drawn from."""
+
+    raw: np.ndarray  # rows × levels
+    y: np.ndarray
+    scale: np.ndarray
+    horizon: np.ndarray
+    target: np.ndarray  # datetime64: the target period's first day
+
+    def offsets(self, at, window, levels, counts: bool) -> dict[str, list[float]]:
+        """Each horizon's offsets from the rows known at ``at`` (the origin: targets up to
+        it) whose target lies in the ``window`` (a timedelta) before it; where that holds
+        fewer than WINDOW_ROWS of a horizon's rows, its latest WINDOW_ROWS known rows."""
+        known = self.target <= np.datetime64(at)
+        start = np.datetime64(at) - np.timedelta64(window)
+        out = {}
+        for h in np.unique(self.horizon):
+            rows = known & (self.horizon == h)
+            if not rows.any():
+                continue
+            # the window, or the latest WINDOW_ROWS known rows where it holds fewer
+            latest = np.sort(self.target[rows])[::-1]
+            start_h = min(start, latest[min(WINDOW_ROWS, len(latest)) - 1] - np.timedelta64(1))
+            rows &= self.target > start_h
+            if rows.any():
+                out[str(int(h))] = [
+                    offset(self.raw[rows, j], self.y[rows], self.scale[rows], level, counts)
+                    for j, level in enumerate(levels)
+                ]
+        return out
 
 
 def correlation(rows: pd.DataFrame, units: np.ndarray, levels, horizon: int) -> np.ndarray:
@@ -295,8 +348,9 @@ def run(
         valid_levels=part(split.valid),
     )
     valid = frame[split.valid]
-    v = split.valid.to_numpy()
+    v, t = split.valid.to_numpy(), split.test.to_numpy()
     raw_valid = np.asarray(backtest_model.predict(x[split.valid])).reshape(v.sum(), -1)
+    raw_test = np.asarray(backtest_model.predict(x[split.test])).reshape(t.sum(), -1)
     offsets = calibrate(
         raw_valid,
         valid["label"].to_numpy(float),
@@ -313,34 +367,57 @@ def run(
         "quantile_counts": "true" if counts else "false",
         "quantile_device": DEVICE,
     }
-    calibrated = replace(contract, extra={**contract.extra, **extra})
-    scale_of = frame[contract.target_scale] if contract.target_scale else None
-
     # a short-history row's quantiles: its baseline's interval, as served (with_quantiles)
     extra.update(short_history_residuals(contract, valid, levels, schedule.horizon))
     calibrated = replace(contract, extra={**contract.extra, **extra})
+    scale_of = frame[contract.target_scale].to_numpy() if contract.target_scale else None
     rule = contract.short_history_rule
 
-    def units(model, mask, fallback=True):
-        raw = np.asarray(model.predict(x[mask])).reshape(int(mask.sum()), -1)
-        values = scale_of[mask] if scale_of is not None else ones[mask.to_numpy()]
-        horizons = frame.loc[mask, "horizon"].to_numpy()
-        out = calibrated.quantile_units(raw, values, horizons)
+    def units(raw, mask, offsets_at, fallback=True):
+        """The rows' quantiles in units, each origin's rows with ``offsets_at(origin)``."""
+        rows = frame.loc[mask]
+        values = scale_of[mask.to_numpy()] if scale_of is not None else ones[mask.to_numpy()]
+        horizons = rows["horizon"].to_numpy()
+        out = np.empty(raw.shape)
+        for origin, index in rows.groupby("origin", sort=True).indices.items():
+            at = {**offsets, **offsets_at(origin)}
+            at_origin = replace(
+                calibrated, extra={**calibrated.extra, "quantile_offsets": json.dumps(at)}
+            )
+            out[index] = at_origin.quantile_units(raw[index], values[index], horizons[index])
         if rule is None or not fallback:
             return out
-        rows = frame.loc[mask]
         return calibrated.with_fallback_quantiles(
             out, rows[rule.age_feature], rows[rule.feature], horizons
         )
 
-    valid_units = units(backtest_model, split.valid)
+    valid_units = units(raw_valid, split.valid, lambda origin: offsets)
     dependence = correlation(valid, valid_units, levels, schedule.horizon)
     extra["quantile_dependence"] = json.dumps(np.round(dependence, 4).tolist())
+
+    # the backtest calibrates as nightly retraining does: each origin on the latest known rows
+    test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
+    known = Known(
+        raw=np.vstack([raw_valid, raw_test]),
+        y=np.concatenate([valid["label"].to_numpy(float), test["label"].to_numpy(float)]),
+        scale=np.concatenate([scale[v], scale[t]]),
+        horizon=np.concatenate([valid["horizon"].to_numpy(), test["horizon"].to_numpy()]),
+        target=np.concatenate([valid["target"].to_numpy(), test["target"].to_numpy()]),
+    )
+    periods = calibration_periods(settings, schedule.calendar.grain.value)
+    window = pd.Timedelta(days=periods * schedule.calendar.days)
+
+    def rolling(origin):
+        return known.offsets(origin, window, levels, counts)
+
+    test_units = units(raw_test, split.test, rolling)
+    model_units = units(raw_test, split.test, rolling, fallback=False)
+    # the served model's: the window at the latest known target
+    served_offsets = {**offsets, **rolling(known.target.max())}
+    extra["quantile_offsets"] = json.dumps(served_offsets, sort_keys=True)
+    extra["quantile_calibration_periods"] = str(periods)
     calibrated = replace(contract, extra={**contract.extra, **extra})
 
-    test = frame[split.test].assign(category=frame.loc[split.test, "category"].fillna("?"))
-    test_units = units(backtest_model, split.test)
-    model_units = units(backtest_model, split.test, fallback=False)
     grain = schedule.calendar.grain.value
     base = baseline_interval(
         valid,
@@ -368,7 +445,13 @@ def run(
                 if name in r:
                     metrics[f"{prefix}{name}_{suffix}"] = r[name]
 
-    mlflow.log_params({"quantiles": extra["quantiles"], "quantile_device": DEVICE})
+    mlflow.log_params(
+        {
+            "quantiles": extra["quantiles"],
+            "quantile_device": DEVICE,
+            "quantile_calibration_periods": periods,
+        }
+    )
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if pd.notna(v)})
     log_tables({"quantiles_by_horizon": by_horizon, "quantiles_by_category": by_category})
     calibration_plot(test, predictions, levels, schedule.unit)

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from demand import quantiles as qmath
 from demand.contract import FeatureContract
 from training.metrics import paired_difference, pinball, quantile_scores
-from training.quantiles import calibrate
+from training.quantiles import WINDOW_ROWS, Known, calibrate
 
 LEVELS = (0.1, 0.5, 0.9)
 
@@ -59,6 +59,54 @@ def test_calibration_brings_the_central_interval_to_nominal_on_fresh_data():
         assert 0.74 <= by_h <= 0.86, (h, by_h)
     assert set(np.unique(after)) <= set(range(1000))  # whole units, zeros among them
     assert (after[:, 0] == 0).any()
+
+
+def _season(rows_per_week: int, weeks: int, wide_from: int, seed: int = 3):
+    """Weekly rows of one horizon whose spread triples from week ``wide_from`` on (a season
+    the earlier weeks did not see), forecast by a model that knows nothing of it."""
+    rng = np.random.default_rng(seed)
+    week = np.repeat(np.arange(weeks), rows_per_week)
+    spread = np.where(week >= wide_from, 3.0, 1.0)
+    y = np.maximum(0.0, 50 + rng.normal(0, 1, len(week)) * 5 * spread).round()
+    raw = np.tile([[43.6, 50.0, 56.4]], (len(week), 1))  # the narrow weeks' P10, P50, P90
+    target = np.datetime64("2024-01-07") + week * np.timedelta64(7, "D")
+    return Known(raw, y, np.ones(len(y)), np.ones(len(y), dtype=int), target), target
+
+
+def test_the_rolling_window_calibrates_on_the_latest_known_weeks():
+    """At an origin 6 weeks into a wider season, the last 4 weeks' offsets cover 80 % of the
+    new season's actuals; offsets from every known week (most of them narrow) do not."""
+    known, target = _season(rows_per_week=100, weeks=26, wide_from=20)
+    at, window = target.max(), np.timedelta64(28, "D")
+    rolling = _contract(known.offsets(at, window, LEVELS, counts=True))
+    everything = _contract(known.offsets(at, np.timedelta64(3650, "D"), LEVELS, counts=True))
+    fresh, _ = _season(rows_per_week=1000, weeks=1, wide_from=0, seed=4)
+    ones, h = np.ones(len(fresh.y)), fresh.horizon
+    cover = quantile_scores(fresh.y, rolling.quantile_units(fresh.raw, ones, h), LEVELS)
+    assert 0.75 <= cover["interval_coverage"] <= 0.85, cover
+    old = quantile_scores(fresh.y, everything.quantile_units(fresh.raw, ones, h), LEVELS)
+    assert old["interval_coverage"] < 0.7, old
+    # nothing after the origin is read: at week 21 the offsets are those of the weeks to 21
+    early = target[0] + np.timedelta64(21 * 7, "D")
+    before = _cut(known, known.target <= early)
+    assert known.offsets(early, window, LEVELS, True) == before.offsets(early, window, LEVELS, True)
+
+
+def _cut(known: Known, rows) -> Known:
+    return Known(*(a[rows] for a in (known.raw, known.y, known.scale, known.horizon, known.target)))
+
+
+def test_a_thin_window_reaches_back_to_its_latest_rows():
+    """Too few rows in the window: the latest WINDOW_ROWS, not every known row."""
+    known, target = _season(rows_per_week=WINDOW_ROWS // 4, weeks=40, wide_from=32)
+    at = target.max()
+    thin = known.offsets(at, np.timedelta64(7, "D"), LEVELS, counts=True)
+    latest = known.target > at - np.timedelta64(28, "D")  # the last 4 weeks: WINDOW_ROWS
+    assert latest.sum() == WINDOW_ROWS
+    cut = Known(
+        *(a[latest] for a in (known.raw, known.y, known.scale, known.horizon)), known.target[latest]
+    )
+    assert thin == cut.offsets(at, np.timedelta64(28, "D"), LEVELS, counts=True)
 
 
 def _contract(offsets) -> FeatureContract:

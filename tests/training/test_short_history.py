@@ -258,3 +258,34 @@ def test_the_interval_reads_the_short_rows_residuals_per_horizon_when_there_are_
     assert table["1"] == pytest.approx(np.quantile(everything, levels), abs=1e-4)
     # no rule, no interval
     assert quantiles.short_history_residuals(_contract(**QUANTILES), valid, levels, 4) == {}
+
+
+def test_the_gate_scores_the_quantiles_the_service_answers(monkeypatch):
+    """The production gate's paired wQL reads a short row's quantiles from its baseline's
+    interval, as /forecast and batch answer them, not the quantile model's."""
+    import mlflow.catboost
+
+    from registry import scoring
+    from training.metrics import pinball
+
+    interval = {str(h): [-3.0, -0.5, 2.4] for h in range(1, 5)}
+    contract = _contract(
+        **RULE,
+        **QUANTILES,
+        short_history_residuals=json.dumps(interval),
+        backtest_quantile_model="backtest_quantile_model",
+    )
+    rows = _rows().assign(horizon=1, label=[2.0, 5.0, 7.0, 9.0, 0.0])
+    raw = np.array([[7.0, 9.0, 12.0]] * 5)
+    served = contract.quantile_forecast(raw, rows, rows["horizon"].to_numpy())
+    assert served[0].tolist() == [0.0, 2.0, 4.0] and served[3].tolist() == [7.0, 9.0, 12.0]
+
+    class _QuantileModel:
+        def predict(self, frame):
+            return raw[: len(frame)]
+
+    # only the artifact store is stood in for: the gate's own scoring path runs
+    monkeypatch.setattr(mlflow.catboost, "load_model", lambda uri: _QuantileModel())
+    got = scoring.pinball_losses("m", "1", contract, rows)
+    assert got.tolist() == pinball(rows["label"], served, contract.quantiles).tolist()
+    assert got[0] != pinball(rows["label"], raw, contract.quantiles)[0]
