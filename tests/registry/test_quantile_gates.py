@@ -99,3 +99,16 @@ def test_coverage_is_gated_only_with_a_tolerance_and_reported_without():
     (reported,) = intervals_calibrated(off, None)
     assert reported.passed and "covered 0.700" in reported.detail
     assert "not gated" in reported.detail
+
+
+def test_the_coverage_is_gated_by_default_and_off_only_reports_it():
+    from demand.settings import get_settings
+
+    assert get_settings().gate_coverage_tolerance == 0.05
+    off = Intervals(LEVELS, 0.70, 0.2, 0.4, {1: 0.70})
+    default = intervals_calibrated(off, get_settings().gate_coverage_tolerance)
+    assert not default[0].passed
+    for word in ("off", "OFF", ""):
+        tolerance = get_settings(gate_coverage_tolerance=word).gate_coverage_tolerance
+        assert tolerance is None
+        assert all(c.passed for c in intervals_calibrated(off, tolerance))
