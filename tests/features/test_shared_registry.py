@@ -18,40 +18,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pytest
 
 from demand.console import UserError
 from demand.featurestore import open_store
 from demand.settings import REPO_ROOT, Profile
 from features import publish
-
-psycopg = pytest.importorskip("psycopg")
-redis = pytest.importorskip("redis")
+from tests.servers import require_servers
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 FOOTFALL_VIEWS = {"store_footfall", "store_footfall_weekly"}
-
-
-def _servers_up() -> str | None:
-    """None when Redis and PostgreSQL answer, else what is not running."""
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
-    except Exception:
-        return "Redis at 127.0.0.1:6379 is not running (start redis-server)"
-    try:
-        psycopg.connect(ADMIN, connect_timeout=2).close()
-    except Exception:
-        return "PostgreSQL at 127.0.0.1:5432 is not running (start postgresql, trust auth)"
-    return None
-
-
-def _require_servers() -> None:
-    problem = _servers_up()
-    if problem and os.environ.get("CI") == "true":
-        pytest.fail(problem)  # CI has the servers: an unreachable one is a failure
-    if problem:
-        pytest.skip(problem)
 
 
 # Repo B: its own module names (``footfall``), so it never shadows repo A's modules.
@@ -160,7 +138,7 @@ def _apply_concurrently(env: dict, repos: dict[str, Path], barrier: Path, rounds
 
 @pytest.fixture(scope="module")
 def shared(feature_env, tmp_path_factory):
-    _require_servers()
+    require_servers()
     suffix = uuid.uuid4().hex[:10]
     database = f"demand_test_{suffix}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:
