@@ -76,6 +76,12 @@ class Scaled:
         return cls(y / levels, levels)
 
 
+def rows_of(frame, mask: pd.Series):
+    """``frame[mask]`` (a frame or a series), without a copy when the mask keeps every row
+    (the refit's usually does: every row whose target is a closed period)."""
+    return frame if bool(mask.all()) else frame[mask]
+
+
 def fit(
     train_x: pd.DataFrame,
     train_y: pd.Series,

@@ -31,6 +31,7 @@ from training.metrics import (
     poisson_floor_wape,
     scores,
 )
+from training.model import rows_of
 from training.periods import Schedule
 
 Progress = Callable[[str], None]
@@ -261,12 +262,6 @@ def model_inputs(
         kept.add(contract.target_scale)  # the quantiles' level per row (quantile_units)
     model_only = set(numeric) - kept
     return x, frame.drop(columns=[c for c in frame.columns if c in model_only])
-
-
-def rows_of(frame: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
-    """``frame[mask]``, without a copy when the mask keeps every row (the refit's usually
-    does: every row whose target is a closed period)."""
-    return frame if bool(mask.all()) else frame[mask]
 
 
 @dataclass
