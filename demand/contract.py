@@ -255,14 +255,15 @@ class FeatureContract:
         text = self.extra.get("quantile_dependence")
         return np.asarray(json.loads(text)) if text else np.eye(self.horizon)
 
-    def quantile_units(self, raw, values, horizons) -> np.ndarray:
+    def quantile_units(self, raw, values, horizons, offsets=None) -> np.ndarray:
         """Quantiles in units (rows × levels) from the quantile model's raw output: each
         horizon's conformal offset added, times each row's level (:meth:`levels`), within
         the support (:func:`demand.quantiles.support`), in increasing order. Training's
         backtest, the gates, the service and batch forecasts all turn quantiles into units
         here."""
         raw = np.asarray(raw, dtype=np.float64).reshape(len(horizons), -1)
-        offsets = json.loads(self.extra.get("quantile_offsets", "{}"))
+        if offsets is None:  # the served ones; training's backtest passes each origin's
+            offsets = json.loads(self.extra.get("quantile_offsets", "{}"))
         shift = np.array(
             [offsets.get(str(int(h)), [0.0] * raw.shape[1]) for h in horizons], dtype=np.float64
         ).reshape(raw.shape)

@@ -481,7 +481,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Quantile calibration reads the actuals of the last N periods known at "
         "each backtest origin (the served model's: at the last one), per horizon; a horizon "
-        "with under 100 such rows reads every known row. Default: 28 days; 4 weeks.",
+        "with under 100 such rows reaches back to its latest 100. Default: 28 days; 4 weeks.",
     )
     mlflow_tracking_uri: UriOrPath | None = Field(
         default=None,

@@ -382,10 +382,7 @@ def run(
         out = np.empty(raw.shape)
         for origin, index in rows.groupby("origin", sort=True).indices.items():
             at = {**offsets, **offsets_at(origin)}
-            at_origin = replace(
-                calibrated, extra={**calibrated.extra, "quantile_offsets": json.dumps(at)}
-            )
-            out[index] = at_origin.quantile_units(raw[index], values[index], horizons[index])
+            out[index] = calibrated.quantile_units(raw[index], values[index], horizons[index], at)
         if rule is None or not fallback:
             return out
         return calibrated.with_fallback_quantiles(
