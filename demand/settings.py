@@ -449,6 +449,16 @@ class Settings(BaseSettings):
     )
     learning_rate: float = Field(default=0.08, gt=0, description="CatBoost learning rate.")
     depth: int = Field(default=6, ge=1, le=16, description="CatBoost tree depth.")
+    ctr_complexity: int = Field(
+        default=1,
+        ge=1,
+        le=4,
+        description="CatBoost's max_ctr_complexity: how many categorical features (with "
+        "splits of the tree) one target statistic may combine. 1, chosen on the validation "
+        "window: the pairs' own levels are features already, and each combination's "
+        "statistics grow the fit's memory with the trees (CatBoost's CPU default, 4: 1.2 GiB "
+        "more at 400k weekly rows; docs/benchmarks.md).",
+    )
     loss: CatBoostLoss = Field(
         default="Tweedie:variance_power=1.5",
         description="CatBoost loss, chosen on the validation window (docs/benchmarks.md, "

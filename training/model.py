@@ -25,6 +25,9 @@ def params(settings: Settings, task_type: str) -> dict:
         "iterations": settings.iterations,
         "learning_rate": settings.learning_rate,
         "depth": settings.depth,
+        # one categorical feature per target statistic: combinations' statistics grew the
+        # fit's memory with the trees and did no better on the validation window
+        "max_ctr_complexity": settings.ctr_complexity,
         "border_count": 128,
         "bootstrap_type": "Bernoulli",
         "subsample": 0.8,

@@ -53,7 +53,13 @@ from demand.contract import FeatureContract, baseline_units
 from demand.settings import Settings
 from training import baselines
 from training import model as demand_model
-from training.metrics import are_counts, level_key, quantile_breakdown, quantile_scores
+from training.metrics import (
+    are_counts,
+    level_key,
+    quantile_breakdown,
+    quantile_scores,
+    scores,
+)
 
 DEVICE = "CPU"  # MultiQuantile has no GPU implementation
 MODEL_PATH, BACKTEST_MODEL_PATH = "quantile_model", "backtest_quantile_model"
@@ -237,6 +243,18 @@ def short_history_scores(contract: FeatureContract, test: pd.DataFrame, alone, s
         if "interval_coverage" in numbers:
             out[f"{name}_interval_coverage"] = numbers["interval_coverage"]
     return out
+
+
+def median_as_point(label, units: np.ndarray, levels) -> dict[str, float]:
+    """The P50 scored as a point forecast: its bias (its WAPE is ``wql_p50``: twice the
+    pinball loss at 0.5 is the absolute error). WAPE rewards a median, which on slow movers
+    is often 0 and sums below what sells: the service's point forecast stays the mean, and
+    this says what the median would have scored instead (docs/benchmarks.md). Empty without
+    a 0.5 level."""
+    if 0.5 not in levels:
+        return {}
+    median = np.asarray(units, dtype=float).reshape(len(label), -1)[:, list(levels).index(0.5)]
+    return {"p50_bias": scores(label, median)["bias"]}
 
 
 def lead_time_coverage(rows: pd.DataFrame, units: np.ndarray, contract, periods: int):
@@ -434,6 +452,7 @@ def run(
         **{f"{BASELINE}_{k}": v for k, v in quantile_scores(test["label"], base, levels).items()},
         **lead_time_coverage(test, test_units, calibrated, min(LEAD_TIME, schedule.horizon)),
         **short_history_scores(calibrated, test, model_units, test_units, levels),
+        **median_as_point(test["label"], test_units, levels),
     }
     for table, by in ((by_horizon, "horizon"), (by_category, "category")):
         for _, r in table.iterrows():
