@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -299,6 +300,8 @@ class Intervals:
     by_horizon: pd.DataFrame
     by_category: pd.DataFrame
     units: np.ndarray  # the backtest rows' quantiles (rows × levels)
+    # the CatBoost fits' own seconds (``quantile fit``, ``quantile refit``), inside the step's
+    fit_seconds: dict[str, float] = field(default_factory=dict)
 
     def contract(self, contract: FeatureContract) -> FeatureContract:
         return replace(contract, extra={**contract.extra, **self.extra})
@@ -355,6 +358,7 @@ def run(
     def part(mask):
         return scale[mask.to_numpy()] if contract.target_scale else None
 
+    started = time.perf_counter()
     backtest_model = demand_model.fit(
         x[split.train],
         y[split.train],
@@ -366,6 +370,7 @@ def run(
         train_levels=part(split.train),
         valid_levels=part(split.valid),
     )
+    fit_seconds = {"quantile fit": time.perf_counter() - started}
     valid = frame[split.valid]
     v, t = split.valid.to_numpy(), split.test.to_numpy()
     raw_valid = np.asarray(backtest_model.predict(x[split.valid])).reshape(v.sum(), -1)
@@ -485,6 +490,7 @@ def run(
     # the refit is the quantile step's peak: what the backtest fit and the calibration left
     # goes back first, and it fits on x itself, not a copy of every row (docs/benchmarks.md)
     memory.release()
+    started = time.perf_counter()
     served = demand_model.refit(
         demand_model.rows_of(x, split.refit),
         demand_model.rows_of(y, split.refit),
@@ -494,8 +500,17 @@ def run(
         verbose=0,
         levels=part(split.refit),
     )
+    fit_seconds["quantile refit"] = time.perf_counter() - started
     return Intervals(
-        levels, backtest_model, served, extra, metrics, by_horizon, by_category, test_units
+        levels,
+        backtest_model,
+        served,
+        extra,
+        metrics,
+        by_horizon,
+        by_category,
+        test_units,
+        fit_seconds,
     )
 
 

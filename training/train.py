@@ -504,6 +504,7 @@ def run(
         if intervals is not None:
             contract = intervals.contract(contract)
             seconds["quantiles"] = time.perf_counter() - started
+            seconds.update(intervals.fit_seconds)  # part of it: its CatBoost fits
 
         # the backtest chose the trees; the model that serves learns from every closed day
         del test, history  # the backtest's rows (the predictions stay, for the plots)

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from demand import quantiles as qmath
 from demand.contract import FeatureContract
 from training.metrics import paired_difference, pinball, quantile_scores
-from training.quantiles import WINDOW_ROWS, Known, calibrate
+from training.quantiles import WINDOW_ROWS, Known, calibrate, median_as_point
 
 LEVELS = (0.1, 0.5, 0.9)
 
@@ -134,6 +134,14 @@ def _contract(offsets) -> FeatureContract:
     )
 
 
+def test_the_p50_scored_as_a_point_forecast_reads_the_median_column():
+    label = np.array([0.0, 0.0, 1.0, 3.0])
+    units = np.array([[0, 0, 1], [0, 1, 2], [0, 1, 2], [1, 2, 5]], dtype=float)
+    # the P50s sum to 4 against 4 sold: no bias; the P10s (1) or P90s (10) would say -75 %/+150 %
+    assert median_as_point(label, units, (0.1, 0.5, 0.9)) == {"p50_bias": 0.0}
+    assert median_as_point(label, units[:, [0, 2]], (0.1, 0.9)) == {}
+
+
 def test_a_training_run_records_quantiles_metrics_and_plot(serving_env):
     """The session's model was trained with the default DEMAND_QUANTILES."""
     client = MlflowClient(serving_env.tracking_uri, serving_env.tracking_uri)
@@ -155,6 +163,7 @@ def test_a_training_run_records_quantiles_metrics_and_plot(serving_env):
         "baseline_interval_interval_coverage",
         "lead_time_coverage_p90",
         "lead_time_summed_coverage_p90",
+        "p50_bias",
         *(f"interval_coverage_h{h}" for h in range(1, 8)),
     ):
         assert name in metrics, name

@@ -163,6 +163,9 @@ def test_the_served_model_is_refit_through_the_last_closed_day(trained, settings
     )
     assert int(params["refit_rows"]) == len(training_set.frame) > int(params["training_rows"])
     assert trained.seconds["refit"] > 0
+    # the quantile model's CatBoost fits, inside its step's seconds (bench-quality's peer)
+    quantile_fits = trained.seconds["quantile fit"] + trained.seconds["quantile refit"]
+    assert 0 < quantile_fits <= trained.seconds["quantiles"]
 
     # the backtest metrics are the backtest model's: it never saw those rows, the refit did
     split = train.time_split(training_set.frame, settings)
