@@ -25,8 +25,8 @@ def params(settings: Settings, task_type: str) -> dict:
         "iterations": settings.iterations,
         "learning_rate": settings.learning_rate,
         "depth": settings.depth,
-        # one categorical feature per target statistic: combinations' statistics grew the
-        # fit's memory with the trees and did no better on the validation window
+        # one categorical feature per target statistic (chosen on the validation window):
+        # combinations' statistics grew the fit's memory with its trees (docs/benchmarks.md)
         "max_ctr_complexity": settings.ctr_complexity,
         "border_count": 128,
         "bootstrap_type": "Bernoulli",
