@@ -41,7 +41,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -301,7 +301,7 @@ class Intervals:
     by_category: pd.DataFrame
     units: np.ndarray  # the backtest rows' quantiles (rows × levels)
     # the CatBoost fits' own seconds (``quantile fit``, ``quantile refit``), inside the step's
-    fit_seconds: dict[str, float] = field(default_factory=dict)
+    fit_seconds: dict[str, float]
 
     def contract(self, contract: FeatureContract) -> FeatureContract:
         return replace(contract, extra={**contract.extra, **self.extra})
